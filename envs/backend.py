@@ -1,0 +1,201 @@
+"""Batched MuJoCo backend: N environments of one task stepped together on ``mujoco.batch.Batch``.
+
+The physics of all N environments runs in MuJoCo's own thread pool (no Python per env and
+per substep); task terms then read the bound state arrays ``[N, ...]`` once per control
+step with numpy. Subclasses (tasks) fill in actions, observations, rewards, terminations and
+resets; this class owns stepping, auto-reset, episode bookkeeping and rendering.
+
+Contract (DESIGN.md): ``reset() -> obs``, ``step(actions[N, A]) -> obs, reward, terminated,
+truncated, info``, with auto-reset, time-outs kept apart from terminations, ``info["success"]``
+per env, and ``render(camera) -> uint8[N, H, W, 3]``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any
+
+import mujoco
+import numpy as np
+from mujoco import batch as mj_batch
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+
+class ActionError(ValueError):
+    """Actions of the wrong shape or with non-finite values."""
+
+
+class BatchedEnv(ABC):
+    """Base class of every batched task."""
+
+    action_dim: int
+    observation_dim: int
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        num_envs: int,
+        decimation: int,
+        max_episode_steps: int,
+        num_threads: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.model = model
+        self.num_envs = num_envs
+        self.decimation = decimation
+        self.max_episode_steps = max_episode_steps
+        self.step_dt = model.opt.timestep * decimation
+        threads = num_threads or min(os.cpu_count() or 1, num_envs)
+        self.batch = mj_batch.Batch(model, nsim=num_envs, nthread=threads, persistent=True)
+        self.rng = np.random.default_rng(seed)
+        self.qpos = self.batch.bind("qpos")
+        self.qvel = self.batch.bind("qvel")
+        self.ctrl = self.batch.bind("ctrl")
+        self.xpos = self.batch.bind("xpos")
+        self.xquat = self.batch.bind("xquat")
+        self.batch.reset()
+        # Resetting by copying the initial state rows is much cheaper than Batch.reset per call.
+        self._initial_state = self.batch.state[0].copy()
+        self.episode_step = np.zeros(num_envs, dtype=np.int64)
+        self.episode_return = np.zeros(num_envs)
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._render_data: mujoco.MjData | None = None
+
+    # ----------------------------------------------------------------- task hooks
+    @abstractmethod
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        """Write a fresh initial state for envs ``ids`` into the batch (derived fields are refreshed after)."""
+
+    @abstractmethod
+    def _apply_actions(self, actions: np.ndarray) -> None:
+        """Turn policy actions into actuator controls (``self.ctrl``) and any other inputs."""
+
+    @abstractmethod
+    def _observe(self, ids: np.ndarray | None = None) -> Obs:
+        """Observations of envs ``ids`` (all when None) from the current state."""
+
+    @abstractmethod
+    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Reward [N] and its named terms [N] each."""
+
+    @abstractmethod
+    def _terminated(self) -> np.ndarray:
+        """Termination flags [N] (failure or task completion; no bootstrapping)."""
+
+    @abstractmethod
+    def _success(self) -> np.ndarray:
+        """Per-env success flags [N]."""
+
+    def _truncated(self) -> np.ndarray:
+        """Time-out flags [N] (bootstrapped by learners). Tasks may add their own limits."""
+        return self.episode_step >= self.max_episode_steps
+
+    def _after_physics(self) -> None:
+        """Advance task state that moves with time (reference motion, pushes). Default: nothing."""
+
+    def _state_changed(self) -> None:
+        """Drop anything the task cached from the previous state. Default: nothing."""
+
+    # ----------------------------------------------------------------- contract
+    def reset(self) -> Obs:
+        self._reset(np.arange(self.num_envs))
+        return self._observe()
+
+    def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        actions = self._check_actions(actions)
+        self._apply_actions(actions)
+        self.batch.step(nstep=self.decimation, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self.episode_step += 1
+        self._state_changed()
+        self._after_physics()
+
+        terminated = self._terminated()
+        truncated = self._truncated() & ~terminated
+        reward, terms = self._reward()
+        success = self._success()
+        self.episode_return += reward
+        obs = self._observe()
+        done = terminated | truncated
+        info: dict[str, Any] = {
+            "success": success,
+            "reward_terms": terms,
+            "episode_return": np.where(done, self.episode_return, np.nan),
+            "episode_length": np.where(done, self.episode_step, 0),
+        }
+        if done.any():
+            ids = np.flatnonzero(done)
+            info["final_obs"] = _take(obs, ids)
+            info["final_ids"] = ids
+            self._reset(ids)
+            _put(obs, ids, self._observe(ids))
+        return obs, reward, terminated, truncated, info
+
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Write joint state [n, nq] / [n, nv] for envs ``ids`` (all by default) and recompute kinematics."""
+        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids)
+        self.qpos[ids] = qpos
+        self.qvel[ids] = qvel
+        self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._state_changed()
+
+    def evaluate(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Score the current state without stepping: reward, reward terms and termination flags."""
+        reward, terms = self._reward()
+        return reward, terms, self._terminated()
+
+    def render(self, camera: str | int = -1, height: int = 128, width: int = 128) -> np.ndarray:
+        """RGB frames of every env from one camera: uint8 [N, H, W, 3]."""
+        key = (height, width)
+        if key not in self._renderers:
+            self._renderers[key] = mujoco.Renderer(self.model, height=height, width=width)
+        renderer = self._renderers[key]
+        if self._render_data is None:
+            self._render_data = mujoco.MjData(self.model)
+        frames = np.empty((self.num_envs, height, width, 3), dtype=np.uint8)
+        for i in range(self.num_envs):
+            self.batch.get_data(i, self._render_data)
+            renderer.update_scene(self._render_data, camera=camera)
+            frames[i] = renderer.render()
+        return frames
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # ----------------------------------------------------------------- internals
+    def _reset(self, ids: np.ndarray) -> None:
+        self.batch.state[ids] = self._initial_state
+        self.episode_step[ids] = 0
+        self.episode_return[ids] = 0.0
+        self._reset_envs(ids)
+        self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._state_changed()
+
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        actions = np.asarray(actions, dtype=np.float64)
+        expected = (self.num_envs, self.action_dim)
+        if actions.shape != expected:
+            raise ActionError(f"actions: expected shape {expected}, got {actions.shape}")
+        if not np.isfinite(actions).all():
+            bad = np.argwhere(~np.isfinite(actions))[0]
+            raise ActionError(f"actions[{bad[0]}, {bad[1]}] is {actions[tuple(bad)]}: actions must be finite")
+        return actions
+
+
+def _put(obs: Obs, ids: np.ndarray, values: Obs) -> None:
+    if isinstance(obs, dict):
+        for key, value in values.items():
+            obs[key][ids] = value
+    else:
+        obs[ids] = values
+
+
+def _take(obs: Obs, ids: np.ndarray) -> Obs:
+    if isinstance(obs, dict):
+        return {k: v[ids].copy() for k, v in obs.items()}
+    return obs[ids].copy()

@@ -1,0 +1,77 @@
+"""``striata bench envs``: batched env throughput against the raw physics of the same model.
+
+For each task, N envs take uniformly random actions. Every physics call the env makes is
+recorded (its input state rows), then replayed as bare ``mj_step x decimation`` on the same
+batch: the baseline is the physics of exactly the states the env visited, so contacts, falls
+and resets weigh the same on both sides, and the ratio is the share of time the env spends in
+physics rather than in task code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from envs.registry import TASKS, make_env
+
+BENCH_TASKS = ("g1_tracking", "panda_pick", "panda_reach")
+
+
+class _RecordingBatch:
+    """Wraps an env's Batch: keeps the input state of every step() call for a later replay."""
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+        self.inputs: list[np.ndarray] = []
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        self.inputs.append(self._batch.state.copy())
+        self._batch.step(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+
+def bench_task(task: str, num_envs: int = 64, steps: int = 100, warmup: int = 10, seed: int = 0) -> dict:
+    env = make_env(task, num_envs=num_envs, seed=seed)
+    rng = np.random.default_rng(seed)
+    env.reset()
+    for _ in range(warmup):
+        env.step(rng.uniform(-1, 1, size=(num_envs, env.action_dim)))
+    actions = rng.uniform(-1, 1, size=(steps, num_envs, env.action_dim))
+    batch = env.batch
+    recorder = _RecordingBatch(batch)
+    env.batch = recorder
+    start = time.perf_counter()
+    for k in range(steps):
+        env.step(actions[k])
+    env_time = time.perf_counter() - start
+    env.batch = batch
+
+    physics_time = 0.0
+    for state in recorder.inputs:
+        batch.state[:] = state
+        t0 = time.perf_counter()
+        batch.step(nstep=env.decimation, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        physics_time += time.perf_counter() - t0
+    env.close()
+    env_rate = steps * num_envs / env_time
+    physics_rate = len(recorder.inputs) * num_envs / physics_time
+    return {
+        "num_envs": num_envs,
+        "env_steps_per_s": round(env_rate, 1),
+        "physics_env_steps_per_s": round(physics_rate, 1),
+        "ratio": round(env_rate / physics_rate, 3),
+        "decimation": env.decimation,
+        "physics_threads": batch.nthread,
+    }
+
+
+def bench_envs(tasks: tuple[str, ...] = BENCH_TASKS, num_envs: int = 64, steps: int = 100) -> dict:
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise KeyError(f"unknown tasks {unknown}; allowed: {', '.join(TASKS)}")
+    return {"tasks": {task: bench_task(task, num_envs=num_envs, steps=steps) for task in tasks}}

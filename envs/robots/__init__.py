@@ -1,0 +1,1 @@
+"""Robots as config (joint order, motors, gains, poses) and their MJCF specs."""

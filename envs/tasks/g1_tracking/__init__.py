@@ -1,0 +1,1 @@
+"""G1 whole-body motion tracking: the BeyondMimic MDP, with the GenMimic keypoint-weighted variant."""

@@ -1,0 +1,257 @@
+"""The G1 tracking environment: reference motion, actions, terms and randomisation wired on the backend."""
+
+from __future__ import annotations
+
+import re
+
+import mujoco
+import numpy as np
+
+from envs.assets import resolve_data_file
+from envs.backend import BatchedEnv
+from envs.motion.reference import MotionReference, load_reference
+from envs.robots.actuators import add_position_actuators
+from envs.robots.g1 import ANCHOR_BODY, END_EFFECTOR_BODIES, FOOT_GEOM_PATTERN, G1, TRACKED_BODIES, g1_spec
+from envs.rotations import cross, quat_apply_inverse
+from envs.tasks.g1_tracking import events, observations, rewards, terminations
+from envs.tasks.g1_tracking.config import G1TrackingConfig
+from envs.tasks.g1_tracking.frame import TrackingFrame
+from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
+
+
+def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
+    """G1 with PD actuators on a flat floor, lit for rendering."""
+    spec = g1_spec()
+    add_position_actuators(spec, G1)
+    spec.option.timestep = physics_dt
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.option.iterations = 10
+    spec.option.ls_iterations = 20
+    spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, 640)
+    spec.visual.global_.offheight = max(spec.visual.global_.offheight, 480)
+    spec.add_texture(
+        name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        width=256, height=256, rgb1=[0.15, 0.2, 0.25], rgb2=[0.25, 0.3, 0.35],
+    )
+    spec.add_material(name="grid", textures=["", "grid"], texrepeat=[1, 1], texuniform=True)
+    spec.worldbody.add_geom(
+        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
+        contype=1, conaffinity=1,
+    )
+    spec.worldbody.add_light(pos=[0, 0, 3.5], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+    return spec.compile()
+
+
+class G1TrackingEnv(BatchedEnv):
+    """N G1s each tracking the reference clip from an adaptively sampled start frame."""
+
+    action_dim = len(G1.joint_names)
+    observation_dim = observations.POLICY_DIM
+
+    def __init__(self, cfg: G1TrackingConfig, num_envs: int, seed: int | None = None) -> None:
+        self.cfg = cfg
+        model = build_g1_scene(cfg.physics_dt)
+        super().__init__(model, num_envs, cfg.decimation, cfg.max_episode_steps, cfg.num_threads, seed)
+        self.cvel = self.batch.bind("cvel")
+        self.subtree_com = self.batch.bind("subtree_com")
+
+        self.reference: MotionReference = load_reference(
+            resolve_data_file(cfg.motion.file), model, G1.joint_names, fps=1.0 / self.step_dt,
+            source_fps=cfg.motion.fps, allow_pickle=cfg.motion.allow_pickle,
+        )
+        joint_ids = [model.joint(n).id for n in G1.joint_names]
+        self.joint_qpos_adr = model.jnt_qposadr[joint_ids]
+        self.joint_dof_adr = model.jnt_dofadr[joint_ids]
+        limits = model.jnt_range[joint_ids]
+        mid, half = limits.mean(axis=1), (limits[:, 1] - limits[:, 0]) / 2 * cfg.rewards.soft_joint_limit_factor
+        self.soft_lower, self.soft_upper = mid - half, mid + half
+        self.hard_lower, self.hard_upper = limits[:, 0], limits[:, 1]
+
+        self.body_ids = np.array([model.body(n).id for n in TRACKED_BODIES])
+        self.anchor = TRACKED_BODIES.index(ANCHOR_BODY)
+        self.end_effectors = np.array([TRACKED_BODIES.index(n) for n in END_EFFECTOR_BODIES])
+        self.root_body = int(model.body_rootid[self.body_ids[0]])
+        ref_ids = self.reference.body_indices(TRACKED_BODIES)
+        pelvis = self.reference.body_indices(("pelvis",))[0]
+        self.ref_root_lin_vel = self.reference.body_lin_vel_w[:, pelvis]
+        self.ref_root_ang_vel = self.reference.body_ang_vel_w[:, pelvis]
+        # One [T, K] table, so a step reads every reference quantity with a single gather.
+        ref = self.reference
+        self._ref_parts = {
+            "joint_pos": ref.joint_pos,
+            "joint_vel": ref.joint_vel,
+            "body_pos": ref.body_pos_w[:, ref_ids],
+            "body_quat": ref.body_quat_w[:, ref_ids],
+            "body_lin_vel": ref.body_lin_vel_w[:, ref_ids],
+            "body_ang_vel": ref.body_ang_vel_w[:, ref_ids],
+        }
+        self._ref_table = np.concatenate([v.reshape(ref.num_frames, -1) for v in self._ref_parts.values()], axis=1)
+        self._ref_layout = _layout({k: v.shape[1:] for k, v in self._ref_parts.items()})
+
+        weights = np.array(
+            [cfg.keypoint_weights.get(n, 1.0) if cfg.keypoints else 1.0 for n in TRACKED_BODIES], dtype=np.float64
+        )
+        if weights.sum() <= 0:
+            raise ValueError("keypoint_weights: at least one tracked body needs a positive weight")
+        self.body_weights = weights / weights.sum()
+        self.reward_weights = rewards.term_weights(cfg.rewards)
+
+        rand = cfg.randomization
+        self.default_joint_pos = np.broadcast_to(G1.default_pos, (num_envs, self.action_dim)).copy()
+        self.action_scale = G1.action_scale
+        if rand.enabled:
+            self.default_joint_pos += events.default_pose_offsets(
+                self.rng, num_envs, self.action_dim, rand.default_pos_offset
+            )
+            foot_geoms = [g for g in range(model.ngeom) if re.fullmatch(FOOT_GEOM_PATTERN, model.geom(g).name)]
+            friction = self.batch.expand("geom_friction")
+            friction[:, foot_geoms, 0] = events.sample_friction(self.rng, num_envs, len(foot_geoms), rand.friction)
+
+        frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
+        self.sampler = AdaptiveStartSampler(self.reference.num_frames, frames_per_bin, cfg.sampling, self.rng)
+        self.frame_index = np.zeros(num_envs, dtype=np.int64)
+        self.actions = np.zeros((num_envs, self.action_dim))
+        self.prev_actions = np.zeros_like(self.actions)
+        self.next_push = np.full(num_envs, np.inf)
+        self._last_terminated = np.zeros(num_envs, dtype=bool)
+        self._frame: TrackingFrame | None = None
+        self._relative: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------- reference
+    def reference_state(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Full qpos/qvel of the reference at each env's current frame (no noise)."""
+        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids)
+        t = self.frame_index[ids]
+        qpos = np.zeros((len(ids), self.model.nq))
+        qvel = np.zeros((len(ids), self.model.nv))
+        qpos[:, :3] = self.reference.root_pos[t]
+        qpos[:, 3:7] = self.reference.root_quat[t]
+        qpos[:, self.joint_qpos_adr] = self.reference.joint_pos[t]
+        qvel[:, :3] = self.ref_root_lin_vel[t]
+        qvel[:, 3:6] = quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[t])
+        qvel[:, self.joint_dof_adr] = self.reference.joint_vel[t]
+        return qpos, qvel
+
+    # ----------------------------------------------------------------- backend hooks
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        failed = ids[self._last_terminated[ids]]
+        if len(failed):
+            self.sampler.record_failures(self.frame_index[failed])
+        self._last_terminated[ids] = False
+        self.frame_index[ids] = self.sampler.sample(len(ids))
+        qpos, qvel = self.reference_state(ids)
+        rand = self.cfg.randomization
+        if rand.enabled:
+            noise = rand.reset_noise
+            qpos[:, :3], qpos[:, 3:7] = events.perturb_root(self.rng, qpos[:, :3], qpos[:, 3:7], noise)
+            lin, ang = events.perturb_root_velocity(
+                self.rng, qvel[:, :3], quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[self.frame_index[ids]]),
+                noise,
+            )
+            qvel[:, :3], qvel[:, 3:6] = lin, ang
+            joints = qpos[:, self.joint_qpos_adr] + self.rng.uniform(
+                -noise.joint_pos, noise.joint_pos, size=(len(ids), self.action_dim)
+            )
+            qpos[:, self.joint_qpos_adr] = np.clip(joints, self.soft_lower, self.soft_upper)
+            self.next_push[ids] = events.next_push_times(self.rng, np.zeros(len(ids)), rand)
+        self.qpos[ids] = qpos
+        self.qvel[ids] = qvel
+        self.actions[ids] = 0.0
+        self.prev_actions[ids] = 0.0
+
+    def _apply_actions(self, actions: np.ndarray) -> None:
+        self.prev_actions = self.actions
+        self.actions = actions
+        self.ctrl[:] = self.default_joint_pos + self.action_scale * actions
+        if self.cfg.randomization.enabled:
+            now = self.episode_step * self.step_dt
+            due = np.flatnonzero(now >= self.next_push)
+            if len(due):
+                self.qvel[due, :6] += events.push_velocities(self.rng, len(due), self.cfg.randomization)
+                self.next_push[due] = events.next_push_times(self.rng, now[due], self.cfg.randomization)
+
+    def _after_physics(self) -> None:
+        self.frame_index = np.minimum(self.frame_index + 1, self.reference.num_frames - 1)
+        self.sampler.update()
+
+    def _state_changed(self) -> None:
+        self._frame = None
+        self._relative = None
+
+    def _current(self) -> tuple[TrackingFrame, tuple[np.ndarray, np.ndarray]]:
+        if self._frame is None:
+            self._frame = self._gather()
+            self._relative = self._frame.relative_reference()
+        return self._frame, self._relative
+
+    def _gather(self, ids: np.ndarray | None = None) -> TrackingFrame:
+        rows = slice(None) if ids is None else ids
+        qpos, qvel = self.qpos[rows], self.qvel[rows]
+        body_pos = self.xpos[rows][:, self.body_ids]
+        cvel = self.cvel[rows][:, self.body_ids]
+        ang = cvel[..., :3]
+        # cvel is the spatial velocity at the subtree COM; shift it to each body's origin.
+        lin = cvel[..., 3:] + cross(ang, body_pos - self.subtree_com[rows][:, self.root_body, None])
+        table = self._ref_table[self.frame_index[rows]]
+        ref = {name: table[:, sl].reshape(-1, *shape) for name, (sl, shape) in self._ref_layout.items()}
+        return TrackingFrame(
+            joint_pos=qpos[:, self.joint_qpos_adr],
+            joint_vel=qvel[:, self.joint_dof_adr],
+            default_joint_pos=self.default_joint_pos[rows],
+            root_quat=qpos[:, 3:7],
+            root_lin_vel_w=qvel[:, :3],
+            root_ang_vel_b=qvel[:, 3:6],
+            body_pos=body_pos,
+            body_quat=self.xquat[rows][:, self.body_ids],
+            body_lin_vel=lin,
+            body_ang_vel=ang,
+            ref_joint_pos=ref["joint_pos"],
+            ref_joint_vel=ref["joint_vel"],
+            ref_body_pos=ref["body_pos"],
+            ref_body_quat=ref["body_quat"],
+            ref_body_lin_vel=ref["body_lin_vel"],
+            ref_body_ang_vel=ref["body_ang_vel"],
+            actions=self.actions[rows],
+            prev_actions=self.prev_actions[rows],
+            anchor=self.anchor,
+        )
+
+    def _observe(self, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        frame = self._current()[0] if ids is None else self._gather(ids)
+        terms = observations.policy_terms(frame)
+        return {
+            "policy": observations.policy_obs(terms, self.cfg.observation_noise, self.rng),
+            "critic": observations.critic_obs(frame, terms),
+        }
+
+    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        frame, (rel_pos, rel_quat) = self._current()
+        terms = rewards.tracking_terms(frame, self.cfg.rewards, self.body_weights, rel_pos, rel_quat)
+        terms["action_rate"] = rewards.action_rate(frame)
+        terms["joint_limit"] = rewards.joint_limit_violation(frame.joint_pos, self.soft_lower, self.soft_upper)
+        reward = sum(self.reward_weights[name] * value for name, value in terms.items()) * self.step_dt
+        return reward, terms
+
+    def _terminated(self) -> np.ndarray:
+        frame, (rel_pos, _) = self._current()
+        flags = terminations.terminations(frame, self.cfg.terminations, rel_pos, self.end_effectors)
+        terminated = np.logical_or.reduce(list(flags.values()))
+        self._last_terminated = terminated.copy()
+        return terminated
+
+    def _truncated(self) -> np.ndarray:
+        return super()._truncated() | (self.frame_index >= self.reference.num_frames - 1)
+
+    def _success(self) -> np.ndarray:
+        """An episode succeeds when it reaches the end of its clip without falling."""
+        return self.frame_index >= self.reference.num_frames - 1
+
+
+def _layout(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[slice, tuple[int, ...]]]:
+    """Column slices of each named block in a table of flattened blocks."""
+    out, start = {}, 0
+    for name, shape in shapes.items():
+        width = int(np.prod(shape))
+        out[name] = (slice(start, start + width), shape)
+        start += width
+    return out

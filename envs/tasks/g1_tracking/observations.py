@@ -1,0 +1,79 @@
+"""Observation terms of the tracking task: the 160-dim policy vector and the privileged critic vector.
+
+Policy (in order): reference joint pos (29) and vel (29), reference anchor position (3) and
+orientation (6D, 6) in the robot anchor frame, base linear (3) and angular (3) velocity in the
+base frame, joint pos relative to the default pose (29), joint vel (29), last action (29) = 160.
+Critic: the same without noise, plus every tracked body's pose in the robot anchor frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.rotations import matrix_first_two_columns, quat_apply_inverse, subtract_frame_transforms
+from envs.tasks.g1_tracking.config import ObservationNoise
+from envs.tasks.g1_tracking.frame import TrackingFrame
+
+POLICY_TERMS: tuple[tuple[str, int], ...] = (
+    ("command_joint_pos", 29),
+    ("command_joint_vel", 29),
+    ("motion_anchor_pos_b", 3),
+    ("motion_anchor_ori_b", 6),
+    ("base_lin_vel", 3),
+    ("base_ang_vel", 3),
+    ("joint_pos", 29),
+    ("joint_vel", 29),
+    ("actions", 29),
+)
+POLICY_DIM = sum(size for _, size in POLICY_TERMS)
+
+
+def motion_anchor_b(f: TrackingFrame) -> tuple[np.ndarray, np.ndarray]:
+    pos, quat = subtract_frame_transforms(f.anchor_pos, f.anchor_quat, f.ref_anchor_pos, f.ref_anchor_quat)
+    return pos, matrix_first_two_columns(quat)
+
+
+def base_lin_vel(f: TrackingFrame) -> np.ndarray:
+    return quat_apply_inverse(f.root_quat, f.root_lin_vel_w)
+
+
+def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
+    anchor_pos, anchor_ori = motion_anchor_b(f)
+    return {
+        "command_joint_pos": f.ref_joint_pos,
+        "command_joint_vel": f.ref_joint_vel,
+        "motion_anchor_pos_b": anchor_pos,
+        "motion_anchor_ori_b": anchor_ori,
+        "base_lin_vel": base_lin_vel(f),
+        "base_ang_vel": f.root_ang_vel_b,
+        "joint_pos": f.joint_pos - f.default_joint_pos,
+        "joint_vel": f.joint_vel,
+        "actions": f.actions,
+    }
+
+
+def policy_obs(terms: dict[str, np.ndarray], noise: ObservationNoise, rng: np.random.Generator) -> np.ndarray:
+    if noise.enabled:
+        terms = dict(terms)
+        scales = {
+            "motion_anchor_pos_b": noise.anchor_pos,
+            "motion_anchor_ori_b": noise.anchor_ori,
+            "base_lin_vel": noise.base_lin_vel,
+            "base_ang_vel": noise.base_ang_vel,
+            "joint_pos": noise.joint_pos,
+            "joint_vel": noise.joint_vel,
+        }
+        for name, scale in scales.items():
+            terms[name] = terms[name] + rng.uniform(-scale, scale, size=terms[name].shape)
+    return np.concatenate([terms[name] for name, _ in POLICY_TERMS], axis=1, dtype=np.float32)
+
+
+def critic_obs(f: TrackingFrame, terms: dict[str, np.ndarray]) -> np.ndarray:
+    n, b = f.body_pos.shape[:2]
+    anchor_pos = np.broadcast_to(f.anchor_pos[:, None], f.body_pos.shape)
+    anchor_quat = np.broadcast_to(f.anchor_quat[:, None], f.body_quat.shape)
+    body_pos_b, body_quat_b = subtract_frame_transforms(anchor_pos, anchor_quat, f.body_pos, f.body_quat)
+    parts = [terms[name] for name, _ in POLICY_TERMS[:4]]
+    parts += [body_pos_b.reshape(n, b * 3), matrix_first_two_columns(body_quat_b).reshape(n, b * 6)]
+    parts += [terms[name] for name, _ in POLICY_TERMS[4:]]
+    return np.concatenate(parts, axis=1, dtype=np.float32)

@@ -1,0 +1,119 @@
+"""The ``striata`` command line: one entry point that wires the parts together."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from striata.errors import user_errors
+from striata.overrides import parse_overrides
+
+app = typer.Typer(help="striata: distributed actor-learner robot RL.", no_args_is_help=True, add_completion=False)
+bench_app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks."""
+    from envs.registry import TASKS
+
+    table = Table("task", "gymnasium id", "description")
+    for entry in TASKS.values():
+        table.add_row(entry.name, entry.gym_id, entry.description)
+    Console().print(table)
+
+
+@app.command()
+def rollout(
+    task: Annotated[str, typer.Argument(help="task name (see `striata tasks`)")] = "g1_tracking",
+    num_envs: Annotated[int, typer.Option(min=1)] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="batched steps")] = 200,
+    policy: Annotated[str, typer.Option(help="random | zero | scripted (panda tasks)")] = "random",
+    seed: int = 0,
+    overrides: SetOption = None,
+) -> None:
+    """Step a task's batched env with a simple policy and report episode statistics as JSON."""
+    with user_errors():
+        from envs.rollout import rollout_stats
+
+        cfg_overrides = parse_overrides(overrides or [])
+        with _progress() as progress:
+            bar = progress.add_task(f"{task} x{num_envs}", total=steps)
+            stats = rollout_stats(
+                task, num_envs, steps, policy, seed, cfg_overrides, on_step=lambda: progress.advance(bar)
+            )
+    print(json.dumps(stats, indent=2))
+
+
+@app.command()
+def motion(
+    file: Annotated[Path, typer.Argument(help="motion clip: .csv (BeyondMimic/LAFAN1), .npz, or .pkl (GMR)")],
+    fps: Annotated[float | None, typer.Option(help="source frame rate (required for CSV)")] = None,
+    control_hz: Annotated[float, typer.Option(help="rate to resample to")] = 50.0,
+    allow_pickle: Annotated[bool, typer.Option(help="allow GMR pickles (unpickling runs code)")] = False,
+) -> None:
+    """Validate a G1 clip, resample it and compute body kinematics; the result is cached as NPZ."""
+    with user_errors():
+        from envs.motion.reference import cache_dir, load_reference
+        from envs.robots.g1 import G1
+        from envs.tasks.g1_tracking.env import build_g1_scene
+
+        model = build_g1_scene(0.005)
+        start = time.perf_counter()
+        ref = load_reference(file, model, G1.joint_names, fps=control_hz, source_fps=fps, allow_pickle=allow_pickle)
+        print(
+            json.dumps(
+                {
+                    "file": str(file),
+                    "frames": ref.num_frames,
+                    "fps": ref.fps,
+                    "duration_s": round(ref.duration, 3),
+                    "root_height_range_m": [round(float(ref.root_pos[:, 2].min()), 3),
+                                            round(float(ref.root_pos[:, 2].max()), 3)],
+                    "max_joint_speed_rad_s": round(float(np.abs(ref.joint_vel).max()), 2),
+                    "cache_dir": str(cache_dir()),
+                    "seconds": round(time.perf_counter() - start, 2),
+                },
+                indent=2,
+            )
+        )
+
+
+@bench_app.command("envs")
+def bench_envs_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    num_envs: Annotated[int, typer.Option(min=1)] = 64,
+    steps: Annotated[int, typer.Option(min=10, help="measured batched steps per task")] = 100,
+    task: Annotated[list[str] | None, typer.Option(help="task to measure (repeatable); default: all three")] = None,
+) -> None:
+    """Batched env steps/s against the raw physics rate of the same model, per task."""
+    with user_errors():
+        from envs.bench import BENCH_TASKS, bench_envs
+
+        result = bench_envs(tuple(task) if task else BENCH_TASKS, num_envs=num_envs, steps=steps)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("task", "envs", "env steps/s", "physics env steps/s", "ratio")
+    for name, r in result["tasks"].items():
+        table.add_row(name, str(r["num_envs"]), f"{r['env_steps_per_s']:.0f}", f"{r['physics_env_steps_per_s']:.0f}",
+                      f"{r['ratio']:.2f}")
+    Console().print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )

@@ -1,0 +1,167 @@
+"""G1 tracking task: standing under PD, kinematic tracking, falls, time-outs, rendering, config."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from envs import ActionError, make_config, make_env
+from envs.robots.actuators import set_actuator_gains
+from envs.robots.g1 import END_EFFECTOR_BODIES, G1, G1_DEFAULT_ROOT_HEIGHT, TRACKED_BODIES
+from envs.tasks.g1_tracking.config import SamplingConfig
+from envs.tasks.g1_tracking.env import build_g1_scene
+from envs.tasks.g1_tracking.observations import POLICY_DIM
+from envs.tasks.g1_tracking.rewards import max_step_reward
+from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
+
+DETERMINISTIC = {"randomization": {"enabled": False}, "observation_noise": {"enabled": False}}
+
+
+def _standing_height(kp: np.ndarray, kd: np.ndarray, seconds: float = 5.0) -> np.ndarray:
+    model = build_g1_scene(0.005)
+    set_actuator_gains(model, kp, kd)
+    data = mujoco.MjData(model)
+    adr = model.jnt_qposadr[[model.joint(n).id for n in G1.joint_names]]
+    data.qpos[2] = G1_DEFAULT_ROOT_HEIGHT
+    data.qpos[3] = 1.0
+    data.qpos[adr] = G1.default_pos
+    data.ctrl[:] = G1.default_pos
+    heights = []
+    for _ in range(round(seconds / model.opt.timestep)):
+        mujoco.mj_step(model, data)
+        heights.append(data.qpos[2])
+    return np.array(heights)
+
+
+def test_g1_stands_for_5s_under_standby_pd_at_default_pose():
+    heights = _standing_height(*G1.standby_kp_kd)
+    settled = heights[int(0.2 / 0.005)]
+    assert np.abs(heights - settled).max() < 0.03
+    assert heights[-1] > 0.7
+
+
+def test_tracking_gains_alone_do_not_hold_the_g1_up():
+    # The fact in DESIGN.md: standby gains belong in the robot config because these cannot stand.
+    assert _standing_height(G1.kp, G1.kd)[-1] < 0.4
+
+
+def test_gains_follow_the_mjlab_rule():
+    armature = G1.armature
+    kp = armature * (2 * np.pi * 10) ** 2
+    np.testing.assert_allclose(G1.kp, kp)
+    np.testing.assert_allclose(G1.kd, 2 * 2.0 * armature * 2 * np.pi * 10)
+    np.testing.assert_allclose(G1.action_scale, 0.25 * G1.effort_limit / kp)
+    assert G1.joint_names[12:15] == ("waist_yaw_joint", "waist_roll_joint", "waist_pitch_joint")
+
+
+def test_observation_layout_and_action_checks():
+    env = make_env("g1_tracking", num_envs=3, seed=0)
+    obs = env.reset()
+    assert obs["policy"].shape == (3, POLICY_DIM) == (3, 160)
+    assert obs["critic"].shape == (3, 160 + len(TRACKED_BODIES) * 9)
+    assert obs["policy"].dtype == np.float32
+    with pytest.raises(ActionError, match=r"expected shape \(3, 29\)"):
+        env.step(np.zeros((3, 28)))
+    bad = np.zeros((3, 29))
+    bad[1, 4] = np.nan
+    with pytest.raises(ActionError, match=r"actions\[1, 4\] is nan"):
+        env.step(bad)
+
+
+def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
+    env = make_env("g1_tracking", num_envs=4, seed=1, **DETERMINISTIC)
+    env.reset()
+    best = max_step_reward(env.cfg.rewards, env.step_dt)
+    zeros = np.zeros((4, 29))
+    rewards = []
+    for _ in range(60):
+        env.set_state(*env.reference_state())
+        reward, terms, terminated = env.evaluate()
+        assert not terminated.any()
+        for name in ("anchor_pos", "anchor_ori", "body_pos", "body_ori"):
+            assert terms[name].min() > 0.999, name
+        assert terms["body_lin_vel"].min() > 0.95
+        assert terms["body_ang_vel"].min() > 0.95
+        assert (terms["action_rate"] == 0).all()
+        # The clip itself touches the ankle limits (see its SOURCES.md); that penalty is the reference's.
+        penalty = env.cfg.rewards.joint_limit * terms["joint_limit"] * env.step_dt
+        assert (reward - penalty).min() > 0.97 * best
+        rewards.append(reward)
+        obs = env._observe()["policy"]
+        np.testing.assert_allclose(obs[:, 58:61], 0.0, atol=1e-5)  # reference anchor = robot anchor
+        np.testing.assert_allclose(obs[:, 61:67], np.tile([1, 0, 0, 1, 0, 0], (4, 1)), atol=1e-5)
+        env.step(zeros)
+    assert np.mean(rewards) > 0.95 * best
+
+
+def test_termination_fires_when_the_g1_falls():
+    env = make_env("g1_tracking", num_envs=4, seed=2, **DETERMINISTIC)
+    env.reset()
+    fell = np.zeros(4, dtype=bool)
+    for _ in range(250):
+        # Zero actions hold the default pose on tracking gains, which cannot carry the robot.
+        _, _, terminated, truncated, info = env.step(np.zeros((4, 29)))
+        assert not (terminated & truncated).any()
+        fell |= terminated
+        if fell.all():
+            break
+    assert fell.all()
+    assert np.isfinite(info["episode_return"][terminated]).all()
+
+
+def test_time_out_is_truncation_not_termination():
+    env = make_env("g1_tracking", num_envs=2, seed=3, episode_length_s=0.2, **DETERMINISTIC)
+    env.reset()
+    for step in range(1, 11):
+        env.set_state(*env.reference_state())
+        _, _, terminated, truncated, info = env.step(np.zeros((2, 29)))
+        assert not terminated.any()
+    assert step == 10 and truncated.all()
+    assert (info["episode_length"] == 10).all()
+    assert set(info["final_obs"]) == {"policy", "critic"}
+
+
+def test_rendering_returns_non_blank_frames():
+    env = make_env("g1_tracking", num_envs=2, seed=4)
+    env.reset()
+    frames = env.render("tracking", height=96, width=128)
+    assert frames.shape == (2, 96, 128, 3) and frames.dtype == np.uint8
+    for frame in frames:
+        assert frame.std() > 10
+    env.close()
+
+
+def test_keypoint_variant_weights_end_effectors_higher():
+    env = make_env("g1_tracking_keypoints", num_envs=1, seed=0)
+    weights = dict(zip(TRACKED_BODIES, env.body_weights, strict=True))
+    assert abs(sum(weights.values()) - 1.0) < 1e-9
+    for ee in END_EFFECTOR_BODIES:
+        assert weights[ee] > weights["pelvis"]
+    plain = make_env("g1_tracking", num_envs=1, seed=0)
+    np.testing.assert_allclose(plain.body_weights, 1 / len(TRACKED_BODIES))
+
+
+def test_adaptive_sampler_starts_more_episodes_where_failures_happen():
+    cfg = SamplingConfig(kernel_size=3, alpha=0.5)
+    sampler = AdaptiveStartSampler(num_frames=500, frames_per_bin=50, cfg=cfg, rng=np.random.default_rng(0))
+    for _ in range(5):
+        sampler.record_failures(np.array([320, 330, 340]))
+        sampler.update()
+    p = sampler.probabilities()
+    failing = sampler.bin_of(np.array([330]))[0]
+    assert p.argmax() == failing
+    assert p[failing - 1] > p[failing + 1]  # smoothing reaches back to where the fall started
+    bins = sampler.bin_of(sampler.sample(2000))
+    assert np.bincount(bins).argmax() == failing
+    assert np.mean((bins >= failing - 2) & (bins <= failing)) > 0.8
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValidationError, match=r"rewards\.body_pos\.std"):
+        make_config("g1_tracking", {"rewards": {"body_pos": {"std": -1}}})
+    with pytest.raises(ValidationError, match="unknown bodies"):
+        make_config("g1_tracking", {"keypoint_weights": {"nose": 2.0}})
+    with pytest.raises(ValidationError, match="bogus"):
+        make_config("g1_tracking", {"bogus": 1})
