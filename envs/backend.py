@@ -68,7 +68,7 @@ class BatchedEnv(ABC):
     # ----------------------------------------------------------------- task hooks
     @abstractmethod
     def _reset_envs(self, ids: np.ndarray) -> None:
-        """Write a fresh initial state for envs ``ids`` into the batch (derived fields are refreshed after)."""
+        """Write a fresh initial state for envs ``ids``; derived fields are refreshed after."""
 
     @abstractmethod
     def _apply_actions(self, actions: np.ndarray) -> None:
@@ -94,10 +94,10 @@ class BatchedEnv(ABC):
         """Time-out flags [N] (bootstrapped by learners). Tasks may add their own limits."""
         return self.episode_step >= self.max_episode_steps
 
-    def _after_physics(self) -> None:
+    def _after_physics(self) -> None:  # noqa: B027 - an optional hook
         """Advance task state that moves with time (reference motion, pushes). Default: nothing."""
 
-    def _state_changed(self) -> None:
+    def _state_changed(self) -> None:  # noqa: B027 - an optional hook
         """Drop anything the task cached from the previous state. Default: nothing."""
 
     # ----------------------------------------------------------------- contract

@@ -6,7 +6,7 @@ env with one environment, for tools that expect Gymnasium (evaluation scripts, w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +17,7 @@ from envs.registry import TASKS, make_env
 
 
 class SingleEnvView(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, task: str, render_mode: str | None = None, camera: str | int = -1, **overrides: Any):
         self.task = task

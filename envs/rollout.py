@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from envs.registry import make_env
+from envs.tasks.base import TaskConfig
 
 POLICIES = ("random", "zero", "scripted")
 
@@ -19,12 +20,12 @@ def rollout_stats(
     steps: int,
     policy: str = "random",
     seed: int = 0,
-    overrides: dict[str, Any] | None = None,
+    config: TaskConfig | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     if policy not in POLICIES:
         raise ValueError(f"policy: unknown {policy!r}; allowed: {', '.join(POLICIES)}")
-    env = make_env(task, num_envs=num_envs, seed=seed, **(overrides or {}))
+    env = make_env(task, num_envs=num_envs, seed=seed, config=config)
     rng = np.random.default_rng(seed)
     act = _policy(policy, env, rng)
     obs = env.reset()

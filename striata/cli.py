@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,19 @@ from rich.table import Table
 from striata.errors import user_errors
 from striata.overrides import parse_overrides
 
-app = typer.Typer(help="striata: distributed actor-learner robot RL.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="striata: distributed actor-learner robot RL.", no_args_is_help=True, add_completion=False
+)
 bench_app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
+
+
+class Policy(StrEnum):
+    random = "random"
+    zero = "zero"
+    scripted = "scripted"
+
 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
 
@@ -40,19 +50,22 @@ def rollout(
     task: Annotated[str, typer.Argument(help="task name (see `striata tasks`)")] = "g1_tracking",
     num_envs: Annotated[int, typer.Option(min=1)] = 16,
     steps: Annotated[int, typer.Option(min=1, help="batched steps")] = 200,
-    policy: Annotated[str, typer.Option(help="random | zero | scripted (panda tasks)")] = "random",
+    policy: Annotated[
+        Policy, typer.Option(help="scripted: IK pick/reach for the panda tasks")
+    ] = Policy.random,
     seed: int = 0,
     overrides: SetOption = None,
 ) -> None:
     """Step a task's batched env with a simple policy and report episode statistics as JSON."""
     with user_errors():
+        from envs.registry import make_config
         from envs.rollout import rollout_stats
 
-        cfg_overrides = parse_overrides(overrides or [])
+        config = make_config(task, parse_overrides(overrides or []))
         with _progress() as progress:
             bar = progress.add_task(f"{task} x{num_envs}", total=steps)
             stats = rollout_stats(
-                task, num_envs, steps, policy, seed, cfg_overrides, on_step=lambda: progress.advance(bar)
+                task, num_envs, steps, policy.value, seed, config, on_step=lambda: progress.advance(bar)
             )
     print(json.dumps(stats, indent=2))
 
@@ -72,7 +85,9 @@ def motion(
 
         model = build_g1_scene(0.005)
         start = time.perf_counter()
-        ref = load_reference(file, model, G1.joint_names, fps=control_hz, source_fps=fps, allow_pickle=allow_pickle)
+        ref = load_reference(
+            file, model, G1.joint_names, fps=control_hz, source_fps=fps, allow_pickle=allow_pickle
+        )
         print(
             json.dumps(
                 {
@@ -80,8 +95,10 @@ def motion(
                     "frames": ref.num_frames,
                     "fps": ref.fps,
                     "duration_s": round(ref.duration, 3),
-                    "root_height_range_m": [round(float(ref.root_pos[:, 2].min()), 3),
-                                            round(float(ref.root_pos[:, 2].max()), 3)],
+                    "root_height_range_m": [
+                        round(float(ref.root_pos[:, 2].min()), 3),
+                        round(float(ref.root_pos[:, 2].max()), 3),
+                    ],
                     "max_joint_speed_rad_s": round(float(np.abs(ref.joint_vel).max()), 2),
                     "cache_dir": str(cache_dir()),
                     "seconds": round(time.perf_counter() - start, 2),
@@ -96,7 +113,9 @@ def bench_envs_command(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
     num_envs: Annotated[int, typer.Option(min=1)] = 64,
     steps: Annotated[int, typer.Option(min=10, help="measured batched steps per task")] = 100,
-    task: Annotated[list[str] | None, typer.Option(help="task to measure (repeatable); default: all three")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="task to measure (repeatable); default: all three")
+    ] = None,
 ) -> None:
     """Batched env steps/s against the raw physics rate of the same model, per task."""
     with user_errors():
@@ -108,12 +127,21 @@ def bench_envs_command(
         return
     table = Table("task", "envs", "env steps/s", "physics env steps/s", "ratio")
     for name, r in result["tasks"].items():
-        table.add_row(name, str(r["num_envs"]), f"{r['env_steps_per_s']:.0f}", f"{r['physics_env_steps_per_s']:.0f}",
-                      f"{r['ratio']:.2f}")
+        table.add_row(
+            name,
+            str(r["num_envs"]),
+            f"{r['env_steps_per_s']:.0f}",
+            f"{r['physics_env_steps_per_s']:.0f}",
+            f"{r['ratio']:.2f}",
+        )
     Console().print(table)
 
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )

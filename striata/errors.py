@@ -35,7 +35,9 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None, prefix: str = "config") -> str:
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel] | None = None, prefix: str = "config"
+) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(root)"

@@ -118,7 +118,7 @@ def test_time_out_is_truncation_not_termination():
         env.set_state(*env.reference_state())
         _, _, terminated, truncated, info = env.step(np.zeros((2, 29)))
         assert not terminated.any()
-    assert step == 10 and truncated.all()
+        assert truncated.all() == (step == 10)
     assert (info["episode_length"] == 10).all()
     assert set(info["final_obs"]) == {"policy", "critic"}
 

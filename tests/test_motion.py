@@ -91,7 +91,11 @@ def test_npz_with_unknown_joint_names_is_refused(tmp_path):
     names[3] = "left_knee"
     path = tmp_path / "clip.npz"
     np.savez(
-        path, fps=60.0, root_pos=raw.root_pos, root_rot=raw.root_quat[:, [1, 2, 3, 0]], dof_pos=raw.joint_pos,
+        path,
+        fps=60.0,
+        root_pos=raw.root_pos,
+        root_rot=raw.root_quat[:, [1, 2, 3, 0]],
+        dof_pos=raw.joint_pos,
         joint_names=np.array(names),
     )
     with pytest.raises(MotionFormatError, match=r"unknown joint names \['left_knee'\]"):
@@ -103,8 +107,12 @@ def test_npz_joint_names_reorder_columns(tmp_path):
     order = np.random.default_rng(0).permutation(len(JOINTS))
     path = tmp_path / "shuffled.npz"
     np.savez(
-        path, fps=60.0, root_pos=raw.root_pos, root_rot=raw.root_quat[:, [1, 2, 3, 0]],
-        dof_pos=raw.joint_pos[:, order], joint_names=np.array(JOINTS)[order],
+        path,
+        fps=60.0,
+        root_pos=raw.root_pos,
+        root_rot=raw.root_quat[:, [1, 2, 3, 0]],
+        dof_pos=raw.joint_pos[:, order],
+        joint_names=np.array(JOINTS)[order],
     )
     np.testing.assert_allclose(load_motion(path, JOINTS).joint_pos, raw.joint_pos)
 
@@ -114,7 +122,12 @@ def test_gmr_pickle_needs_explicit_opt_in(tmp_path):
 
     raw = load_motion(CLIP, JOINTS, fps=60)
     path = tmp_path / "clip.pkl"
-    data = {"fps": 60, "root_pos": raw.root_pos, "root_rot": raw.root_quat[:, [1, 2, 3, 0]], "dof_pos": raw.joint_pos}
+    data = {
+        "fps": 60,
+        "root_pos": raw.root_pos,
+        "root_rot": raw.root_quat[:, [1, 2, 3, 0]],
+        "dof_pos": raw.joint_pos,
+    }
     path.write_bytes(pickle.dumps(data))
     with pytest.raises(MotionFormatError, match="refusing to unpickle"):
         load_motion(path, JOINTS)

@@ -44,7 +44,9 @@ def load_motion(
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if fps is None:
-            raise MotionFormatError(f"{path}: CSV clips store no frame rate; give fps (LAFAN1 30, g1-moves 60)")
+            raise MotionFormatError(
+                f"{path}: CSV clips store no frame rate; give fps (LAFAN1 30, g1-moves 60)"
+            )
         return _from_csv(path, joint_names, fps)
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
@@ -117,7 +119,9 @@ def _from_mapping(path: Path, data: dict, joint_names: tuple[str, ...], fps: flo
             f"dof_pos {dof_pos.shape[0]}"
         )
     if "joint_names" in data:
-        dof_pos = _reorder(path, dof_pos, [str(n) for n in np.asarray(data["joint_names"]).tolist()], joint_names)
+        dof_pos = _reorder(
+            path, dof_pos, [str(n) for n in np.asarray(data["joint_names"]).tolist()], joint_names
+        )
     elif dof_pos.shape[1] != len(joint_names):
         raise MotionFormatError(
             f"{path}: field 'dof_pos' has {dof_pos.shape[1]} joints, expected {len(joint_names)}"
@@ -168,8 +172,8 @@ def _check_unit(path: Path, quats: np.ndarray, unit: str) -> None:
         i = bad[0]
         number = i + 1 if unit == "row" else i
         raise MotionFormatError(
-            f"{path}: {unit} {number}: root quaternion {np.round(quats[i], 6).tolist()} has norm {norms[i]:.6f}, "
-            "expected a unit quaternion"
+            f"{path}: {unit} {number}: root quaternion {np.round(quats[i], 6).tolist()} "
+            f"has norm {norms[i]:.6f}, expected a unit quaternion"
         )
 
 

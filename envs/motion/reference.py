@@ -89,7 +89,9 @@ def resample(raw: RawMotion, fps: float) -> RawMotion:
     )
 
 
-def build_reference(raw: RawMotion, model: mujoco.MjModel, joint_names: tuple[str, ...], fps: float) -> MotionReference:
+def build_reference(
+    raw: RawMotion, model: mujoco.MjModel, joint_names: tuple[str, ...], fps: float
+) -> MotionReference:
     """Resample to ``fps`` and compute every body's pose and velocity by forward kinematics."""
     motion = resample(raw, fps)
     data = mujoco.MjData(model)

@@ -59,7 +59,9 @@ G1 = RobotConfig(
     name="unitree_g1",
     joint_names=G1_JOINT_NAMES,
     families=(
-        MotorFamily((r".*_hip_pitch_joint", r".*_hip_yaw_joint", "waist_yaw_joint"), ARMATURE_7520_14, 88.0, 32.0),
+        MotorFamily(
+            (r".*_hip_pitch_joint", r".*_hip_yaw_joint", "waist_yaw_joint"), ARMATURE_7520_14, 88.0, 32.0
+        ),
         MotorFamily((r".*_hip_roll_joint", r".*_knee_joint"), ARMATURE_7520_22, 139.0, 20.0),
         MotorFamily(
             (r".*_shoulder_.*_joint", r".*_elbow_joint", r".*_wrist_roll_joint"), ARMATURE_5020, 25.0, 37.0

@@ -71,7 +71,9 @@ class RandomizationConfig(StrictModel):
     push_interval_s: tuple[float, float] = (1.0, 3.0)
     push_lin_vel: tuple[float, float, float] = (0.5, 0.5, 0.2)
     push_ang_vel: tuple[float, float, float] = (0.52, 0.52, 0.78)
-    default_pos_offset: float = Field(default=0.01, ge=0, description="per-env offset of the default pose, rad")
+    default_pos_offset: float = Field(
+        default=0.01, ge=0, description="per-env offset of the default pose, rad"
+    )
     reset_noise: ResetNoise = ResetNoise()
 
 

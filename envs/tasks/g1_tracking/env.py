@@ -30,13 +30,22 @@ def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
     spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, 640)
     spec.visual.global_.offheight = max(spec.visual.global_.offheight, 480)
     spec.add_texture(
-        name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
-        width=256, height=256, rgb1=[0.15, 0.2, 0.25], rgb2=[0.25, 0.3, 0.35],
+        name="grid",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        width=256,
+        height=256,
+        rgb1=[0.15, 0.2, 0.25],
+        rgb2=[0.25, 0.3, 0.35],
     )
     spec.add_material(name="grid", textures=["", "grid"], texrepeat=[1, 1], texuniform=True)
     spec.worldbody.add_geom(
-        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
-        contype=1, conaffinity=1,
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[0, 0, 0.05],
+        material="grid",
+        contype=1,
+        conaffinity=1,
     )
     spec.worldbody.add_light(pos=[0, 0, 3.5], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     return spec.compile()
@@ -56,14 +65,21 @@ class G1TrackingEnv(BatchedEnv):
         self.subtree_com = self.batch.bind("subtree_com")
 
         self.reference: MotionReference = load_reference(
-            resolve_data_file(cfg.motion.file), model, G1.joint_names, fps=1.0 / self.step_dt,
-            source_fps=cfg.motion.fps, allow_pickle=cfg.motion.allow_pickle,
+            resolve_data_file(cfg.motion.file),
+            model,
+            G1.joint_names,
+            fps=1.0 / self.step_dt,
+            source_fps=cfg.motion.fps,
+            allow_pickle=cfg.motion.allow_pickle,
         )
         joint_ids = [model.joint(n).id for n in G1.joint_names]
         self.joint_qpos_adr = model.jnt_qposadr[joint_ids]
         self.joint_dof_adr = model.jnt_dofadr[joint_ids]
         limits = model.jnt_range[joint_ids]
-        mid, half = limits.mean(axis=1), (limits[:, 1] - limits[:, 0]) / 2 * cfg.rewards.soft_joint_limit_factor
+        mid, half = (
+            limits.mean(axis=1),
+            (limits[:, 1] - limits[:, 0]) / 2 * cfg.rewards.soft_joint_limit_factor,
+        )
         self.soft_lower, self.soft_upper = mid - half, mid + half
         self.hard_lower, self.hard_upper = limits[:, 0], limits[:, 1]
 
@@ -85,11 +101,14 @@ class G1TrackingEnv(BatchedEnv):
             "body_lin_vel": ref.body_lin_vel_w[:, ref_ids],
             "body_ang_vel": ref.body_ang_vel_w[:, ref_ids],
         }
-        self._ref_table = np.concatenate([v.reshape(ref.num_frames, -1) for v in self._ref_parts.values()], axis=1)
+        self._ref_table = np.concatenate(
+            [v.reshape(ref.num_frames, -1) for v in self._ref_parts.values()], axis=1
+        )
         self._ref_layout = _layout({k: v.shape[1:] for k, v in self._ref_parts.items()})
 
         weights = np.array(
-            [cfg.keypoint_weights.get(n, 1.0) if cfg.keypoints else 1.0 for n in TRACKED_BODIES], dtype=np.float64
+            [cfg.keypoint_weights.get(n, 1.0) if cfg.keypoints else 1.0 for n in TRACKED_BODIES],
+            dtype=np.float64,
         )
         if weights.sum() <= 0:
             raise ValueError("keypoint_weights: at least one tracked body needs a positive weight")
@@ -103,9 +122,13 @@ class G1TrackingEnv(BatchedEnv):
             self.default_joint_pos += events.default_pose_offsets(
                 self.rng, num_envs, self.action_dim, rand.default_pos_offset
             )
-            foot_geoms = [g for g in range(model.ngeom) if re.fullmatch(FOOT_GEOM_PATTERN, model.geom(g).name)]
+            foot_geoms = [
+                g for g in range(model.ngeom) if re.fullmatch(FOOT_GEOM_PATTERN, model.geom(g).name)
+            ]
             friction = self.batch.expand("geom_friction")
-            friction[:, foot_geoms, 0] = events.sample_friction(self.rng, num_envs, len(foot_geoms), rand.friction)
+            friction[:, foot_geoms, 0] = events.sample_friction(
+                self.rng, num_envs, len(foot_geoms), rand.friction
+            )
 
         frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
         self.sampler = AdaptiveStartSampler(self.reference.num_frames, frames_per_bin, cfg.sampling, self.rng)
@@ -145,7 +168,9 @@ class G1TrackingEnv(BatchedEnv):
             noise = rand.reset_noise
             qpos[:, :3], qpos[:, 3:7] = events.perturb_root(self.rng, qpos[:, :3], qpos[:, 3:7], noise)
             lin, ang = events.perturb_root_velocity(
-                self.rng, qvel[:, :3], quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[self.frame_index[ids]]),
+                self.rng,
+                qvel[:, :3],
+                quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[self.frame_index[ids]]),
                 noise,
             )
             qvel[:, :3], qvel[:, 3:6] = lin, ang
@@ -228,7 +253,9 @@ class G1TrackingEnv(BatchedEnv):
         frame, (rel_pos, rel_quat) = self._current()
         terms = rewards.tracking_terms(frame, self.cfg.rewards, self.body_weights, rel_pos, rel_quat)
         terms["action_rate"] = rewards.action_rate(frame)
-        terms["joint_limit"] = rewards.joint_limit_violation(frame.joint_pos, self.soft_lower, self.soft_upper)
+        terms["joint_limit"] = rewards.joint_limit_violation(
+            frame.joint_pos, self.soft_lower, self.soft_upper
+        )
         reward = sum(self.reward_weights[name] * value for name, value in terms.items()) * self.step_dt
         return reward, terms
 

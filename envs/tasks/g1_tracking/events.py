@@ -8,7 +8,9 @@ from envs.rotations import quat_from_euler_xyz, quat_mul
 from envs.tasks.g1_tracking.config import RandomizationConfig, ResetNoise
 
 
-def sample_friction(rng: np.random.Generator, n: int, num_geoms: int, bounds: tuple[float, float]) -> np.ndarray:
+def sample_friction(
+    rng: np.random.Generator, n: int, num_geoms: int, bounds: tuple[float, float]
+) -> np.ndarray:
     """Sliding friction per env, shared by the env's foot geoms (one surface per episode)."""
     return np.repeat(rng.uniform(*bounds, size=(n, 1)), num_geoms, axis=1)
 
@@ -34,12 +36,18 @@ def perturb_root(
 ) -> tuple[np.ndarray, np.ndarray]:
     n = pos.shape[0]
     offset = rng.uniform(-1, 1, size=(n, 3)) * np.array([noise.root_xy, noise.root_xy, noise.root_z])
-    rpy = rng.uniform(-1, 1, size=(n, 3)) * np.array([noise.root_roll_pitch, noise.root_roll_pitch, noise.root_yaw])
+    rpy = rng.uniform(-1, 1, size=(n, 3)) * np.array(
+        [noise.root_roll_pitch, noise.root_roll_pitch, noise.root_yaw]
+    )
     return pos + offset, quat_mul(quat_from_euler_xyz(*rpy.T), quat)
 
 
 def perturb_root_velocity(rng: np.random.Generator, lin: np.ndarray, ang: np.ndarray, noise: ResetNoise):
     n = lin.shape[0]
     lin_scale = np.array([noise.root_lin_vel_xy, noise.root_lin_vel_xy, noise.root_lin_vel_z])
-    ang_scale = np.array([noise.root_ang_vel_roll_pitch, noise.root_ang_vel_roll_pitch, noise.root_ang_vel_yaw])
-    return lin + rng.uniform(-1, 1, size=(n, 3)) * lin_scale, ang + rng.uniform(-1, 1, size=(n, 3)) * ang_scale
+    ang_scale = np.array(
+        [noise.root_ang_vel_roll_pitch, noise.root_ang_vel_roll_pitch, noise.root_ang_vel_yaw]
+    )
+    return lin + rng.uniform(-1, 1, size=(n, 3)) * lin_scale, ang + rng.uniform(
+        -1, 1, size=(n, 3)
+    ) * ang_scale

@@ -63,6 +63,6 @@ class TrackingFrame:
         delta_pos[:, 2] = self.ref_anchor_pos[:, 2]
         delta_quat = yaw_quat(quat_mul(self.anchor_quat, quat_conj(self.ref_anchor_quat)))[:, None]
         offsets = self.ref_body_pos - self.ref_anchor_pos[:, None]
-        pos = delta_pos[:, None] + quat_apply(np.broadcast_to(delta_quat, offsets.shape[:-1] + (4,)), offsets)
+        pos = delta_pos[:, None] + quat_apply(np.broadcast_to(delta_quat, (*offsets.shape[:-1], 4)), offsets)
         quat = quat_mul(np.broadcast_to(delta_quat, self.ref_body_quat.shape), self.ref_body_quat)
         return pos, quat

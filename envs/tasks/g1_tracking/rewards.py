@@ -45,7 +45,9 @@ def action_rate(f: TrackingFrame) -> np.ndarray:
     return np.sum((f.actions - f.prev_actions) ** 2, axis=-1)
 
 
-def joint_limit_violation(joint_pos: np.ndarray, soft_lower: np.ndarray, soft_upper: np.ndarray) -> np.ndarray:
+def joint_limit_violation(
+    joint_pos: np.ndarray, soft_lower: np.ndarray, soft_upper: np.ndarray
+) -> np.ndarray:
     below = np.clip(soft_lower - joint_pos, 0.0, None)
     above = np.clip(joint_pos - soft_upper, 0.0, None)
     return np.sum(below + above, axis=-1)

@@ -7,6 +7,7 @@ import numpy as np
 from envs.tasks.g1_tracking.config import TerminationConfig
 from envs.tasks.g1_tracking.frame import TrackingFrame
 
+
 def anchor_height(f: TrackingFrame, limit: float) -> np.ndarray:
     return np.abs(f.ref_anchor_pos[:, 2] - f.anchor_pos[:, 2]) > limit
 
@@ -25,7 +26,9 @@ def end_effector_height(f: TrackingFrame, rel_pos: np.ndarray, ee: np.ndarray, l
     return np.any(np.abs(rel_pos[:, ee, 2] - f.body_pos[:, ee, 2]) > limit, axis=-1)
 
 
-def terminations(f: TrackingFrame, cfg: TerminationConfig, rel_pos: np.ndarray, ee: np.ndarray) -> dict[str, np.ndarray]:
+def terminations(
+    f: TrackingFrame, cfg: TerminationConfig, rel_pos: np.ndarray, ee: np.ndarray
+) -> dict[str, np.ndarray]:
     return {
         "anchor_height": anchor_height(f, cfg.anchor_height_error),
         "anchor_ori": anchor_orientation(f, cfg.anchor_ori_error),

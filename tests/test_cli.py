@@ -1,0 +1,82 @@
+"""The striata CLI as a user runs it: help, JSON output, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from striata.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_subcommands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("tasks", "rollout", "motion", "bench"):
+        assert command in result.output
+
+
+def test_rollout_prints_episode_statistics():
+    result = runner.invoke(
+        app, ["rollout", "g1_tracking", "--num-envs", "2", "--steps", "60", "--policy", "zero"]
+    )
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["env_steps"] == 120
+    assert stats["episodes"] >= 1  # zero actions on tracking gains: the G1 falls and episodes end
+    assert stats["mean_length"] > 0
+
+
+def test_unknown_config_key_is_one_line_naming_key_and_allowed_keys():
+    result = runner.invoke(
+        app, ["rollout", "g1_tracking", "--steps", "1", "--set", "rewards.body_poss.std=1"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown key 'rewards.body_poss'" in result.stderr
+    assert "body_pos" in result.stderr and "anchor_ori" in result.stderr
+
+
+def test_wrong_type_names_key_and_value():
+    result = runner.invoke(app, ["rollout", "g1_tracking", "--steps", "1", "--set", "decimation=fast"])
+    assert result.exit_code == 2
+    assert "decimation" in result.stderr and "'fast'" in result.stderr
+
+
+def test_unknown_task_lists_the_allowed_ones():
+    result = runner.invoke(app, ["rollout", "g1_walk"])
+    assert result.exit_code == 2
+    assert "unknown task 'g1_walk'" in result.stderr and "panda_pick" in result.stderr
+
+
+def test_malformed_clip_is_reported_without_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,0,0.8,0,0,0,1\n")
+    result = runner.invoke(app, ["motion", str(bad), "--fps", "30"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert str(bad) in result.stderr and "7 columns" in result.stderr
+
+
+def test_motion_command_summarises_a_real_clip():
+    import os
+    from pathlib import Path
+
+    clip = Path(os.environ["STRIATA_DATA"]) / "motions" / "J_ShortDance16_JazzWalk.csv"
+    result = runner.invoke(app, ["motion", str(clip), "--fps", "60"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 531 and abs(summary["duration_s"] - 10.62) < 0.05
+
+
+def test_bench_envs_json_shape():
+    result = runner.invoke(
+        app, ["bench", "envs", "--json", "--task", "g1_tracking", "--num-envs", "4", "--steps", "10"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["tasks"]["g1_tracking"]
+    assert figures["num_envs"] == 4
+    assert figures["env_steps_per_s"] > 0 and figures["physics_env_steps_per_s"] > 0
+    assert abs(figures["ratio"] - figures["env_steps_per_s"] / figures["physics_env_steps_per_s"]) < 0.01
