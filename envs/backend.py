@@ -7,7 +7,9 @@ resets; this class owns stepping, auto-reset, episode bookkeeping and rendering.
 
 Contract (DESIGN.md): ``reset() -> obs``, ``step(actions[N, A]) -> obs, reward, terminated,
 truncated, info``, with auto-reset, time-outs kept apart from terminations, ``info["success"]``
-per env, and ``render(camera) -> uint8[N, H, W, 3]``.
+per env, and ``render(camera) -> uint8[N, H, W, 3]``. ``info["final_obs"]`` holds the last
+observation of the episodes listed in ``info["final_ids"]``: the truncated ones, or every
+ended one when ``final_obs_on_termination`` is set.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class BatchedEnv(ABC):
 
     action_dim: int
     observation_dim: int
+    # When False, info["final_obs"] covers truncated episodes only (what bootstrapping needs).
+    final_obs_on_termination: bool = False
 
     def __init__(
         self,
@@ -97,8 +101,8 @@ class BatchedEnv(ABC):
     def _after_physics(self) -> None:  # noqa: B027 - an optional hook
         """Advance task state that moves with time (reference motion, pushes). Default: nothing."""
 
-    def _state_changed(self) -> None:  # noqa: B027 - an optional hook
-        """Drop anything the task cached from the previous state. Default: nothing."""
+    def _state_changed(self, ids: np.ndarray | None = None) -> None:  # noqa: B027 - an optional hook
+        """The state of envs ``ids`` (all when None) changed: drop or refresh what the task cached."""
 
     # ----------------------------------------------------------------- contract
     def reset(self) -> Obs:
@@ -118,7 +122,6 @@ class BatchedEnv(ABC):
         reward, terms = self._reward()
         success = self._success()
         self.episode_return += reward
-        obs = self._observe()
         done = terminated | truncated
         info: dict[str, Any] = {
             "success": success,
@@ -126,13 +129,15 @@ class BatchedEnv(ABC):
             "episode_return": np.where(done, self.episode_return, np.nan),
             "episode_length": np.where(done, self.episode_step, 0),
         }
+        # Learners bootstrap from the last observation of a time-out only; a terminated episode's
+        # last observation is computed when asked for (Gymnasium's view), as it costs a second pass.
+        final = done if self.final_obs_on_termination else truncated
+        if final.any():
+            info["final_ids"] = np.flatnonzero(final)
+            info["final_obs"] = self._observe(info["final_ids"])
         if done.any():
-            ids = np.flatnonzero(done)
-            info["final_obs"] = _take(obs, ids)
-            info["final_ids"] = ids
-            self._reset(ids)
-            _put(obs, ids, self._observe(ids))
-        return obs, reward, terminated, truncated, info
+            self._reset(np.flatnonzero(done))
+        return self._observe(), reward, terminated, truncated, info
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Write joint state [n, nq] / [n, nv] for envs ``ids`` (all by default) and recompute kinematics."""
@@ -142,22 +147,35 @@ class BatchedEnv(ABC):
         self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._state_changed()
 
+    def snapshot(self) -> np.ndarray:
+        """Copy of every env's full simulation state (the batch's state rows)."""
+        return self.batch.state.copy()
+
+    def restore(self, snapshot: np.ndarray) -> None:
+        """Return every env to a ``snapshot()``; task bookkeeping (episode counters) is not rewound."""
+        self.batch.state[:] = snapshot
+        self.batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._state_changed()
+
     def evaluate(self) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """Score the current state without stepping: reward, reward terms and termination flags."""
         reward, terms = self._reward()
         return reward, terms, self._terminated()
 
-    def render(self, camera: str | int = -1, height: int = 128, width: int = 128) -> np.ndarray:
-        """RGB frames of every env from one camera: uint8 [N, H, W, 3]."""
+    def render(
+        self, camera: str | int = -1, height: int = 128, width: int = 128, ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """RGB frames from one camera of envs ``ids`` (all by default): uint8 [n, H, W, 3]."""
         key = (height, width)
         if key not in self._renderers:
             self._renderers[key] = mujoco.Renderer(self.model, height=height, width=width)
         renderer = self._renderers[key]
         if self._render_data is None:
             self._render_data = mujoco.MjData(self.model)
-        frames = np.empty((self.num_envs, height, width, 3), dtype=np.uint8)
-        for i in range(self.num_envs):
-            self.batch.get_data(i, self._render_data)
+        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids)
+        frames = np.empty((len(ids), height, width, 3), dtype=np.uint8)
+        for i, sim in enumerate(ids):
+            self.batch.get_data(int(sim), self._render_data)
             renderer.update_scene(self._render_data, camera=camera)
             frames[i] = renderer.render()
         return frames
@@ -174,7 +192,7 @@ class BatchedEnv(ABC):
         self.episode_return[ids] = 0.0
         self._reset_envs(ids)
         self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
-        self._state_changed()
+        self._state_changed(ids)
 
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
         actions = np.asarray(actions, dtype=np.float64)
@@ -185,17 +203,3 @@ class BatchedEnv(ABC):
             bad = np.argwhere(~np.isfinite(actions))[0]
             raise ActionError(f"actions[{bad[0]}, {bad[1]}] is {actions[tuple(bad)]}: actions must be finite")
         return actions
-
-
-def _put(obs: Obs, ids: np.ndarray, values: Obs) -> None:
-    if isinstance(obs, dict):
-        for key, value in values.items():
-            obs[key][ids] = value
-    else:
-        obs[ids] = values
-
-
-def _take(obs: Obs, ids: np.ndarray) -> Obs:
-    if isinstance(obs, dict):
-        return {k: v[ids].copy() for k, v in obs.items()}
-    return obs[ids].copy()

@@ -35,31 +35,44 @@ class _RecordingBatch:
         return getattr(self._batch, name)
 
 
-def bench_task(task: str, num_envs: int = 64, steps: int = 100, warmup: int = 10, seed: int = 0) -> dict:
+def bench_task(
+    task: str, num_envs: int = 64, steps: int = 100, warmup: int = 10, chunk: int = 5, seed: int = 0
+) -> dict:
+    """Env and physics rates of one task, measured in alternating chunks of ``chunk`` steps.
+
+    Alternating keeps both measurements under the same background load, so the ratio holds
+    even when the machine is busy with other work.
+    """
     env = make_env(task, num_envs=num_envs, seed=seed)
     rng = np.random.default_rng(seed)
     env.reset()
     for _ in range(warmup):
         env.step(rng.uniform(-1, 1, size=(num_envs, env.action_dim)))
-    actions = rng.uniform(-1, 1, size=(steps, num_envs, env.action_dim))
     batch = env.batch
     recorder = _RecordingBatch(batch)
-    env.batch = recorder
-    start = time.perf_counter()
-    for k in range(steps):
-        env.step(actions[k])
-    env_time = time.perf_counter() - start
-    env.batch = batch
+    env_time = physics_time = 0.0
+    physics_calls = 0
+    for _ in range(max(1, steps // chunk)):
+        actions = rng.uniform(-1, 1, size=(chunk, num_envs, env.action_dim))
+        recorder.inputs.clear()
+        env.batch = recorder
+        start = time.perf_counter()
+        for k in range(chunk):
+            env.step(actions[k])
+        env_time += time.perf_counter() - start
+        env.batch = batch
 
-    physics_time = 0.0
-    for state in recorder.inputs:
-        batch.state[:] = state
-        t0 = time.perf_counter()
-        batch.step(nstep=env.decimation, stage=mujoco.mjtStage.mjSTAGE_NONE)
-        physics_time += time.perf_counter() - t0
+        resume = env.snapshot()
+        for state in recorder.inputs:
+            batch.state[:] = state
+            t0 = time.perf_counter()
+            batch.step(nstep=env.decimation, stage=mujoco.mjtStage.mjSTAGE_NONE)
+            physics_time += time.perf_counter() - t0
+        physics_calls += len(recorder.inputs)
+        env.restore(resume)
     env.close()
-    env_rate = steps * num_envs / env_time
-    physics_rate = len(recorder.inputs) * num_envs / physics_time
+    env_rate = max(1, steps // chunk) * chunk * num_envs / env_time
+    physics_rate = physics_calls * num_envs / physics_time
     return {
         "num_envs": num_envs,
         "env_steps_per_s": round(env_rate, 1),

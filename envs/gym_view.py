@@ -24,7 +24,7 @@ class SingleEnvView(gym.Env):
         self.render_mode = render_mode
         self.camera = camera
         self._overrides = overrides
-        self.env = make_env(task, num_envs=1, seed=None, **overrides)
+        self.env = self._make(seed=None)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.env.step_dt)}
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.env.action_dim,), dtype=np.float32)
         self.observation_space = _space_of(self.env.reset())
@@ -33,8 +33,13 @@ class SingleEnvView(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self.env.close()
-            self.env = make_env(self.task, num_envs=1, seed=seed, **self._overrides)
+            self.env = self._make(seed)
         return _first(self.env.reset()), {}
+
+    def _make(self, seed: int | None):
+        env = make_env(self.task, num_envs=1, seed=seed, **self._overrides)
+        env.final_obs_on_termination = True  # Gymnasium hands back every episode's last observation
+        return env
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float64)[None])

@@ -14,6 +14,10 @@ from envs.tasks.base import TaskConfig
 POLICIES = ("random", "zero", "scripted")
 
 
+class PolicyChoiceError(ValueError):
+    """A policy name that does not exist, or has no version for the task."""
+
+
 def rollout_stats(
     task: str,
     num_envs: int,
@@ -24,7 +28,7 @@ def rollout_stats(
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     if policy not in POLICIES:
-        raise ValueError(f"policy: unknown {policy!r}; allowed: {', '.join(POLICIES)}")
+        raise PolicyChoiceError(f"policy: unknown {policy!r}; allowed: {', '.join(POLICIES)}")
     env = make_env(task, num_envs=num_envs, seed=seed, config=config)
     rng = np.random.default_rng(seed)
     act = _policy(policy, env, rng)
@@ -35,6 +39,8 @@ def rollout_stats(
     start = time.perf_counter()
     for _ in range(steps):
         obs, _, terminated, truncated, info = env.step(act(obs))
+        if hasattr(act, "reset"):
+            act.reset(terminated | truncated)
         done = np.flatnonzero(terminated | truncated)
         returns += info["episode_return"][done].tolist()
         lengths += info["episode_length"][done].tolist()
@@ -62,6 +68,12 @@ def _policy(name: str, env, rng: np.random.Generator) -> Callable[[Any], np.ndar
         return lambda obs: np.zeros(shape)
     if name == "random":
         return lambda obs: rng.uniform(-1, 1, size=shape)
-    from envs.tasks.panda.scripted import scripted_policy_for
+    from envs.tasks.panda.pick import PandaPickEnv
+    from envs.tasks.panda.reach import PandaReachEnv
+    from envs.tasks.panda.scripted import ScriptedPickPolicy, ScriptedReachPolicy
 
-    return scripted_policy_for(env)
+    if isinstance(env, PandaPickEnv):
+        return ScriptedPickPolicy.for_env(env, seed=int(rng.integers(1 << 31)))
+    if isinstance(env, PandaReachEnv):
+        return ScriptedReachPolicy.for_env(env, seed=int(rng.integers(1 << 31)))
+    raise PolicyChoiceError(f"policy: no scripted policy for task {type(env).__name__}; use random or zero")

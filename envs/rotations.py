@@ -52,10 +52,15 @@ def quat_error_magnitude(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 2.0 * np.arccos(np.clip(dot, 0.0, 1.0))
 
 
+def yaw_angle(q: np.ndarray) -> np.ndarray:
+    """Heading of q: the angle of its rotation about world z."""
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
 def yaw_quat(q: np.ndarray) -> np.ndarray:
     """The heading part of q: a rotation about world z only."""
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    yaw = np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    yaw = yaw_angle(q)
     zeros = np.zeros_like(yaw)
     return np.stack((np.cos(yaw / 2), zeros, zeros, np.sin(yaw / 2)), axis=-1)
 

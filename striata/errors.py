@@ -13,6 +13,7 @@ from envs.assets import AssetNotFoundError
 from envs.backend import ActionError
 from envs.motion import MotionFormatError
 from envs.registry import UnknownTaskError
+from envs.rollout import PolicyChoiceError
 from striata.overrides import OverrideError
 
 USER_ERRORS = (
@@ -21,6 +22,7 @@ USER_ERRORS = (
     FileNotFoundError,
     MotionFormatError,
     OverrideError,
+    PolicyChoiceError,
     UnknownTaskError,
 )
 

@@ -29,6 +29,21 @@ def test_rollout_prints_episode_statistics():
     assert stats["mean_length"] > 0
 
 
+def test_scripted_panda_pick_rollout_succeeds():
+    result = runner.invoke(
+        app, ["rollout", "panda_pick", "--num-envs", "4", "--steps", "60", "--policy", "scripted"]
+    )
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["episodes"] >= 4 and stats["success_rate"] >= 0.9
+
+
+def test_scripted_policy_on_g1_is_a_clear_error():
+    result = runner.invoke(app, ["rollout", "g1_tracking", "--steps", "1", "--policy", "scripted"])
+    assert result.exit_code == 2
+    assert "no scripted policy" in result.stderr
+
+
 def test_unknown_config_key_is_one_line_naming_key_and_allowed_keys():
     result = runner.invoke(
         app, ["rollout", "g1_tracking", "--steps", "1", "--set", "rewards.body_poss.std=1"]

@@ -12,7 +12,7 @@ from envs.backend import BatchedEnv
 from envs.motion.reference import MotionReference, load_reference
 from envs.robots.actuators import add_position_actuators
 from envs.robots.g1 import ANCHOR_BODY, END_EFFECTOR_BODIES, FOOT_GEOM_PATTERN, G1, TRACKED_BODIES, g1_spec
-from envs.rotations import cross, quat_apply_inverse
+from envs.rotations import quat_apply_inverse
 from envs.tasks.g1_tracking import events, observations, rewards, terminations
 from envs.tasks.g1_tracking.config import G1TrackingConfig
 from envs.tasks.g1_tracking.frame import TrackingFrame
@@ -20,9 +20,19 @@ from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
 
 
 def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
-    """G1 with PD actuators on a flat floor, lit for rendering."""
+    """G1 with PD actuators on a flat floor, lit for rendering, with velocity sensors on tracked bodies."""
     spec = g1_spec()
     add_position_actuators(spec, G1)
+    # MuJoCo computes body velocities at the body origin in stage VEL; reading them as sensors
+    # saves converting the COM-based cvel in numpy every step.
+    for prefix, kind in (
+        ("linvel", mujoco.mjtSensor.mjSENS_FRAMELINVEL),
+        ("angvel", mujoco.mjtSensor.mjSENS_FRAMEANGVEL),
+    ):
+        for body in TRACKED_BODIES:
+            spec.add_sensor(
+                name=f"track_{prefix}_{body}", type=kind, objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=body
+            )
     spec.option.timestep = physics_dt
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.option.iterations = 10
@@ -61,8 +71,10 @@ class G1TrackingEnv(BatchedEnv):
         self.cfg = cfg
         model = build_g1_scene(cfg.physics_dt)
         super().__init__(model, num_envs, cfg.decimation, cfg.max_episode_steps, cfg.num_threads, seed)
-        self.cvel = self.batch.bind("cvel")
-        self.subtree_com = self.batch.bind("subtree_com")
+        self.xmat = self.batch.bind("xmat")
+        self.sensordata = self.batch.bind("sensordata")
+        first = model.sensor(f"track_linvel_{TRACKED_BODIES[0]}").adr[0]
+        self._velocity_columns = slice(first, first + 2 * 3 * len(TRACKED_BODIES))
 
         self.reference: MotionReference = load_reference(
             resolve_data_file(cfg.motion.file),
@@ -86,7 +98,6 @@ class G1TrackingEnv(BatchedEnv):
         self.body_ids = np.array([model.body(n).id for n in TRACKED_BODIES])
         self.anchor = TRACKED_BODIES.index(ANCHOR_BODY)
         self.end_effectors = np.array([TRACKED_BODIES.index(n) for n in END_EFFECTOR_BODIES])
-        self.root_body = int(model.body_rootid[self.body_ids[0]])
         ref_ids = self.reference.body_indices(TRACKED_BODIES)
         pelvis = self.reference.body_indices(("pelvis",))[0]
         self.ref_root_lin_vel = self.reference.body_lin_vel_w[:, pelvis]
@@ -130,6 +141,8 @@ class G1TrackingEnv(BatchedEnv):
                 self.rng, num_envs, len(foot_geoms), rand.friction
             )
 
+        self._obs_noise = observations.noise_scales(cfg.observation_noise)
+        self._reset_noise_scales = events.reset_noise_scales(rand.reset_noise, self.action_dim)
         frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
         self.sampler = AdaptiveStartSampler(self.reference.num_frames, frames_per_bin, cfg.sampling, self.rng)
         self.frame_index = np.zeros(num_envs, dtype=np.int64)
@@ -165,19 +178,10 @@ class G1TrackingEnv(BatchedEnv):
         qpos, qvel = self.reference_state(ids)
         rand = self.cfg.randomization
         if rand.enabled:
-            noise = rand.reset_noise
-            qpos[:, :3], qpos[:, 3:7] = events.perturb_root(self.rng, qpos[:, :3], qpos[:, 3:7], noise)
-            lin, ang = events.perturb_root_velocity(
-                self.rng,
-                qvel[:, :3],
-                quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[self.frame_index[ids]]),
-                noise,
+            events.perturb_reset_state(self.rng, qpos, qvel, self._reset_noise_scales, self.joint_qpos_adr)
+            qpos[:, self.joint_qpos_adr] = np.clip(
+                qpos[:, self.joint_qpos_adr], self.soft_lower, self.soft_upper
             )
-            qvel[:, :3], qvel[:, 3:6] = lin, ang
-            joints = qpos[:, self.joint_qpos_adr] + self.rng.uniform(
-                -noise.joint_pos, noise.joint_pos, size=(len(ids), self.action_dim)
-            )
-            qpos[:, self.joint_qpos_adr] = np.clip(joints, self.soft_lower, self.soft_upper)
             self.next_push[ids] = events.next_push_times(self.rng, np.zeros(len(ids)), rand)
         self.qpos[ids] = qpos
         self.qvel[ids] = qvel
@@ -199,13 +203,18 @@ class G1TrackingEnv(BatchedEnv):
         self.frame_index = np.minimum(self.frame_index + 1, self.reference.num_frames - 1)
         self.sampler.update()
 
-    def _state_changed(self) -> None:
-        self._frame = None
+    def _state_changed(self, ids: np.ndarray | None = None) -> None:
+        # After a partial reset only the reset rows of the cached frame are stale: patch them.
+        if ids is not None and self._frame is not None:
+            self._frame.scatter(ids, self._gather(ids))
+        else:
+            self._frame = None
         self._relative = None
 
     def _current(self) -> tuple[TrackingFrame, tuple[np.ndarray, np.ndarray]]:
         if self._frame is None:
             self._frame = self._gather()
+        if self._relative is None:
             self._relative = self._frame.relative_reference()
         return self._frame, self._relative
 
@@ -213,39 +222,41 @@ class G1TrackingEnv(BatchedEnv):
         rows = slice(None) if ids is None else ids
         qpos, qvel = self.qpos[rows], self.qvel[rows]
         body_pos = self.xpos[rows][:, self.body_ids]
-        cvel = self.cvel[rows][:, self.body_ids]
-        ang = cvel[..., :3]
-        # cvel is the spatial velocity at the subtree COM; shift it to each body's origin.
-        lin = cvel[..., 3:] + cross(ang, body_pos - self.subtree_com[rows][:, self.root_body, None])
+        velocities = (
+            self.sensordata[rows, self._velocity_columns].copy().reshape(-1, 2, len(TRACKED_BODIES), 3)
+        )
         table = self._ref_table[self.frame_index[rows]]
         ref = {name: table[:, sl].reshape(-1, *shape) for name, (sl, shape) in self._ref_layout.items()}
         return TrackingFrame(
             joint_pos=qpos[:, self.joint_qpos_adr],
             joint_vel=qvel[:, self.joint_dof_adr],
-            default_joint_pos=self.default_joint_pos[rows],
-            root_quat=qpos[:, 3:7],
-            root_lin_vel_w=qvel[:, :3],
-            root_ang_vel_b=qvel[:, 3:6],
+            default_joint_pos=self.default_joint_pos[rows].copy(),
+            root_quat=qpos[:, 3:7].copy(),
+            root_lin_vel_w=qvel[:, :3].copy(),
+            root_ang_vel_b=qvel[:, 3:6].copy(),
             body_pos=body_pos,
             body_quat=self.xquat[rows][:, self.body_ids],
-            body_lin_vel=lin,
-            body_ang_vel=ang,
+            body_rot=self.xmat[rows][:, self.body_ids].reshape(-1, len(TRACKED_BODIES), 3, 3),
+            body_lin_vel=velocities[:, 0],
+            body_ang_vel=velocities[:, 1],
             ref_joint_pos=ref["joint_pos"],
             ref_joint_vel=ref["joint_vel"],
             ref_body_pos=ref["body_pos"],
             ref_body_quat=ref["body_quat"],
             ref_body_lin_vel=ref["body_lin_vel"],
             ref_body_ang_vel=ref["body_ang_vel"],
-            actions=self.actions[rows],
-            prev_actions=self.prev_actions[rows],
+            actions=self.actions[rows].copy(),
+            prev_actions=self.prev_actions[rows].copy(),
             anchor=self.anchor,
         )
 
     def _observe(self, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        frame = self._current()[0] if ids is None else self._gather(ids)
+        if self._frame is None:
+            self._frame = self._gather()
+        frame = self._frame if ids is None else self._gather(ids)
         terms = observations.policy_terms(frame)
         return {
-            "policy": observations.policy_obs(terms, self.cfg.observation_noise, self.rng),
+            "policy": observations.policy_obs(terms, self._obs_noise, self.rng),
             "critic": observations.critic_obs(frame, terms),
         }
 

@@ -31,23 +31,25 @@ def push_velocities(rng: np.random.Generator, n: int, cfg: RandomizationConfig) 
     return np.concatenate((lin, ang), axis=1)
 
 
-def perturb_root(
-    rng: np.random.Generator, pos: np.ndarray, quat: np.ndarray, noise: ResetNoise
-) -> tuple[np.ndarray, np.ndarray]:
-    n = pos.shape[0]
-    offset = rng.uniform(-1, 1, size=(n, 3)) * np.array([noise.root_xy, noise.root_xy, noise.root_z])
-    rpy = rng.uniform(-1, 1, size=(n, 3)) * np.array(
-        [noise.root_roll_pitch, noise.root_roll_pitch, noise.root_yaw]
+def reset_noise_scales(noise: ResetNoise, num_joints: int) -> np.ndarray:
+    """Half-widths of the uniform reset noise: root xyz, roll/pitch/yaw, lin vel, ang vel, joints."""
+    return np.concatenate(
+        (
+            [noise.root_xy, noise.root_xy, noise.root_z],
+            [noise.root_roll_pitch, noise.root_roll_pitch, noise.root_yaw],
+            [noise.root_lin_vel_xy, noise.root_lin_vel_xy, noise.root_lin_vel_z],
+            [noise.root_ang_vel_roll_pitch, noise.root_ang_vel_roll_pitch, noise.root_ang_vel_yaw],
+            np.full(num_joints, noise.joint_pos),
+        )
     )
-    return pos + offset, quat_mul(quat_from_euler_xyz(*rpy.T), quat)
 
 
-def perturb_root_velocity(rng: np.random.Generator, lin: np.ndarray, ang: np.ndarray, noise: ResetNoise):
-    n = lin.shape[0]
-    lin_scale = np.array([noise.root_lin_vel_xy, noise.root_lin_vel_xy, noise.root_lin_vel_z])
-    ang_scale = np.array(
-        [noise.root_ang_vel_roll_pitch, noise.root_ang_vel_roll_pitch, noise.root_ang_vel_yaw]
-    )
-    return lin + rng.uniform(-1, 1, size=(n, 3)) * lin_scale, ang + rng.uniform(
-        -1, 1, size=(n, 3)
-    ) * ang_scale
+def perturb_reset_state(
+    rng: np.random.Generator, qpos: np.ndarray, qvel: np.ndarray, scales: np.ndarray, joint_qpos: np.ndarray
+) -> None:
+    """Add reset noise in place to full qpos/qvel rows of a floating-base robot (one draw per call)."""
+    noise = rng.uniform(-1, 1, size=(qpos.shape[0], len(scales))) * scales
+    qpos[:, :3] += noise[:, 0:3]
+    qpos[:, 3:7] = quat_mul(quat_from_euler_xyz(noise[:, 3], noise[:, 4], noise[:, 5]), qpos[:, 3:7])
+    qvel[:, :6] += noise[:, 6:12]
+    qpos[:, joint_qpos] += noise[:, 12:]

@@ -6,15 +6,17 @@ so each quantity is gathered from the batch and transformed once per step, not o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from envs.rotations import quat_apply, quat_conj, quat_mul, yaw_quat
+from envs.rotations import quat_conj, quat_mul, yaw_angle
 
 
 @dataclass
 class TrackingFrame:
+    """Arrays are copies, never views of live state, so a frame can be patched row by row."""
+
     # robot, [N, ...]; bodies are the tracked bodies in TRACKED_BODIES order
     joint_pos: np.ndarray
     joint_vel: np.ndarray
@@ -24,6 +26,7 @@ class TrackingFrame:
     root_ang_vel_b: np.ndarray
     body_pos: np.ndarray
     body_quat: np.ndarray
+    body_rot: np.ndarray  # [N, B, 3, 3] rotation matrices of body_quat
     body_lin_vel: np.ndarray
     body_ang_vel: np.ndarray
     # reference at each env's current frame
@@ -36,6 +39,12 @@ class TrackingFrame:
     actions: np.ndarray
     prev_actions: np.ndarray
     anchor: int
+
+    def scatter(self, ids: np.ndarray, other: TrackingFrame) -> None:
+        """Overwrite the rows ``ids`` with ``other`` (a frame gathered for those envs only)."""
+        for field in fields(self):
+            if field.name != "anchor":
+                getattr(self, field.name)[ids] = getattr(other, field.name)
 
     @property
     def anchor_pos(self) -> np.ndarray:
@@ -61,8 +70,13 @@ class TrackingFrame:
         """
         delta_pos = self.anchor_pos.copy()
         delta_pos[:, 2] = self.ref_anchor_pos[:, 2]
-        delta_quat = yaw_quat(quat_mul(self.anchor_quat, quat_conj(self.ref_anchor_quat)))[:, None]
+        yaw = yaw_angle(quat_mul(self.anchor_quat, quat_conj(self.ref_anchor_quat)))[:, None]
+        c, s = np.cos(yaw), np.sin(yaw)
         offsets = self.ref_body_pos - self.ref_anchor_pos[:, None]
-        pos = delta_pos[:, None] + quat_apply(np.broadcast_to(delta_quat, (*offsets.shape[:-1], 4)), offsets)
-        quat = quat_mul(np.broadcast_to(delta_quat, self.ref_body_quat.shape), self.ref_body_quat)
+        ox, oy = offsets[..., 0], offsets[..., 1]
+        pos = delta_pos[:, None] + np.stack((c * ox - s * oy, s * ox + c * oy, offsets[..., 2]), axis=-1)
+        # Left-multiplying by a rotation about z, (cos(yaw/2), 0, 0, sin(yaw/2)), in closed form.
+        ch, sh = np.cos(yaw / 2), np.sin(yaw / 2)
+        w, x, y, z = (self.ref_body_quat[..., i] for i in range(4))
+        quat = np.stack((ch * w - sh * z, ch * x - sh * y, ch * y + sh * x, ch * z + sh * w), axis=-1)
         return pos, quat

@@ -52,28 +52,37 @@ def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
     }
 
 
-def policy_obs(terms: dict[str, np.ndarray], noise: ObservationNoise, rng: np.random.Generator) -> np.ndarray:
-    if noise.enabled:
-        terms = dict(terms)
-        scales = {
-            "motion_anchor_pos_b": noise.anchor_pos,
-            "motion_anchor_ori_b": noise.anchor_ori,
-            "base_lin_vel": noise.base_lin_vel,
-            "base_ang_vel": noise.base_ang_vel,
-            "joint_pos": noise.joint_pos,
-            "joint_vel": noise.joint_vel,
-        }
-        for name, scale in scales.items():
-            terms[name] = terms[name] + rng.uniform(-scale, scale, size=terms[name].shape)
-    return np.concatenate([terms[name] for name, _ in POLICY_TERMS], axis=1, dtype=np.float32)
+def noise_scales(noise: ObservationNoise) -> np.ndarray | None:
+    """Half-width of the uniform noise on each policy observation entry; None when noise is off."""
+    if not noise.enabled:
+        return None
+    per_term = {
+        "motion_anchor_pos_b": noise.anchor_pos,
+        "motion_anchor_ori_b": noise.anchor_ori,
+        "base_lin_vel": noise.base_lin_vel,
+        "base_ang_vel": noise.base_ang_vel,
+        "joint_pos": noise.joint_pos,
+        "joint_vel": noise.joint_vel,
+    }
+    return np.concatenate([np.full(size, per_term.get(name, 0.0)) for name, size in POLICY_TERMS])
+
+
+def policy_obs(
+    terms: dict[str, np.ndarray], scales: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    obs = np.concatenate([terms[name] for name, _ in POLICY_TERMS], axis=1)
+    if scales is not None:
+        obs += rng.uniform(-1.0, 1.0, size=obs.shape) * scales
+    return obs.astype(np.float32)
 
 
 def critic_obs(f: TrackingFrame, terms: dict[str, np.ndarray]) -> np.ndarray:
     n, b = f.body_pos.shape[:2]
-    anchor_pos = np.broadcast_to(f.anchor_pos[:, None], f.body_pos.shape)
-    anchor_quat = np.broadcast_to(f.anchor_quat[:, None], f.body_quat.shape)
-    body_pos_b, body_quat_b = subtract_frame_transforms(anchor_pos, anchor_quat, f.body_pos, f.body_quat)
+    anchor_rot = f.body_rot[:, f.anchor]
+    # Row vectors times R is R^T applied: world offsets expressed in the anchor frame.
+    body_pos_b = (f.body_pos - f.anchor_pos[:, None]) @ anchor_rot
+    body_rot_b = np.swapaxes(anchor_rot, 1, 2)[:, None] @ f.body_rot
     parts = [terms[name] for name, _ in POLICY_TERMS[:4]]
-    parts += [body_pos_b.reshape(n, b * 3), matrix_first_two_columns(body_quat_b).reshape(n, b * 6)]
+    parts += [body_pos_b.reshape(n, b * 3), body_rot_b[..., :2].reshape(n, b * 6)]
     parts += [terms[name] for name, _ in POLICY_TERMS[4:]]
     return np.concatenate(parts, axis=1, dtype=np.float32)

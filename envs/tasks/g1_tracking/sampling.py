@@ -37,14 +37,17 @@ class AdaptiveStartSampler:
 
     def probabilities(self) -> np.ndarray:
         p = self.failed + self.cfg.uniform_ratio / self.num_bins
-        # A failure at bin b raises the odds of starting at b and the bins just before it.
-        padded = np.pad(p, (0, len(self._kernel) - 1), mode="edge")
-        p = np.convolve(padded, self._kernel[::-1], mode="valid")
+        if len(self._kernel) > 1:
+            # A failure at bin b raises the odds of starting at b and the bins just before it.
+            padded = np.concatenate((p, np.full(len(self._kernel) - 1, p[-1])))
+            p = np.convolve(padded, self._kernel[::-1], mode="valid")
         return p / p.sum()
 
     def sample(self, n: int) -> np.ndarray:
         if not self.cfg.adaptive:
             return self.rng.integers(0, self.num_frames, size=n)
-        bins = self.rng.choice(self.num_bins, size=n, p=self.probabilities())
+        # Inverse-CDF sampling: Generator.choice with p= costs ten times more per call.
+        cdf = np.cumsum(self.probabilities())
+        bins = np.minimum(np.searchsorted(cdf, self.rng.random(n) * cdf[-1], side="right"), self.num_bins - 1)
         frames = (bins + self.rng.random(n)) / self.num_bins * (self.num_frames - 1)
         return np.clip(frames.astype(np.int64), 0, self.num_frames - 1)

@@ -1,0 +1,7 @@
+"""Franka Panda + Robotiq 2F-85 tasks: ``panda_pick`` (lift a cube) and ``panda_reach`` (reach a target).
+
+Modules: ``config`` (schemas, observation layouts), ``scene`` (the world built around the robot),
+``control`` (actions to joint targets: end-effector-delta IK or joint deltas), ``env`` (what both tasks
+share), ``pick`` and ``reach`` (the tasks), ``scripted`` (IK-based scripted policies for tests,
+demonstrations and reward-model data).
+"""

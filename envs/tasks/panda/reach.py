@@ -1,0 +1,52 @@
+"""``panda_reach``: the Panda brings its pinch site to a random target in a box (a quick learning check).
+
+Success: pinch within ``success_distance`` (3 cm) of the target; the episode then terminates.
+Rewards: ``dense`` is 1 - tanh(10 d), ``sparse`` is success as 1/0.
+Observation: ``REACH_OBS_TERMS`` (see ``config.py``), plus camera frames when configured; the target
+is drawn as a green sphere (a mocap body without collisions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.tasks.panda.config import REACH_OBS_TERMS, PandaReachConfig
+from envs.tasks.panda.env import PandaEnv
+
+
+class PandaReachEnv(PandaEnv):
+    observation_terms = REACH_OBS_TERMS
+    cfg: PandaReachConfig
+
+    def __init__(self, cfg: PandaReachConfig, num_envs: int, seed: int | None = None) -> None:
+        super().__init__(cfg, num_envs, seed, target=True)
+        self.target = np.zeros((num_envs, 3))
+        self.mocap_pos = self.batch.bind("mocap_pos")
+
+    def distance(self) -> np.ndarray:
+        return np.linalg.norm(self.target - self.pinch_pos, axis=1)
+
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        self._reset_robot(ids)
+        box = self.cfg.targets
+        self.target[ids] = self.rng.uniform(box.low, box.high, (len(ids), 3))
+        self.mocap_pos[ids, 0] = self.target[ids]
+
+    def _state(self) -> np.ndarray:
+        pinch = self.pinch_pos
+        return np.concatenate(
+            (self.joint_pos, self.joint_vel, pinch, self.target, self.target - pinch), axis=1
+        )
+
+    def _success(self) -> np.ndarray:
+        return self.distance() < self.cfg.success_distance
+
+    def _terminated(self) -> np.ndarray:
+        return self._success()
+
+    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        success = self._success().astype(np.float64)
+        if self.cfg.reward == "sparse":
+            return success, {"success": success}
+        reach = 1.0 - np.tanh(10.0 * self.distance())
+        return reach, {"reach": reach, "success": success}
