@@ -102,6 +102,7 @@ class G1TrackingEnv(BatchedEnv):
         pelvis = self.reference.body_indices(("pelvis",))[0]
         self.ref_root_lin_vel = self.reference.body_lin_vel_w[:, pelvis]
         self.ref_root_ang_vel = self.reference.body_ang_vel_w[:, pelvis]
+        self._ref_qpos, self._ref_qvel = self._reference_joint_state()
         # One [T, K] table, so a step reads every reference quantity with a single gather.
         ref = self.reference
         self._ref_parts = {
@@ -155,17 +156,22 @@ class G1TrackingEnv(BatchedEnv):
 
     # ----------------------------------------------------------------- reference
     def reference_state(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Full qpos/qvel of the reference at each env's current frame (no noise)."""
-        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids)
-        t = self.frame_index[ids]
-        qpos = np.zeros((len(ids), self.model.nq))
-        qvel = np.zeros((len(ids), self.model.nv))
-        qpos[:, :3] = self.reference.root_pos[t]
-        qpos[:, 3:7] = self.reference.root_quat[t]
-        qpos[:, self.joint_qpos_adr] = self.reference.joint_pos[t]
-        qvel[:, :3] = self.ref_root_lin_vel[t]
-        qvel[:, 3:6] = quat_apply_inverse(qpos[:, 3:7], self.ref_root_ang_vel[t])
-        qvel[:, self.joint_dof_adr] = self.reference.joint_vel[t]
+        """Full qpos/qvel of the reference at each env's current frame (no noise), as new arrays."""
+        t = self.frame_index if ids is None else self.frame_index[ids]
+        return self._ref_qpos[t], self._ref_qvel[t]
+
+    def _reference_joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The reference as full qpos/qvel tables [T, nq], [T, nv] (free joint first)."""
+        ref = self.reference
+        qpos = np.zeros((ref.num_frames, self.model.nq))
+        qvel = np.zeros((ref.num_frames, self.model.nv))
+        qpos[:, :3] = ref.root_pos
+        qpos[:, 3:7] = ref.root_quat
+        qpos[:, self.joint_qpos_adr] = ref.joint_pos
+        qvel[:, :3] = self.ref_root_lin_vel
+        # A free joint's angular velocity is expressed in the body frame.
+        qvel[:, 3:6] = quat_apply_inverse(ref.root_quat, self.ref_root_ang_vel)
+        qvel[:, self.joint_dof_adr] = ref.joint_vel
         return qpos, qvel
 
     # ----------------------------------------------------------------- backend hooks
