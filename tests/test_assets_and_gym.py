@@ -56,7 +56,7 @@ def test_gym_view_returns_the_final_observation_of_a_terminated_episode():
     obs, _ = env.reset(seed=0)
     assert obs["policy"].shape == (160,)
     for _ in range(300):
-        obs, reward, terminated, truncated, info = env.step(np.zeros(29, dtype=np.float32))
+        obs, _, terminated, truncated, info = env.step(np.zeros(29, dtype=np.float32))
         if terminated or truncated:
             break
     assert terminated  # zero actions on tracking gains: the G1 falls
