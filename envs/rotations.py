@@ -58,13 +58,6 @@ def yaw_angle(q: np.ndarray) -> np.ndarray:
     return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
-def yaw_quat(q: np.ndarray) -> np.ndarray:
-    """The heading part of q: a rotation about world z only."""
-    yaw = yaw_angle(q)
-    zeros = np.zeros_like(yaw)
-    return np.stack((np.cos(yaw / 2), zeros, zeros, np.sin(yaw / 2)), axis=-1)
-
-
 def quat_from_euler_xyz(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     cr, sr = np.cos(roll / 2), np.sin(roll / 2)
     cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
@@ -80,30 +73,15 @@ def quat_from_euler_xyz(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) ->
     )
 
 
-def matrix_first_two_columns(q: np.ndarray) -> np.ndarray:
-    """The 6D rotation representation: the first two columns of R(q), flattened row-major."""
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices [..., 3, 3] of unit quaternions [..., 4]."""
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    cols = np.stack(
-        (
-            1 - 2 * (y * y + z * z),
-            2 * (x * y + w * z),
-            2 * (x * y - w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-        ),
-        axis=-1,
-    )
-    # (r00, r01, r10, r11, r20, r21): rows of the 3x2 matrix, as BeyondMimic flattens it.
-    return cols[..., [0, 2, 1, 3, 4, 5]]
-
-
-def subtract_frame_transforms(
-    pos_a: np.ndarray, quat_a: np.ndarray, pos_b: np.ndarray, quat_b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pose of frame b expressed in frame a."""
-    inv_a = quat_conj(quat_a)
-    return quat_apply(inv_a, pos_b - pos_a), quat_mul(inv_a, quat_b)
+    rows = (
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    )  # fmt: skip
+    return np.stack(rows, axis=-1).reshape(*q.shape[:-1], 3, 3)
 
 
 def quat_slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

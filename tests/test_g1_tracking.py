@@ -165,3 +165,24 @@ def test_bad_config_names_the_field():
         make_config("g1_tracking", {"keypoint_weights": {"nose": 2.0}})
     with pytest.raises(ValidationError, match="bogus"):
         make_config("g1_tracking", {"bogus": 1})
+
+
+def test_anchor_and_body_frames_match_their_quaternion_definitions():
+    from envs.rotations import quat_apply, quat_conj, quat_mul, quat_to_matrix
+
+    env = make_env("g1_tracking", num_envs=8, seed=5, observation_noise={"enabled": False})
+    env.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # push the robots off their references so every frame is non-trivial
+        env.step(rng.uniform(-1, 1, size=(8, 29)))
+    frame = env._current()[0]
+    obs = env._observe()
+    inv_anchor = quat_conj(frame.anchor_quat)
+    pos_b = quat_apply(inv_anchor, frame.ref_anchor_pos - frame.anchor_pos)
+    rot_b = quat_to_matrix(quat_mul(inv_anchor, frame.ref_anchor_quat))[..., :2].reshape(-1, 6)
+    np.testing.assert_allclose(obs["policy"][:, 58:61], pos_b, atol=1e-5)
+    np.testing.assert_allclose(obs["policy"][:, 61:67], rot_b, atol=1e-5)
+    base_lin_vel = quat_apply(quat_conj(frame.root_quat), frame.root_lin_vel_w)
+    np.testing.assert_allclose(obs["policy"][:, 67:70], base_lin_vel, atol=1e-5)
+    body_pos_b = quat_apply(inv_anchor[:, None], frame.body_pos - frame.anchor_pos[:, None])
+    np.testing.assert_allclose(obs["critic"][:, 67:109], body_pos_b.reshape(8, -1), atol=1e-5)

@@ -12,7 +12,7 @@ from envs.backend import BatchedEnv
 from envs.motion.reference import MotionReference, load_reference
 from envs.robots.actuators import add_position_actuators
 from envs.robots.g1 import ANCHOR_BODY, END_EFFECTOR_BODIES, FOOT_GEOM_PATTERN, G1, TRACKED_BODIES, g1_spec
-from envs.rotations import quat_apply_inverse
+from envs.rotations import quat_apply_inverse, quat_to_matrix
 from envs.tasks.g1_tracking import events, observations, rewards, terminations
 from envs.tasks.g1_tracking.config import G1TrackingConfig
 from envs.tasks.g1_tracking.frame import TrackingFrame
@@ -97,6 +97,7 @@ class G1TrackingEnv(BatchedEnv):
 
         self.body_ids = np.array([model.body(n).id for n in TRACKED_BODIES])
         self.anchor = TRACKED_BODIES.index(ANCHOR_BODY)
+        self.root = TRACKED_BODIES.index("pelvis")
         self.end_effectors = np.array([TRACKED_BODIES.index(n) for n in END_EFFECTOR_BODIES])
         ref_ids = self.reference.body_indices(TRACKED_BODIES)
         pelvis = self.reference.body_indices(("pelvis",))[0]
@@ -112,6 +113,7 @@ class G1TrackingEnv(BatchedEnv):
             "body_quat": ref.body_quat_w[:, ref_ids],
             "body_lin_vel": ref.body_lin_vel_w[:, ref_ids],
             "body_ang_vel": ref.body_ang_vel_w[:, ref_ids],
+            "anchor_rot": quat_to_matrix(ref.body_quat_w[:, ref_ids[self.anchor]]),
         }
         self._ref_table = np.concatenate(
             [v.reshape(ref.num_frames, -1) for v in self._ref_parts.values()], axis=1
@@ -251,9 +253,11 @@ class G1TrackingEnv(BatchedEnv):
             ref_body_quat=ref["body_quat"],
             ref_body_lin_vel=ref["body_lin_vel"],
             ref_body_ang_vel=ref["body_ang_vel"],
+            ref_anchor_rot=ref["anchor_rot"],
             actions=self.actions[rows].copy(),
             prev_actions=self.prev_actions[rows].copy(),
             anchor=self.anchor,
+            root=self.root,
         )
 
     def _observe(self, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -36,14 +36,16 @@ class TrackingFrame:
     ref_body_quat: np.ndarray
     ref_body_lin_vel: np.ndarray
     ref_body_ang_vel: np.ndarray
+    ref_anchor_rot: np.ndarray  # [N, 3, 3]
     actions: np.ndarray
     prev_actions: np.ndarray
     anchor: int
+    root: int  # index of the floating base (pelvis) among the tracked bodies
 
     def scatter(self, ids: np.ndarray, other: TrackingFrame) -> None:
         """Overwrite the rows ``ids`` with ``other`` (a frame gathered for those envs only)."""
         for field in fields(self):
-            if field.name != "anchor":
+            if field.name not in ("anchor", "root"):
                 getattr(self, field.name)[ids] = getattr(other, field.name)
 
     @property

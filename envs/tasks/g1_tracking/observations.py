@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.rotations import matrix_first_two_columns, quat_apply_inverse, subtract_frame_transforms
 from envs.tasks.g1_tracking.config import ObservationNoise
 from envs.tasks.g1_tracking.frame import TrackingFrame
 
@@ -29,12 +28,16 @@ POLICY_DIM = sum(size for _, size in POLICY_TERMS)
 
 
 def motion_anchor_b(f: TrackingFrame) -> tuple[np.ndarray, np.ndarray]:
-    pos, quat = subtract_frame_transforms(f.anchor_pos, f.anchor_quat, f.ref_anchor_pos, f.ref_anchor_quat)
-    return pos, matrix_first_two_columns(quat)
+    """Reference anchor pose in the robot anchor frame: position, and orientation as 6D."""
+    anchor_rot = f.body_rot[:, f.anchor]
+    # A row vector times R applies R^T: world offsets expressed in the anchor frame.
+    pos = ((f.ref_anchor_pos - f.anchor_pos)[:, None] @ anchor_rot)[:, 0]
+    rot = np.swapaxes(anchor_rot, 1, 2) @ f.ref_anchor_rot
+    return pos, rot[..., :2].reshape(-1, 6)
 
 
 def base_lin_vel(f: TrackingFrame) -> np.ndarray:
-    return quat_apply_inverse(f.root_quat, f.root_lin_vel_w)
+    return (f.root_lin_vel_w[:, None] @ f.body_rot[:, f.root])[:, 0]
 
 
 def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
@@ -79,7 +82,6 @@ def policy_obs(
 def critic_obs(f: TrackingFrame, terms: dict[str, np.ndarray]) -> np.ndarray:
     n, b = f.body_pos.shape[:2]
     anchor_rot = f.body_rot[:, f.anchor]
-    # Row vectors times R is R^T applied: world offsets expressed in the anchor frame.
     body_pos_b = (f.body_pos - f.anchor_pos[:, None]) @ anchor_rot
     body_rot_b = np.swapaxes(anchor_rot, 1, 2)[:, None] @ f.body_rot
     parts = [terms[name] for name, _ in POLICY_TERMS[:4]]
