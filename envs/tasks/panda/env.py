@@ -123,6 +123,21 @@ class PandaEnv(BatchedEnv):
     def _apply_actions(self, actions: np.ndarray) -> None:
         self.ctrl[:] = self.controller(np.clip(actions, -1.0, 1.0), self.arm_state())
 
+    def _terminated(self) -> np.ndarray:
+        """Both Panda tasks end an episode on success (as gym-hil does)."""
+        return self._success()
+
+    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        success = self._success().astype(np.float64)
+        if self.cfg.reward == "sparse":
+            return success, {"success": success}
+        reward, terms = self._dense_reward(success)
+        return reward, {**terms, "success": success}
+
+    @abstractmethod
+    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The shaped reward [N] and its terms; ``success`` is 0/1 per env."""
+
     @abstractmethod
     def _state(self) -> np.ndarray:
         """The task's flat state observation [N, observation_dim], in ``observation_terms`` order."""

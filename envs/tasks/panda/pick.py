@@ -76,15 +76,9 @@ class PandaPickEnv(PandaEnv):
     def _success(self) -> np.ndarray:
         return self.cube_lift() >= self.cfg.lift_height
 
-    def _terminated(self) -> np.ndarray:
-        return self._success()
-
-    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        success = self._success().astype(np.float64)
-        if self.cfg.reward == "sparse":
-            return success, {"success": success}
+    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         reach = 1.0 - np.tanh(10.0 * np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1))
         lift = np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0)
         weights = self.cfg.rewards
         reward = weights.reach * reach + weights.lift * lift + weights.success * success
-        return reward, {"reach": reach, "lift": lift, "success": success}
+        return reward, {"reach": reach, "lift": lift}

@@ -41,12 +41,6 @@ class PandaReachEnv(PandaEnv):
     def _success(self) -> np.ndarray:
         return self.distance() < self.cfg.success_distance
 
-    def _terminated(self) -> np.ndarray:
-        return self._success()
-
-    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        success = self._success().astype(np.float64)
-        if self.cfg.reward == "sparse":
-            return success, {"success": success}
+    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         reach = 1.0 - np.tanh(10.0 * self.distance())
-        return reach, {"reach": reach, "success": success}
+        return reach, {"reach": reach}
