@@ -180,3 +180,22 @@ def test_bad_config_names_the_field(task, overrides, field, allowed):
         make_config(task, overrides)
     message = str(error.value)
     assert field in message and allowed in message
+
+
+@pytest.mark.parametrize("task", ["panda_pick", "panda_reach"])
+def test_dense_reward_never_pays_for_staying_short_of_success(task):
+    # Success ends the episode; if unfinished steps earned a positive reward, hovering near the
+    # goal would be worth more than reaching it.
+    env = make_env(task, num_envs=8, seed=0)
+    obs = env.reset()
+    policy = (ScriptedPickPolicy if task == "panda_pick" else ScriptedReachPolicy).for_env(env, seed=0)
+    succeeded = 0
+    for _ in range(60):
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        policy.reset(terminated | truncated)
+        # Unfinished steps cost something, so the value of never finishing is below a terminal state's.
+        assert (reward[~info["success"]] <= 0).all()
+        if task == "panda_pick":
+            assert (reward[info["success"]] > 0).all()  # and lifting the cube earns its bonus
+        succeeded += int(info["success"].sum())
+    assert succeeded > 0

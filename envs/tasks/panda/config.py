@@ -120,7 +120,11 @@ class PandaTaskConfig(TaskConfig):
 
 
 class PickRewardConfig(StrictModel):
-    """Dense reward: reach * (1 - tanh(10 d)) + lift * clip(lift / lift_height, 0, 1) + success * bonus."""
+    """Dense reward: -reach * tanh(10 d) - lift * (1 - clip(lift / lift_height, 0, 1)) + success * bonus.
+
+    The shaped terms are penalties that vanish at the goal: success ends the episode, and a positive
+    reward per step would make hovering just short of success worth more than succeeding.
+    """
 
     reach: float = 1.0
     lift: float = 2.0

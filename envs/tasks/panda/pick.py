@@ -1,8 +1,9 @@
 """``panda_pick``: the Panda lifts a 4 cm cube from a random pose on the floor (gym-hil's PandaPickCube).
 
 Success: the cube is ``lift_height`` (5 cm) above where it started; the episode then terminates.
-Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (1 - tanh(10 |cube - pinch|)) and
-lifting (clip(lift / lift_height, 0, 1)) to a success bonus, weighted by ``cfg.rewards``.
+Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube - pinch|)) and
+lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success
+bonus, weighted by ``cfg.rewards``.
 Observation: ``PICK_OBS_TERMS`` (see ``config.py``), plus camera frames when configured.
 """
 
@@ -77,8 +78,9 @@ class PandaPickEnv(PandaEnv):
         return self.cube_lift() >= self.cfg.lift_height
 
     def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        reach = 1.0 - np.tanh(10.0 * np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1))
-        lift = np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0)
+        # Penalties that reach 0 at the goal (see PickRewardConfig): finishing beats hovering.
+        reach = -np.tanh(10.0 * np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1))
+        lift = np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0) - 1.0
         weights = self.cfg.rewards
         reward = weights.reach * reach + weights.lift * lift + weights.success * success
         return reward, {"reach": reach, "lift": lift}

@@ -1,7 +1,7 @@
 """``panda_reach``: the Panda brings its pinch site to a random target in a box (a quick learning check).
 
 Success: pinch within ``success_distance`` (3 cm) of the target; the episode then terminates.
-Rewards: ``dense`` is 1 - tanh(10 d), ``sparse`` is success as 1/0.
+Rewards: ``dense`` is -tanh(10 d) (a penalty that vanishes at the target), ``sparse`` is success as 1/0.
 Observation: ``REACH_OBS_TERMS`` (see ``config.py``), plus camera frames when configured; the target
 is drawn as a green sphere (a mocap body without collisions).
 """
@@ -42,5 +42,7 @@ class PandaReachEnv(PandaEnv):
         return self.distance() < self.cfg.success_distance
 
     def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        reach = 1.0 - np.tanh(10.0 * self.distance())
+        # A penalty that vanishes at the target: success ends the episode, so a positive reward per
+        # step would pay more for hovering near the target than for reaching it.
+        reach = -np.tanh(10.0 * self.distance())
         return reach, {"reach": reach}
