@@ -35,6 +35,42 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="config overr
 
 
 @app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="experiment YAML (configs/*.yaml)")] = None,
+    overrides: SetOption = None,
+    address: Annotated[
+        str | None, typer.Option(help="join an existing Ray cluster: 'auto' or HOST:PORT; default: local Ray")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue the run in this folder from its newest checkpoint")
+    ] = None,
+    runs: Annotated[Path, typer.Option(help="folder that holds run folders")] = Path("runs"),
+) -> None:
+    """Train on Ray: actors step the envs, the learner updates, checkpoints go to the run folder."""
+    from striata.experiment import ExperimentConfig
+
+    with user_errors(ExperimentConfig):
+        from striata.experiment import load_experiment
+        from striata.overrides import parse_overrides
+        from striata.run_dir import new_run_dir, resume_run
+        from striata.train import Training, connect_ray
+
+        extra = parse_overrides(overrides or [])
+        if resume is not None:
+            experiment = resume_run(resume, extra)
+            run_dir = resume
+        elif config is None:
+            raise typer.BadParameter("give an experiment YAML, or --resume RUN_DIR")
+        else:
+            experiment = load_experiment(config, extra)
+            run_dir = new_run_dir(experiment, runs)
+        console.print(f"run folder: {run_dir}")
+        connect_ray(address)
+        summary = Training(experiment, run_dir, console).run()
+    print(json.dumps(summary, indent=2))
+
+
+@app.command()
 def tasks() -> None:
     """List the tasks."""
     from envs.registry import TASKS

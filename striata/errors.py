@@ -16,7 +16,13 @@ from envs.registry import UnknownTaskError
 from envs.rollout import PolicyChoiceError
 from striata.overrides import OverrideError
 
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used as written (not YAML, bad task section)."""
+
+
 USER_ERRORS = (
+    ConfigFileError,
     AssetNotFoundError,
     ActionError,
     FileNotFoundError,
@@ -53,12 +59,15 @@ def format_validation_error(
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Print user errors as one line on stderr and exit 2, instead of a traceback."""
+def user_errors(model: type[BaseModel] | None = None) -> Iterator[None]:
+    """Print user errors as one line on stderr and exit 2, instead of a traceback.
+
+    ``model`` is the config schema being validated, to list the allowed keys of a bad section.
+    """
     try:
         yield
     except ValidationError as exc:
-        print(format_validation_error(exc, _model_of(exc)), file=sys.stderr)
+        print(format_validation_error(exc, model or _model_of(exc)), file=sys.stderr)
         raise typer.Exit(2) from None
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

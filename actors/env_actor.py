@@ -1,0 +1,111 @@
+"""``EnvActor``: a Ray actor that owns a batched env and a CPU copy of the policy.
+
+Each ``rollout`` call steps the env for one chunk (``chunk_length`` steps of all its envs) with the
+newest weights it can get from the parameter store, and returns the chunk (numpy, DESIGN.md
+contract, built by ``learner.chunk.ChunkBuilder``) with the actor's statistics: env steps/s,
+finished episodes (return, length, success) and the policy version that acted.
+
+The env keeps running between calls: episodes span chunks, and a restarted actor (after a crash)
+starts fresh episodes. Nothing here decides what to learn; it only acts and reports.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from actors.policy import ActingPolicy, make_acting_policy
+from envs.registry import make_env
+from learner.chunk import ChunkBuilder
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """Everything an actor needs to build itself; plain data, so Ray can ship it to any node."""
+
+    actor_id: int
+    task: str
+    task_config: dict[str, Any]
+    num_envs: int
+    chunk_length: int
+    algo: str
+    algo_config: dict[str, Any]
+    seed: int
+    physics_threads: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class EnvActor:
+    def __init__(self, spec: ActorSpec, store: Any) -> None:
+        # Actors share the machine with each other and the learner: one BLAS thread each.
+        torch.set_num_threads(1)
+        self.spec = spec
+        self.store = store
+        config = {**spec.task_config, "num_threads": spec.physics_threads}
+        # A restarted actor gets a new seed, so it does not replay the episodes of the one it replaces.
+        self.started_at = time.time()
+        seed = spec.seed * 1000 + spec.actor_id + int(self.started_at * 1000) % 1_000_000
+        self.env = make_env(spec.task, num_envs=spec.num_envs, seed=seed, **config)
+        self.obs = self.env.reset()
+        self.policy: ActingPolicy = make_acting_policy(
+            spec.algo, spec.algo_config, self.obs, self.env.action_dim, seed % (1 << 31)
+        )
+        self.version = -1
+        self.chunks = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "actor_id": self.spec.actor_id,
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "started_at": self.started_at,
+        }
+
+    def _sync_weights(self) -> None:
+        version, weights = ray.get(self.store.newer_than.remote(self.version))
+        if weights:
+            self.policy.load(ray.get(weights[0]))
+            self.version = version
+
+    def rollout(self) -> dict[str, Any]:
+        self._sync_weights()
+        builder = ChunkBuilder(self.env.num_envs)
+        returns: list[float] = []
+        lengths: list[int] = []
+        successes: list[bool] = []
+        start = time.perf_counter()
+        obs = self.obs
+        for _ in range(self.spec.chunk_length):
+            out = self.policy.act(obs, explore=True)
+            next_obs, reward, terminated, truncated, info = self.env.step(out["actions"])
+            builder.add(
+                obs, out["actions"], reward, terminated, truncated, info,
+                policy_version=self.version, log_prob=out.get("log_prob"), value=out.get("value"),
+            )  # fmt: skip
+            done = np.flatnonzero(terminated | truncated)
+            returns += info["episode_return"][done].tolist()
+            lengths += info["episode_length"][done].tolist()
+            successes += info["success"][done].tolist()
+            obs = next_obs
+        self.obs = obs
+        elapsed = time.perf_counter() - start
+        self.chunks += 1
+        return {
+            "chunk": builder.build(obs),
+            "stats": {
+                "actor_id": self.spec.actor_id,
+                "pid": os.getpid(),
+                "env_steps": self.spec.chunk_length * self.env.num_envs,
+                "env_steps_per_s": self.spec.chunk_length * self.env.num_envs / elapsed,
+                "policy_version": self.version,
+                "episode_returns": returns,
+                "episode_lengths": lengths,
+                "episode_successes": successes,
+            },
+        }

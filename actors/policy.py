@@ -1,0 +1,57 @@
+"""The actors' copy of the policy: built on CPU from the algorithm's config, fed weights by version."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from learner.config import PPOConfig, SACConfig
+from learner.ppo import PPO
+from learner.sac import SAC
+from learner.trainer import observation_dims
+
+
+class ActingPolicy(Protocol):
+    def load(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def act(self, obs: Any, explore: bool) -> dict[str, np.ndarray]:
+        """``actions`` [N, A], plus ``log_prob`` and ``value`` [N] where the algorithm needs them."""
+        ...
+
+
+class PPOPolicy:
+    def __init__(self, cfg: PPOConfig, obs: Any, action_dim: int) -> None:
+        dims = observation_dims(obs)
+        actor_dim = dims.get(cfg.actor_obs_key, dims.get(""))
+        self.algo = PPO(cfg, actor_dim, dims.get(cfg.critic_obs_key, actor_dim), action_dim, device="cpu")
+
+    def load(self, weights: dict[str, np.ndarray]) -> None:
+        self.algo.load_policy_state(weights)
+
+    def act(self, obs: Any, explore: bool) -> dict[str, np.ndarray]:
+        actions, log_prob, value = self.algo.act(obs, deterministic=not explore)
+        return {"actions": actions, "log_prob": log_prob, "value": value}
+
+
+class SACPolicy:
+    def __init__(self, cfg: SACConfig, obs: Any, action_dim: int) -> None:
+        dims = observation_dims(obs)
+        self.algo = SAC(cfg, dims.get(cfg.obs_key, dims.get("")), action_dim, device="cpu")
+
+    def load(self, weights: dict[str, np.ndarray]) -> None:
+        self.algo.load_policy_state(weights)
+
+    def act(self, obs: Any, explore: bool) -> dict[str, np.ndarray]:
+        return {"actions": self.algo.act(obs, deterministic=not explore)}
+
+
+def make_acting_policy(
+    algo: str, algo_config: dict[str, Any], obs: Any, action_dim: int, seed: int
+) -> ActingPolicy:
+    """A CPU policy for observations like ``obs``; ``seed`` keeps the exploration noise of actors apart."""
+    if algo == "ppo":
+        return PPOPolicy(PPOConfig.model_validate({**algo_config, "seed": seed}), obs, action_dim)
+    if algo == "sac":
+        return SACPolicy(SACConfig.model_validate({**algo_config, "seed": seed}), obs, action_dim)
+    raise ValueError(f"algo: unknown {algo!r}; allowed: ppo, sac")

@@ -1,0 +1,111 @@
+"""``ActorPool``: the learner's side of the actors — creation, in-flight calls, deadlines, restarts.
+
+Every actor keeps two ``rollout`` calls queued so it never idles while the learner works. Ray
+restarts a dead actor (``max_restarts=-1``); its in-flight calls fail and their partial chunks are
+dropped (never counted), new calls go to the same handle and run once the replacement is up. Each
+result names the process that made it, so a replacement is seen by its new pid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from actors.env_actor import ActorSpec, EnvActor
+
+IN_FLIGHT = 2
+
+
+class ActorTimeoutError(RuntimeError):
+    """No actor delivered a chunk within the deadline."""
+
+
+@dataclass
+class ActorRecord:
+    spec: ActorSpec
+    handle: Any
+    pid: int | None = None
+    node_id: str | None = None
+    restarts: int = 0
+    dropped_chunks: int = 0
+    restart_seconds: list[float] = field(default_factory=list)
+    _failed_at: float | None = None
+
+
+class ActorPool:
+    def __init__(
+        self,
+        specs: list[ActorSpec],
+        store: Any,
+        num_cpus: float = 1.0,
+        resources: dict[str, float] | None = None,
+    ) -> None:
+        remote_cls = ray.remote(EnvActor).options(
+            num_cpus=num_cpus, resources=resources or {}, max_restarts=-1, max_task_retries=0
+        )
+        self.records = [ActorRecord(spec, remote_cls.remote(spec, store)) for spec in specs]
+        self._in_flight: dict[Any, int] = {}
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Wait until every actor is built (envs compiled), then queue the first calls."""
+        identities = ray.get([r.handle.identity.remote() for r in self.records], timeout=timeout_s)
+        for record, identity in zip(self.records, identities, strict=True):
+            record.pid, record.node_id = identity["pid"], identity["node_id"]
+        for index in range(len(self.records)):
+            for _ in range(IN_FLIGHT):
+                self._submit(index)
+
+    def _submit(self, index: int) -> None:
+        self._in_flight[self.records[index].handle.rollout.remote()] = index
+
+    def next_results(self, timeout_s: float) -> list[dict[str, Any]]:
+        """Chunks that are ready (at least one unless the deadline passes, then ActorTimeoutError)."""
+        ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout_s)
+        if not ready:
+            late = sorted({self.records[i].spec.actor_id for i in self._in_flight.values()})
+            raise ActorTimeoutError(f"no chunk from actors {late} within {timeout_s:.0f} s")
+        ready, _ = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
+        results = []
+        for ref in ready:
+            index = self._in_flight.pop(ref)
+            record = self.records[index]
+            try:
+                result = ray.get(ref, timeout=0)
+            except (RayActorError, RayTaskError, GetTimeoutError):
+                # The actor died mid-chunk: its partial chunk never arrives and is not counted.
+                record.dropped_chunks += 1
+                if record._failed_at is None:
+                    record._failed_at = time.monotonic()
+                self._submit(index)
+                continue
+            pid = result["stats"]["pid"]
+            if record.pid is not None and pid != record.pid:
+                record.restarts += 1
+                if record._failed_at is not None:
+                    record.restart_seconds.append(time.monotonic() - record._failed_at)
+            record.pid, record._failed_at = pid, None
+            self._submit(index)
+            results.append(result)
+        return results
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "actor_id": r.spec.actor_id,
+                "pid": r.pid,
+                "node_id": r.node_id,
+                "restarts": r.restarts,
+                "dropped_chunks": r.dropped_chunks,
+                "restart_seconds": [round(s, 2) for s in r.restart_seconds],
+            }
+            for r in self.records
+        ]
+
+    def shutdown(self) -> None:
+        for record in self.records:
+            ray.kill(record.handle, no_restart=True)
+        self._in_flight.clear()

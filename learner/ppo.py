@@ -1,0 +1,368 @@
+"""PPO in one file (after rsl_rl's): GAE with time-out bootstrapping, clipped surrogate and value
+losses, entropy bonus, KL-adaptive learning rate, optional left/right symmetry.
+
+Learner side::
+
+    ppo = PPO(PPOConfig(), obs_dim=160, critic_obs_dim=286, action_dim=29)
+    metrics = ppo.update(chunks)          # chunks: list of trajectory chunks (learner/chunk.py)
+    weights = ppo.policy_state()          # numpy dict, one object-store put per version
+
+Actor side (a CPU copy; each actor seeds its own sampling noise)::
+
+    policy = PPO(cfg.model_copy(update={"device": "cpu", "seed": actor_seed}), 160, 286, 29)
+    policy.load_policy_state(weights)     # whenever newer weights arrive
+    actions, log_prob, value = policy.act(obs)   # obs: the env's obs (array or dict), numpy out
+    builder.add(obs, actions, ..., policy_version=policy.version, log_prob=log_prob, value=value)
+
+``update`` per call: (1) checks every chunk (``log_prob`` required; rewards must not be pending),
+(2) updates the observation normalisers with the chunks' observations, (3) computes V(obs),
+V(last_obs), V(final_obs) with the current critic (``recompute_values``; otherwise the chunk's
+``value`` for V(obs)), (4) adds gamma * V(final_obs) to the reward of truncated steps and runs
+GAE(lambda) with ``done = terminated | truncated``, (5) runs ``num_learning_epochs`` x
+``num_mini_batches`` Adam steps. The ratio is taken against the chunk's ``log_prob`` (the acting
+policy, so a lagging actor is corrected for); steps where a human acted (``intervention``) carry
+no policy gradient, since their actions were not drawn from any policy, but still train the critic.
+The KL for the adaptive schedule is measured against the policy as it was at the start of the
+update (rsl_rl's rollout policy when there is no lag). ``version`` counts updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learner.chunk import Chunk, ChunkError, validate_chunk
+from learner.config import PPOConfig
+from learner.device import resolve_device
+from learner.networks import GaussianActorCritic
+from learner.symmetry import Symmetry, make_symmetry
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    last_values: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(lambda) over [T, N]: returns (advantages, returns = advantages + values).
+
+    ``dones[t]`` cuts the recursion after step t (terminated or truncated); a truncated step's reward
+    must already include gamma * V(final_obs). ``last_values`` [N] is V of the observation after T-1.
+    """
+    steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_values)
+    not_done = 1.0 - dones.float()
+    for t in reversed(range(steps)):
+        next_values = last_values if t == steps - 1 else values[t + 1]
+        delta = rewards[t] + gamma * next_values * not_done[t] - values[t]
+        running = delta + gamma * lam * not_done[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def adaptive_learning_rate(lr: float, kl: float, desired_kl: float, min_lr: float, max_lr: float) -> float:
+    """rsl_rl's schedule: divide by 1.5 when KL > 2 x desired, multiply by 1.5 when KL < desired / 2."""
+    if kl > 2.0 * desired_kl:
+        return max(min_lr, lr / 1.5)
+    if 0.0 < kl < 0.5 * desired_kl:
+        return min(max_lr, lr * 1.5)
+    return lr
+
+
+def gaussian_kl(
+    mean_old: torch.Tensor, std_old: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """KL(old || new) of diagonal Gaussians, summed over action dims: [B]."""
+    return torch.sum(
+        torch.log(std / std_old)
+        + (std_old.square() + (mean_old - mean).square()) / (2.0 * std.square())
+        - 0.5,
+        dim=-1,
+    )
+
+
+class PPO:
+    """PPO learner and, on actors, the acting policy copy (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        obs_dim: int,
+        critic_obs_dim: int | None,
+        action_dim: int,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.obs_dim = obs_dim
+        self.critic_obs_dim = obs_dim if critic_obs_dim is None else critic_obs_dim
+        self.action_dim = action_dim
+        # An own generator instead of the global RNG: actors in one process seeded apart never share
+        # noise, and a checkpoint restores exactly the stream the learner used. Initial weights
+        # depend on cfg.seed alone (fork_rng keeps the global RNG untouched).
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.model = GaussianActorCritic(
+                obs_dim,
+                self.critic_obs_dim,
+                action_dim,
+                cfg.actor,
+                cfg.critic,
+                cfg.init_noise_std,
+                cfg.empirical_normalization,
+                cfg.normalizer_clip,
+            ).to(self.device)
+        self.learning_rate = cfg.learning_rate
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
+        self.version = 0
+        self.symmetry: Symmetry | None = None
+        if cfg.symmetry.mirror is not None:
+            self.symmetry = make_symmetry(cfg.symmetry.mirror)
+            for what, mirror, dim in (
+                ("actions", self.symmetry.actions, action_dim),
+                ("policy_obs", self.symmetry.policy_obs, obs_dim),
+                ("critic_obs", self.symmetry.critic_obs, self.critic_obs_dim),
+            ):
+                if mirror.dim != dim:
+                    raise ValueError(
+                        f"symmetry {cfg.symmetry.mirror!r}: the {what} mirror has dim {mirror.dim}, not {dim}"
+                    )
+
+    # ----------------------------------------------------------------- observations
+    def _split(self, obs: Any) -> tuple[Any, Any]:
+        """(actor obs, critic obs) of an env observation; a dict without the critic key feeds both."""
+        if isinstance(obs, dict):
+            if self.cfg.actor_obs_key not in obs:
+                raise KeyError(f"obs has keys {sorted(obs)}, the actor reads {self.cfg.actor_obs_key!r}")
+            return obs[self.cfg.actor_obs_key], obs.get(self.cfg.critic_obs_key, obs[self.cfg.actor_obs_key])
+        return obs, obs
+
+    def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+    # ----------------------------------------------------------------- acting
+    @torch.inference_mode()
+    def act(self, obs: Any, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Actions [N, A], their log-probabilities [N] and values [N] (float32 numpy) of env obs [N, ...]."""
+        actor_obs, critic_obs = self._split(obs)
+        dist = self.model.distribution(self._tensor(actor_obs))
+        if deterministic:
+            actions = dist.mean
+        else:
+            noise = torch.randn(dist.mean.shape, generator=self.generator, device=self.device)
+            actions = dist.mean + dist.stddev * noise
+        log_prob = dist.log_prob(actions).sum(dim=-1)
+        value = self.model.value(self._tensor(critic_obs))
+        return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
+
+    # ----------------------------------------------------------------- learning
+    def _batch(self, chunks: Sequence[Chunk]) -> dict[str, torch.Tensor]:
+        """Flat training samples of the chunks, with advantages and returns."""
+        require = ("log_prob",) if self.cfg.recompute_values else ("log_prob", "value")
+        for i, chunk in enumerate(chunks):
+            validate_chunk(chunk, require=require)
+            pending = int(chunk["reward_pending"].sum())
+            if pending:
+                raise ChunkError(
+                    f"chunk {i} has {pending} steps with reward_pending; relabel them before PPO"
+                )
+        size = sum(c["rewards"].size for c in chunks)
+        if size < max(2, self.cfg.num_mini_batches):
+            raise ValueError(f"{size} samples cannot fill {self.cfg.num_mini_batches} minibatches")
+        split = [
+            (self._split(c["obs"]), self._split(c["last_obs"]), self._split(c["final_obs"])) for c in chunks
+        ]
+        for (actor_obs, critic_obs), _, _ in split:
+            self.model.update_normalizers(self._tensor(actor_obs), self._tensor(critic_obs))
+
+        parts: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for chunk, ((actor_obs, critic_obs), (_, last_critic), (_, final_critic)) in zip(
+                chunks, split, strict=True
+            ):
+                t, n = chunk["rewards"].shape
+                critic_obs = self._tensor(critic_obs)
+                if self.cfg.recompute_values:
+                    values = self.model.value(critic_obs.reshape(t * n, -1)).reshape(t, n)
+                else:
+                    values = self._tensor(chunk["value"])
+                rewards = self._tensor(chunk["rewards"]).clone()
+                truncated = torch.as_tensor(chunk["truncated"], device=self.device)
+                if truncated.any():
+                    # Time-outs are not failures: credit the value of the state the episode was cut in.
+                    rewards[truncated] += self.cfg.gamma * self.model.value(self._tensor(final_critic))
+                dones = torch.as_tensor(chunk["terminated"] | chunk["truncated"], device=self.device)
+                last_values = self.model.value(self._tensor(last_critic))
+                advantages, returns = compute_gae(
+                    rewards, values, last_values, dones, self.cfg.gamma, self.cfg.lam
+                )
+                sample = {
+                    "obs": self._tensor(actor_obs).reshape(t * n, -1),
+                    "critic_obs": critic_obs.reshape(t * n, -1),
+                    "actions": self._tensor(chunk["actions"]).reshape(t * n, -1),
+                    "old_log_prob": self._tensor(chunk["log_prob"]).reshape(-1),
+                    "old_values": values.reshape(-1),
+                    "advantages": advantages.reshape(-1),
+                    "returns": returns.reshape(-1),
+                    "policy_mask": self._tensor(~chunk["intervention"]).reshape(-1),
+                }
+                for key, value in sample.items():
+                    parts.setdefault(key, []).append(value)
+            batch = {key: torch.cat(value) for key, value in parts.items()}
+            if self.cfg.normalize_advantage:
+                adv = batch["advantages"]
+                batch["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+            # The distribution before this update: the reference of the KL that drives the lr schedule.
+            dist = self.model.distribution(batch["obs"])
+            batch["old_mean"], batch["old_std"] = dist.mean, dist.stddev
+        return batch
+
+    def update(self, chunks: Chunk | Sequence[Chunk]) -> dict[str, float]:
+        """One PPO update on ``chunks`` (a chunk or a list of chunks, any T and N); returns metrics."""
+        chunks = [chunks] if isinstance(chunks, dict) else list(chunks)
+        if not chunks:
+            raise ValueError("PPO.update needs at least one chunk")
+        batch = self._batch(chunks)
+        lags = np.concatenate([self.version - c["policy_version"].reshape(-1) for c in chunks])
+        cfg = self.cfg
+        size = batch["advantages"].shape[0]
+        minibatch = size // cfg.num_mini_batches
+        sums = {"surrogate_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+        if cfg.symmetry.mirror_loss:
+            sums["mirror_loss"] = 0.0
+        steps = 0
+        for _ in range(cfg.num_learning_epochs):
+            order = torch.randperm(size, generator=self.generator, device=self.device)
+            for start in range(0, minibatch * cfg.num_mini_batches, minibatch):
+                idx = order[start : start + minibatch]
+                losses = self._minibatch_step({key: value[idx] for key, value in batch.items()})
+                for key, value in losses.items():
+                    sums[key] += value
+                steps += 1
+        self.version += 1
+        metrics = {key: value / steps for key, value in sums.items()}
+        metrics.update(
+            learning_rate=self.learning_rate,
+            noise_std=self.model.log_std.detach().exp().mean().item(),
+            num_samples=float(size),
+            intervention_fraction=float(1.0 - batch["policy_mask"].mean()),
+            policy_lag_mean=float(lags.mean()),
+            policy_lag_max=float(lags.max()),
+            policy_version=float(self.version),
+        )
+        return metrics
+
+    def _minibatch_step(self, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        original = mb["obs"].shape[0]
+        if cfg.symmetry.data_augmentation:
+            assert self.symmetry is not None
+            sym = self.symmetry
+            mirrored = {
+                "obs": sym.policy_obs(mb["obs"]),
+                "critic_obs": sym.critic_obs(mb["critic_obs"]),
+                "actions": sym.actions(mb["actions"]),
+            }
+            # A mirrored sample has the original's probability, advantage and return (rsl_rl's rule).
+            mb = {key: torch.cat([value, mirrored.get(key, value)]) for key, value in mb.items()}
+
+        dist = self.model.distribution(mb["obs"])
+        log_prob = dist.log_prob(mb["actions"]).sum(dim=-1)
+        entropy = dist.entropy().sum(dim=-1).mean()
+        values = self.model.value(mb["critic_obs"])
+
+        with torch.no_grad():
+            kl = gaussian_kl(
+                mb["old_mean"][:original],
+                mb["old_std"][:original],
+                dist.mean[:original],
+                dist.stddev[:original],
+            ).mean()
+        if cfg.schedule == "adaptive":
+            self.learning_rate = adaptive_learning_rate(
+                self.learning_rate, kl.item(), cfg.desired_kl, cfg.min_learning_rate, cfg.max_learning_rate
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate
+
+        ratio = torch.exp(log_prob - mb["old_log_prob"])
+        adv = mb["advantages"]
+        surrogate = -torch.min(
+            ratio * adv, torch.clamp(ratio, 1.0 - cfg.clip_param, 1.0 + cfg.clip_param) * adv
+        )
+        mask = mb["policy_mask"]
+        surrogate_loss = (surrogate * mask).sum() / mask.sum().clamp(min=1.0)
+
+        returns = mb["returns"]
+        if cfg.use_clipped_value_loss:
+            old = mb["old_values"]
+            clipped = old + (values - old).clamp(-cfg.clip_param, cfg.clip_param)
+            value_loss = torch.max((values - returns).square(), (clipped - returns).square()).mean()
+        else:
+            value_loss = (values - returns).square().mean()
+
+        loss = surrogate_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
+        out: dict[str, float] = {}
+        if cfg.symmetry.mirror_loss:
+            assert self.symmetry is not None
+            obs = mb["obs"][:original]
+            mean = dist.mean[:original]
+            mirrored_mean = self.model(self.symmetry.policy_obs(obs))
+            mirror_loss = (mirrored_mean - self.symmetry.actions(mean).detach()).square().mean()
+            loss = loss + cfg.symmetry.mirror_loss_coef * mirror_loss
+            out["mirror_loss"] = mirror_loss.item()
+
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        clip_fraction = ((ratio - 1.0).abs() > cfg.clip_param).float().mean()
+        out.update(
+            surrogate_loss=surrogate_loss.item(),
+            value_loss=value_loss.item(),
+            entropy=entropy.item(),
+            kl=kl.item(),
+            clip_fraction=clip_fraction.item(),
+        )
+        return out
+
+    # ----------------------------------------------------------------- state
+    def policy_state(self) -> dict[str, np.ndarray]:
+        """Weights for actors (actor, critic, log-std, normalisers) as numpy, plus ``policy_version``."""
+        state = {key: value.detach().cpu().numpy() for key, value in self.model.state_dict().items()}
+        state["policy_version"] = np.array(self.version, dtype=np.int64)
+        return state
+
+    def load_policy_state(self, state: dict[str, np.ndarray]) -> None:
+        # Copies: arrays from Ray's object store are read-only views.
+        weights = {key: torch.tensor(value) for key, value in state.items() if key != "policy_version"}
+        self.model.load_state_dict(weights)
+        self.version = int(state["policy_version"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model (with normalisers), optimiser, lr, version, sampling RNG."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "learning_rate": self.learning_rate,
+            "version": self.version,
+            "generator": self.generator.get_state(),
+            "config": self.cfg.model_dump_json(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.learning_rate = float(state["learning_rate"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate
+        self.version = int(state["version"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,181 @@
+"""What the learner does with each chunk, per algorithm, behind one small interface.
+
+``PPOTrainer`` gathers chunks until it holds ``steps_per_update`` transitions, then runs one PPO
+update. ``SACTrainer`` files every transition into the replay buffer (interventions also into the
+demo buffer) and runs ``updates_per_env_step`` SAC updates per transition once ``learning_starts``
+transitions are in. Both expose the weights actors need, act deterministically for evaluation,
+and checkpoint everything (buffers included) through ``learner.checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from learner.checkpoint import load_checkpoint, save_checkpoint
+from learner.chunk import Chunk, flatten_transitions
+from learner.config import PPOConfig, SACConfig
+from learner.ppo import PPO
+from learner.replay import DemoBuffer, ReplayBuffer, add_transitions
+from learner.sac import SAC
+
+
+class Trainer(Protocol):
+    version: int
+
+    def consume(self, chunk: Chunk) -> dict[str, float]: ...
+
+    def policy_weights(self) -> dict[str, np.ndarray]: ...
+
+    def act_deterministic(self, obs: Any) -> np.ndarray: ...
+
+    def replay_size(self) -> int: ...
+
+    def save(self, path: Path, extra: dict[str, Any]) -> None: ...
+
+    def load(self, path: Path) -> dict[str, Any]: ...
+
+
+def observation_dims(obs: Any) -> dict[str, int]:
+    """Width of each observation group of a batched env's observation ('' for a plain array)."""
+    if isinstance(obs, dict):
+        return {key: int(np.prod(value.shape[1:])) for key, value in obs.items() if value.dtype != np.uint8}
+    return {"": int(np.prod(obs.shape[1:]))}
+
+
+class PPOTrainer:
+    def __init__(self, cfg: PPOConfig, obs: Any, action_dim: int, steps_per_update: int) -> None:
+        dims = observation_dims(obs)
+        actor_dim = dims.get(cfg.actor_obs_key, dims.get(""))
+        if actor_dim is None:
+            raise KeyError(
+                f"ppo.actor_obs_key {cfg.actor_obs_key!r} is not among the observation keys {sorted(dims)}"
+            )
+        critic_dim = dims.get(cfg.critic_obs_key, actor_dim)
+        self.algo = PPO(cfg, actor_dim, critic_dim, action_dim)
+        self.steps_per_update = steps_per_update
+        self._pending: list[Chunk] = []
+        self._pending_steps = 0
+
+    @property
+    def version(self) -> int:
+        return self.algo.version
+
+    def consume(self, chunk: Chunk) -> dict[str, float]:
+        self._pending.append(chunk)
+        self._pending_steps += chunk["rewards"].size
+        if self._pending_steps < self.steps_per_update:
+            return {}
+        metrics = self.algo.update(self._pending)
+        self._pending, self._pending_steps = [], 0
+        return metrics
+
+    def policy_weights(self) -> dict[str, np.ndarray]:
+        return self.algo.policy_state()
+
+    def act_deterministic(self, obs: Any) -> np.ndarray:
+        return self.algo.act(obs, deterministic=True)[0]
+
+    def replay_size(self) -> int:
+        return 0
+
+    def save(self, path: Path, extra: dict[str, Any]) -> None:
+        save_checkpoint(path, self.algo, extra=extra)
+
+    def load(self, path: Path) -> dict[str, Any]:
+        return load_checkpoint(path, self.algo).extra
+
+
+class SACTrainer:
+    def __init__(
+        self,
+        cfg: SACConfig,
+        obs: Any,
+        action_dim: int,
+        replay_capacity: int,
+        learning_starts: int,
+        updates_per_env_step: float,
+        demos: DemoBuffer | None = None,
+    ) -> None:
+        dims = observation_dims(obs)
+        obs_dim = dims.get(cfg.obs_key, dims.get(""))
+        if obs_dim is None:
+            raise KeyError(f"sac.obs_key {cfg.obs_key!r} is not among the observation keys {sorted(dims)}")
+        self.algo = SAC(cfg, obs_dim, action_dim)
+        self.online = ReplayBuffer(replay_capacity)
+        # Without recorded demonstrations, a demo buffer still collects human interventions (HIL-SERL).
+        self.demo = demos if demos is not None else DemoBuffer(replay_capacity)
+        self.learning_starts = learning_starts
+        self.updates_per_env_step = updates_per_env_step
+        self._owed = 0.0
+
+    @property
+    def version(self) -> int:
+        return self.algo.version
+
+    def _only_learner_obs(self, transitions: dict[str, Any]) -> dict[str, Any]:
+        """Keep the state vector of dict observations; camera frames are for the reward server."""
+        key = self.algo.cfg.obs_key
+        for name in ("obs", "next_obs"):
+            if isinstance(transitions[name], dict):
+                transitions[name] = transitions[name][key]
+        return transitions
+
+    def consume(self, chunk: Chunk) -> dict[str, float]:
+        transitions = self._only_learner_obs(flatten_transitions(chunk))
+        add_transitions(self.online, self.demo, transitions)
+        if len(self.online) < self.learning_starts:
+            return {}
+        self._owed += len(transitions["rewards"]) * self.updates_per_env_step
+        metrics: dict[str, float] = {}
+        while self._owed >= 1.0:
+            metrics = self.algo.update(self.online, self.demo if len(self.demo) else None)
+            self._owed -= 1.0
+        return metrics
+
+    def policy_weights(self) -> dict[str, np.ndarray]:
+        return self.algo.policy_state()
+
+    def act_deterministic(self, obs: Any) -> np.ndarray:
+        return self.algo.act(obs, deterministic=True)
+
+    def replay_size(self) -> int:
+        return len(self.online)
+
+    def save(self, path: Path, extra: dict[str, Any]) -> None:
+        save_checkpoint(
+            path, self.algo, buffers={"online": self.online, "demo": self.demo},
+            extra={**extra, "owed_updates": self._owed},
+        )  # fmt: skip
+
+    def load(self, path: Path) -> dict[str, Any]:
+        loaded = load_checkpoint(path, self.algo)
+        self.online = loaded.buffers["online"]
+        self.demo = loaded.buffers["demo"]
+        self._owed = float(loaded.extra.get("owed_updates", 0.0))
+        return loaded.extra
+
+
+def evaluate(trainer: Trainer, env: Any, episodes: int) -> dict[str, float]:
+    """Run the deterministic policy on ``env`` (reset first) until ``episodes`` episodes end."""
+    obs = env.reset()
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[bool] = []
+    max_steps = (episodes // env.num_envs + 2) * env.max_episode_steps
+    for _ in range(max_steps):
+        obs, _, terminated, truncated, info = env.step(trainer.act_deterministic(obs))
+        done = np.flatnonzero(terminated | truncated)
+        returns += info["episode_return"][done].tolist()
+        lengths += info["episode_length"][done].tolist()
+        successes += info["success"][done].tolist()
+        if len(returns) >= episodes:
+            break
+    return {
+        "episodes": len(returns),
+        "success": float(np.mean(successes)) if successes else 0.0,
+        "return": float(np.mean(returns)) if returns else 0.0,
+        "length": float(np.mean(lengths)) if lengths else 0.0,
+    }

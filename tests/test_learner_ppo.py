@@ -1,0 +1,193 @@
+"""PPO pieces: GAE with time-out bootstrapping, the KL-adaptive learning rate, interventions, symmetry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learner.chunk import ChunkError
+from learner.config import NetworkConfig, PPOConfig, SymmetryConfig
+from learner.ppo import PPO, adaptive_learning_rate, compute_gae
+from learner.symmetry import g1_tracking_symmetry
+
+torch.set_num_threads(1)
+SMALL = NetworkConfig(hidden=[32, 32], activation="elu")
+
+
+def small_cfg(**overrides) -> PPOConfig:
+    return PPOConfig(actor=SMALL, critic=SMALL, device="cpu", **overrides)
+
+
+def random_chunk(
+    t: int, n: int, obs_dim: int, action_dim: int, seed: int = 0, critic_dim: int | None = None
+) -> dict:
+    rng = np.random.default_rng(seed)
+
+    def obs(*lead: int) -> np.ndarray | dict[str, np.ndarray]:
+        policy = rng.normal(size=(*lead, obs_dim)).astype(np.float32)
+        if critic_dim is None:
+            return policy
+        return {"policy": policy, "critic": rng.normal(size=(*lead, critic_dim)).astype(np.float32)}
+
+    truncated = np.zeros((t, n), bool)
+    truncated[t // 2, 0] = True
+    return {
+        "obs": obs(t, n),
+        "last_obs": obs(n),
+        "final_obs": obs(1),
+        "actions": rng.normal(size=(t, n, action_dim)).astype(np.float32),
+        "rewards": rng.normal(size=(t, n)).astype(np.float32),
+        "terminated": np.zeros((t, n), bool),
+        "truncated": truncated,
+        "log_prob": np.full((t, n), -1.0 * action_dim, np.float32),
+        "value": np.zeros((t, n), np.float32),
+        "policy_version": np.zeros((t, n), np.int64),
+        "intervention": np.zeros((t, n), bool),
+        "reward_pending": np.zeros((t, n), bool),
+        "frame_ids": np.full((t, n), -1, np.int64),
+    }
+
+
+def test_gae_by_hand() -> None:
+    gamma, lam = 0.9, 0.5
+    # env 0 times out after step 1 (V(final_obs) = 4 already added: 2 + 0.9 * 4 = 5.6); env 1 fails at step 0.
+    rewards = torch.tensor([[1.0, 1.0], [5.6, 1.0], [3.0, 1.0]])
+    values = torch.tensor([[0.5, 0.0], [1.0, 0.0], [1.5, 0.0]])
+    dones = torch.tensor([[False, True], [True, False], [False, False]])
+    adv, ret = compute_gae(rewards, values, torch.tensor([2.0, 10.0]), dones, gamma, lam)
+    # env 0: d2 = 3 + .9*2 - 1.5 = 3.3; d1 = 5.6 - 1 = 4.6 (cut); d0 = 1 + .9*1 - .5 = 1.4, A0 = 1.4 + .45*4.6
+    # env 1: d2 = 1 + .9*10 = 10; A1 = 1 + .45*10 = 5.5; step 0 terminated: A0 = 1 (nothing bootstrapped)
+    expected = torch.tensor([[3.47, 1.0], [4.6, 5.5], [3.3, 10.0]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+def test_update_bootstraps_time_outs_from_final_obs_value() -> None:
+    """Through PPO's own path: V(final_obs) is added to truncated rewards, terminated steps get nothing."""
+    ppo = PPO(
+        small_cfg(gamma=0.9, lam=0.5, normalize_advantage=False, empirical_normalization=False), 1, None, 1
+    )
+    ppo.model.value = lambda critic_obs: critic_obs[:, 0]  # V(o) = o: values are read off the observations
+    chunk = random_chunk(3, 2, 1, 1)
+    chunk["obs"] = np.array([[[0.5], [0.0]], [[1.0], [0.0]], [[1.5], [0.0]]], np.float32)
+    chunk["rewards"] = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]], np.float32)
+    chunk["truncated"] = np.array([[False, False], [True, False], [False, False]])
+    chunk["terminated"] = np.array([[False, True], [False, False], [False, False]])
+    chunk["final_obs"] = np.array([[4.0]], np.float32)
+    chunk["last_obs"] = np.array([[2.0], [10.0]], np.float32)
+    batch = ppo._batch([chunk])
+    expected = np.array([[3.47, 1.0], [4.6, 5.5], [3.3, 10.0]], np.float32).reshape(-1)
+    np.testing.assert_allclose(batch["advantages"].numpy(), expected, rtol=1e-5)
+
+
+def test_adaptive_learning_rate_rule() -> None:
+    assert adaptive_learning_rate(1e-3, kl=0.05, desired_kl=0.01, min_lr=1e-5, max_lr=1e-2) == pytest.approx(
+        1e-3 / 1.5
+    )
+    assert adaptive_learning_rate(1e-3, kl=0.001, desired_kl=0.01, min_lr=1e-5, max_lr=1e-2) == pytest.approx(
+        1.5e-3
+    )
+    assert adaptive_learning_rate(1e-3, kl=0.01, desired_kl=0.01, min_lr=1e-5, max_lr=1e-2) == 1e-3
+    assert adaptive_learning_rate(1e-5, kl=1.0, desired_kl=0.01, min_lr=1e-5, max_lr=1e-2) == 1e-5
+    assert adaptive_learning_rate(1e-2, kl=1e-6, desired_kl=0.01, min_lr=1e-5, max_lr=1e-2) == 1e-2
+
+
+@pytest.mark.parametrize(("desired_kl", "direction"), [(1e-7, "down"), (10.0, "up")])
+def test_ppo_learning_rate_follows_kl(desired_kl: float, direction: str) -> None:
+    ppo = PPO(small_cfg(desired_kl=desired_kl, num_learning_epochs=2), 4, None, 2)
+    metrics = ppo.update(random_chunk(8, 4, 4, 2))
+    assert metrics["kl"] > 0
+    if direction == "down":
+        assert metrics["learning_rate"] < 1e-3
+    else:
+        assert metrics["learning_rate"] > 1e-3
+
+
+def test_interventions_train_the_critic_not_the_policy() -> None:
+    ppo = PPO(small_cfg(entropy_coef=0.0), 4, None, 2)
+    chunk = random_chunk(8, 4, 4, 2)
+    chunk["intervention"][:] = True
+    actor = [p.detach().clone() for p in [*ppo.model.actor.parameters(), ppo.model.log_std]]
+    critic = [p.detach().clone() for p in ppo.model.critic.parameters()]
+    metrics = ppo.update(chunk)
+    assert metrics["intervention_fraction"] == 1.0
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(actor, [*ppo.model.actor.parameters(), ppo.model.log_std], strict=True)
+    )
+    assert not all(torch.equal(a, b) for a, b in zip(critic, ppo.model.critic.parameters(), strict=True))
+
+
+def test_update_refuses_pending_rewards_and_missing_keys() -> None:
+    ppo = PPO(small_cfg(), 4, None, 2)
+    chunk = random_chunk(4, 2, 4, 2)
+    chunk["reward_pending"][1, 1] = True
+    with pytest.raises(ChunkError, match="1 steps with reward_pending"):
+        ppo.update(chunk)
+    chunk = random_chunk(4, 2, 4, 2)
+    del chunk["log_prob"]
+    with pytest.raises(ChunkError, match=r"missing key\(s\) \['log_prob'\]"):
+        ppo.update(chunk)
+    del chunk["value"]
+    with pytest.raises(ChunkError, match="'value'"):
+        PPO(small_cfg(recompute_values=False), 4, None, 2).update(chunk)
+
+
+def test_act_on_g1_dict_obs_and_weights_for_an_actor_copy() -> None:
+    learner = PPO(small_cfg(), 160, 286, 29)
+    learner.update(random_chunk(4, 3, 160, 29, critic_dim=286))
+    obs = random_chunk(1, 5, 160, 29, seed=1, critic_dim=286)["last_obs"]
+    actions, log_prob, value = learner.act(obs)
+    assert actions.shape == (5, 29) and log_prob.shape == (5,) and value.shape == (5,)
+    assert actions.dtype == np.float32
+
+    actor = PPO(small_cfg(seed=3), 160, 286, 29, device="cpu")
+    actor.load_policy_state(learner.policy_state())
+    assert actor.version == learner.version == 1
+    np.testing.assert_array_equal(
+        actor.act(obs, deterministic=True)[0], learner.act(obs, deterministic=True)[0]
+    )
+    np.testing.assert_allclose(actor.act(obs)[2], value)
+
+
+def asymmetry(ppo: PPO, obs: torch.Tensor) -> float:
+    sym = g1_tracking_symmetry()
+    with torch.no_grad():
+        return float((ppo.model(sym.policy_obs(obs)) - sym.actions(ppo.model(obs))).square().mean())
+
+
+def test_mirror_loss_makes_the_policy_symmetric() -> None:
+    cfg = small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking", mirror_loss=True, mirror_loss_coef=10.0))
+    ppo = PPO(cfg, 160, 286, 29)
+    chunk = random_chunk(8, 8, 160, 29, critic_dim=286)
+    probe = torch.as_tensor(chunk["obs"]["policy"].reshape(-1, 160))
+    before = asymmetry(ppo, probe)
+    for _ in range(4):
+        metrics = ppo.update(chunk)
+    assert metrics["mirror_loss"] > 0
+    assert asymmetry(ppo, probe) < 0.3 * before
+
+
+def test_data_augmentation_trains_the_critic_on_mirrored_states() -> None:
+    chunk = random_chunk(8, 8, 160, 29, critic_dim=286)
+    critic_obs = torch.as_tensor(
+        chunk["critic"] if "critic" in chunk else chunk["obs"]["critic"].reshape(-1, 286)
+    )
+    mirrored = g1_tracking_symmetry().critic_obs(critic_obs)
+    gaps = {}
+    for augment in (False, True):
+        symmetry = SymmetryConfig(mirror="g1_tracking", data_augmentation=augment)
+        ppo = PPO(small_cfg(symmetry=symmetry, learning_rate=3e-3, schedule="fixed"), 160, 286, 29)
+        for _ in range(5):
+            ppo.update(chunk)
+        with torch.no_grad():
+            gaps[augment] = float((ppo.model.value(critic_obs) - ppo.model.value(mirrored)).abs().mean())
+    assert gaps[True] < 0.5 * gaps[False]
+
+
+def test_symmetry_dims_are_checked() -> None:
+    with pytest.raises(ValueError, match="policy_obs mirror has dim 160, not 4"):
+        PPO(small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking")), 4, 286, 29)
+    with pytest.raises(ValueError, match=r"need symmetry\.mirror"):
+        SymmetryConfig(mirror_loss=True)
