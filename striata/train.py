@@ -209,7 +209,7 @@ class Training:
     def _checkpoint(self) -> None:
         self.trainer.save(
             self.run_dir / "checkpoints" / f"ckpt_{self.counters.env_steps}.pt",
-            {"counters": asdict(self.counters)},
+            {"counters": asdict(self.counters), "replay_size": self.trainer.replay_size()},
         )
         prune_checkpoints(self.run_dir)
 

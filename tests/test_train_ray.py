@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,7 +138,7 @@ def test_a_killed_run_resumes_with_the_same_counters_and_replay(tmp_path):
     checkpoints = sorted((run_dir / "checkpoints").glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     saved = torch.load(checkpoints[-1], weights_only=True)
     steps = saved["extra"]["counters"]["env_steps"]
-    replay = saved["replay_size"]
+    replay = saved["extra"]["replay_size"]
     assert steps > 0 and replay > 0
 
     # Resume with the budget already spent: the run reloads, finds nothing left to do, and reports.
@@ -155,10 +157,15 @@ def test_a_killed_run_resumes_with_the_same_counters_and_replay(tmp_path):
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path):
+def two_node_cluster(monkeypatch):
     """A Ray head (no actor resources) and a worker node with the custom resource 'arm_node'."""
     port = 36379
+    # `ray start --head` turns on token authentication (token in ~/.ray/auth_token); every node
+    # and client that joins must then ask for it, as users' machines do.
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray's socket paths must fit in 107 bytes: pytest's tmp_path is too deep for them.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     ray_bin = str(Path(sys.executable).parent / "ray")
     subprocess.run(
         [
@@ -169,7 +176,7 @@ def two_node_cluster(tmp_path):
             f"--port={port}",
             "--num-cpus=1",
             "--include-dashboard=false",
-            f"--temp-dir={tmp_path / 'ray'}",
+            f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
         ],
         check=True,
@@ -196,6 +203,7 @@ def two_node_cluster(tmp_path):
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_actors_are_placed_on_the_node_with_the_requested_resource(two_node_cluster, tmp_path):
