@@ -173,6 +173,24 @@ def bench_envs_command(
     Console().print(table)
 
 
+@bench_app.command("pipeline")
+def bench_pipeline_command(
+    config: Annotated[Path, typer.Argument(help="experiment YAML")] = Path("configs/g1_tracking.yaml"),
+    seconds: Annotated[float, typer.Option(min=10, help="length of the training window")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """End-to-end env steps/s reaching the learner while it trains, against the backend alone."""
+    from striata.experiment import ExperimentConfig
+
+    with user_errors(ExperimentConfig):
+        from striata.bench_pipeline import bench_pipeline
+        from striata.experiment import load_experiment
+
+        result = bench_pipeline(load_experiment(config, parse_overrides(overrides or [])), seconds)
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),

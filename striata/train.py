@@ -108,6 +108,8 @@ class Training:
         self.lengths: deque[int] = deque(maxlen=100)
         self.successes: deque[bool] = deque(maxlen=100)
         self.lags: list[int] = []
+        # Throughput is measured from the first chunk on, so actor start-up does not count.
+        self._first_chunk: tuple[float, int] | None = None
         self.evaluations: list[dict[str, float]] = []
         self._stop = False
 
@@ -122,7 +124,8 @@ class Training:
         start = time.monotonic() - self.counters.seconds
         last_checkpoint = last_eval = last_status = time.monotonic()
         missed = 0
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        # First Ctrl-C or SIGTERM: finish the loop, evaluate and checkpoint; a second Ctrl-C stops now.
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"), console=self.console,
@@ -160,7 +163,8 @@ class Training:
             self._evaluate()
             self._checkpoint()
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self._write_status(pool)
             self.writer.close()
         summary = self._summary(pool)
@@ -170,6 +174,8 @@ class Training:
     # ----------------------------------------------------------------- steps of the loop
     def _consume(self, result: dict[str, Any], store: Any) -> None:
         stats = result["stats"]
+        if self._first_chunk is None:
+            self._first_chunk = (time.monotonic(), self.counters.env_steps)
         self.counters.env_steps += stats["env_steps"]
         self.counters.chunks += 1
         if stats["policy_version"] >= 0:
@@ -221,8 +227,11 @@ class Training:
         })  # fmt: skip
 
     # ----------------------------------------------------------------- bookkeeping
-    def _request_stop(self) -> None:
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        if self._stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self._stop = True
+        self.console.print("[yellow]stopping: finishing with an evaluation and a checkpoint")
 
     def _done(self, start: float) -> bool:
         config = self.config
@@ -239,9 +248,14 @@ class Training:
 
     def _summary(self, pool: ActorPool) -> dict[str, Any]:
         lags = np.array(self.lags) if self.lags else np.zeros(1)
+        rate = 0.0
+        if self._first_chunk is not None:
+            since, steps = self._first_chunk
+            rate = (self.counters.env_steps - steps) / max(time.monotonic() - since, 1e-9)
         summary = {
             "run_dir": str(self.run_dir),
             "env_steps": self.counters.env_steps,
+            "env_steps_per_s": round(rate, 1),
             "minutes": round(self.counters.seconds / 60, 2),
             "policy_version": self.trainer.version,
             "replay_size": self.trainer.replay_size(),
