@@ -5,6 +5,9 @@ newest weights it can get from the parameter store, and returns the chunk (numpy
 contract, built by ``learner.chunk.ChunkBuilder``) with the actor's statistics: env steps/s,
 finished episodes (return, length, success) and the policy version that acted.
 
+Statistics also carry the mean of every reward term over the chunk (how well a tracking policy
+tracks, step by step, independent of how long its episodes are).
+
 The env keeps running between calls: episodes span chunks, and a restarted actor (after a crash)
 starts fresh episodes. Nothing here decides what to learn; it only acts and reports.
 """
@@ -79,6 +82,7 @@ class EnvActor:
         returns: list[float] = []
         lengths: list[int] = []
         successes: list[bool] = []
+        term_sums: dict[str, float] = {}
         start = time.perf_counter()
         obs = self.obs
         for _ in range(self.spec.chunk_length):
@@ -92,6 +96,8 @@ class EnvActor:
             returns += info["episode_return"][done].tolist()
             lengths += info["episode_length"][done].tolist()
             successes += info["success"][done].tolist()
+            for name, value in info["reward_terms"].items():
+                term_sums[name] = term_sums.get(name, 0.0) + float(np.mean(value))
             obs = next_obs
         self.obs = obs
         elapsed = time.perf_counter() - start
@@ -107,5 +113,6 @@ class EnvActor:
                 "episode_returns": returns,
                 "episode_lengths": lengths,
                 "episode_successes": successes,
+                "reward_terms": {name: total / self.spec.chunk_length for name, total in term_sums.items()},
             },
         }

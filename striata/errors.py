@@ -69,6 +69,9 @@ def user_errors(model: type[BaseModel] | None = None) -> Iterator[None]:
     except ValidationError as exc:
         print(format_validation_error(exc, model or _model_of(exc)), file=sys.stderr)
         raise typer.Exit(2) from None
+    except ConfigFileError as exc:
+        print(exc, file=sys.stderr)  # already "config: ...", naming the key
+        raise typer.Exit(2) from None
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None

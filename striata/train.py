@@ -189,6 +189,8 @@ class Training:
         for key, value in metrics.items():
             self.writer.add_scalar(f"learner/{key}", value, step)
         self.writer.add_scalar("actors/env_steps_per_s", stats["env_steps_per_s"], step)
+        for name, value in stats["reward_terms"].items():
+            self.writer.add_scalar(f"reward_terms/{name}", value, step)
         if self.returns:
             self.writer.add_scalar("episode/return", float(np.mean(self.returns)), step)
             self.writer.add_scalar("episode/length", float(np.mean(self.lengths)), step)

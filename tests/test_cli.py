@@ -95,3 +95,28 @@ def test_bench_envs_json_shape():
     assert figures["num_envs"] == 4
     assert figures["env_steps_per_s"] > 0 and figures["physics_env_steps_per_s"] > 0
     assert abs(figures["ratio"] - figures["env_steps_per_s"] / figures["physics_env_steps_per_s"]) < 0.01
+
+
+def test_train_with_an_unknown_key_names_it_and_the_allowed_ones(tmp_path):
+    result = runner.invoke(
+        app, ["train", "configs/panda_reach.yaml", "--set", "actors.num_actor=3", "--runs", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown key 'actors.num_actor'" in result.stderr and "num_actors" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was started or written
+
+
+def test_train_with_a_wrong_type_or_unknown_task_is_one_line(tmp_path):
+    bad_type = runner.invoke(app, ["train", "configs/panda_reach.yaml", "--set", "total_env_steps=lots"])
+    assert bad_type.exit_code == 2 and "total_env_steps" in bad_type.stderr and "'lots'" in bad_type.stderr
+    config = tmp_path / "walk.yaml"
+    config.write_text("task: g1_walk\nalgo: ppo\n")
+    unknown = runner.invoke(app, ["train", str(config)])
+    assert unknown.exit_code == 2
+    assert "unknown task 'g1_walk'" in unknown.stderr and "panda_pick" in unknown.stderr
+    task_key = runner.invoke(
+        app, ["train", "configs/panda_pick.yaml", "--set", "task_config.rewards.reech=1"]
+    )
+    assert task_key.exit_code == 2
+    assert "task_config" in task_key.stderr and "'rewards.reech'" in task_key.stderr
