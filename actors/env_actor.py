@@ -24,6 +24,7 @@ import ray
 import torch
 
 from actors.policy import ActingPolicy, make_acting_policy
+from envs.episodes import EpisodeLog
 from envs.registry import make_env
 from learner.chunk import ChunkBuilder
 
@@ -79,9 +80,7 @@ class EnvActor:
     def rollout(self) -> dict[str, Any]:
         self._sync_weights()
         builder = ChunkBuilder(self.env.num_envs)
-        returns: list[float] = []
-        lengths: list[int] = []
-        successes: list[bool] = []
+        episodes = EpisodeLog()
         term_sums: dict[str, float] = {}
         start = time.perf_counter()
         obs = self.obs
@@ -92,10 +91,7 @@ class EnvActor:
                 obs, out["actions"], reward, terminated, truncated, info,
                 policy_version=self.version, log_prob=out.get("log_prob"), value=out.get("value"),
             )  # fmt: skip
-            done = np.flatnonzero(terminated | truncated)
-            returns += info["episode_return"][done].tolist()
-            lengths += info["episode_length"][done].tolist()
-            successes += info["success"][done].tolist()
+            episodes.record(terminated, truncated, info)
             for name, value in info["reward_terms"].items():
                 term_sums[name] = term_sums.get(name, 0.0) + float(np.mean(value))
             obs = next_obs
@@ -110,9 +106,9 @@ class EnvActor:
                 "env_steps": self.spec.chunk_length * self.env.num_envs,
                 "env_steps_per_s": self.spec.chunk_length * self.env.num_envs / elapsed,
                 "policy_version": self.version,
-                "episode_returns": returns,
-                "episode_lengths": lengths,
-                "episode_successes": successes,
+                "episode_returns": episodes.returns,
+                "episode_lengths": episodes.lengths,
+                "episode_successes": episodes.successes,
                 "reward_terms": {name: total / self.spec.chunk_length for name, total in term_sums.items()},
             },
         }

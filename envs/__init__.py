@@ -1,7 +1,8 @@
 """Environments: robots, tasks, motion clips and the batched MuJoCo backend.
 
 Public entry points: ``make_env(task, num_envs)`` for batched envs, ``TASKS`` for the task
-list, and Gymnasium ids ``striata/<Task>-v0`` (registered on import) for single envs.
+list, Gymnasium ids ``striata/<Task>-v0`` (registered on import) for single envs, and
+``envs.episodes.EpisodeLog`` for collecting the episodes a batched env finishes.
 """
 
 from envs.backend import ActionError, BatchedEnv

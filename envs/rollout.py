@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.episodes import EpisodeLog
 from envs.registry import make_env
 from envs.tasks.base import TaskConfig
 
@@ -33,33 +34,33 @@ def rollout_stats(
     rng = np.random.default_rng(seed)
     act = _policy(policy, env, rng)
     obs = env.reset()
-    returns: list[float] = []
-    lengths: list[int] = []
-    successes: list[bool] = []
+    episodes = EpisodeLog()
     start = time.perf_counter()
     for _ in range(steps):
         obs, _, terminated, truncated, info = env.step(act(obs))
         if hasattr(act, "reset"):
             act.reset(terminated | truncated)
-        done = np.flatnonzero(terminated | truncated)
-        returns += info["episode_return"][done].tolist()
-        lengths += info["episode_length"][done].tolist()
-        successes += info["success"][done].tolist()
+        episodes.record(terminated, truncated, info)
         if on_step is not None:
             on_step()
     elapsed = time.perf_counter() - start
     env.close()
+    means = episodes.means()
     return {
         "task": task,
         "policy": policy,
         "num_envs": num_envs,
         "env_steps": steps * num_envs,
         "env_steps_per_s": round(steps * num_envs / elapsed, 1),
-        "episodes": len(returns),
-        "mean_return": round(float(np.mean(returns)), 4) if returns else None,
-        "mean_length": round(float(np.mean(lengths)), 1) if lengths else None,
-        "success_rate": round(float(np.mean(successes)), 3) if successes else None,
+        "episodes": len(episodes),
+        "mean_return": _rounded(means["return"], 4),
+        "mean_length": _rounded(means["length"], 1),
+        "success_rate": _rounded(means["success"], 3),
     }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _policy(name: str, env, rng: np.random.Generator) -> Callable[[Any], np.ndarray]:

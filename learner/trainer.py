@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from envs.episodes import EpisodeLog
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.chunk import Chunk, flatten_transitions
 from learner.config import PPOConfig, SACConfig
@@ -158,24 +159,15 @@ class SACTrainer:
         return loaded.extra
 
 
-def evaluate(trainer: Trainer, env: Any, episodes: int) -> dict[str, float]:
-    """Run the deterministic policy on ``env`` (reset first) until ``episodes`` episodes end."""
+def evaluate(trainer: Trainer, env: Any, num_episodes: int) -> dict[str, float]:
+    """Run the deterministic policy on ``env`` (reset first) until ``num_episodes`` episodes end."""
     obs = env.reset()
-    returns: list[float] = []
-    lengths: list[int] = []
-    successes: list[bool] = []
-    max_steps = (episodes // env.num_envs + 2) * env.max_episode_steps
+    episodes = EpisodeLog()
+    max_steps = (num_episodes // env.num_envs + 2) * env.max_episode_steps
     for _ in range(max_steps):
         obs, _, terminated, truncated, info = env.step(trainer.act_deterministic(obs))
-        done = np.flatnonzero(terminated | truncated)
-        returns += info["episode_return"][done].tolist()
-        lengths += info["episode_length"][done].tolist()
-        successes += info["success"][done].tolist()
-        if len(returns) >= episodes:
+        episodes.record(terminated, truncated, info)
+        if len(episodes) >= num_episodes:
             break
-    return {
-        "episodes": len(returns),
-        "success": float(np.mean(successes)) if successes else 0.0,
-        "return": float(np.mean(returns)) if returns else 0.0,
-        "length": float(np.mean(lengths)) if lengths else 0.0,
-    }
+    means = {key: value or 0.0 for key, value in episodes.means().items()}
+    return {"episodes": len(episodes), **means}
