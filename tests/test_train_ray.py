@@ -207,13 +207,14 @@ def two_node_cluster(monkeypatch):
 
 
 def test_actors_are_placed_on_the_node_with_the_requested_resource(two_node_cluster, tmp_path):
-    import ray
-
-    ray.init(address=two_node_cluster, log_to_driver=False)
-    try:
-        nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
-    finally:
-        ray.shutdown()
+    # In a subprocess: Ray reads RAY_AUTH_MODE once, at import, and earlier tests imported it here.
+    query = (
+        f"import json, ray; ray.init(address={two_node_cluster!r}, log_to_driver=False); "
+        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))"
+    )
+    listed = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    nodes = json.loads(listed.stdout.strip().splitlines()[-1])
     arm_nodes = {node for node, res in nodes.items() if res.get("arm_node")}
     assert len(nodes) == 2 and len(arm_nodes) == 1
 
