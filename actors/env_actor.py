@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,6 @@ class ActorSpec:
     algo_config: dict[str, Any]
     seed: int
     physics_threads: int = 1
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class EnvActor:
@@ -61,7 +60,6 @@ class EnvActor:
             spec.algo, spec.algo_config, self.obs, self.env.action_dim, seed % (1 << 31)
         )
         self.version = -1
-        self.chunks = 0
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -97,7 +95,6 @@ class EnvActor:
             obs = next_obs
         self.obs = obs
         elapsed = time.perf_counter() - start
-        self.chunks += 1
         return {
             "chunk": builder.build(obs),
             "stats": {

@@ -9,7 +9,7 @@ import numpy as np
 from learner.config import PPOConfig, SACConfig
 from learner.ppo import PPO
 from learner.sac import SAC
-from learner.trainer import observation_dims
+from learner.trainer import ppo_input_dims, sac_input_dim
 
 
 class ActingPolicy(Protocol):
@@ -22,9 +22,7 @@ class ActingPolicy(Protocol):
 
 class PPOPolicy:
     def __init__(self, cfg: PPOConfig, obs: Any, action_dim: int) -> None:
-        dims = observation_dims(obs)
-        actor_dim = dims.get(cfg.actor_obs_key, dims.get(""))
-        self.algo = PPO(cfg, actor_dim, dims.get(cfg.critic_obs_key, actor_dim), action_dim, device="cpu")
+        self.algo = PPO(cfg, *ppo_input_dims(cfg, obs), action_dim, device="cpu")
 
     def load(self, weights: dict[str, np.ndarray]) -> None:
         self.algo.load_policy_state(weights)
@@ -36,8 +34,7 @@ class PPOPolicy:
 
 class SACPolicy:
     def __init__(self, cfg: SACConfig, obs: Any, action_dim: int) -> None:
-        dims = observation_dims(obs)
-        self.algo = SAC(cfg, dims.get(cfg.obs_key, dims.get("")), action_dim, device="cpu")
+        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim, device="cpu")
 
     def load(self, weights: dict[str, np.ndarray]) -> None:
         self.algo.load_policy_state(weights)

@@ -46,16 +46,28 @@ def observation_dims(obs: Any) -> dict[str, int]:
     return {"": int(np.prod(obs.shape[1:]))}
 
 
+def _input_dim(dims: dict[str, int], key: str, setting: str) -> int:
+    dim = dims.get(key, dims.get(""))
+    if dim is None:
+        raise KeyError(f"{setting} {key!r} is not among the observation keys {sorted(dims)}")
+    return dim
+
+
+def ppo_input_dims(cfg: PPOConfig, obs: Any) -> tuple[int, int]:
+    """(actor, critic) input widths for observations like ``obs``; the critic falls back to the actor's."""
+    dims = observation_dims(obs)
+    actor_dim = _input_dim(dims, cfg.actor_obs_key, "ppo.actor_obs_key")
+    return actor_dim, dims.get(cfg.critic_obs_key, actor_dim)
+
+
+def sac_input_dim(cfg: SACConfig, obs: Any) -> int:
+    """Input width of SAC's networks for observations like ``obs``."""
+    return _input_dim(observation_dims(obs), cfg.obs_key, "sac.obs_key")
+
+
 class PPOTrainer:
     def __init__(self, cfg: PPOConfig, obs: Any, action_dim: int, steps_per_update: int) -> None:
-        dims = observation_dims(obs)
-        actor_dim = dims.get(cfg.actor_obs_key, dims.get(""))
-        if actor_dim is None:
-            raise KeyError(
-                f"ppo.actor_obs_key {cfg.actor_obs_key!r} is not among the observation keys {sorted(dims)}"
-            )
-        critic_dim = dims.get(cfg.critic_obs_key, actor_dim)
-        self.algo = PPO(cfg, actor_dim, critic_dim, action_dim)
+        self.algo = PPO(cfg, *ppo_input_dims(cfg, obs), action_dim)
         self.steps_per_update = steps_per_update
         self._pending: list[Chunk] = []
         self._pending_steps = 0
@@ -100,11 +112,7 @@ class SACTrainer:
         updates_per_env_step: float,
         demos: DemoBuffer | None = None,
     ) -> None:
-        dims = observation_dims(obs)
-        obs_dim = dims.get(cfg.obs_key, dims.get(""))
-        if obs_dim is None:
-            raise KeyError(f"sac.obs_key {cfg.obs_key!r} is not among the observation keys {sorted(dims)}")
-        self.algo = SAC(cfg, obs_dim, action_dim)
+        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim)
         self.online = ReplayBuffer(replay_capacity)
         # Without recorded demonstrations, a demo buffer still collects human interventions (HIL-SERL).
         self.demo = demos if demos is not None else DemoBuffer(replay_capacity)

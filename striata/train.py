@@ -107,7 +107,8 @@ class Training:
         self.returns: deque[float] = deque(maxlen=100)
         self.lengths: deque[int] = deque(maxlen=100)
         self.successes: deque[bool] = deque(maxlen=100)
-        self.lags: list[int] = []
+        # Running policy-lag statistics (a list per chunk would grow for the whole run).
+        self._lag_sum = self._lag_count = self._lag_max = 0
         # Throughput is measured from the first chunk on, so actor start-up does not count.
         self._first_chunk: tuple[float, int] | None = None
         self.evaluations: list[dict[str, float]] = []
@@ -179,7 +180,10 @@ class Training:
         self.counters.env_steps += stats["env_steps"]
         self.counters.chunks += 1
         if stats["policy_version"] >= 0:
-            self.lags.append(self.trainer.version - stats["policy_version"])
+            lag = self.trainer.version - stats["policy_version"]
+            self._lag_sum += lag
+            self._lag_count += 1
+            self._lag_max = max(self._lag_max, lag)
         self.returns.extend(stats["episode_returns"])
         self.lengths.extend(stats["episode_lengths"])
         self.successes.extend(stats["episode_successes"])
@@ -249,7 +253,6 @@ class Training:
         return text
 
     def _summary(self, pool: ActorPool) -> dict[str, Any]:
-        lags = np.array(self.lags) if self.lags else np.zeros(1)
         rate = 0.0
         if self._first_chunk is not None:
             since, steps = self._first_chunk
@@ -261,7 +264,7 @@ class Training:
             "minutes": round(self.counters.seconds / 60, 2),
             "policy_version": self.trainer.version,
             "replay_size": self.trainer.replay_size(),
-            "policy_lag": {"mean": round(float(lags.mean()), 3), "max": int(lags.max())},
+            "policy_lag": {"mean": round(self._lag_sum / max(self._lag_count, 1), 3), "max": self._lag_max},
             "evaluations": self.evaluations,
             "actors": pool.status(),
         }
