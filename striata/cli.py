@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+bridge_app = typer.Typer(help="Robot-side bridges that speak the deploy protocol.", no_args_is_help=True)
+app.add_typer(bridge_app, name="bridge")
 console = Console(stderr=True)
 
 
@@ -199,3 +201,16 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
     )
+
+
+def _register_parts() -> None:
+    """Commands of the reward server and deploy parts live beside their wiring, one module each."""
+    from striata import deploy_cli, reward_cli, reward_model_cli, robot_bridges_cli
+
+    deploy_cli.register(app, bridge_app, bench_app)
+    robot_bridges_cli.register(bridge_app)
+    reward_cli.register(app, bench_app)
+    reward_model_cli.register(app)
+
+
+_register_parts()

@@ -59,10 +59,13 @@ def format_validation_error(
 
 
 @contextmanager
-def user_errors(model: type[BaseModel] | None = None) -> Iterator[None]:
+def user_errors(
+    model: type[BaseModel] | None = None, extra: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
     """Print user errors as one line on stderr and exit 2, instead of a traceback.
 
-    ``model`` is the config schema being validated, to list the allowed keys of a bad section.
+    ``model`` is the config schema being validated, to list the allowed keys of a bad section;
+    ``extra`` are a part's own user-error types (deploy, reward server) handled the same way.
     """
     try:
         yield
@@ -72,7 +75,7 @@ def user_errors(model: type[BaseModel] | None = None) -> Iterator[None]:
     except ConfigFileError as exc:
         print(exc, file=sys.stderr)  # already "config: ...", naming the key
         raise typer.Exit(2) from None
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, *extra) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
 

@@ -1,0 +1,1 @@
+"""Reward service: VLM process-reward backends, micro-batching, cache, its client and shaping helpers."""

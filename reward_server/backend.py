@@ -1,0 +1,47 @@
+"""One interface for every reward model: score a batch of frame sets for a task text.
+
+The server batches requests from many actors and hands each batch to a backend; a backend never
+invents a score: a reply it cannot use comes back as a status (``parse_error``, ``model_error``)
+with NaN values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+Mode = Literal["progress", "pairwise_delta", "episode_score", "success", "preference"]
+Status = Literal["ok", "timeout", "overloaded", "parse_error", "model_error", "bad_request"]
+
+
+@dataclass
+class ScoreInput:
+    """One request as a backend sees it. Frames are uint8 [H, W, 3] per camera name."""
+
+    task: str
+    mode: Mode
+    frames: dict[str, np.ndarray]
+    reference_frames: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreOutput:
+    status: Status = "ok"
+    progress: float = math.nan
+    delta: float = math.nan
+    done_prob: float = math.nan
+    uncertainty: float = math.nan
+    detail: str = ""
+
+
+class RewardBackend(Protocol):
+    model_id: str
+    revision: str
+    max_batch: int  # the most inputs one ``score`` call takes
+
+    def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
+        """One output per input, in order; failures are statuses, never exceptions or defaults."""
+        ...
