@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from envs.robots.g1 import G1_JOINT_NAMES, TRACKED_BODIES
-from envs.tasks.g1_tracking.observations import POLICY_TERMS
+from envs.tasks.g1_tracking.observations import POLICY_TERMS, TermLayout, policy_term_layout
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -155,8 +155,8 @@ def _terms_mirror(
     return SignedPermutation.concat(parts)
 
 
-def g1_tracking_symmetry() -> Symmetry:
-    """Mirrors of the G1 tracking task: actions [29], policy obs [160], critic obs [286].
+def g1_tracking_symmetry(policy_terms: TermLayout = POLICY_TERMS) -> Symmetry:
+    """Mirrors of the G1 tracking task: actions [29], policy obs [160 or 154], critic obs [286].
 
     The critic layout follows ``envs.tasks.g1_tracking.observations.critic_obs``: the first four
     policy terms, every tracked body's position (3 each) then 6D orientation (6 each) in the anchor
@@ -173,11 +173,14 @@ def g1_tracking_symmetry() -> Symmetry:
         ]
     )
     return Symmetry(
-        actions=g1_joint_mirror(), policy_obs=_terms_mirror(POLICY_TERMS, terms), critic_obs=critic
+        actions=g1_joint_mirror(), policy_obs=_terms_mirror(policy_terms, terms), critic_obs=critic
     )
 
 
-SYMMETRIES: dict[str, Callable[[], Symmetry]] = {"g1_tracking": g1_tracking_symmetry}
+SYMMETRIES: dict[str, Callable[[], Symmetry]] = {
+    "g1_tracking": g1_tracking_symmetry,
+    "g1_tracking_no_state_estimation": lambda: g1_tracking_symmetry(policy_term_layout(False)),
+}
 
 
 def make_symmetry(name: str) -> Symmetry:

@@ -70,6 +70,19 @@ def test_observation_layout_and_action_checks():
         env.step(bad)
 
 
+def test_without_state_estimation_the_policy_sees_only_what_a_robot_measures():
+    full = make_env("g1_tracking", num_envs=2, seed=3, observation_noise={"enabled": False})
+    deployable = make_env(
+        "g1_tracking", num_envs=2, seed=3, observation_noise={"enabled": False}, state_estimation=False
+    )
+    a, b = full.reset()["policy"], deployable.reset()["policy"]
+    assert deployable.observation_dim == b.shape[1] == 154
+    names = [name for name, _ in deployable.observation_terms]
+    assert "base_lin_vel" not in names and "motion_anchor_pos_b" not in names
+    # The kept terms are the same numbers: full layout minus anchor position (58:61), base lin vel (67:70).
+    np.testing.assert_array_equal(b, np.delete(a, np.r_[58:61, 67:70], axis=1))
+
+
 def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
     env = make_env("g1_tracking", num_envs=4, seed=1, **DETERMINISTIC)
     env.reset()

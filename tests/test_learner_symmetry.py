@@ -14,6 +14,7 @@ from learner.symmetry import (
     VECTOR,
     g1_joint_mirror,
     g1_tracking_symmetry,
+    make_symmetry,
     mirror_partners,
 )
 
@@ -31,6 +32,14 @@ def test_mirrors_are_involutions_with_the_right_shapes() -> None:
     t = torch.randn(3, 160, dtype=torch.float64)
     torch.testing.assert_close(sym.policy_obs(sym.policy_obs(t)), t)
     np.testing.assert_array_equal(sym.policy_obs(t).numpy(), sym.policy_obs(t.numpy()))
+
+
+def test_the_deployable_layout_has_its_own_mirror() -> None:
+    full, deployable = make_symmetry("g1_tracking"), make_symmetry("g1_tracking_no_state_estimation")
+    assert deployable.policy_obs.dim == 154 and deployable.critic_obs.dim == 286
+    x = np.random.default_rng(1).normal(size=(2, 160))
+    kept = np.delete(np.arange(160), np.r_[58:61, 67:70])
+    np.testing.assert_array_equal(deployable.policy_obs(x[:, kept]), full.policy_obs(x)[:, kept])
 
 
 def test_joint_mirror_swaps_sides_and_flips_roll_and_yaw() -> None:

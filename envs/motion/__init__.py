@@ -1,6 +1,6 @@
 """Reference motion clips: file loading, resampling and forward kinematics."""
 
-from envs.motion.loaders import MotionFormatError, RawMotion, load_motion
+from envs.motion.loaders import MotionFormatError, RawMotion, constant_pose_motion, load_motion
 from envs.motion.reference import MotionReference, build_reference, load_reference
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "MotionReference",
     "RawMotion",
     "build_reference",
+    "constant_pose_motion",
     "load_motion",
     "load_reference",
 ]

@@ -65,6 +65,20 @@ def load_motion(
     raise MotionFormatError(f"{path}: unknown motion format {suffix!r}; expected .csv, .npz or .pkl")
 
 
+def constant_pose_motion(
+    root_height: float, joint_pos: np.ndarray, seconds: float, fps: float, source: str
+) -> RawMotion:
+    """A clip that holds one pose upright at the origin: the reference of a standing task."""
+    frames = max(2, round(seconds * fps))
+    return RawMotion(
+        source=source,
+        fps=fps,
+        root_pos=np.tile([0.0, 0.0, root_height], (frames, 1)),
+        root_quat=np.tile([1.0, 0.0, 0.0, 0.0], (frames, 1)),
+        joint_pos=np.tile(np.asarray(joint_pos, dtype=np.float64), (frames, 1)),
+    )
+
+
 def _from_csv(path: Path, joint_names: tuple[str, ...], fps: float) -> RawMotion:
     expected = 7 + len(joint_names)
     rows: list[list[float]] = []

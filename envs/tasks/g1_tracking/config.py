@@ -7,11 +7,16 @@ from pydantic import Field, model_validator
 from envs.robots.g1 import END_EFFECTOR_BODIES, TRACKED_BODIES
 from envs.tasks.base import StrictModel, TaskConfig
 
+STAND_MOTION = "builtin:stand"
+
 
 class MotionSource(StrictModel):
     file: str = Field(
         default="motions/J_ShortDance16_JazzWalk.csv",
-        description="clip path; relative paths are looked up in the working directory, then in $STRIATA_DATA",
+        description=(
+            "clip path; relative paths are looked up in the working directory, then in $STRIATA_DATA; "
+            f"{STAND_MOTION!r}: hold the default pose (a standing policy)"
+        ),
     )
     fps: float | None = Field(default=60.0, gt=0, description="source frame rate (CSV files store none)")
     allow_pickle: bool = Field(default=False, description="allow GMR .pkl files (unpickling runs code)")
@@ -107,6 +112,10 @@ class G1TrackingConfig(TaskConfig):
     sampling: SamplingConfig = SamplingConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     observation_noise: ObservationNoise = ObservationNoise()
+    state_estimation: bool = Field(
+        default=True,
+        description="policy sees anchor position and base linear velocity; false: only what a robot measures",
+    )
     keypoints: bool = Field(default=False, description="GenMimic: weight tracking terms per keypoint")
     keypoint_weights: dict[str, float] = Field(default_factory=_default_keypoint_weights)
 

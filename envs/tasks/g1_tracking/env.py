@@ -9,12 +9,20 @@ import numpy as np
 
 from envs.assets import resolve_data_file
 from envs.backend import BatchedEnv
-from envs.motion.reference import MotionReference, load_reference
+from envs.motion import MotionReference, build_reference, constant_pose_motion, load_reference
 from envs.robots.actuators import add_position_actuators
-from envs.robots.g1 import ANCHOR_BODY, END_EFFECTOR_BODIES, FOOT_GEOM_PATTERN, G1, TRACKED_BODIES, g1_spec
+from envs.robots.g1 import (
+    ANCHOR_BODY,
+    END_EFFECTOR_BODIES,
+    FOOT_GEOM_PATTERN,
+    G1,
+    G1_DEFAULT_ROOT_HEIGHT,
+    TRACKED_BODIES,
+    g1_spec,
+)
 from envs.rotations import quat_apply_inverse, quat_to_matrix
 from envs.tasks.g1_tracking import events, observations, rewards, terminations
-from envs.tasks.g1_tracking.config import G1TrackingConfig
+from envs.tasks.g1_tracking.config import STAND_MOTION, G1TrackingConfig
 from envs.tasks.g1_tracking.frame import TrackingFrame
 from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
 
@@ -61,14 +69,31 @@ def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
     return spec.compile()
 
 
+def _load_reference(cfg: G1TrackingConfig, model: mujoco.MjModel, fps: float) -> MotionReference:
+    if cfg.motion.file == STAND_MOTION:
+        raw = constant_pose_motion(
+            G1_DEFAULT_ROOT_HEIGHT, G1.default_pos, cfg.episode_length_s, fps, source=STAND_MOTION
+        )
+        return build_reference(raw, model, G1.joint_names, fps)
+    return load_reference(
+        resolve_data_file(cfg.motion.file),
+        model,
+        G1.joint_names,
+        fps=fps,
+        source_fps=cfg.motion.fps,
+        allow_pickle=cfg.motion.allow_pickle,
+    )
+
+
 class G1TrackingEnv(BatchedEnv):
     """N G1s each tracking the reference clip from an adaptively sampled start frame."""
 
     action_dim = len(G1.joint_names)
-    observation_dim = observations.POLICY_DIM
 
     def __init__(self, cfg: G1TrackingConfig, num_envs: int, seed: int | None = None) -> None:
         self.cfg = cfg
+        self.observation_terms = observations.policy_term_layout(cfg.state_estimation)
+        self.observation_dim = sum(size for _, size in self.observation_terms)
         model = build_g1_scene(cfg.physics_dt)
         super().__init__(model, num_envs, cfg.decimation, cfg.max_episode_steps, cfg.num_threads, seed)
         self.xmat = self.batch.bind("xmat")
@@ -76,14 +101,7 @@ class G1TrackingEnv(BatchedEnv):
         first = model.sensor(f"track_linvel_{TRACKED_BODIES[0]}").adr[0]
         self._velocity_columns = slice(first, first + 2 * 3 * len(TRACKED_BODIES))
 
-        self.reference: MotionReference = load_reference(
-            resolve_data_file(cfg.motion.file),
-            model,
-            G1.joint_names,
-            fps=1.0 / self.step_dt,
-            source_fps=cfg.motion.fps,
-            allow_pickle=cfg.motion.allow_pickle,
-        )
+        self.reference = _load_reference(cfg, model, fps=1.0 / self.step_dt)
         joint_ids = [model.joint(n).id for n in G1.joint_names]
         self.joint_qpos_adr = model.jnt_qposadr[joint_ids]
         self.joint_dof_adr = model.jnt_dofadr[joint_ids]
@@ -144,7 +162,7 @@ class G1TrackingEnv(BatchedEnv):
                 self.rng, num_envs, len(foot_geoms), rand.friction
             )
 
-        self._obs_noise = observations.noise_scales(cfg.observation_noise)
+        self._obs_noise = observations.noise_scales(cfg.observation_noise, self.observation_terms)
         self._reset_noise_scales = events.reset_noise_scales(rand.reset_noise, self.action_dim)
         frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
         self.sampler = AdaptiveStartSampler(self.reference.num_frames, frames_per_bin, cfg.sampling, self.rng)
@@ -266,7 +284,7 @@ class G1TrackingEnv(BatchedEnv):
         frame = self._frame if ids is None else self._gather(ids)
         terms = observations.policy_terms(frame)
         return {
-            "policy": observations.policy_obs(terms, self._obs_noise, self.rng),
+            "policy": observations.policy_obs(terms, self.observation_terms, self._obs_noise, self.rng),
             "critic": observations.critic_obs(frame, terms),
         }
 

@@ -3,7 +3,9 @@
 Policy (in order): reference joint pos (29) and vel (29), reference anchor position (3) and
 orientation (6D, 6) in the robot anchor frame, base linear (3) and angular (3) velocity in the
 base frame, joint pos relative to the default pose (29), joint vel (29), last action (29) = 160.
-Critic: the same without noise, plus every tracked body's pose in the robot anchor frame.
+Without state estimation (BeyondMimic's deployable variant) the two terms a robot cannot measure
+directly, the anchor position and the base linear velocity, are left out: 154.
+Critic: the full set without noise, plus every tracked body's pose in the robot anchor frame.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import numpy as np
 from envs.tasks.g1_tracking.config import ObservationNoise
 from envs.tasks.g1_tracking.frame import TrackingFrame
 
-POLICY_TERMS: tuple[tuple[str, int], ...] = (
+TermLayout = tuple[tuple[str, int], ...]
+
+POLICY_TERMS: TermLayout = (
     ("command_joint_pos", 29),
     ("command_joint_vel", 29),
     ("motion_anchor_pos_b", 3),
@@ -25,6 +29,14 @@ POLICY_TERMS: tuple[tuple[str, int], ...] = (
     ("actions", 29),
 )
 POLICY_DIM = sum(size for _, size in POLICY_TERMS)
+STATE_ESTIMATION_TERMS = ("motion_anchor_pos_b", "base_lin_vel")
+
+
+def policy_term_layout(state_estimation: bool) -> TermLayout:
+    """The policy's observation terms, in order; without state estimation, only what a robot measures."""
+    if state_estimation:
+        return POLICY_TERMS
+    return tuple(term for term in POLICY_TERMS if term[0] not in STATE_ESTIMATION_TERMS)
 
 
 def motion_anchor_b(f: TrackingFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +67,7 @@ def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
     }
 
 
-def noise_scales(noise: ObservationNoise) -> np.ndarray | None:
+def noise_scales(noise: ObservationNoise, layout: TermLayout) -> np.ndarray | None:
     """Half-width of the uniform noise on each policy observation entry; None when noise is off."""
     if not noise.enabled:
         return None
@@ -67,13 +79,13 @@ def noise_scales(noise: ObservationNoise) -> np.ndarray | None:
         "joint_pos": noise.joint_pos,
         "joint_vel": noise.joint_vel,
     }
-    return np.concatenate([np.full(size, per_term.get(name, 0.0)) for name, size in POLICY_TERMS])
+    return np.concatenate([np.full(size, per_term.get(name, 0.0)) for name, size in layout])
 
 
 def policy_obs(
-    terms: dict[str, np.ndarray], scales: np.ndarray | None, rng: np.random.Generator
+    terms: dict[str, np.ndarray], layout: TermLayout, scales: np.ndarray | None, rng: np.random.Generator
 ) -> np.ndarray:
-    obs = np.concatenate([terms[name] for name, _ in POLICY_TERMS], axis=1)
+    obs = np.concatenate([terms[name] for name, _ in layout], axis=1)
     if scales is not None:
         obs += rng.uniform(-1.0, 1.0, size=obs.shape) * scales
     return obs.astype(np.float32)
