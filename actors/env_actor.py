@@ -10,6 +10,11 @@ tracks, step by step, independent of how long its episodes are).
 
 The env keeps running between calls: episodes span chunks, and a restarted actor (after a crash)
 starts fresh episodes. Nothing here decides what to learn; it only acts and reports.
+
+With a reward model (``ActorSpec.reward``), a ``FrameLabeller`` sends frames to the reward server
+after each step without waiting on it; every step of the chunk is ``reward_pending`` (its reward
+needs labels), the chunk names its frames, and the labels that came back meanwhile (for this chunk
+or earlier ones) travel in ``result["labels"]`` for the learner's relabeller.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import ray
 import torch
 
+from actors.frame_labels import FrameLabeller, RewardSpec
 from actors.policy import ActingPolicy, make_acting_policy
 from envs.episodes import EpisodeLog
 from envs.registry import make_env
@@ -42,6 +48,7 @@ class ActorSpec:
     algo_config: dict[str, Any]
     seed: int
     physics_threads: int = 1
+    reward: RewardSpec | None = None
 
 
 class EnvActor:
@@ -60,6 +67,7 @@ class EnvActor:
             spec.algo, spec.algo_config, self.obs, self.env.action_dim, seed % (1 << 31)
         )
         self.version = -1
+        self.labeller = FrameLabeller(spec.reward, spec.actor_id, self.env) if spec.reward else None
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -82,12 +90,17 @@ class EnvActor:
         term_sums: dict[str, float] = {}
         start = time.perf_counter()
         obs = self.obs
+        labeller = self.labeller
+        start_frames = labeller.chunk_start() if labeller else None
+        pending = np.full(self.env.num_envs, labeller is not None)
         for _ in range(self.spec.chunk_length):
             out = self.policy.act(obs, explore=True)
             next_obs, reward, terminated, truncated, info = self.env.step(out["actions"])
+            frame_ids = labeller.after_step(terminated, truncated, info) if labeller else None
             builder.add(
                 obs, out["actions"], reward, terminated, truncated, info,
                 policy_version=self.version, log_prob=out.get("log_prob"), value=out.get("value"),
+                reward_pending=pending, frame_ids=frame_ids,
             )  # fmt: skip
             episodes.record(terminated, truncated, info)
             for name, value in info["reward_terms"].items():
@@ -95,8 +108,11 @@ class EnvActor:
             obs = next_obs
         self.obs = obs
         elapsed = time.perf_counter() - start
+        result: dict[str, Any] = {"chunk": builder.build(obs, start_frame_ids=start_frames)}
+        if labeller:
+            result["labels"], result["label_stats"] = labeller.take_labels()
         return {
-            "chunk": builder.build(obs),
+            **result,
             "stats": {
                 "actor_id": self.spec.actor_id,
                 "pid": os.getpid(),

@@ -23,6 +23,8 @@ class RobotState:
     gyro: np.ndarray = field(default_factory=lambda: np.zeros(3))
     tau: np.ndarray | None = None
     tick: int = 0
+    # Remote-control buttons held down (names from deploy.protocol.REMOTE_BUTTONS), where the robot has one.
+    remote: tuple[str, ...] = ()
 
 
 @dataclass

@@ -9,20 +9,46 @@ Contract (DESIGN.md): ``reset() -> obs``, ``step(actions[N, A]) -> obs, reward, 
 truncated, info``, with auto-reset, time-outs kept apart from terminations, ``info["success"]``
 per env, and ``render(camera) -> uint8[N, H, W, 3]``. ``info["final_obs"]`` holds the last
 observation of the episodes listed in ``info["final_ids"]``: the truncated ones, or every
-ended one when ``final_obs_on_termination`` is set.
+ended one when ``final_obs_on_termination`` is set. With ``render_ended`` set (camera, height,
+width, shadows), ``info["final_frames"]`` holds a frame of every ended episode's last state,
+rendered before the auto-reset, for the envs in ``info["final_frame_ids"]`` (a reward model labels
+the state an episode ended in, which the observation after the step no longer shows).
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import mujoco
 import numpy as np
 from mujoco import batch as mj_batch
 
+from envs.tasks.base import TaskConfig
+
 Obs = np.ndarray | dict[str, np.ndarray]
+
+
+def _make_batch(model: mujoco.MjModel, num_envs: int, threads: int, cfg: object) -> Any:
+    """The physics batch the task's config asks for (``backend``); tasks without a TaskConfig get MuJoCo's.
+
+    Tasks set ``self.cfg`` before calling ``BatchedEnv.__init__``, which is where the choice is read.
+    """
+    if isinstance(cfg, TaskConfig) and cfg.backend == "warp":
+        from envs.warp_batch import WarpBatch  # mujoco-warp is an optional dependency
+
+        return WarpBatch(model, num_envs, cfg.warp.device, cfg.warp.nconmax, cfg.warp.njmax)
+    return mj_batch.Batch(model, nsim=num_envs, nthread=threads, persistent=True)
+
+
+class FrameRequest(NamedTuple):
+    """What ``render`` should draw: a camera, the frame size, and whether shadows and reflections are on."""
+
+    camera: str | int = -1
+    height: int = 128
+    width: int = 128
+    shadows: bool = True
 
 
 class ActionError(ValueError):
@@ -36,6 +62,8 @@ class BatchedEnv(ABC):
     observation_dim: int
     # When False, info["final_obs"] covers truncated episodes only (what bootstrapping needs).
     final_obs_on_termination: bool = False
+    # When set, every ended episode's last state is rendered before the reset (info["final_frames"]).
+    render_ended: FrameRequest | None = None
 
     def __init__(
         self,
@@ -54,7 +82,7 @@ class BatchedEnv(ABC):
         self.max_episode_steps = max_episode_steps
         self.step_dt = model.opt.timestep * decimation
         threads = num_threads or min(os.cpu_count() or 1, num_envs)
-        self.batch = mj_batch.Batch(model, nsim=num_envs, nthread=threads, persistent=True)
+        self.batch = _make_batch(model, num_envs, threads, getattr(self, "cfg", None))
         self.rng = np.random.default_rng(seed)
         self.qpos = self.batch.bind("qpos")
         self.qvel = self.batch.bind("qvel")
@@ -66,7 +94,7 @@ class BatchedEnv(ABC):
         self._initial_state = self.batch.state[0].copy()
         self.episode_step = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._renderers: dict[tuple[int, int, bool], mujoco.Renderer] = {}
         self._render_data: mujoco.MjData | None = None
 
     # ----------------------------------------------------------------- task hooks
@@ -135,6 +163,13 @@ class BatchedEnv(ABC):
         if final.any():
             info["final_ids"] = np.flatnonzero(final)
             info["final_obs"] = self._observe(info["final_ids"])
+        if done.any() and self.render_ended is not None:
+            info["final_frame_ids"] = np.flatnonzero(done)
+            request = self.render_ended
+            info["final_frames"] = self.render(
+                request.camera, request.height, request.width, ids=info["final_frame_ids"],
+                shadows=request.shadows,
+            )  # fmt: skip
         if done.any():
             self._reset(np.flatnonzero(done))
         return self._observe(), reward, terminated, truncated, info
@@ -163,12 +198,25 @@ class BatchedEnv(ABC):
         return reward, terms, self._terminated()
 
     def render(
-        self, camera: str | int = -1, height: int = 128, width: int = 128, ids: np.ndarray | None = None
+        self,
+        camera: str | int = -1,
+        height: int = 128,
+        width: int = 128,
+        ids: np.ndarray | None = None,
+        shadows: bool = True,
     ) -> np.ndarray:
-        """RGB frames from one camera of envs ``ids`` (all by default): uint8 [n, H, W, 3]."""
-        key = (height, width)
+        """RGB frames from one camera of envs ``ids`` (all by default): uint8 [n, H, W, 3].
+
+        ``shadows=False`` turns shadows and reflections off: with software OpenGL each shadow-casting
+        light costs a full pass, so such frames are several times cheaper.
+        """
+        key = (height, width, shadows)
         if key not in self._renderers:
-            self._renderers[key] = mujoco.Renderer(self.model, height=height, width=width)
+            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            if not shadows:
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            self._renderers[key] = renderer
         renderer = self._renderers[key]
         if self._render_data is None:
             self._render_data = mujoco.MjData(self.model)

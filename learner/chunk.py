@@ -22,7 +22,16 @@ key                shape / dtype   meaning
                                    rows in ``np.nonzero(truncated)`` order (time-major)
 ``log_prob``       [T, N] f        PPO: log pi_old(action | obs) of the acting policy
 ``value``          [T, N] f        PPO: V(obs) of the acting critic
+``start_frame_ids`` [N] int        reward model on: the frame whose label is the potential of
+                                   ``obs[0]`` (the episode's latest frame before the chunk), -1 when
+                                   none (an episode that starts in the chunk has potential 0)
 =================  ==============  =============================================================
+
+With a reward model, ``frame_ids[t, n]`` names the frame of the state *after* step t (for an
+episode that ended at t, its last state, rendered before the auto-reset), and
+``reward_pending`` marks the steps whose reward awaits labels: ``learner.relabel`` writes the
+shaped rewards and clears the flag; steps still pending when it gives up are unlabelled (SAC drops
+them, PPO masks them).
 
 ``obs``, ``last_obs`` and ``final_obs`` have the same structure (all arrays, or dicts with the same
 keys). Envs auto-reset, so ``obs[t + 1]`` of an env that ended at step ``t`` is the first
@@ -33,7 +42,8 @@ Actors build chunks with ``ChunkBuilder`` (one ``add`` per env step, then ``buil
 stores float observations as float32 and uint8 frames as they are);
 the learner checks them with ``validate_chunk``; ``concat_chunks`` joins chunks along time or envs;
 ``flatten_transitions`` turns a chunk into SAC transitions (obs, action, reward, next_obs,
-terminated, intervention); ``apply_rewards`` writes relabelled rewards and clears their pending flag.
+terminated, intervention); ``apply_rewards`` writes relabelled rewards and clears their pending flag;
+``slice_chunk`` cuts a chunk to a range of steps and a set of envs.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ STEP_KEYS = (
 )
 OBS_KEYS = ("obs", "last_obs", "final_obs")
 PPO_KEYS = ("log_prob", "value")
+ENV_KEYS = ("start_frame_ids",)
 _BOOL_KEYS = ("terminated", "truncated", "intervention", "reward_pending")
 _INT_KEYS = ("policy_version", "frame_ids")
 _FLOAT_KEYS = ("rewards", "log_prob", "value")
@@ -130,6 +141,12 @@ def validate_chunk(chunk: Chunk, require: Sequence[str] = ()) -> tuple[int, int]
         step, env = np.argwhere(both)[0]
         raise ChunkError(f"chunk['terminated'] and chunk['truncated'] are both set at [t={step}, n={env}]")
 
+    if "start_frame_ids" in chunk:
+        value = _check_array("chunk['start_frame_ids']", chunk["start_frame_ids"])
+        if value.shape != (n,) or not np.issubdtype(value.dtype, np.integer):
+            raise ChunkError(f"chunk['start_frame_ids']: expected an integer array of shape ({n},), got "
+                             f"{value.dtype} {value.shape}")  # fmt: skip
+
     num_final = int(chunk["truncated"].sum())
     structure = _obs_items(chunk["obs"], "obs")
     for name, lead in (("obs", (t, n)), ("last_obs", (n,)), ("final_obs", (num_final,))):
@@ -169,6 +186,9 @@ def concat_chunks(chunks: Sequence[Chunk], axis: int = 1) -> Chunk:
     optional = [k for k in PPO_KEYS if all(k in c for c in chunks)]
     out: Chunk = {key: np.concatenate([c[key] for c in chunks], axis=axis) for key in (*STEP_KEYS, *optional)}
     out["obs"] = _concat_obs([c["obs"] for c in chunks], axis)
+    if all("start_frame_ids" in c for c in chunks):
+        starts = [c["start_frame_ids"] for c in chunks]
+        out["start_frame_ids"] = starts[0] if axis == 0 else np.concatenate(starts)
     if axis == 0:
         # Time-major row order of final_obs is kept by stacking chunk after chunk.
         out["last_obs"] = chunks[-1]["last_obs"]
@@ -186,6 +206,34 @@ def concat_chunks(chunks: Sequence[Chunk], axis: int = 1) -> Chunk:
     )
     order = np.argsort(keys, kind="stable")
     out["final_obs"] = map_obs(lambda a: a[order], _concat_obs([c["final_obs"] for c in chunks], 0))
+    return out
+
+
+def slice_chunk(chunk: Chunk, start: int, stop: int, envs: np.ndarray) -> Chunk:
+    """Steps ``start:stop`` of envs ``envs`` as a chunk of their own (copies).
+
+    Its ``last_obs`` is the observation after step ``stop - 1`` (``obs[stop]``, or the chunk's
+    ``last_obs`` when ``stop == T``), so a learner bootstraps across the cut as across a time-out;
+    ``final_obs`` keeps the rows of the truncated steps inside the slice. ``start_frame_ids`` is not
+    carried over (slices are cut from relabelled chunks, whose rewards no longer need it).
+    """
+    t, _ = validate_chunk(chunk)
+    if not 0 <= start < stop <= t:
+        raise ValueError(f"slice_chunk: need 0 <= start < stop <= {t}, got {start}:{stop}")
+    envs = np.asarray(envs, dtype=np.int64)
+    out: Chunk = {
+        key: chunk[key][start:stop][:, envs].copy() for key in (*STEP_KEYS, *PPO_KEYS) if key in chunk
+    }
+    out["obs"] = map_obs(lambda a: a[start:stop][:, envs].copy(), chunk["obs"])
+    if stop == t:
+        out["last_obs"] = map_obs(lambda a: a[envs].copy(), chunk["last_obs"])
+    else:
+        out["last_obs"] = map_obs(lambda a: a[stop][envs].copy(), chunk["obs"])
+    truncated = chunk["truncated"]
+    rows = np.cumsum(truncated.reshape(-1)).reshape(truncated.shape) - 1  # final_obs row of each step
+    keep = rows[start:stop][:, envs][truncated[start:stop][:, envs]]
+    out["final_obs"] = map_obs(lambda a: a[keep].copy(), chunk["final_obs"])
+    validate_chunk(out)
     return out
 
 
@@ -308,7 +356,7 @@ class ChunkBuilder:
             self._final.append(map_obs(lambda a: _stored(a[rows]), info["final_obs"]))
         self._steps.append(step)
 
-    def build(self, last_obs: Obs) -> Chunk:
+    def build(self, last_obs: Obs, start_frame_ids: np.ndarray | None = None) -> Chunk:
         """The chunk of the steps added so far (validated); the builder is then empty."""
         if not self._steps:
             raise ChunkError("ChunkBuilder.build: no steps were added")
@@ -324,6 +372,8 @@ class ChunkBuilder:
             chunk["final_obs"] = _concat_obs(self._final, 0)
         else:
             chunk["final_obs"] = map_obs(lambda a: np.zeros((0, *a.shape[2:]), a.dtype), chunk["obs"])
+        if start_frame_ids is not None:
+            chunk["start_frame_ids"] = np.asarray(start_frame_ids, dtype=np.int64).copy()
         self._steps, self._final = [], []
         validate_chunk(chunk)
         return chunk

@@ -93,6 +93,10 @@ class PPOConfig(StrictModel):
     critic_obs_key: str = Field(default="critic", description="key of the critic's input when obs is a dict")
     symmetry: SymmetryConfig = Field(default_factory=SymmetryConfig)
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:0'")
+    mixed_precision: Literal["off", "bf16"] = Field(
+        default="off",
+        description="bf16 autocast of the minibatch passes (CUDA); off: float32 losses and KL",
+    )
     seed: int = 0
 
     @model_validator(mode="after")

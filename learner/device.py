@@ -1,7 +1,14 @@
-"""Device choice: ``resolve_device("auto")`` is CUDA when available, else CPU."""
+"""Device choice (``resolve_device("auto")`` is CUDA when available, else CPU) and host->device transfers.
+
+``to_device`` is how learners move chunk arrays: a numpy array bound for CUDA is staged in pinned
+(page-locked) memory and copied with ``non_blocking=True``, so the copy overlaps the work already
+queued on the GPU; a torch tensor already on the device (a GPU env backend's output) is used as it
+is, without a copy; on CPU it is ``torch.as_tensor`` (no copy for float32 arrays).
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -16,3 +23,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def to_device(
+    x: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``x`` as a ``dtype`` tensor on ``device`` (see the module docstring for what is copied)."""
+    if device.type == "cuda" and isinstance(x, np.ndarray):
+        host = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+        return host.pin_memory().to(device, non_blocking=True)
+    return torch.as_tensor(x, dtype=dtype, device=device)

@@ -37,7 +37,7 @@ from torch import nn
 
 from learner.chunk import Chunk, ChunkError, validate_chunk
 from learner.config import PPOConfig
-from learner.device import resolve_device
+from learner.device import resolve_device, to_device
 from learner.networks import GaussianActorCritic
 from learner.symmetry import Symmetry, make_symmetry
 
@@ -100,6 +100,7 @@ class PPO:
         device: str | torch.device | None = None,
     ) -> None:
         self.cfg = cfg
+        self.autocast_bf16 = cfg.mixed_precision == "bf16"
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.obs_dim = obs_dim
         self.critic_obs_dim = obs_dim if critic_obs_dim is None else critic_obs_dim
@@ -146,7 +147,7 @@ class PPO:
         return obs, obs
 
     def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        return to_device(x, self.device)
 
     # ----------------------------------------------------------------- acting
     @torch.inference_mode()
@@ -162,6 +163,20 @@ class PPO:
         log_prob = dist.log_prob(actions).sum(dim=-1)
         value = self.model.value(self._tensor(critic_obs))
         return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
+
+    @torch.inference_mode()
+    def act_tensors(
+        self, obs: Any, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``act`` for a GPU env backend: device obs tensors in, device tensors out, no host copy."""
+        actor_obs, critic_obs = self._split(obs)
+        dist = self.model.distribution(self._tensor(actor_obs))
+        actions = dist.mean
+        if not deterministic:
+            actions = actions + dist.stddev * torch.randn(
+                actions.shape, generator=self.generator, device=self.device
+            )
+        return actions, dist.log_prob(actions).sum(dim=-1), self.model.value(self._tensor(critic_obs))
 
     # ----------------------------------------------------------------- learning
     def _batch(self, chunks: Sequence[Chunk]) -> dict[str, torch.Tensor]:
@@ -235,20 +250,21 @@ class PPO:
         cfg = self.cfg
         size = batch["advantages"].shape[0]
         minibatch = size // cfg.num_mini_batches
-        sums = {"surrogate_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+        # Metrics are summed on the device and read once per update: no host sync per minibatch for them.
+        names = ["surrogate_loss", "value_loss", "entropy", "kl", "clip_fraction"]
         if cfg.symmetry.mirror_loss:
-            sums["mirror_loss"] = 0.0
+            names.append("mirror_loss")
+        sums = torch.zeros(len(names), dtype=torch.float64, device=self.device)
         steps = 0
         for _ in range(cfg.num_learning_epochs):
             order = torch.randperm(size, generator=self.generator, device=self.device)
             for start in range(0, minibatch * cfg.num_mini_batches, minibatch):
                 idx = order[start : start + minibatch]
                 losses = self._minibatch_step({key: value[idx] for key, value in batch.items()})
-                for key, value in losses.items():
-                    sums[key] += value
+                sums += torch.stack([losses[key] for key in names]).double()
                 steps += 1
         self.version += 1
-        metrics = {key: value / steps for key, value in sums.items()}
+        metrics = {key: value / steps for key, value in zip(names, sums.tolist(), strict=True)}
         metrics.update(
             learning_rate=self.learning_rate,
             noise_std=self.model.log_std.detach().exp().mean().item(),
@@ -260,7 +276,12 @@ class PPO:
         )
         return metrics
 
-    def _minibatch_step(self, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _minibatch_step(self, mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One Adam step on a minibatch; returns its detached loss terms as device scalars."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            return self._minibatch_losses_and_step(mb)
+
+    def _minibatch_losses_and_step(self, mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         original = mb["obs"].shape[0]
         if cfg.symmetry.data_augmentation:
@@ -310,7 +331,7 @@ class PPO:
             value_loss = (values - returns).square().mean()
 
         loss = surrogate_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         if cfg.symmetry.mirror_loss:
             assert self.symmetry is not None
             obs = mb["obs"][:original]
@@ -318,7 +339,7 @@ class PPO:
             mirrored_mean = self.model(self.symmetry.policy_obs(obs))
             mirror_loss = (mirrored_mean - self.symmetry.actions(mean).detach()).square().mean()
             loss = loss + cfg.symmetry.mirror_loss_coef * mirror_loss
-            out["mirror_loss"] = mirror_loss.item()
+            out["mirror_loss"] = mirror_loss.detach()
 
         self.optimizer.zero_grad()
         loss.backward()
@@ -326,11 +347,11 @@ class PPO:
         self.optimizer.step()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_param).float().mean()
         out.update(
-            surrogate_loss=surrogate_loss.item(),
-            value_loss=value_loss.item(),
-            entropy=entropy.item(),
-            kl=kl.item(),
-            clip_fraction=clip_fraction.item(),
+            surrogate_loss=surrogate_loss.detach(),
+            value_loss=value_loss.detach(),
+            entropy=entropy.detach(),
+            kl=kl,
+            clip_fraction=clip_fraction,
         )
         return out
 

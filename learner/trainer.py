@@ -5,6 +5,10 @@ update. ``SACTrainer`` files every transition into the replay buffer (interventi
 demo buffer) and runs ``updates_per_env_step`` SAC updates per transition once ``learning_starts``
 transitions are in. Both expose the weights actors need, act deterministically for evaluation,
 and checkpoint everything (buffers included) through ``learner.checkpoint``.
+
+Steps still ``reward_pending`` when a chunk arrives were not labelled by the reward model in time
+(``learner.relabel``): SAC leaves them out of the replay buffer, PPO cuts them out of its rollout
+(``labelled_segments``), so neither learns from a reward it does not have.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.chunk import Chunk, flatten_transitions
 from learner.config import PPOConfig, SACConfig
 from learner.ppo import PPO
+from learner.relabel import labelled_segments
 from learner.replay import DemoBuffer, ReplayBuffer, add_transitions
 from learner.sac import SAC
 
@@ -71,18 +76,24 @@ class PPOTrainer:
         self.steps_per_update = steps_per_update
         self._pending: list[Chunk] = []
         self._pending_steps = 0
+        self._masked_steps = 0
 
     @property
     def version(self) -> int:
         return self.algo.version
 
     def consume(self, chunk: Chunk) -> dict[str, float]:
-        self._pending.append(chunk)
+        # Unlabelled steps count towards the rollout's size, so a slow reward model does not stretch it.
         self._pending_steps += chunk["rewards"].size
+        self._masked_steps += int(chunk["reward_pending"].sum())
+        self._pending.extend(labelled_segments(chunk))
         if self._pending_steps < self.steps_per_update:
             return {}
-        metrics = self.algo.update(self._pending)
-        self._pending, self._pending_steps = [], 0
+        metrics: dict[str, float] = {}
+        if sum(c["rewards"].size for c in self._pending) >= max(2, self.algo.cfg.num_mini_batches):
+            metrics = self.algo.update(self._pending)
+            metrics["masked_fraction"] = self._masked_steps / self._pending_steps
+        self._pending, self._pending_steps, self._masked_steps = [], 0, 0
         return metrics
 
     def policy_weights(self) -> dict[str, np.ndarray]:

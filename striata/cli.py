@@ -72,6 +72,67 @@ def train(
     print(json.dumps(summary, indent=2))
 
 
+ClusterOption = Annotated[
+    str, typer.Option("--cluster", help="Ray dashboard of the cluster: HOST[:PORT] (port 8265 by default)")
+]
+
+
+@app.command()
+def launch(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (configs/*.yaml)")],
+    cluster: ClusterOption,
+    overrides: SetOption = None,
+    runs: Annotated[
+        str, typer.Option(help="run folders on the cluster (a shared path; relative: the job's directory)")
+    ] = "runs",
+    follow: Annotated[bool, typer.Option(help="stream the job's logs until it ends")] = True,
+) -> None:
+    """Submit `striata train CONFIG` to an existing Ray cluster (Ray job submission)."""
+    from striata.experiment import ExperimentConfig
+
+    with user_errors(ExperimentConfig, extra=(_launch_error(),)):
+        from striata.experiment import load_experiment
+        from striata.launch import follow_logs, submit
+
+        experiment = load_experiment(config, parse_overrides(overrides or []))
+        job_id = submit(config, overrides or [], experiment, cluster, Path.cwd(), runs=runs)
+        console.print(f"submitted job {job_id} to {cluster}")
+        if follow:
+            status = follow_logs(cluster, job_id, echo=lambda text: console.out(text, end=""))
+            console.print(f"job {job_id}: {status}")
+            if status != "SUCCEEDED":
+                raise typer.Exit(1)
+    print(json.dumps({"job_id": job_id}))
+
+
+@app.command()
+def status(
+    cluster: ClusterOption,
+    job_id: Annotated[str | None, typer.Argument(help="one job; default: every striata job")] = None,
+) -> None:
+    """striata jobs on a Ray cluster, as JSON: id, status, experiment, driver (learner) node."""
+    with user_errors(extra=(_launch_error(),)):
+        from striata.launch import job_table
+
+        print(json.dumps(job_table(cluster, job_id), indent=2))
+
+
+@app.command()
+def stop(cluster: ClusterOption, job_id: Annotated[str, typer.Argument(help="the job to stop")]) -> None:
+    """Stop a job; its trainer writes a last checkpoint on the way out."""
+    with user_errors(extra=(_launch_error(),)):
+        from striata.launch import stop as stop_job
+
+        stopped = stop_job(cluster, job_id)
+    print(json.dumps({"job_id": job_id, "stopped": stopped}))
+
+
+def _launch_error() -> type[Exception]:
+    from striata.launch import LaunchError
+
+    return LaunchError
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks."""

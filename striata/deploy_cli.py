@@ -2,8 +2,292 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
 import typer
+
+from striata.errors import user_errors
+
+
+def _deploy_errors() -> tuple[type[Exception], ...]:
+    from deploy.bridge_server import BridgeConfigError
+    from deploy.client import BridgeUnavailableError
+    from deploy.controller import JointMismatchError, SequenceError
+    from deploy.curve import CurveKeyError
+    from deploy.observers import ObservationLayoutError
+    from learner.export import PolicyArtifactError
+
+    return (
+        BridgeConfigError,
+        CurveKeyError,
+        BridgeUnavailableError,
+        JointMismatchError,
+        SequenceError,
+        ObservationLayoutError,
+        PolicyArtifactError,
+    )
+
+
+NORMAL_STOPS = ("quit", "duration")
+
+
+class SimRobotChoice(StrEnum):
+    g1 = "g1"
+    panda = "panda"
+
+
+class CheckpointChoiceError(ValueError):
+    """A --checkpoint that the run folder does not hold."""
+
+
+def _robot_facts(task: str, env: Any) -> dict[str, Any]:
+    """The deploy side of a task: the robot, its joint order and gains, and what the actions mean."""
+    from envs.robots.g1 import ANCHOR_BODY, G1
+    from envs.robots.panda import PANDA
+
+    if task.startswith("g1_tracking"):
+        standby_kp, standby_kd = G1.standby_kp_kd
+        return {
+            "robot": G1.name,
+            "action_type": "joint_position",
+            "joint_names": list(G1.joint_names),
+            "default_joint_pos": G1.default_pos.tolist(),
+            "action_scale": G1.action_scale.tolist(),
+            "kp": G1.kp.tolist(),
+            "kd": G1.kd.tolist(),
+            "standby_kp": standby_kp.tolist(),
+            "standby_kd": standby_kd.tolist(),
+            "effort_limit": G1.effort_limit.tolist(),
+            "anchor_body": ANCHOR_BODY,
+            "motion_fps": float(env.reference.fps),
+        }
+    return {
+        "robot": PANDA.name,
+        "action_type": "ee_delta",
+        "joint_names": list(PANDA.joint_names),
+        "default_joint_pos": PANDA.default_pos.tolist(),
+        "action_scale": [1.0] * env.action_dim,
+        "kp": PANDA.kp.tolist(),
+        "kd": PANDA.kd.tolist(),
+        "effort_limit": PANDA.effort_limit.tolist(),
+    }
+
+
+def _tracking_motion(env: Any) -> dict[str, np.ndarray]:
+    from envs.robots.g1 import ANCHOR_BODY
+
+    ref = env.reference
+    anchor = ref.body_indices((ANCHOR_BODY,))[0]
+    return {
+        "joint_pos": ref.joint_pos,
+        "joint_vel": ref.joint_vel,
+        "anchor_pos_w": ref.body_pos_w[:, anchor],
+        "anchor_quat_w": ref.body_quat_w[:, anchor],
+    }
+
+
+def export_run(
+    run_dir: Path, checkpoint: int | None, output: Path, recorded_steps: int = 100
+) -> dict[str, Any]:
+    """Export a run's checkpoint to ONNX (+ motion side file); returns the parity figures."""
+    from envs.registry import make_env
+    from learner.export import PolicyMetadata, config_hash, export_policy
+    from striata.run_dir import checkpoints, load_run_config
+    from striata.train import build_trainer
+
+    config = load_run_config(run_dir)
+    found = checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints yet")
+    if checkpoint is None:
+        path = found[-1]
+    else:
+        by_steps = {int(p.stem.split("_")[1]): p for p in found}
+        if checkpoint not in by_steps:
+            raise CheckpointChoiceError(f"--checkpoint {checkpoint}: the run holds {sorted(by_steps)}")
+        path = by_steps[checkpoint]
+    env = make_env(config.task, num_envs=8, seed=config.seed + 20_000, config=config.task_settings())
+    trainer = build_trainer(config, env)
+    trainer.load(path)
+    key = config.ppo.actor_obs_key if config.algo == "ppo" else config.sac.obs_key
+    obs, recorded = env.reset(), []
+    for _ in range(recorded_steps):
+        recorded.append(obs[key] if isinstance(obs, dict) else obs)
+        obs, *_ = env.step(trainer.act_deterministic(obs))
+    terms = getattr(env, "observation_terms", None) or (("state", int(np.shape(recorded[0])[1])),)
+    metadata = PolicyMetadata(
+        task=config.task,
+        algorithm=config.algo,
+        control_dt=float(env.step_dt),
+        observation_names=[name for name, _ in terms],
+        observation_sizes=[int(size) for _, size in terms],
+        obs_dim=int(np.shape(recorded[0])[1]),
+        action_dim=int(env.action_dim),
+        policy_version=int(trainer.version),
+        config_hash=config_hash(config.model_dump(mode="json")),
+        **_robot_facts(config.task, env),
+    )
+    motion = _tracking_motion(env) if config.task.startswith("g1_tracking") else None
+    algo = trainer.algo  # type: ignore[attr-defined]
+    report = export_policy(algo, metadata, output, np.concatenate(recorded), motion)
+    return {
+        "checkpoint": str(path),
+        "output": str(output),
+        "motion_file": str(output.with_name(f"{output.stem}.motion.npz")) if motion is not None else None,
+        "parity_max_abs_diff": {
+            "random": report.random_max_abs_diff,
+            "recorded": report.recorded_max_abs_diff,
+        },
+        "recorded_observations": report.recorded_samples,
+        "parity_ok": report.ok,
+        "policy_version": metadata.policy_version,
+        "obs_dim": metadata.obs_dim,
+    }
 
 
 def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
+
+    @app.command("export")
+    def export_command(
+        run_dir: Annotated[Path, typer.Argument(help="run folder (runs/<name>-<time>)")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path(
+            "policy.onnx"
+        ),
+        checkpoint: Annotated[
+            int | None, typer.Option(help="env steps of the checkpoint (ckpt_N.pt); default: newest")
+        ] = None,
+    ) -> None:
+        """Export a trained policy to ONNX with its metadata; prints the torch/onnxruntime parity."""
+        with user_errors(extra=(CheckpointChoiceError, *_deploy_errors())):
+            result = export_run(run_dir, checkpoint, output)
+        print(json.dumps(result, indent=2))
+        if not result["parity_ok"]:
+            print("error: ONNX parity above 1e-5", file=sys.stderr)
+            raise typer.Exit(1)
+
+    @app.command("deploy")
+    def deploy_command(
+        policy: Annotated[Path, typer.Option(help="exported policy (.onnx)")],
+        robot: Annotated[str, typer.Option(help="bridge endpoint")] = "tcp://127.0.0.1:6000",
+        sequence: Annotated[
+            str | None,
+            typer.Option(help="timed events EVENT@SECONDS,...: interpolate, policy, damping, quit"),
+        ] = None,
+        record: Annotated[Path | None, typer.Option(help="NPZ recording of observations and actions")] = None,
+        interpolate_s: Annotated[float, typer.Option(help="seconds to reach the default pose")] = 2.0,
+        duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+        require_same_order: Annotated[
+            bool, typer.Option(help="refuse a robot with another joint order")
+        ] = False,
+        keys: Annotated[
+            bool, typer.Option(help="read keys on stdin: s start, p policy, d damping, q quit")
+        ] = True,
+        realtime: Annotated[
+            bool, typer.Option(help="ask for SCHED_FIFO scheduling of the control loop")
+        ] = True,
+        curve_secret: Annotated[
+            Path | None, typer.Option(help="CurveZMQ: this controller's .key_secret")
+        ] = None,
+        curve_server_key: Annotated[
+            Path | None, typer.Option(help="CurveZMQ: the bridge's public .key")
+        ] = None,
+    ) -> None:
+        """Run a policy on a robot bridge: zero torque -> default pose -> hold -> policy -> damping."""
+        from deploy.controller import ControllerConfig
+
+        with user_errors(ControllerConfig, extra=_deploy_errors()):
+            from deploy.controller import Controller
+
+            config = ControllerConfig(
+                policy=policy,
+                robot=robot,
+                sequence=sequence,
+                record=record,
+                interpolate_s=interpolate_s,
+                duration_s=duration,
+                require_same_order=require_same_order,
+                keys=keys,
+                realtime=realtime,
+                curve_secret=curve_secret,
+                curve_server_key=curve_server_key,
+            )
+            summary = Controller(config).run()
+        print(json.dumps(summary, indent=2))
+        if summary["stop_reason"] not in NORMAL_STOPS:
+            print(f"error: {summary['stop_reason']}", file=sys.stderr)
+            raise typer.Exit(1)
+
+    @bridge_app.command("sim")
+    def bridge_sim_command(
+        robot: Annotated[SimRobotChoice, typer.Option(help="robot model")] = SimRobotChoice.g1,
+        endpoint: Annotated[str, typer.Option(help="ZMQ endpoint to bind")] = "tcp://127.0.0.1:6000",
+        viewer: Annotated[bool, typer.Option(help="open the MuJoCo viewer")] = False,
+        duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+        allow_remote: Annotated[bool, typer.Option(help="allow binding beyond loopback")] = False,
+        realtime: Annotated[
+            bool, typer.Option(help="ask for SCHED_FIFO scheduling of the 500 Hz loop")
+        ] = True,
+        curve_secret: Annotated[Path | None, typer.Option(help="CurveZMQ: the bridge's .key_secret")] = None,
+        curve_clients: Annotated[
+            Path | None, typer.Option(help="CurveZMQ: folder of authorised controllers' .key files")
+        ] = None,
+    ) -> None:
+        """A MuJoCo G1 or Panda at 500 Hz behind the bridge protocol, with the bridge's safety."""
+        from deploy.bridge_server import BridgeServer
+        from deploy.curve import CurveKeyError, CurveServer
+        from deploy.safety import SafetyConfig
+        from deploy.sim_robot import SimRobot
+
+        with user_errors(extra=_deploy_errors()):
+            curve = None
+            if curve_secret is not None or curve_clients is not None:
+                if curve_secret is None or curve_clients is None:
+                    raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-clients")
+                curve = CurveServer(curve_secret, curve_clients)
+            sim = SimRobot(robot.value, viewer=viewer)
+            server = BridgeServer(
+                sim,
+                endpoint,
+                SafetyConfig(),
+                robot_name=f"sim-{robot}",
+                allow_remote=allow_remote,
+                on_phase=sim.on_controller_phase,
+                realtime=realtime,
+                curve=curve,
+            )
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        print(f"[bridge] sim {robot} on {endpoint}", file=sys.stderr, flush=True)
+        try:
+            with user_errors(extra=_deploy_errors()):
+                stats = server.serve(stop=stop, duration_s=duration)
+        finally:
+            sim.close()
+        report = {
+            **stats.as_dict(),
+            "scheduling": server.priority,
+            "base_height_by_phase": sim.height_report(),
+        }
+        print(json.dumps(report))
+
+    @bench_app.command("deploy")
+    def bench_deploy_command(
+        as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+        seconds: Annotated[float, typer.Option(min=3, help="length of the measured run")] = 30.0,
+        policy: Annotated[Path, typer.Option(help="G1 tracking policy")] = Path("tests/data/g1_stand.onnx"),
+    ) -> None:
+        """ONNX latency, control-period error and bridge round trip of the G1 policy on the sim bridge."""
+        with user_errors(extra=_deploy_errors()):
+            from deploy.bench import bench_deploy
+
+            result = bench_deploy(policy, seconds)
+        print(json.dumps(result) if as_json else json.dumps(result, indent=2))

@@ -1,8 +1,9 @@
 """The experiment config: one YAML per experiment (configs/*.yaml), validated as a whole.
 
 Sections: the task and its overrides, the algorithm and its config, how many Ray actors with how
-many envs and which Ray resources, where the learner runs, how long to train, and when to
-evaluate and checkpoint. Unknown keys, wrong types and unknown tasks are errors that name the key.
+many envs and which Ray resources, where the learner runs, how long to train, when to evaluate and
+checkpoint, and the reward model (off by default). Unknown keys, wrong types and unknown tasks are
+errors that name the key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from envs.registry import TASKS, make_config
 from envs.tasks.base import TaskConfig
 from learner.config import PPOConfig, SACConfig
+from reward_server.config import RewardServerConfig, TorchBackendConfig
 from striata.errors import ConfigFileError, format_validation_error
 
 
@@ -38,6 +40,9 @@ class LearnerConfig(Section):
     num_gpus: float = Field(
         default=0.0, ge=0, description="GPUs to reserve; >0 places the learner on a GPU node"
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources of the learner's node (striata launch)"
+    )
     chunk_timeout_s: float = Field(default=60.0, gt=0, description="longest wait for any actor's chunk")
     replay_capacity: int = Field(default=1_000_000, ge=1, description="SAC: online replay size (transitions)")
     learning_starts: int = Field(default=5_000, ge=0, description="SAC: transitions before the first update")
@@ -57,6 +62,56 @@ class EvalConfig(Section):
     episodes: int = Field(default=32, ge=1)
 
 
+class RewardModelSection(Section):
+    """Rewards from a reward server: potential-based shaping on its progress, its success as a bonus.
+
+    ``r = env_reward_weight * r_env + shaping_lambda * (gamma * phi(s') - phi(s)) + success_reward *
+    [done_prob > success_threshold]`` with phi the model's progress (see learner/relabel.py).
+    """
+
+    enabled: bool = False
+    server: RewardServerConfig | None = Field(
+        default=None, description="start a reward server with this config (serve-reward's schema)"
+    )
+    endpoint: str | None = Field(
+        default=None, description="or connect to a running one, e.g. tcp://host:5790"
+    )
+    placement: Literal["process", "ray"] = Field(
+        default="process", description="a started server runs as a subprocess here, or as a Ray actor"
+    )
+    num_gpus: float = Field(default=0.0, ge=0, description="ray placement: GPUs for the server")
+    resources: dict[str, float] = Field(default_factory=dict, description="ray placement: custom resources")
+    task_text: str = Field(default="", description="the instruction the model scores frames against")
+    camera: str = Field(default="front", description="camera name the model reads (the request's key)")
+    render_camera: str | None = Field(default=None, description="env camera to render; default: camera")
+    height: int = Field(default=96, ge=8)
+    width: int = Field(default=96, ge=8)
+    shadows: bool = Field(default=True, description="render shadows and reflections (match the model's data)")
+    every_k: int = Field(default=1, ge=1, description="label every k-th step (and every episode's end)")
+    deadline_ms: float = Field(default=2000.0, gt=0, description="per-request deadline at the server")
+    label_timeout_s: float = Field(
+        default=10.0, gt=0, description="learner: longest wait for a chunk's labels before dropping/masking"
+    )
+    shaping_lambda: float = Field(default=1.0, ge=0)
+    env_reward_weight: float = Field(
+        default=1.0, ge=0, description="0: the model's rewards replace the env's"
+    )
+    success_reward: float = Field(default=0.0, ge=0, description="bonus when done_prob > threshold; 0 = off")
+    success_threshold: float = Field(default=0.5, ge=0, le=1)
+    audit_every_s: float = Field(
+        default=30.0, gt=0, description="how often reward_model/* audit figures go out"
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> RewardModelSection:
+        if self.enabled:
+            if (self.server is None) == (self.endpoint is None):
+                raise ValueError("give exactly one of reward_model.server and reward_model.endpoint")
+            if not self.task_text.strip():
+                raise ValueError("reward_model.task_text: empty; the model needs the task's instruction")
+        return self
+
+
 class ExperimentConfig(Section):
     name: str = "experiment"
     task: str
@@ -67,6 +122,7 @@ class ExperimentConfig(Section):
     actors: ActorsConfig = Field(default_factory=ActorsConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    reward_model: RewardModelSection = Field(default_factory=RewardModelSection)
     total_env_steps: int = Field(default=1_000_000, ge=1)
     max_minutes: float | None = Field(default=None, gt=0, description="stop after this wall time")
     checkpoint_every_s: float = Field(default=120.0, gt=0)
@@ -87,8 +143,33 @@ class ExperimentConfig(Section):
             raise ConfigFileError(format_validation_error(exc, model, prefix="config: task_config")) from None
 
 
+def check_reward_model_files(config: ExperimentConfig) -> None:
+    """A reward server to start with a checkpoint that is not there fails here, naming what makes it."""
+    reward = config.reward_model
+    if (
+        not reward.enabled
+        or reward.server is None
+        or not isinstance(reward.server.backend, TorchBackendConfig)
+    ):
+        return
+    checkpoint = reward.server.backend.checkpoint
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise FileNotFoundError(
+            f"reward_model.server.backend.checkpoint: {checkpoint} does not exist; make it with "
+            f"`striata train-reward --config configs/reward_model_{config.task}.yaml`"
+        )
+
+
 def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read a YAML experiment and apply ``--set`` overrides (nested dicts) on top."""
+    config = ExperimentConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides or {}))
+    config.task_settings()
+    check_reward_model_files(config)
+    return config
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A config file's top-level mapping; a missing file, bad YAML or a non-mapping is one clear error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -98,9 +179,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigFileError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    config = ExperimentConfig.model_validate(merge_overrides(data, overrides or {}))
-    config.task_settings()
-    return config
+    return data
 
 
 def merge_overrides(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,71 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+from reward_server.client import RewardServerUnavailable
+from reward_server.config import RewardConfigError, RewardServerConfig, TorchBackendConfig
+from striata.errors import user_errors
+from striata.overrides import parse_overrides
+
+console = Console(stderr=True)
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
+    app.command("serve-reward")(serve_reward)
+    bench_app.command("reward")(bench_reward_command)
+
+
+def serve_reward(
+    config: Annotated[Path, typer.Option("--config", help="reward server YAML (configs/reward_*.yaml)")],
+    overrides: SetOption = None,
+) -> None:
+    """Serve a reward model on a ZMQ ROUTER socket until Ctrl-C (batching, deadlines, cache, metrics)."""
+    with user_errors(RewardServerConfig, extra=(RewardConfigError,)):
+        from reward_server.config import load_server_config
+        from reward_server.server import RewardServer
+
+        server_config = load_server_config(config, parse_overrides(overrides or []))
+        server = RewardServer(server_config)
+    endpoint = server.bind()
+    backend = server.backend
+    console.print(f"reward server: {backend.model_id} ({backend.revision}) on {endpoint}")
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        console.print("reward server: stopped")
+
+
+def bench_reward_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    frames: Annotated[int, typer.Option(min=16, help="distinct frames per throughput run")] = 512,
+    max_batch: Annotated[int, typer.Option(min=2, help="batched run's max batch")] = 32,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent clients in the latency run")] = 8,
+    latency_s: Annotated[float, typer.Option(min=1, help="length of the latency run")] = 5.0,
+    every_k: Annotated[int, typer.Option(min=1, help="actor loop: render and submit every k steps")] = 5,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="trained progress model; default: random weights")
+    ] = None,
+) -> None:
+    """Torch backend frames/s batched vs batch 1, latency with concurrent clients, actor steps/s on vs off."""
+    with user_errors(extra=(RewardServerUnavailable,)):
+        from reward_server.bench import bench_reward
+
+        result = bench_reward(
+            backend=TorchBackendConfig(checkpoint=checkpoint),
+            frames=frames,
+            max_batch=max_batch,
+            clients=clients,
+            latency_s=latency_s,
+            every_k=every_k,
+            on_stage=lambda text: console.print(f"bench reward: {text}"),
+        )
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))

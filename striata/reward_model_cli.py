@@ -2,8 +2,45 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
+    app.command("train-reward")(train_reward)
+
+
+def train_reward(
+    config: Annotated[Path, typer.Option("--config", help="reward-model YAML (configs/reward_model_*.yaml)")],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="checkpoint folder; default: the config's `out`")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Build the rollout data set, train the progress model, audit it on held-out rollouts (JSON)."""
+    from reward_server.progress_model.checkpoint import CheckpointError
+    from reward_server.progress_model.config import RewardModelConfig
+    from reward_server.progress_model.dataset import DatasetError
+    from reward_server.progress_model.text_encoder import TextEncoderError
+    from striata.errors import user_errors
+
+    with user_errors(RewardModelConfig, extra=(CheckpointError, DatasetError, TextEncoderError)):
+        from reward_server.progress_model.train import train_reward_model
+        from striata.overrides import parse_overrides
+
+        cfg = load_reward_config(config, parse_overrides(overrides or []))
+        result = train_reward_model(cfg, out, show_progress=not quiet)
+    print(json.dumps(result, indent=2))
+
+
+def load_reward_config(path: Path, overrides: dict):
+    """The YAML at ``path`` with ``--set`` overrides laid over it, validated."""
+    from reward_server.progress_model.config import RewardModelConfig
+    from striata.experiment import merge_overrides, read_yaml_mapping
+
+    return RewardModelConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides))

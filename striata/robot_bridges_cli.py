@@ -1,9 +1,109 @@
-"""`striata bridge unitree-g1` and the arm bridge."""
+"""`striata bridge unitree-g1` and `striata bridge arm`: a robot backend inside the deploy bridge server."""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from striata.errors import user_errors
+
+SafetyOption = Annotated[
+    list[str] | None,
+    typer.Option("--safety", help="bridge safety setting key=value, e.g. watchdog_s=0.1 (repeatable)"),
+]
+EndpointOption = Annotated[str, typer.Option(help="ZMQ endpoint the bridge binds for the controller")]
+AllowRemoteOption = Annotated[
+    bool, typer.Option("--allow-remote", help="allow binding beyond loopback (then use CurveZMQ keys)")
+]
+DurationOption = Annotated[float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
+
+
+def _serve(backend, endpoint: str, safety: list[str] | None, robot_name: str, allow_remote: bool, duration_s):
+    """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
+    from deploy.bridge_server import BridgeServer
+    from deploy.safety import SafetyConfig
+    from striata.overrides import parse_overrides
+
+    try:
+        server = BridgeServer(
+            backend,
+            endpoint,
+            SafetyConfig(**parse_overrides(safety or [])),
+            robot_name=robot_name,
+            allow_remote=allow_remote,
+        )
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        typer.echo(f"{robot_name} bridge on {endpoint}", err=True)
+        stats = server.serve(stop=stop, duration_s=duration_s)
+    finally:
+        backend.close()
+    return stats.as_dict()
 
 
 def register(bridge_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
+
+    @bridge_app.command("unitree-g1")
+    def unitree_g1(
+        interface: Annotated[
+            str, typer.Option(help="network interface the G1 is on (lo: simulated G1)")
+        ] = "lo",
+        domain_id: Annotated[int, typer.Option(help="DDS domain id (the G1 uses 0)")] = 0,
+        endpoint: EndpointOption = "tcp://127.0.0.1:6000",
+        state_timeout_ms: Annotated[
+            float, typer.Option(help="no LowState for this long is an error")
+        ] = 100.0,
+        connect_timeout_s: Annotated[float, typer.Option(help="wait this long for the first LowState")] = 5.0,
+        mode_pr: Annotated[int, typer.Option(help="0: ankle pitch/roll joint space, 1: A/B motors")] = 0,
+        safety: SafetyOption = None,
+        allow_remote: AllowRemoteOption = False,
+        duration_s: DurationOption = None,
+    ) -> None:
+        """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
+        from deploy.bridge_server import BridgeConfigError
+        from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
+        from deploy.unitree.dds import DdsConfigError
+
+        with user_errors(extra=(G1ConnectionError, DdsConfigError, BridgeConfigError)):
+            config = UnitreeG1Config(
+                interface=interface,
+                domain_id=domain_id,
+                state_timeout_ms=state_timeout_ms,
+                connect_timeout_s=connect_timeout_s,
+                mode_pr=mode_pr,
+            )
+            backend = UnitreeG1Backend(config)
+            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s)
+            stats["lowcmds_sent"] = backend.lowcmds_sent
+        print(json.dumps(stats))
+
+    @bridge_app.command("arm")
+    def arm(
+        config: Annotated[
+            Path | None, typer.Option(help="arm YAML (deploy/ARMS.md); default: an SO-101")
+        ] = None,
+        port: Annotated[
+            str | None, typer.Option(help="serial port of the servo bus, e.g. /dev/ttyACM0")
+        ] = None,
+        endpoint: EndpointOption = "tcp://127.0.0.1:6001",
+        safety: SafetyOption = None,
+        allow_remote: AllowRemoteOption = False,
+        duration_s: DurationOption = None,
+    ) -> None:
+        """Bridge a real arm (Feetech STS bus: SO-100/SO-101) to a deploy controller."""
+        from deploy.arms.backend import ArmBackend
+        from deploy.arms.feetech import FeetechArm, FeetechBusError, load_feetech_config
+        from deploy.bridge_server import BridgeConfigError
+
+        with user_errors(extra=(FeetechBusError, BridgeConfigError)):
+            arm_config = load_feetech_config(config, port=port)
+            backend = ArmBackend(FeetechArm(arm_config))
+            stats = _serve(backend, endpoint, safety, arm_config.name, allow_remote, duration_s)
+        print(json.dumps(stats))

@@ -4,11 +4,19 @@ The driver process holds the learner (``learner.trainer``); Ray actors (``actors
 the envs. Each chunk that arrives is counted, handed to the learner, and the newest weights are
 posted for the actors. Progress goes to a rich bar, metrics to TensorBoard, live counters to
 ``status.json``; checkpoints are written atomically every ``checkpoint_every_s`` and at the end.
+
+With ``reward_model.enabled``, a reward server is started (a subprocess, restarted on the same port
+if it dies, or a Ray actor placed by resources) or reached at an endpoint; actors send it frames,
+and chunks pass through ``learner.relabel.Relabeller`` before the learner sees them. Chunks still
+waiting for labels at a checkpoint are not saved (a resumed run starts with an empty side table).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -22,14 +30,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.tensorboard import SummaryWriter
 
 from actors.env_actor import ActorSpec
+from actors.frame_labels import RewardSpec
 from actors.parameter_store import create_parameter_store
 from actors.pool import ActorPool, ActorTimeoutError
 from envs.registry import make_env
+from learner.relabel import AuditWindow, Relabeller, ShapingConfig
 from learner.trainer import PPOTrainer, SACTrainer, Trainer, evaluate
-from striata.experiment import ExperimentConfig
+from reward_server.client import RewardServerUnavailable, wait_until_healthy
+from reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
+from striata.errors import ConfigFileError
+from striata.experiment import ExperimentConfig, RewardModelSection, check_reward_model_files
 from striata.run_dir import latest_checkpoint, prune_checkpoints, write_json
 
 MAX_MISSED_DEADLINES = 3
+FORWARDED_ENV = ("STRIATA_ASSETS", "STRIATA_DATA", "STRIATA_CACHE", "MUJOCO_GL")
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's driver
 
 
 @dataclass
@@ -40,7 +55,11 @@ class Counters:
 
 
 def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Start a local Ray on 127.0.0.1 by default; join an existing cluster when given its address."""
+    """Start a local Ray on 127.0.0.1 by default; join an existing cluster when given its address.
+
+    On a cluster, workers start from their node's environment: the asset and data folders and the
+    GL backend of this process go with the job, so actors on other nodes find the robots.
+    """
     if ray.is_initialized():
         return
     if address is None:
@@ -48,11 +67,113 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
             num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1",
             configure_logging=False,
         )  # fmt: skip
-    else:
+    elif RAY_JOB_ENV in os.environ:
+        # A job's driver (striata launch): the job's runtime env already carries these variables.
         ray.init(address=address, log_to_driver=True, configure_logging=False)
+    else:
+        env_vars = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+        ray.init(
+            address=address, log_to_driver=True, configure_logging=False, runtime_env={"env_vars": env_vars}
+        )
 
 
-def actor_specs(config: ExperimentConfig) -> list[ActorSpec]:
+class RewardService:
+    """The reward server of a run: started here (subprocess or Ray actor) or reached at an endpoint.
+
+    A subprocess that dies is started again on the same port in a background thread (at most once
+    per ``RESTART_EVERY_S``), so the actors' sockets reconnect by themselves and labels resume.
+    """
+
+    RESTART_EVERY_S = 10.0
+
+    def __init__(self, cfg: RewardModelSection, console: Console) -> None:
+        self.cfg = cfg
+        self.console = console
+        self.handle: RewardServerHandle | None = None
+        self.actor: Any = None
+        self.restarts = 0
+        self._restarting: threading.Thread | None = None
+        self._last_restart = -math.inf
+        if cfg.endpoint is not None:
+            self.endpoint = cfg.endpoint
+            try:
+                wait_until_healthy(self.endpoint, timeout_s=10.0)
+            except RewardServerUnavailable:
+                console.print(f"[yellow]warning: no reward server answers at {self.endpoint}; actors go on")
+        elif cfg.placement == "ray":
+            assert cfg.server is not None
+            self.actor, self.endpoint = start_reward_server_actor(
+                cfg.server, num_gpus=cfg.num_gpus, resources=cfg.resources
+            )
+        else:
+            assert cfg.server is not None
+            try:
+                self.handle = start_reward_server(cfg.server)
+            except RewardServerUnavailable as exc:
+                # Almost always the server's config (a checkpoint it cannot load): its log is above.
+                raise ConfigFileError(
+                    f"config: reward_model.server: the reward server did not start ({exc})"
+                ) from None
+            self.endpoint = self.handle.endpoint
+        console.print(f"reward server: {self.endpoint}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.handle.process.pid if self.handle is not None else None
+
+    def check(self) -> None:
+        """Start a dead server subprocess again (in the background), same port."""
+        if self.handle is None or self.handle.alive or self._restarting is not None:
+            return
+        if time.monotonic() - self._last_restart < self.RESTART_EVERY_S:
+            return
+        self._last_restart = time.monotonic()
+        self.console.print("[yellow]warning: the reward server exited; starting it again")
+        self._restarting = threading.Thread(target=self._restart, daemon=True)
+        self._restarting.start()
+
+    def _restart(self) -> None:
+        assert self.cfg.server is not None
+        port = int(self.endpoint.rsplit(":", 1)[1])
+        try:
+            self.handle = start_reward_server(
+                self.cfg.server.model_copy(update={"port": port}), timeout_s=60.0
+            )
+            self.restarts += 1
+        except (RewardServerUnavailable, OSError) as exc:
+            self.console.print(f"[yellow]warning: reward server restart failed: {exc}")
+        finally:
+            self._restarting = None
+
+    def stop(self) -> None:
+        if self._restarting is not None:
+            self._restarting.join(timeout=70.0)
+        if self.handle is not None:
+            self.handle.stop()
+        if self.actor is not None:
+            ray.kill(self.actor, no_restart=True)
+
+
+def reward_spec(config: ExperimentConfig, endpoint: str) -> RewardSpec:
+    cfg = config.reward_model
+    return RewardSpec(
+        endpoint=endpoint, task_text=cfg.task_text, camera=cfg.camera, render_camera=cfg.render_camera,
+        height=cfg.height, width=cfg.width, shadows=cfg.shadows, every_k=cfg.every_k,
+        deadline_ms=cfg.deadline_ms,
+    )  # fmt: skip
+
+
+def make_relabeller(config: ExperimentConfig) -> Relabeller:
+    cfg = config.reward_model
+    shaping = ShapingConfig(
+        gamma=getattr(config, config.algo).gamma, shaping_lambda=cfg.shaping_lambda,
+        env_reward_weight=cfg.env_reward_weight, success_reward=cfg.success_reward,
+        success_threshold=cfg.success_threshold,
+    )  # fmt: skip
+    return Relabeller(shaping, cfg.label_timeout_s, incremental=config.algo == "sac")
+
+
+def actor_specs(config: ExperimentConfig, reward: RewardSpec | None = None) -> list[ActorSpec]:
     algo_config = getattr(config, config.algo).model_dump(mode="json")
     return [
         ActorSpec(
@@ -65,6 +186,7 @@ def actor_specs(config: ExperimentConfig) -> list[ActorSpec]:
             algo_config=algo_config,
             seed=config.seed,
             physics_threads=config.actors.physics_threads,
+            reward=reward,
         )
         for i in range(config.actors.num_actors)
     ]
@@ -88,6 +210,7 @@ class Training:
     """One run: learner, actors, logging and checkpoints."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, console: Console | None = None) -> None:
+        check_reward_model_files(config)
         self.config = config
         self.run_dir = run_dir
         self.console = console or Console(stderr=True)
@@ -113,14 +236,33 @@ class Training:
         self._first_chunk: tuple[float, int] | None = None
         self.evaluations: list[dict[str, float]] = []
         self._stop = False
+        self.reward_service: RewardService | None = None
+        self.relabeller = make_relabeller(config) if config.reward_model.enabled else None
+        self.audit = AuditWindow(threshold=config.reward_model.success_threshold)
+        self.label_statuses: dict[str, int] = {}
+        self.audit_figures: dict[str, float] = {}
+        self._last_audit = time.monotonic()
 
     def run(self) -> dict[str, Any]:
         config = self.config
         store = create_parameter_store()
         self._publish(store)
+        reward = None
+        if config.reward_model.enabled:
+            self.reward_service = RewardService(config.reward_model, self.console)
+            reward = reward_spec(config, self.reward_service.endpoint)
+        try:
+            return self._run(store, reward)
+        finally:
+            if self.reward_service is not None:
+                self.reward_service.stop()
+
+    def _run(self, store: Any, reward: RewardSpec | None) -> dict[str, Any]:
+        config = self.config
         pool = ActorPool(
-            actor_specs(config), store, num_cpus=config.actors.num_cpus, resources=config.actors.resources
-        )
+            actor_specs(config, reward), store, num_cpus=config.actors.num_cpus,
+            resources=config.actors.resources,
+        )  # fmt: skip
         pool.start()
         start = time.monotonic() - self.counters.seconds
         last_checkpoint = last_eval = last_status = time.monotonic()
@@ -157,6 +299,8 @@ class Training:
                         self._checkpoint()
                         last_checkpoint = now
                     if now - last_status >= 2.0:
+                        if self.reward_service is not None:
+                            self.reward_service.check()
                         self._write_status(pool)
                         last_status = now
                     progress.update(bar, completed=min(self.counters.env_steps, config.total_env_steps),
@@ -188,7 +332,9 @@ class Training:
         self.lengths.extend(stats["episode_lengths"])
         self.successes.extend(stats["episode_successes"])
         before = self.trainer.version
-        metrics = self.trainer.consume(result["chunk"])
+        metrics: dict[str, float] = {}
+        for chunk in self._relabelled(result):
+            metrics = self.trainer.consume(chunk) or metrics
         step = self.counters.env_steps
         for key, value in metrics.items():
             self.writer.add_scalar(f"learner/{key}", value, step)
@@ -201,6 +347,54 @@ class Training:
             self.writer.add_scalar("episode/success", float(np.mean(self.successes)), step)
         if self.trainer.version != before:
             self._publish(store)
+
+    def _relabelled(self, result: dict[str, Any]) -> list[Any]:
+        """The chunks the learner gets now: the result's own, or what the relabeller lets through."""
+        if self.relabeller is None:
+            return [result["chunk"]]
+        stats = result["stats"]
+        source = (stats["actor_id"], stats["pid"])
+        self.relabeller.add_labels(source, result["labels"])
+        self.relabeller.add_chunk(source, result["chunk"])
+        self.audit.add(result["labels"])
+        label_stats = result["label_stats"]
+        for status, count in label_stats["statuses"].items():
+            self.label_statuses[status] = self.label_statuses.get(status, 0) + count
+        step = self.counters.env_steps
+        chunks = self.relabeller.ready()
+        counts = self.relabeller.counts
+        scalars = {
+            "labelled_steps": counts.labelled, "failed_steps": counts.failed, "expired_steps": counts.expired,
+            "waiting_steps": self.relabeller.waiting_steps, "frames_sent": label_stats["frames_sent"],
+            "render_s_per_chunk": label_stats["render_s"], "in_flight": label_stats["in_flight"],
+            "round_trip_ms": label_stats["round_trip_ms"],
+        }  # fmt: skip
+        scalars.update({f"labels_{status}": count for status, count in self.label_statuses.items()})
+        for key, value in scalars.items():
+            if math.isfinite(value):
+                self.writer.add_scalar(f"reward_model/{key}", value, step)
+        if time.monotonic() - self._last_audit >= self.config.reward_model.audit_every_s and len(self.audit):
+            self._last_audit = time.monotonic()
+            self.audit_figures = self.audit.figures()
+            for key, value in self.audit_figures.items():
+                self.writer.add_scalar(f"reward_model/{key}", value, step)
+        return chunks
+
+    def _reward_status(self) -> dict[str, Any]:
+        if self.relabeller is None or self.reward_service is None:
+            return {}
+        counts = self.relabeller.counts
+        return {
+            "endpoint": self.reward_service.endpoint,
+            "server_pid": self.reward_service.pid,
+            "server_restarts": self.reward_service.restarts,
+            "labelled_steps": counts.labelled,
+            "failed_steps": counts.failed,
+            "expired_steps": counts.expired,
+            "waiting_steps": self.relabeller.waiting_steps,
+            "label_statuses": dict(self.label_statuses),
+            "audit": {key: round(value, 4) for key, value in self.audit_figures.items()},
+        }
 
     def _publish(self, store: Any) -> None:
         weights = ray.put(self.trainer.policy_weights())
@@ -230,6 +424,7 @@ class Training:
             "env_steps": self.counters.env_steps, "chunks": self.counters.chunks,
             "seconds": round(self.counters.seconds, 1), "policy_version": self.trainer.version,
             "replay_size": self.trainer.replay_size(), "actors": pool.status(),
+            **({"reward_model": self._reward_status()} if self.relabeller is not None else {}),
         })  # fmt: skip
 
     # ----------------------------------------------------------------- bookkeeping
@@ -268,5 +463,9 @@ class Training:
             "evaluations": self.evaluations,
             "actors": pool.status(),
         }
+        if self.relabeller is not None:
+            if len(self.audit):
+                self.audit_figures = self.audit.figures()
+            summary["reward_model"] = self._reward_status()
         write_json(self.run_dir / "summary.json", summary)
         return summary

@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from ray_cluster import cluster_env, local_cluster, query
 
 REPO = Path(__file__).resolve().parents[1]
 STRIATA = [sys.executable, "-m", "striata"]
@@ -157,64 +156,17 @@ def test_a_killed_run_resumes_with_the_same_counters_and_replay(tmp_path):
 
 
 @pytest.fixture
-def two_node_cluster(monkeypatch):
+def two_node_cluster():
     """A Ray head (no actor resources) and a worker node with the custom resource 'arm_node'."""
-    port = 36379
-    # `ray start --head` turns on token authentication (token in ~/.ray/auth_token); every node
-    # and client that joins must then ask for it, as users' machines do.
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    # Ray's socket paths must fit in 107 bytes: pytest's tmp_path is too deep for them.
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    subprocess.run(
-        [
-            ray_bin,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        env=env,
-    )
-    try:
-        subprocess.run(
-            [
-                ray_bin,
-                "start",
-                f"--address=127.0.0.1:{port}",
-                "--node-ip-address=127.0.0.1",
-                "--num-cpus=2",
-                '--resources={"arm_node": 4}',
-                "--disable-usage-stats",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-            env=env,
-        )
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=env)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with local_cluster(36379, head_cpus=1, workers=((2, {"arm_node": 4}),)) as cluster:
+        yield cluster.address
 
 
 def test_actors_are_placed_on_the_node_with_the_requested_resource(two_node_cluster, tmp_path):
-    # In a subprocess: Ray reads RAY_AUTH_MODE once, at import, and earlier tests imported it here.
-    query = (
-        f"import json, ray; ray.init(address={two_node_cluster!r}, log_to_driver=False); "
-        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))"
+    nodes = query(
+        two_node_cluster,
+        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))",
     )
-    listed = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, timeout=120)
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    nodes = json.loads(listed.stdout.strip().splitlines()[-1])
     arm_nodes = {node for node, res in nodes.items() if res.get("arm_node")}
     assert len(nodes) == 2 and len(arm_nodes) == 1
 
@@ -237,6 +189,7 @@ def test_actors_are_placed_on_the_node_with_the_requested_resource(two_node_clus
         capture_output=True,
         text=True,
         timeout=300,
+        env=cluster_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)

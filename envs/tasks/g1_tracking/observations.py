@@ -6,10 +6,16 @@ base frame, joint pos relative to the default pose (29), joint vel (29), last ac
 Without state estimation (BeyondMimic's deployable variant) the two terms a robot cannot measure
 directly, the anchor position and the base linear velocity, are left out: 154.
 Critic: the full set without noise, plus every tracked body's pose in the robot anchor frame.
+
+``measured_policy_terms`` computes the terms a robot can measure from plain arrays; the env feeds it
+from the simulation and the deploy controller (deploy/) from the robot's state, so both build the
+policy's observation with the same code. ``AnchorKinematics`` gives the controller the anchor
+orientation from the IMU and joint positions.
 """
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 
 from envs.tasks.g1_tracking.config import ObservationNoise
@@ -39,32 +45,87 @@ def policy_term_layout(state_estimation: bool) -> TermLayout:
     return tuple(term for term in POLICY_TERMS if term[0] not in STATE_ESTIMATION_TERMS)
 
 
-def motion_anchor_b(f: TrackingFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Reference anchor pose in the robot anchor frame: position, and orientation as 6D."""
-    anchor_rot = f.body_rot[:, f.anchor]
+def anchor_ori_6d(anchor_rot: np.ndarray, ref_anchor_rot: np.ndarray) -> np.ndarray:
+    """Reference anchor orientation in the robot anchor frame, as the first two matrix columns [N, 6]."""
+    rot = np.swapaxes(anchor_rot, -1, -2) @ ref_anchor_rot
+    return rot[..., :2].reshape(-1, 6)
+
+
+def anchor_pos_b(anchor_pos: np.ndarray, anchor_rot: np.ndarray, ref_anchor_pos: np.ndarray) -> np.ndarray:
+    """Reference anchor position in the robot anchor frame [N, 3]."""
     # A row vector times R applies R^T: world offsets expressed in the anchor frame.
-    pos = ((f.ref_anchor_pos - f.anchor_pos)[:, None] @ anchor_rot)[:, 0]
-    rot = np.swapaxes(anchor_rot, 1, 2) @ f.ref_anchor_rot
-    return pos, rot[..., :2].reshape(-1, 6)
+    return ((ref_anchor_pos - anchor_pos)[:, None] @ anchor_rot)[:, 0]
 
 
-def base_lin_vel(f: TrackingFrame) -> np.ndarray:
-    return (f.root_lin_vel_w[:, None] @ f.body_rot[:, f.root])[:, 0]
+def base_lin_vel_b(root_lin_vel_w: np.ndarray, root_rot: np.ndarray) -> np.ndarray:
+    """Base linear velocity in the base frame [N, 3]."""
+    return (root_lin_vel_w[:, None] @ root_rot)[:, 0]
+
+
+def measured_policy_terms(
+    *,
+    ref_joint_pos: np.ndarray,
+    ref_joint_vel: np.ndarray,
+    ref_anchor_rot: np.ndarray,
+    anchor_rot: np.ndarray,
+    base_ang_vel: np.ndarray,
+    joint_pos: np.ndarray,
+    default_joint_pos: np.ndarray,
+    joint_vel: np.ndarray,
+    actions: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The policy terms a robot measures (IMU, encoders), [N, ...] each: the training env and the deploy
+    controller both build observations with this function."""
+    return {
+        "command_joint_pos": ref_joint_pos,
+        "command_joint_vel": ref_joint_vel,
+        "motion_anchor_ori_b": anchor_ori_6d(anchor_rot, ref_anchor_rot),
+        "base_ang_vel": base_ang_vel,
+        "joint_pos": joint_pos - default_joint_pos,
+        "joint_vel": joint_vel,
+        "actions": actions,
+    }
 
 
 def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
-    anchor_pos, anchor_ori = motion_anchor_b(f)
-    return {
-        "command_joint_pos": f.ref_joint_pos,
-        "command_joint_vel": f.ref_joint_vel,
-        "motion_anchor_pos_b": anchor_pos,
-        "motion_anchor_ori_b": anchor_ori,
-        "base_lin_vel": base_lin_vel(f),
-        "base_ang_vel": f.root_ang_vel_b,
-        "joint_pos": f.joint_pos - f.default_joint_pos,
-        "joint_vel": f.joint_vel,
-        "actions": f.actions,
-    }
+    anchor_rot = f.body_rot[:, f.anchor]
+    terms = measured_policy_terms(
+        ref_joint_pos=f.ref_joint_pos,
+        ref_joint_vel=f.ref_joint_vel,
+        ref_anchor_rot=f.ref_anchor_rot,
+        anchor_rot=anchor_rot,
+        base_ang_vel=f.root_ang_vel_b,
+        joint_pos=f.joint_pos,
+        default_joint_pos=f.default_joint_pos,
+        joint_vel=f.joint_vel,
+        actions=f.actions,
+    )
+    terms["motion_anchor_pos_b"] = anchor_pos_b(f.anchor_pos, anchor_rot, f.ref_anchor_pos)
+    terms["base_lin_vel"] = base_lin_vel_b(f.root_lin_vel_w, f.body_rot[:, f.root])
+    return terms
+
+
+class AnchorKinematics:
+    """World orientation of the anchor body from the base orientation (the pelvis IMU) and the joint
+    positions, by forward kinematics of the training model: what a robot without state estimation
+    knows of its anchor (BeyondMimic's deploy does the same). Position is left at the origin."""
+
+    def __init__(
+        self, model: mujoco.MjModel, joint_names: tuple[str, ...] | list[str], anchor_body: str
+    ) -> None:
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.qpos_adr = model.jnt_qposadr[[model.joint(n).id for n in joint_names]]
+        self.anchor = model.body(anchor_body).id
+
+    def anchor_rotation(self, base_quat_wxyz: np.ndarray, joint_pos: np.ndarray) -> np.ndarray:
+        """[3, 3] rotation of the anchor body in the world (yaw as the IMU reports it)."""
+        d = self.data
+        d.qpos[:3] = 0.0
+        d.qpos[3:7] = base_quat_wxyz / np.linalg.norm(base_quat_wxyz)
+        d.qpos[self.qpos_adr] = joint_pos
+        mujoco.mj_kinematics(self.model, d)
+        return d.xmat[self.anchor].reshape(3, 3).copy()
 
 
 def noise_scales(noise: ObservationNoise, layout: TermLayout) -> np.ndarray | None:

@@ -5,16 +5,27 @@ Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube -
 lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success
 bonus, weighted by ``cfg.rewards``.
 Observation: ``PICK_OBS_TERMS`` (see ``config.py``), plus camera frames when configured.
+Progress: ``info["progress"]`` in [0, 1] is ground truth for reward models (see ``progress()``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from envs.backend import Obs
 from envs.rotations import quat_from_euler_xyz
 from envs.tasks.panda.config import PICK_OBS_TERMS, PandaPickConfig
 from envs.tasks.panda.env import PandaEnv
 from envs.tasks.panda.scene import BLOCK, BLOCK_HALF_SIZE
+
+# Progress stages: reaching fills [0, REACHED], a grasp jumps to GRASPED, lifting fills [GRASPED, 1].
+REACHED = 0.5
+GRASPED = 0.6
+REACH_SCALE = 0.2  # m: pinch-to-cube distance at which reaching progress starts
+GRASP_DISTANCE = 0.025  # m: pinch within this of the cube centre, fingers closing on it
+GRASP_OPENING = (0.2, 0.8)  # gripper opening while holding the 4 cm cube (0.42); below: closed on air
 
 
 class PandaPickEnv(PandaEnv):
@@ -27,6 +38,7 @@ class PandaPickEnv(PandaEnv):
         self._cube_pos = slice(adr, adr + 3)
         self._cube_quat = slice(adr + 3, adr + 7)
         self.cube_start = np.zeros((num_envs, 3))
+        self._step_progress = np.zeros(num_envs)
 
     @property
     def cube_pos(self) -> np.ndarray:
@@ -38,6 +50,29 @@ class PandaPickEnv(PandaEnv):
 
     def cube_lift(self) -> np.ndarray:
         return self.cube_pos[:, 2] - self.cube_start[:, 2]
+
+    def progress(self) -> np.ndarray:
+        """Ground-truth task progress [N] in [0, 1], monotone in how far the pick has come.
+
+        Reaching (pinch-to-cube distance) fills [0, 0.5]; holding the cube (pinch at the cube, fingers
+        closed on it) is 0.6; lifting it while held fills [0.6, 1]; success is 1. A dropped or released
+        cube falls back to its reaching value, so put-downs and drops read as regressions.
+        """
+        distance = np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1)
+        reach = REACHED * (1.0 - np.clip(distance / REACH_SCALE, 0.0, 1.0))
+        opening = self.gripper_opening[:, 0]
+        held = (distance < GRASP_DISTANCE) & (opening > GRASP_OPENING[0]) & (opening < GRASP_OPENING[1])
+        lifted = GRASPED + (1.0 - GRASPED) * np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0)
+        return np.where(self._success(), 1.0, np.where(held, lifted, reach))
+
+    def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["progress"] = self._step_progress
+        return obs, reward, terminated, truncated, info
+
+    def _after_physics(self) -> None:
+        # Taken before auto-reset, so an ended episode reports the progress of its last state.
+        self._step_progress = self.progress()
 
     def _reset_envs(self, ids: np.ndarray) -> None:
         self._reset_robot(ids)

@@ -1,4 +1,5 @@
-"""The Panda scenes, built in code around the robot spec: gym-hil's floor, lights, ``front`` camera and cube.
+"""The Panda scenes, built in code around the robot spec: gym-hil's floor, lights, ``front`` camera and cube,
+plus a ``workspace`` camera framed on the pick area.
 
 The robot comes from ``envs.robots.panda`` (actuators added in code, gravity compensated); this module
 adds the world around it and compiles the model. The robot files' sensors, keyframes and lights are
@@ -16,6 +17,12 @@ BLOCK_HALF_SIZE = 0.02
 BLOCK_MASS = 0.1
 TARGET = "target"
 FRONT_CAMERA = "front"
+# Framed on the cube's spawn area and the air above it, close enough that the gripper-to-cube gap spans
+# many pixels at 80x80: the view the reward server's progress model is trained on.
+WORKSPACE_CAMERA = "workspace"
+WORKSPACE_CAMERA_POS = (0.95, 0.0, 0.42)
+WORKSPACE_CAMERA_QUAT = (0.6234381, 0.3336539, 0.3336539, 0.6234381)
+WORKSPACE_CAMERA_FOVY = 50.0
 PINCH_VEL_SENSOR = "pinch_vel"
 
 
@@ -46,6 +53,12 @@ def build_scene(
     world = spec.worldbody
     world.add_camera(
         name=FRONT_CAMERA, pos=[1.3, 0.0, 0.7], quat=[0.5963678, 0.3799282, 0.3799282, 0.5963678], fovy=45.0
+    )
+    world.add_camera(
+        name=WORKSPACE_CAMERA,
+        pos=list(WORKSPACE_CAMERA_POS),
+        quat=list(WORKSPACE_CAMERA_QUAT),
+        fovy=WORKSPACE_CAMERA_FOVY,
     )
     world.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0], diffuse=[1.0, 1.0, 1.0], specular=[0.3] * 3)
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3.0, 3.0, 0.01], material="grid")

@@ -1,0 +1,1 @@
+"""Arm bridges: the ``ArmSDK`` adapter interface, its RobotBackend wrapper, vendor adapters (ARMS.md)."""

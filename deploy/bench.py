@@ -1,0 +1,96 @@
+"""`striata bench deploy`: the G1 tracking policy on the MuJoCo sim bridge, timed end to end.
+
+The sim bridge runs in its own process (as on a robot); the controller runs here through the
+whole state machine and spends the measured window in the policy phase at the policy's rate.
+Figures: ONNX inference latency (one observation, 1 intra-op thread, sequential), control period
+error |measured period - control_dt|, and the bridge round trip (command sent -> its ack state
+received).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy.client import BridgeUnavailableError
+from deploy.controller import Controller, ControllerConfig
+
+BENCH_WARMUP_S = 3.5  # zero torque 0.5 s, interpolate 2 s, hold 1 s before the policy starts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
+    """Target of the bridge process: a sim robot behind a bridge server for ``duration_s``."""
+    from deploy.bridge_server import BridgeServer
+    from deploy.safety import SafetyConfig
+    from deploy.sim_robot import SimRobot
+
+    sim = SimRobot(robot)
+    server = BridgeServer(
+        sim, endpoint, SafetyConfig(), robot_name=f"sim-{robot}", on_phase=sim.on_controller_phase
+    )
+    try:
+        server.serve(duration_s=duration_s)
+    finally:
+        sim.close()
+
+
+def bench_deploy(policy: Path, seconds: float) -> dict[str, Any]:
+    """Run the policy for ``seconds`` in the policy phase; return the latency figures."""
+    if not Path(policy).is_file():
+        raise FileNotFoundError(f"policy file {policy} does not exist (export one with `striata export`)")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    total = BENCH_WARMUP_S + seconds
+    bridge = multiprocessing.get_context("spawn").Process(
+        target=run_sim_bridge, args=(endpoint, total + 30.0), daemon=True
+    )
+    bridge.start()
+    try:
+        config = ControllerConfig(
+            policy=policy,
+            robot=endpoint,
+            keys=False,
+            interpolate_s=2.0,
+            sequence=f"interpolate@0.5,policy@{BENCH_WARMUP_S},quit@{total}",
+        )
+        controller = Controller(config, log=io.StringIO())
+        _connect_with_retry(controller, timeout_s=60.0)
+        summary = controller.run()
+    finally:
+        bridge.terminate()
+        bridge.join(timeout=5)
+    # Only the policy phase counts: the steps before it include the bridge process warming up.
+    figures = controller.figures(policy_phase_only=True)
+    return {
+        "onnx_latency_us": figures["onnx_latency_us"],
+        "period_error_ms": figures["period_error_ms"],
+        "bridge_rtt_ms": figures["bridge_rtt_ms"],
+        "policy_steps": figures["steps"],
+        "seconds": seconds,
+        "overruns": summary["overruns"],
+        "stop_reason": summary["stop_reason"],
+    }
+
+
+def _connect_with_retry(controller: Controller, timeout_s: float) -> None:
+    """Say hello until the bridge process, still importing and building its model, answers."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            controller.connect()
+            return
+        except BridgeUnavailableError:
+            if controller.client is not None:
+                controller.client.close()
+                controller.client = None
+            if time.monotonic() > end:
+                raise

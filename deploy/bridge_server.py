@@ -1,0 +1,362 @@
+"""The robot-side bridge: one ZMQ ROUTER socket in front of any ``RobotBackend``, with all the safety.
+
+Public API (robot backends plug in here; the wire format is in deploy/PROTOCOL.md)::
+
+    from deploy.bridge_server import BridgeServer
+    from deploy.safety import SafetyConfig
+
+    server = BridgeServer(backend, "tcp://127.0.0.1:6000", SafetyConfig())
+    stats = server.serve(stop=threading.Event(), duration_s=None)   # blocks; returns BridgeStats
+    server.status()                                                  # thread-safe snapshot (dict)
+
+``serve`` binds the endpoint (loopback only unless ``allow_remote=True``), then runs the backend's
+low-level loop at ``backend.control_period_s`` on absolute deadlines: each tick reads the state,
+applies the latest command through ``SafetyFilter`` and writes it (``backend.write_command``), and
+every ``state_every`` ticks publishes the state to the controller. Between ticks it waits on the
+socket: a valid command replaces the single latest-only slot and is answered at once with a state
+message carrying ``ack_seq`` (the controller measures its round trip on it). Every malformed or
+out-of-place message is rejected, counted by reason and answered with an ``error`` message.
+The watchdog fires ``safety.watchdog_s`` after the last command, checked between ticks too, and
+puts the robot in damping until a controller says hello again; an ``estop`` latches damping until
+``clear_estop``. ``on_phase(phase)`` is called when the controller's phase changes (the sim bridge
+uses it to release its support). ``serve`` always leaves the robot in damping when it returns and
+closes the socket (not the backend: its owner closes it). With ``realtime`` (default) the serving
+thread asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got).
+``curve`` (``deploy.curve.CurveServer``) encrypts the socket and admits only listed controllers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import numpy as np
+import zmq
+
+from deploy import protocol
+from deploy.curve import CurveServer
+from deploy.protocol import Command, Estop, Hello, ProtocolError
+from deploy.realtime import current_scheduling, request_realtime, restore_scheduling
+from deploy.robot import JointCommand, RobotBackend, RobotState
+from deploy.safety import SafetyConfig, SafetyFilter
+from deploy.zmq_wait import wait_readable
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+# More than this many ticks behind: re-anchor the schedule instead of running ticks back to back.
+MAX_CATCH_UP_TICKS = 10
+MAX_FRAME_BYTES = 1 << 20
+
+
+class BridgeConfigError(ValueError):
+    """A bridge that cannot start as configured (endpoint, binding)."""
+
+
+@dataclass
+class BridgeStats:
+    ticks: int = 0
+    overruns: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    max_tick_lateness_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "ticks": self.ticks,
+            "overruns": self.overruns,
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "max_tick_lateness_ms": round(self.max_tick_lateness_s * 1e3, 3),
+        }
+
+
+def check_endpoint(endpoint: str, allow_remote: bool) -> None:
+    """Refuse non-TCP endpoints and, unless allowed, any bind address other than loopback."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in ("tcp", "ipc", "inproc") or (parsed.scheme == "tcp" and not parsed.port):
+        raise BridgeConfigError(
+            f"endpoint {endpoint!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        )
+    if parsed.scheme == "tcp" and parsed.hostname not in LOOPBACK_HOSTS and not allow_remote:
+        raise BridgeConfigError(
+            f"endpoint {endpoint!r}: binds beyond loopback; pass allow_remote (--allow-remote) to do that"
+        )
+
+
+class BridgeServer:
+    """Runs ``backend`` at its low-level rate and serves one controller at a time over ZMQ."""
+
+    def __init__(
+        self,
+        backend: RobotBackend,
+        endpoint: str,
+        safety: SafetyConfig,
+        *,
+        robot_name: str = "robot",
+        state_every: int = 1,
+        allow_remote: bool = False,
+        on_phase: Callable[[str], None] | None = None,
+        realtime: bool = True,
+        curve: CurveServer | None = None,
+    ) -> None:
+        check_endpoint(endpoint, allow_remote)
+        self.backend = backend
+        self.endpoint = endpoint
+        self.safety = safety
+        self.robot_name = robot_name
+        self.state_every = max(1, state_every)
+        self.on_phase = on_phase
+        self.realtime = realtime
+        self.curve = curve
+        self.priority = "normal priority"
+        self.filter = SafetyFilter(
+            safety, np.asarray(backend.joint_limits), np.asarray(backend.effort_limits)
+        )
+        self.num_joints = len(backend.joint_names)
+        self.stats = BridgeStats()
+        self._lock = threading.Lock()
+        self._owner: bytes | None = None
+        self._command: Command | None = None
+        self._last_command_at = -np.inf
+        self._last_seq = -1
+        self._watchdog_fired = False
+        self._estop = False
+        self._phase = ""
+        self._mode = "zero_torque"
+        self._mode_since = time.monotonic()
+        self._state_seq = 0
+        self._state: RobotState | None = None
+
+    # ----------------------------------------------------------------- public
+    def status(self) -> dict:
+        """A snapshot: applied mode (zero_torque|damping|position) and since when (monotonic s), the
+        controller's phase, whether the watchdog or e-stop holds damping, counters."""
+        with self._lock:
+            return {
+                "mode": self._mode,
+                "mode_since": self._mode_since,
+                "phase": self._phase,
+                "watchdog_fired": self._watchdog_fired,
+                "estop": self._estop,
+                "connected": self._owner is not None,
+                "last_command_at": self._last_command_at,
+                **self.stats.as_dict(),
+            }
+
+    def latest_command(self) -> Command | None:
+        """The command in the latest-only slot, as received (before the safety filter)."""
+        with self._lock:
+            return self._command
+
+    def serve(self, stop: threading.Event | None = None, duration_s: float | None = None) -> BridgeStats:
+        """Run until ``stop`` is set or ``duration_s`` has passed; the robot is left in damping."""
+        saved = current_scheduling()
+        if self.realtime:
+            # First: ZMQ's I/O thread, started with the context, inherits this thread's scheduling.
+            self.priority = request_realtime()
+        context = zmq.Context.instance()
+        sock = context.socket(zmq.ROUTER)
+        auth = self.curve.apply(context, sock) if self.curve is not None else None
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            # Up to MAX_FRAME_BYTES a message is read and rejected (counted); beyond, ZMQ drops the peer.
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+            sock.setsockopt(zmq.SNDHWM, 100)
+            try:
+                sock.bind(self.endpoint)
+            except zmq.ZMQError as exc:
+                raise BridgeConfigError(f"endpoint {self.endpoint!r}: {exc}") from None
+            period = self.backend.control_period_s
+            gc.collect()
+            gc.freeze()  # long-lived setup objects out of the collector's scans: shorter GC pauses
+            start = time.monotonic()
+            end = np.inf if duration_s is None else start + duration_s
+            anchor, k = start, 0
+            self._state = self.backend.read_state()
+            while not (stop is not None and stop.is_set()) and time.monotonic() < end:
+                deadline = anchor + k * period
+                self._wait_and_receive(sock, deadline)
+                lateness = time.monotonic() - deadline
+                self.stats.max_tick_lateness_s = max(self.stats.max_tick_lateness_s, lateness)
+                self._tick(sock)
+                k += 1
+                if time.monotonic() - (anchor + k * period) > MAX_CATCH_UP_TICKS * period:
+                    self.stats.overruns += 1
+                    anchor, k = time.monotonic(), 0
+        finally:
+            if self._state is not None:
+                self._apply("damping", self.filter.passive(self._state, damping=True))
+            sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            restore_scheduling(saved)
+        return self.stats
+
+    # ----------------------------------------------------------------- loop parts
+    def _wait_and_receive(self, sock: zmq.Socket, deadline: float) -> None:
+        while True:
+            # Read what is queued before judging the watchdog: after a stall of this process, the
+            # commands sent meanwhile are waiting in the socket, and the controller is not to blame.
+            if wait_readable(sock, 0.0):
+                self._drain(sock)
+            now = time.monotonic()
+            watchdog_at = self._last_command_at + self.safety.watchdog_s
+            if self._command is not None and not self._watchdog_fired and now >= watchdog_at:
+                self._fire_watchdog()
+            if now >= deadline:
+                return
+            wait = deadline - now
+            if self._command is not None and not self._watchdog_fired:
+                wait = min(wait, watchdog_at - now)
+            if wait_readable(sock, wait):
+                self._drain(sock)
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        for _ in range(1000):  # bounded: a flood cannot starve the control loop
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            self._handle(sock, frames)
+
+    def _handle(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        identity = frames[0]
+        try:
+            if len(frames) != 2:
+                raise ProtocolError("bad_frames", f"{len(frames) - 1} frames, expected 1")
+            message = protocol.decode_client_message(frames[1], self.num_joints)
+            if isinstance(message, Hello):
+                self._hello(sock, identity, message)
+            elif isinstance(message, Command):
+                self._accept_command(sock, identity, message)
+            elif isinstance(message, Estop):
+                self._estop_message(sock, identity, message)
+        except ProtocolError as exc:
+            self._reject(sock, identity, exc)
+
+    def _reject(self, sock: zmq.Socket, identity: bytes, exc: ProtocolError) -> None:
+        with self._lock:
+            self.stats.rejected[exc.reason] += 1
+        self._send(sock, identity, {"type": "error", "reason": exc.reason, "detail": str(exc)})
+
+    def _hello(self, sock: zmq.Socket, identity: bytes, hello: Hello) -> None:
+        silent = time.monotonic() - self._last_command_at > self.safety.watchdog_s
+        if self._owner not in (None, identity) and not silent:
+            raise ProtocolError("busy", "another controller is connected and commanding")
+        with self._lock:
+            self._owner = identity
+            self._command = None
+            self._last_seq = -1
+            self._watchdog_fired = False
+            self.stats.accepted += 1
+        backend = self.backend
+        self._send(
+            sock,
+            identity,
+            {
+                "type": "welcome",
+                "robot": self.robot_name,
+                "joint_names": list(backend.joint_names),
+                "control_period_s": backend.control_period_s,
+                "joint_limits": np.asarray(backend.joint_limits, dtype=np.float64).tolist(),
+                "effort_limits": np.asarray(backend.effort_limits, dtype=np.float64),
+                "safety": self.safety.model_dump(),
+                "estop": self._estop,
+            },
+        )
+        self._publish_state(sock)
+
+    def _accept_command(self, sock: zmq.Socket, identity: bytes, command: Command) -> None:
+        if identity != self._owner:
+            raise ProtocolError("not_owner", "send hello first (or another controller owns the robot)")
+        if self._watchdog_fired:
+            raise ProtocolError("watchdog_latched", "the watchdog fired; say hello again to resume")
+        if command.seq <= self._last_seq:
+            raise ProtocolError("stale_seq", f"seq {command.seq} <= last {self._last_seq}")
+        with self._lock:
+            self._command = command
+            self._last_seq = command.seq
+            self._last_command_at = time.monotonic()
+            self.stats.accepted += 1
+            changed = command.phase != self._phase
+            self._phase = command.phase
+        if changed and self.on_phase is not None:
+            self.on_phase(command.phase)
+        self._publish_state(sock)
+
+    def _estop_message(self, sock: zmq.Socket, identity: bytes, estop: Estop) -> None:
+        if estop.release and identity != self._owner:
+            raise ProtocolError("not_owner", "only the connected controller may clear the e-stop")
+        with self._lock:
+            self._estop = not estop.release
+            self.stats.accepted += 1
+        if self._estop and self._state is not None:
+            self._apply("damping", self.filter.passive(self._state, damping=True))
+        self._publish_state(sock)
+
+    def _fire_watchdog(self) -> None:
+        with self._lock:
+            self._watchdog_fired = True
+        if self._state is not None:
+            self._apply("damping", self.filter.passive(self._state, damping=True))
+
+    def _tick(self, sock: zmq.Socket) -> None:
+        state = self.backend.read_state()
+        self._state = state
+        command = self._command
+        if self._estop or self._watchdog_fired:
+            mode, joint_command = "damping", self.filter.passive(state, damping=True)
+        elif command is None or command.phase == "zero_torque":
+            mode, joint_command = "zero_torque", self.filter.passive(state, damping=False)
+        elif command.phase == "damping":
+            mode, joint_command = "damping", self.filter.passive(state, damping=True)
+        else:
+            mode, joint_command = "position", self.filter.position(command, state)
+        self._apply(mode, joint_command)
+        self.stats.ticks += 1
+        if self._owner is not None and self.stats.ticks % self.state_every == 0:
+            self._publish_state(sock)
+
+    def _apply(self, mode: str, command: JointCommand) -> None:
+        self.backend.write_command(command)
+        if mode != self._mode:
+            with self._lock:
+                self._mode = mode
+                self._mode_since = time.monotonic()
+
+    # ----------------------------------------------------------------- sending
+    def _publish_state(self, sock: zmq.Socket) -> None:
+        state = self._state
+        if self._owner is None or state is None:
+            return
+        self._state_seq += 1
+        self._send(
+            sock,
+            self._owner,
+            {
+                "type": "state",
+                "seq": self._state_seq,
+                "time": time.monotonic(),
+                "tick": int(state.tick),
+                "q": state.q,
+                "dq": state.dq,
+                "imu_quat": np.asarray(state.imu_quat_wxyz),
+                "gyro": np.asarray(state.gyro),
+                "tau": state.tau,
+                "ack_seq": self._last_seq,
+                "mode": "estop" if self._estop else self._mode,
+                "remote": list(state.remote),
+                "rejected": sum(self.stats.rejected.values()),
+            },
+        )
+
+    def _send(self, sock: zmq.Socket, identity: bytes, message: dict) -> None:
+        # A peer that is gone or not reading: states are latest-only, so dropping is correct.
+        with contextlib.suppress(zmq.ZMQError):
+            sock.send_multipart([identity, protocol.encode(message)], zmq.NOBLOCK)

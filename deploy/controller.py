@@ -1,0 +1,450 @@
+"""The deploy controller: runs an exported policy on a robot bridge at the policy's control rate.
+
+``Controller(config).run()`` reads the ONNX policy and its metadata (the single source of truth for
+joint order, gains, rates, observation layout), says hello to the bridge and maps the robot's joints
+onto the policy's by name (a name on one side only refuses to start, listing the differences), then
+runs the state machine on absolute deadlines (``t0 + k * control_dt``, never ``sleep(dt)``)::
+
+    zero_torque --start--> interpolate (to the default pose, standby gains) --done--> hold
+    hold --policy--> policy;  any --damping--> damping;  quit: damping, then exit
+
+Transitions come from the keyboard (stdin lines: s start, p policy, d damping, e e-stop, q quit; Ctrl-C
+and SIGTERM quit too), the
+robot's remote (state ``remote``: start, A, select edge-triggered) or a ``--sequence`` of timed
+events for scripts and tests (``interpolate@0.5,policy@4,damping@24,quit@25``, seconds from start).
+Measured loop lateness, policy latency and bridge round trips are logged and summarised; every
+step's state, phase and command, and the policy's observations and actions, go to an NPZ recording.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from queue import Empty, Queue
+from typing import Any, TextIO
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from deploy.client import BridgeClient, BridgeUnavailableError
+from deploy.curve import CurveClient, CurveKeyError
+from deploy.observers import make_observer
+from deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
+from learner.export import PolicyMetadata, load_motion, make_session, read_metadata
+
+
+class Phase(StrEnum):
+    zero_torque = "zero_torque"
+    interpolate = "interpolate"
+    hold = "hold"
+    policy = "policy"
+    damping = "damping"
+
+
+EVENTS = ("interpolate", "policy", "damping", "quit", "estop")
+KEYS = {"s": "interpolate", "p": "policy", "d": "damping", "q": "quit", "e": "estop"}
+REMOTE_EVENTS = {"start": "interpolate", "A": "policy", "select": "damping"}
+
+
+class JointMismatchError(ValueError):
+    """The robot's joints and the policy's differ."""
+
+
+class SequenceError(ValueError):
+    """A --sequence that cannot be parsed."""
+
+
+class JointMap:
+    """Policy-order <-> robot-order arrays, matched by joint name."""
+
+    def __init__(self, policy: list[str], robot: list[str], require_same_order: bool = False) -> None:
+        missing = [n for n in policy if n not in robot]
+        unknown = [n for n in robot if n not in policy]
+        problems = []
+        if missing:
+            problems.append(f"missing on the robot: {missing}")
+        if unknown:
+            problems.append(f"unknown to the policy: {unknown}")
+        if len(set(robot)) != len(robot):
+            problems.append(f"robot names repeat: {sorted({n for n in robot if robot.count(n) > 1})}")
+        if not problems and require_same_order and policy != robot:
+            swaps = [
+                f"{i}: robot {r!r} vs policy {p!r}"
+                for i, (p, r) in enumerate(zip(policy, robot, strict=True))
+                if p != r
+            ]
+            problems.append(f"order differs at {swaps}")
+        if problems:
+            raise JointMismatchError("robot and policy joints differ; " + "; ".join(problems))
+        self.robot_index = np.array([robot.index(n) for n in policy])  # policy i -> robot index
+        self.reordered = policy != robot
+
+    def to_policy(self, robot_values: np.ndarray) -> np.ndarray:
+        return robot_values[self.robot_index]
+
+    def to_robot(self, policy_values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(policy_values)
+        out[self.robot_index] = policy_values
+        return out
+
+
+def parse_sequence(text: str | None) -> list[tuple[float, str]]:
+    """``"interpolate@0.5,policy@4"`` -> [(0.5, "interpolate"), (4.0, "policy")], sorted by time."""
+    if not text:
+        return []
+    events = []
+    for item in text.split(","):
+        name, _, at = item.strip().partition("@")
+        try:
+            seconds = float(at)
+        except ValueError:
+            raise SequenceError(f"--sequence item {item!r}: expected EVENT@SECONDS") from None
+        if name not in EVENTS:
+            raise SequenceError(f"--sequence event {name!r}; allowed: {', '.join(EVENTS)}")
+        events.append((seconds, name))
+    return sorted(events)
+
+
+class ControllerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Path
+    robot: str = Field(default="tcp://127.0.0.1:6000", description="bridge endpoint")
+    interpolate_s: float = Field(default=2.0, gt=0, description="time to move to the default pose")
+    sequence: str | None = Field(default=None, description="timed events, e.g. interpolate@0.5,policy@4")
+    record: Path | None = Field(default=None, description="NPZ file for observations, actions and states")
+    require_same_order: bool = Field(default=False, description="refuse a robot whose joint order differs")
+    duration_s: float | None = Field(default=None, gt=0, description="stop (damping) after this long")
+    max_state_age_s: float = Field(default=0.25, gt=0, description="no state for this long: bridge is gone")
+    log_every_s: float = Field(default=5.0, gt=0)
+    keys: bool = Field(default=True, description="read key events from stdin")
+    realtime: bool = Field(default=True, description="ask for SCHED_FIFO scheduling of the control loop")
+    curve_secret: Path | None = Field(default=None, description="CurveZMQ: this controller's .key_secret")
+    curve_server_key: Path | None = Field(default=None, description="CurveZMQ: the bridge's public .key")
+
+
+@dataclass
+class Timing:
+    lateness_s: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    period_s: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    policy_s: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    step_phase: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    overruns: int = 0
+
+
+def percentiles(values: Any, scale: float) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p99": None}
+    array = np.asarray(values) * scale
+    return {
+        "p50": round(float(np.percentile(array, 50)), 4),
+        "p99": round(float(np.percentile(array, 99)), 4),
+    }
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, log: TextIO | None = None) -> None:
+        self.config = config
+        self.log = log or sys.stderr
+        self.metadata: PolicyMetadata = read_metadata(config.policy)
+        self.session = make_session(config.policy)
+        self.observer = make_observer(self.metadata, load_motion(config.policy, self.metadata))
+        md = self.metadata
+        self.default_pos = np.asarray(md.default_joint_pos)
+        self.action_scale = np.asarray(md.action_scale)
+        self.kp, self.kd = np.asarray(md.kp), np.asarray(md.kd)
+        self.standby_kp = np.asarray(md.standby_kp) if md.standby_kp is not None else self.kp
+        self.standby_kd = np.asarray(md.standby_kd) if md.standby_kd is not None else self.kd
+        self.sequence = parse_sequence(config.sequence)
+        self.events: Queue[str] = Queue()
+        self.phase = Phase.zero_torque
+        self.phase_log: list[tuple[float, str]] = []
+        self.timing = Timing()
+        self.last_action = np.zeros(md.action_dim)
+        self._interp_from: np.ndarray | None = None
+        self._phase_started = 0.0
+        self._pending_policy = False
+        self._remote_before: set[str] = set()
+        self._policy_seqs = [np.inf, -np.inf]  # first and last command seq sent in the policy phase
+        self._records: dict[str, list] = {
+            k: [] for k in ("t", "phase", "q", "dq", "q_target", "obs", "action")
+        }
+        self.client: BridgeClient | None = None
+        self.joints: JointMap | None = None
+        self.scheduling: str | None = None
+        self._saved_scheduling: Scheduling | None = None
+
+    # ----------------------------------------------------------------- setup
+    def connect(self) -> None:
+        if self.config.realtime and self.scheduling is None:
+            self._saved_scheduling = current_scheduling()
+            # Before the client: ZMQ's I/O thread, started with it, inherits this thread's scheduling.
+            self.scheduling = request_realtime()
+            self._say(f"control loop scheduling: {self.scheduling}")
+        curve = None
+        if self.config.curve_secret is not None or self.config.curve_server_key is not None:
+            if self.config.curve_secret is None or self.config.curve_server_key is None:
+                raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-server-key")
+            curve = CurveClient(self.config.curve_secret, self.config.curve_server_key)
+        self.client = BridgeClient(self.config.robot, curve=curve)
+        welcome = self.client.hello(self.metadata.joint_names)
+        self.joints = JointMap(
+            self.metadata.joint_names, welcome["joint_names"], self.config.require_same_order
+        )
+        if self.joints.reordered:
+            self._say("robot joint order differs from the policy's: mapped by name")
+        count = len(welcome["joint_names"])
+        self._say(f"connected to {welcome.get('robot')} at {self.config.robot}: {count} joints")
+
+    def _say(self, text: str) -> None:
+        print(f"[deploy] {text}", file=self.log, flush=True)
+
+    def _read_keys(self) -> None:
+        for line in sys.stdin:
+            event = KEYS.get(line.strip()[:1].lower())
+            if event is not None:
+                self.events.put(event)
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        """Run until quit, the sequence or ``duration_s`` ends, or the bridge goes away; return a summary."""
+        if self.client is None:
+            self.connect()
+        client, joints = self.client, self.joints
+        assert client is not None and joints is not None
+        if self.config.keys and sys.stdin is not None and not sys.stdin.closed:
+            threading.Thread(target=self._read_keys, daemon=True).start()
+        previous_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C / SIGTERM: quit through damping like the q key, never die mid-command.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[signum] = signal.signal(signum, lambda *_: self.events.put("quit"))
+        dt = self.metadata.control_dt
+        # Everything allocated so far lives for the whole run: keep it out of the collector's scans,
+        # so a garbage collection cannot stall a control step.
+        gc.collect()
+        gc.freeze()
+        client.receive(self.config.max_state_age_s)
+        if client.latest is None:
+            raise BridgeUnavailableError(f"no state from {self.config.robot} after the welcome")
+        start = time.monotonic()
+        self._set_phase(Phase.zero_torque, 0.0)
+        k, last_log, previous_start = 0, start, None
+        stop_reason = "quit"
+        sequence = list(self.sequence)
+        try:
+            while True:
+                deadline = start + k * dt
+                client.receive(max(0.0, deadline - time.monotonic()))
+                now = time.monotonic()
+                self.timing.lateness_s.append(now - deadline)
+                self.timing.period_s.append(np.nan if previous_start is None else now - previous_start)
+                self.timing.step_phase.append(self.phase)
+                previous_start = now
+                t = now - start
+                while sequence and sequence[0][0] <= t:
+                    self.events.put(sequence.pop(0)[1])
+                if now - client.latest_at > self.config.max_state_age_s:
+                    stop_reason = f"bridge silent for {now - client.latest_at:.3f} s"
+                    break
+                if client.errors.get("watchdog_latched"):
+                    stop_reason = "the bridge's watchdog fired (this controller stalled): robot in damping"
+                    break
+                if self.config.duration_s is not None and t >= self.config.duration_s:
+                    stop_reason = "duration"
+                    break
+                if self._handle_events(t) == "quit":
+                    break
+                self._step(t)
+                k += 1
+                behind = int((time.monotonic() - start) / dt) - k
+                if behind > 0:  # missed whole periods: skip them rather than run late steps back to back
+                    self.timing.overruns += behind
+                    k += behind
+                if now - last_log >= self.config.log_every_s:
+                    self._log_timing()
+                    last_log = now
+        finally:
+            self._finish()
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+        return self.summary(stop_reason)
+
+    def _handle_events(self, t: float) -> str | None:
+        client, joints = self.client, self.joints
+        assert client is not None and client.latest is not None and joints is not None
+        pressed = set(client.latest.remote)
+        for button in sorted(pressed - self._remote_before):
+            if button in REMOTE_EVENTS:
+                self.events.put(REMOTE_EVENTS[button])
+        self._remote_before = pressed
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except Empty:
+                break
+            if event == "quit":
+                return "quit"
+            if event == "estop":
+                client.estop()
+                self._set_phase(Phase.damping, t)
+            elif event == "damping":
+                self._set_phase(Phase.damping, t)
+            elif event == "interpolate" and self.phase == Phase.zero_torque:
+                self._interp_from = joints.to_policy(client.latest.q).copy()
+                self._set_phase(Phase.interpolate, t)
+            elif event == "policy" and self.phase in (Phase.interpolate, Phase.hold):
+                self._pending_policy = True
+            else:
+                self._say(f"ignored {event!r} in phase {self.phase}")
+        if self.phase == Phase.interpolate and t - self._phase_started >= self.config.interpolate_s:
+            self._set_phase(Phase.hold, t)
+        if self._pending_policy and self.phase == Phase.hold:
+            self._pending_policy = False
+            state = client.latest
+            self.observer.start(state.imu_quat_wxyz, joints.to_policy(state.q))
+            self.last_action[:] = 0.0
+            self._set_phase(Phase.policy, t)
+        return None
+
+    def _set_phase(self, phase: Phase, t: float) -> None:
+        if phase != self.phase or not self.phase_log:
+            self._say(f"t={t:7.3f} s  phase {phase}")
+            self.phase_log.append((round(t, 4), str(phase)))
+        self.phase = phase
+        self._phase_started = t
+
+    def _step(self, t: float) -> None:
+        client, joints = self.client, self.joints
+        assert client is not None and joints is not None and client.latest is not None
+        state = client.latest
+        q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
+        obs = action = None
+        zeros = np.zeros_like(q)
+        if self.phase in (Phase.zero_torque, Phase.damping):
+            target = None
+            client.send_command(str(self.phase))
+        else:
+            kp, kd = self.standby_kp, self.standby_kd
+            if self.phase == Phase.interpolate:
+                alpha = min(1.0, (t - self._phase_started) / self.config.interpolate_s)
+                target = (1 - alpha) * self._interp_from + alpha * self.default_pos
+            elif self.phase == Phase.hold:
+                target = self.default_pos
+            else:
+                obs = self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)
+                began = time.perf_counter()
+                action = self.session.run(["actions"], {"obs": obs})[0][0].astype(np.float64)
+                self.timing.policy_s.append(time.perf_counter() - began)
+                self.last_action = action
+                target = self.default_pos + self.action_scale * action
+                kp, kd = self.kp, self.kd
+            seq = client.seq + 1
+            if self.phase == Phase.policy:
+                self._policy_seqs = [min(self._policy_seqs[0], seq), seq]
+            client.send_command(
+                str(self.phase),
+                q_target=joints.to_robot(target),
+                dq_target=zeros,
+                kp=joints.to_robot(kp),
+                kd=joints.to_robot(kd),
+                tau_ff=zeros,
+            )
+        self._record(t, q, dq, target, obs, action)
+
+    def _record(
+        self,
+        t: float,
+        q: np.ndarray,
+        dq: np.ndarray,
+        target: np.ndarray | None,
+        obs: np.ndarray | None,
+        action: np.ndarray | None,
+    ) -> None:
+        if self.config.record is None:
+            return
+        r = self._records
+        r["t"].append(t)
+        r["phase"].append(list(Phase).index(self.phase))
+        r["q"].append(q)
+        r["dq"].append(dq)
+        r["q_target"].append(np.full_like(q, np.nan) if target is None else target)
+        if obs is not None:
+            r["obs"].append(obs[0])
+            r["action"].append(action)
+
+    def _finish(self) -> None:
+        client = self.client
+        if client is not None:
+            client.send_command(str(Phase.damping))
+            client.receive(0.05)
+            client.close()
+        if self._saved_scheduling is not None:
+            restore_scheduling(self._saved_scheduling)
+        if self.config.record is not None:
+            self._save_record(self.config.record)
+
+    def _save_record(self, path: Path) -> None:
+        r = self._records
+        path.parent.mkdir(parents=True, exist_ok=True)
+        obs_dim, action_dim = self.metadata.obs_dim, self.metadata.action_dim
+        np.savez(
+            path,
+            t=np.asarray(r["t"]),
+            phase=np.asarray(r["phase"], dtype=np.int8),
+            phase_names=np.array([str(p) for p in Phase]),
+            q=np.asarray(r["q"]).reshape(-1, len(self.default_pos)),
+            dq=np.asarray(r["dq"]).reshape(-1, len(self.default_pos)),
+            q_target=np.asarray(r["q_target"]).reshape(-1, len(self.default_pos)),
+            obs=np.asarray(r["obs"], dtype=np.float32).reshape(-1, obs_dim),
+            actions=np.asarray(r["action"], dtype=np.float32).reshape(-1, action_dim),
+            joint_names=np.array(self.metadata.joint_names),
+        )
+
+    # ----------------------------------------------------------------- figures
+    def _log_timing(self) -> None:
+        recent = 250
+        lateness = list(self.timing.lateness_s)[-recent:]
+        rtt = [r for _, r in list(self.client.rtt_s)[-recent:]] if self.client else []
+        policy = list(self.timing.policy_s)[-recent:]
+        self._say(
+            f"phase {self.phase}: lateness ms {percentiles(lateness, 1e3)}, "
+            f"policy us {percentiles(policy, 1e6)}, bridge rtt ms {percentiles(rtt, 1e3)}, "
+            f"overruns {self.timing.overruns}"
+        )
+
+    def figures(self, policy_phase_only: bool = False) -> dict[str, Any]:
+        """Latency figures over the whole run or over the policy phase only."""
+        phases = np.array([str(p) for p in self.timing.step_phase])
+        keep = phases == str(Phase.policy) if policy_phase_only else np.ones(len(phases), dtype=bool)
+        period = np.asarray(self.timing.period_s)[keep]
+        period_error = np.abs(period[np.isfinite(period)] - self.metadata.control_dt)
+        rtt = list(self.client.rtt_s) if self.client else []
+        low, high = self._policy_seqs
+        if policy_phase_only:
+            rtt = [(seq, r) for seq, r in rtt if low <= seq <= high]
+        return {
+            "onnx_latency_us": percentiles(self.timing.policy_s, 1e6),
+            "period_error_ms": percentiles(period_error, 1e3),
+            "bridge_rtt_ms": percentiles([r for _, r in rtt], 1e3),
+            "deadline_lateness_ms": percentiles(np.asarray(self.timing.lateness_s)[keep], 1e3),
+            "steps": int(keep.sum()),
+        }
+
+    def summary(self, stop_reason: str) -> dict[str, Any]:
+        client = self.client
+        return {
+            "stop_reason": stop_reason,
+            "phases": self.phase_log,
+            **self.figures(),
+            "overruns": self.timing.overruns,
+            "bridge_errors": dict(client.errors) if client else {},
+            "record": str(self.config.record) if self.config.record else None,
+        }

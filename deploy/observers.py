@@ -1,0 +1,111 @@
+"""Policy observations on the robot, built by the training code's own term functions.
+
+``make_observer(metadata, motion)`` picks the builder for the policy's task and refuses, listing the
+terms, any observation layout it cannot build from what a robot measures (a policy trained with
+state estimation, or a layout this code does not know). The G1 tracking builder calls
+``envs.tasks.g1_tracking.observations.measured_policy_terms`` and ``policy_obs``, the functions
+the env uses, with the anchor orientation from the IMU and joint encoders (``AnchorKinematics``),
+and the reference motion exported beside the policy, turned about z at policy start so the
+reference starts where the robot faces (the IMU's yaw is arbitrary on a real robot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.rotations import quat_to_matrix
+from envs.tasks.g1_tracking import observations
+from learner.export import PolicyMetadata
+
+
+class ObservationLayoutError(ValueError):
+    """The policy observes something this controller cannot build."""
+
+
+def _yaw_of(rot: np.ndarray) -> float:
+    return float(np.arctan2(rot[1, 0], rot[0, 0]))
+
+
+def _rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+class TrackingObserver:
+    """G1 motion tracking without state estimation: 154 numbers per step, in the trained order."""
+
+    def __init__(self, metadata: PolicyMetadata, motion: dict[str, np.ndarray]) -> None:
+        from envs.tasks.g1_tracking.env import build_g1_scene
+
+        layout = tuple(zip(metadata.observation_names, metadata.observation_sizes, strict=True))
+        deployable = observations.policy_term_layout(state_estimation=False)
+        if layout != deployable:
+            unmeasured = [name for name, _ in layout if name in observations.STATE_ESTIMATION_TERMS]
+            why = (
+                f"it observes {unmeasured}, which a robot does not measure (state_estimation: true)"
+                if unmeasured
+                else f"its layout {list(layout)} is not the deployable {list(deployable)}"
+            )
+            raise ObservationLayoutError(f"policy of task {metadata.task!r}: {why}")
+        self.layout = layout
+        self.kinematics = observations.AnchorKinematics(
+            build_g1_scene(metadata.control_dt), metadata.joint_names, metadata.anchor_body or "torso_link"
+        )
+        self.default_joint_pos = np.asarray(metadata.default_joint_pos)[None]
+        self.ref_joint_pos = np.asarray(motion["joint_pos"])
+        self.ref_joint_vel = np.asarray(motion["joint_vel"])
+        self.ref_anchor_rot = quat_to_matrix(np.asarray(motion["anchor_quat_w"]))
+        if self.ref_joint_pos.shape[1] != len(metadata.joint_names):
+            raise ObservationLayoutError(
+                f"reference motion has {self.ref_joint_pos.shape[1]} joints, "
+                f"the policy {len(metadata.joint_names)}"
+            )
+        self.num_frames = len(self.ref_joint_pos)
+        self.align = np.eye(3)
+        self.step = 0
+        self._rng = np.random.default_rng(0)  # policy_obs wants one; no noise is added here
+
+    def start(self, imu_quat_wxyz: np.ndarray, joint_pos: np.ndarray) -> None:
+        """Restart the reference at frame 0, turned to the robot's current heading."""
+        robot = self.kinematics.anchor_rotation(imu_quat_wxyz, joint_pos)
+        self.align = _rot_z(_yaw_of(robot) - _yaw_of(self.ref_anchor_rot[0]))
+        self.step = 0
+
+    def observe(
+        self,
+        joint_pos: np.ndarray,
+        joint_vel: np.ndarray,
+        imu_quat_wxyz: np.ndarray,
+        gyro: np.ndarray,
+        last_action: np.ndarray,
+    ) -> np.ndarray:
+        """Observation [1, obs_dim] float32 of one state (arrays in policy joint order); advances the clip."""
+        frame = min(self.step, self.num_frames - 1)
+        terms = observations.measured_policy_terms(
+            ref_joint_pos=self.ref_joint_pos[frame][None],
+            ref_joint_vel=self.ref_joint_vel[frame][None],
+            ref_anchor_rot=(self.align @ self.ref_anchor_rot[frame])[None],
+            anchor_rot=self.kinematics.anchor_rotation(imu_quat_wxyz, joint_pos)[None],
+            base_ang_vel=np.asarray(gyro)[None],
+            joint_pos=joint_pos[None],
+            default_joint_pos=self.default_joint_pos,
+            joint_vel=joint_vel[None],
+            actions=last_action[None],
+        )
+        self.step += 1
+        return observations.policy_obs(terms, self.layout, None, self._rng)
+
+
+def make_observer(metadata: PolicyMetadata, motion: dict[str, np.ndarray] | None) -> TrackingObserver:
+    if metadata.action_type != "joint_position":
+        raise ObservationLayoutError(
+            f"policy of task {metadata.task!r} outputs {metadata.action_type!r} actions; "
+            "the deploy controller runs joint-position policies"
+        )
+    if metadata.task.startswith("g1_tracking"):
+        if motion is None:
+            raise ObservationLayoutError(f"tracking policy of task {metadata.task!r} has no reference motion")
+        return TrackingObserver(metadata, motion)
+    raise ObservationLayoutError(
+        f"no deploy observation builder for task {metadata.task!r} (terms {metadata.observation_names})"
+    )

@@ -1,0 +1,75 @@
+"""Bridge-side safety: what the robot is allowed to do, whatever the controller sends.
+
+``SafetyFilter`` turns the latest valid command into the ``JointCommand`` a backend applies each
+low-level tick:
+
+- watchdog: no command for ``watchdog_s`` (100 ms) -> damping (kp 0, kd ``damping_kd``);
+- e-stop: latched damping until released (``clear_estop``) or the bridge restarts;
+- soft joint limits: targets clamped into the model's range shrunk by ``soft_limit_factor``;
+- per-tick target change limit: a target moves at most ``max_target_step`` rad per tick from the
+  last applied one (starting from the measured position), so a jump becomes a ramp;
+- gains clipped to ``max_kp`` / ``max_kd``;
+- torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
+  PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from deploy.protocol import Command
+from deploy.robot import JointCommand, RobotState
+
+
+class SafetyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    watchdog_s: float = Field(default=0.1, gt=0, description="no command for this long -> damping")
+    damping_kd: float = Field(default=5.0, ge=0, description="N m s/rad on every joint while damping")
+    soft_limit_factor: float = Field(default=0.95, gt=0, le=1, description="share of the joint range allowed")
+    max_target_step: float = Field(default=0.05, gt=0, description="rad a target may move per low-level tick")
+    max_kp: float = Field(default=500.0, ge=0)
+    max_kd: float = Field(default=50.0, ge=0)
+    torque_limit_factor: float = Field(default=1.0, gt=0, le=1, description="share of the effort limit")
+
+
+class SafetyFilter:
+    """Stateful per-tick filter; one per bridge (it remembers the last applied target)."""
+
+    def __init__(self, cfg: SafetyConfig, joint_limits: np.ndarray, effort_limits: np.ndarray) -> None:
+        self.cfg = cfg
+        mid = joint_limits.mean(axis=1)
+        half = (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * cfg.soft_limit_factor
+        self.lower, self.upper = mid - half, mid + half
+        self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
+        self._last_target: np.ndarray | None = None
+
+    def passive(self, state: RobotState, damping: bool) -> JointCommand:
+        """Zero torque, or damping (kp 0, kd ``damping_kd``); resets the target ramp."""
+        self._last_target = None
+        n = len(state.q)
+        kd = np.full(n, self.cfg.damping_kd if damping else 0.0)
+        return JointCommand(state.q.copy(), np.zeros(n), np.zeros(n), kd, np.zeros(n))
+
+    def position(self, command: Command, state: RobotState) -> JointCommand:
+        """The safe version of a position command at the current state."""
+        assert command.q_target is not None  # decode_client_message guarantees arrays for these phases
+        target = np.clip(command.q_target, self.lower, self.upper)
+        previous = state.q if self._last_target is None else self._last_target
+        step = self.cfg.max_target_step
+        target = np.clip(target, previous - step, previous + step)
+        kp = np.minimum(command.kp, self.cfg.max_kp)
+        kd = np.minimum(command.kd, self.cfg.max_kd)
+        limit = self.torque_limit
+        tau_ff = np.clip(command.tau_ff, -limit, limit)
+        rest = kd * (command.dq_target - state.dq) + tau_ff
+        # Where kp > 0 the target alone decides the remaining torque headroom around q.
+        stiff = kp > 1e-9
+        safe_kp = np.where(stiff, kp, 1.0)
+        low = np.where(stiff, state.q + (-limit - rest) / safe_kp, -np.inf)
+        high = np.where(stiff, state.q + (limit - rest) / safe_kp, np.inf)
+        target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
+        target = np.clip(target, self.lower, self.upper)
+        self._last_target = target
+        return JointCommand(target, command.dq_target.copy(), kp, kd, tau_ff)

@@ -1,0 +1,27 @@
+"""The G1 facts a bridge needs from the robot model: joint ranges (MJCF) and effort limits (motors)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import mujoco
+import numpy as np
+
+from envs.robots.g1 import G1, g1_spec
+
+
+@cache
+def _g1_model() -> mujoco.MjModel:
+    return g1_spec().compile()
+
+
+def g1_joint_limits(joint_names: Sequence[str]) -> np.ndarray:
+    """[J, 2] lower/upper joint positions (rad) from the G1's MJCF, in ``joint_names`` order."""
+    model = _g1_model()
+    return np.array([model.joint(name).range for name in joint_names], dtype=np.float64)
+
+
+def g1_effort_limits(joint_names: Sequence[str]) -> np.ndarray:
+    """[J] motor torque limits (N m) from the G1's motor families, in ``joint_names`` order."""
+    return np.array([G1.family_of(name).effort_limit for name in joint_names], dtype=np.float64)

@@ -1,0 +1,240 @@
+"""ONNX export of a trained policy: the policy artifact contract (DESIGN.md) on the writing side.
+
+``export_policy(algo, metadata, path, recorded_obs=...)`` writes ``path`` (ONNX, opset 18): input
+``obs`` float32 [B, obs_dim] of raw observations, output ``actions`` float32 [B, action_dim]. PPO's
+``GaussianActorCritic.forward`` (normalisers inside, mean action) is exported as is; SAC exports
+its deterministic actor, ``tanh(mean)``. ``PolicyMetadata`` travels in the ONNX metadata_props, one
+key per field with a JSON value (``read_metadata`` reads it back), so the file alone tells a
+controller the joint order, gains, rates and observation layout it was trained with. A tracking
+policy's reference motion goes in a side file ``<stem>.motion.npz`` named, with its SHA-256, in
+the metadata (``load_motion`` checks it). The export ends with a parity check: the largest
+|torch - onnxruntime| difference on random and on recorded observations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # torch is imported where a policy is exported, not where one is only read
+    from torch import nn
+
+METADATA_FORMAT = 1
+PARITY_TOLERANCE = 1e-5
+MOTION_ARRAYS = ("joint_pos", "joint_vel", "anchor_pos_w", "anchor_quat_w")
+
+
+class PolicyArtifactError(ValueError):
+    """A policy file that is missing pieces, or does not match its side files."""
+
+
+class PolicyMetadata(BaseModel):
+    """What a controller needs to run the policy; arrays in ``joint_names`` order (the policy's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = METADATA_FORMAT
+    task: str
+    robot: str
+    algorithm: str
+    action_type: Literal["joint_position", "ee_delta"]
+    joint_names: list[str]
+    default_joint_pos: list[float]
+    action_scale: list[float]
+    kp: list[float]
+    kd: list[float]
+    standby_kp: list[float] | None = None
+    standby_kd: list[float] | None = None
+    effort_limit: list[float] | None = None
+    control_dt: float
+    observation_names: list[str]
+    observation_sizes: list[int]
+    obs_dim: int
+    action_dim: int
+    policy_version: int
+    config_hash: str
+    anchor_body: str | None = None
+    motion_file: str | None = None
+    motion_sha256: str | None = None
+    motion_fps: float | None = None
+
+    def to_props(self) -> dict[str, str]:
+        return {key: json.dumps(value) for key, value in self.model_dump().items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> PolicyMetadata:
+        fields = set(cls.model_fields)
+        missing = sorted(k for k in ("format", "joint_names", "observation_names") if k not in props)
+        if missing:
+            raise PolicyArtifactError(f"ONNX metadata lacks {missing}: not a striata policy export")
+        return cls.model_validate({k: json.loads(v) for k, v in props.items() if k in fields})
+
+
+@dataclass
+class ParityReport:
+    random_max_abs_diff: float
+    recorded_max_abs_diff: float | None
+    recorded_samples: int
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.random_max_abs_diff, self.recorded_max_abs_diff or 0.0)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= PARITY_TOLERANCE
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of a resolved config (canonical JSON), to tie a policy file to its run."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def policy_module(algo: Any) -> nn.Module:
+    """The deployable policy of a PPO or SAC learner, on the CPU in eval mode: obs -> actions."""
+    import copy
+
+    import torch
+
+    from learner.ppo import PPO
+    from learner.sac import SAC
+
+    class DeterministicActor(torch.nn.Module):
+        """SAC's actor without sampling: tanh of the mean."""
+
+        def __init__(self, actor: torch.nn.Module) -> None:
+            super().__init__()
+            self.actor = actor
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            mean, _ = self.actor.net(obs).chunk(2, dim=-1)
+            return torch.tanh(mean)
+
+    if isinstance(algo, PPO):
+        module = copy.deepcopy(algo.model)
+    elif isinstance(algo, SAC):
+        module = DeterministicActor(copy.deepcopy(algo.actor))
+    else:
+        raise TypeError(f"cannot export a {type(algo).__name__}; expected PPO or SAC")
+    return module.cpu().eval()
+
+
+def motion_path(policy_path: str | Path) -> Path:
+    path = Path(policy_path)
+    return path.with_name(f"{path.stem}.motion.npz")
+
+
+def export_policy(
+    algo: Any,
+    metadata: PolicyMetadata,
+    path: str | Path,
+    recorded_obs: np.ndarray | None = None,
+    motion: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+) -> ParityReport:
+    """Write the ONNX policy (+ motion side file) and return the torch/onnxruntime parity report."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = policy_module(algo)
+    if motion is not None:
+        missing = [k for k in MOTION_ARRAYS if k not in motion]
+        if missing:
+            raise PolicyArtifactError(f"motion lacks arrays {missing}")
+        side = motion_path(path)
+        np.savez(side, **{k: np.asarray(motion[k], dtype=np.float64) for k in MOTION_ARRAYS})
+        metadata = metadata.model_copy(
+            update={"motion_file": side.name, "motion_sha256": hashlib.sha256(side.read_bytes()).hexdigest()}
+        )
+    example = torch.zeros(2, metadata.obs_dim)
+    # The exporter logs a warning per optional torchvision op it cannot register; none is used here.
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=["obs"],
+            output_names=["actions"],
+            dynamic_shapes={"obs": {0: torch.export.Dim("batch")}},
+            opset_version=18,
+            dynamo=True,
+            external_data=False,  # one self-contained file: weights inside, no .onnx.data beside it
+            verbose=False,
+        )
+    finally:
+        onnx_logger.setLevel(level)
+    model = onnx.load(str(path))
+    for key, value in metadata.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return parity_check(module, path, metadata.obs_dim, recorded_obs, seed)
+
+
+def parity_check(
+    module: nn.Module, path: str | Path, obs_dim: int, recorded_obs: np.ndarray | None, seed: int = 0
+) -> ParityReport:
+    """Largest |torch - onnxruntime| action difference on random and recorded observations."""
+    import torch
+
+    session = make_session(path)
+    rng = np.random.default_rng(seed)
+    random_obs = rng.normal(size=(256, obs_dim)).astype(np.float32) * 2.0
+
+    def diff(obs: np.ndarray) -> float:
+        with torch.inference_mode():
+            expected = module(torch.from_numpy(obs)).numpy()
+        got = session.run(["actions"], {"obs": obs})[0]
+        return float(np.abs(expected - got).max())
+
+    recorded = None
+    if recorded_obs is not None and len(recorded_obs):
+        recorded = diff(np.ascontiguousarray(recorded_obs, dtype=np.float32).reshape(-1, obs_dim))
+    return ParityReport(diff(random_obs), recorded, 0 if recorded_obs is None else len(recorded_obs))
+
+
+def make_session(path: str | Path) -> Any:
+    """An onnxruntime CPU session for low-latency single-observation inference (1 thread, sequential)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def read_metadata(path: str | Path) -> PolicyMetadata:
+    """The metadata of a policy file written by ``export_policy``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy file {path} does not exist")
+    session = make_session(path)
+    return PolicyMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map))
+
+
+def load_motion(policy_path: str | Path, metadata: PolicyMetadata) -> dict[str, np.ndarray] | None:
+    """The reference motion beside a tracking policy, checked against the hash in its metadata."""
+    if metadata.motion_file is None:
+        return None
+    side = Path(policy_path).with_name(metadata.motion_file)
+    if not side.is_file():
+        raise PolicyArtifactError(f"{policy_path}: its reference motion {side} is missing")
+    if hashlib.sha256(side.read_bytes()).hexdigest() != metadata.motion_sha256:
+        raise PolicyArtifactError(f"{side}: SHA-256 differs from the one in {policy_path} (another export?)")
+    with np.load(side, allow_pickle=False) as data:
+        return {k: data[k] for k in MOTION_ARRAYS}

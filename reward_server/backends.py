@@ -1,0 +1,24 @@
+"""Builds the configured backend; each backend's heavy imports happen only when it is chosen."""
+
+from __future__ import annotations
+
+from reward_server.backend import RewardBackend
+from reward_server.config import BackendConfig, ClipBackendConfig, OpenAIBackendConfig, TorchBackendConfig
+
+
+def make_backend(config: BackendConfig) -> RewardBackend:
+    if isinstance(config, OpenAIBackendConfig):
+        from reward_server.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(config)
+    if isinstance(config, ClipBackendConfig):
+        from reward_server.clip_backend import ClipBackend
+
+        return ClipBackend.load(config)
+    if isinstance(config, TorchBackendConfig):
+        from reward_server.progress_model.backend import ProgressModelBackend
+
+        if config.checkpoint is None:
+            return ProgressModelBackend.random_init(seed=config.random_init_seed)
+        return ProgressModelBackend.load(config.checkpoint, device=config.device)
+    raise TypeError(f"backend: unknown config type {type(config).__name__}")

@@ -1,0 +1,133 @@
+"""``torch`` reward backend: the in-process progress model, scoring a whole batch in one forward pass.
+
+Modes ``progress`` and ``success`` (both return progress in [0, 1] and ``done_prob``). An input the model
+cannot take (another mode, no frame from its camera, a frame that is not uint8 [H, W, 3], a missing
+reference when the model needs one) is answered ``bad_request`` on its own; the rest of the batch is
+still scored. Frames of another size are resized to the model's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reward_server.backend import ScoreInput, ScoreOutput
+from reward_server.progress_model.checkpoint import MODEL_ID_PREFIX, load_checkpoint
+from reward_server.progress_model.config import RewardModelConfig
+from reward_server.progress_model.model import ProgressModel, resize_frames
+from reward_server.progress_model.text_encoder import TextEncoder
+
+MODES = ("progress", "success")
+
+
+class ProgressModelBackend:
+    """Implements ``reward_server.backend.RewardBackend``."""
+
+    def __init__(
+        self,
+        model: ProgressModel,
+        cfg: RewardModelConfig,
+        model_id: str,
+        revision: str,
+        text_encoder: TextEncoder | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.model_id = model_id
+        self.revision = revision
+        self.max_batch = cfg.model.max_batch
+        self.device = device
+        self.camera = cfg.dataset.camera
+        self.image_size = cfg.dataset.image_size
+        self.text_encoder = text_encoder or TextEncoder(device)
+        self.forward_passes = 0
+
+    @classmethod
+    def load(cls, checkpoint_path: str | Path, device: str = "cpu") -> ProgressModelBackend:
+        """A trained checkpoint folder (or its model.safetensors), as written by ``striata train-reward``."""
+        model, cfg, card = load_checkpoint(Path(checkpoint_path), device)
+        return cls(model, cfg, card["model_id"], card["revision"], device=device)
+
+    @classmethod
+    def random_init(cls, seed: int = 0, cfg: RewardModelConfig | None = None) -> ProgressModelBackend:
+        """The same architecture with random weights (throughput benchmarks, tests)."""
+        cfg = cfg or RewardModelConfig()
+        torch.manual_seed(seed)
+        return cls(ProgressModel(cfg.model), cfg, f"{MODEL_ID_PREFIX}/random-init", f"seed-{seed}")
+
+    def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
+        outputs = [ScoreOutput() for _ in inputs]
+        valid: list[int] = []
+        for i, item in enumerate(inputs):
+            problem = self._problem(item)
+            if problem:
+                outputs[i] = ScoreOutput(status="bad_request", detail=problem)
+            else:
+                valid.append(i)
+        if not valid:
+            return outputs
+        try:
+            progress, done = self._forward([inputs[i] for i in valid])
+        except (RuntimeError, ValueError) as exc:
+            for i in valid:
+                outputs[i] = ScoreOutput(status="model_error", detail=f"{type(exc).__name__}: {exc}")
+            return outputs
+        for j, i in enumerate(valid):
+            outputs[i] = ScoreOutput(progress=float(progress[j]), done_prob=float(done[j]))
+        return outputs
+
+    def _problem(self, item: ScoreInput) -> str:
+        if item.mode not in MODES:
+            return f"mode {item.mode!r}: the progress model answers {', '.join(MODES)}"
+        if not isinstance(item.task, str) or not item.task.strip():
+            return "task: empty task text"
+        frame = item.frames.get(self.camera)
+        if frame is None:
+            return f"frames: no {self.camera!r} camera frame (got {sorted(item.frames)})"
+        bad = _bad_frame(frame)
+        if bad:
+            return f"frames[{self.camera!r}]: {bad}"
+        if self.cfg.model.use_reference:
+            reference = item.reference_frames.get(self.camera)
+            if reference is None:
+                return f"reference_frames: this model needs a {self.camera!r} reference frame"
+            bad = _bad_frame(reference)
+            if bad:
+                return f"reference_frames[{self.camera!r}]: {bad}"
+        return ""
+
+    def _forward(self, items: list[ScoreInput]) -> tuple[np.ndarray, np.ndarray]:
+        frames = self._stack([item.frames[self.camera] for item in items])
+        reference = None
+        if self.cfg.model.use_reference:
+            reference = self._stack([item.reference_frames[self.camera] for item in items])
+        text = torch.from_numpy(self.text_encoder.encode([item.task for item in items])).to(self.device)
+        with torch.inference_mode():
+            progress, logit = self.model(frames, text, reference)
+        self.forward_passes += 1
+        return progress.cpu().numpy(), torch.sigmoid(logit).cpu().numpy()
+
+    def _stack(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """One uint8 [B, S, S, 3] tensor; frames of one shape are copied and resized together, not one by one.
+
+        The stacking copy also makes the tensor writable: frames decoded off the wire are read-only views.
+        """
+        size = self.image_size
+        out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            by_shape.setdefault(frame.shape, []).append(i)
+        for rows in by_shape.values():
+            out[rows] = resize_frames(np.stack([frames[i] for i in rows]), size)
+        return torch.from_numpy(out).to(self.device)
+
+
+def _bad_frame(frame: object) -> str:
+    if not isinstance(frame, np.ndarray):
+        return f"expected a numpy array, got {type(frame).__name__}"
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 8:
+        return f"expected uint8 [H, W, 3] with H, W >= 8, got {frame.dtype} {list(frame.shape)}"
+    return ""

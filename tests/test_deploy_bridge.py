@@ -1,0 +1,507 @@
+"""The bridge server and its safety: message validation under a flood of garbage, the watchdog when the
+controller is SIGKILLed, joint-name checks at the handshake, and the safety filter's limits."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from typer.testing import CliRunner, Result
+
+from deploy import protocol
+from deploy.bench import free_port
+from deploy.bridge_server import BridgeConfigError, BridgeServer
+from deploy.controller import (
+    Controller,
+    ControllerConfig,
+    JointMap,
+    JointMismatchError,
+    SequenceError,
+    parse_sequence,
+)
+from deploy.protocol import Command, ProtocolError
+from deploy.realtime import current_scheduling
+from deploy.robot import RobotState
+from deploy.safety import SafetyConfig, SafetyFilter
+from deploy.sim_robot import SimRobot
+
+STRIATA = (sys.executable, "-m", "striata")
+
+
+class RunningBridge:
+    """A sim G1 behind a bridge server, served from a thread of the test process."""
+
+    def __init__(self, sim: SimRobot) -> None:
+        self.sim = sim
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.server = BridgeServer(sim, self.endpoint, SafetyConfig(), on_phase=sim.on_controller_phase)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.server.serve, kwargs={"stop": self.stop}, daemon=True)
+
+    def wait_for(self, predicate, timeout_s: float, what: str) -> dict:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            status = self.server.status()
+            if predicate(status):
+                return status
+            time.sleep(0.002)
+        raise AssertionError(f"timed out waiting for {what}: {self.server.status()}")
+
+
+@pytest.fixture
+def bridge() -> Iterator[RunningBridge]:
+    running = RunningBridge(SimRobot("g1"))
+    running.thread.start()
+    yield running
+    running.stop.set()
+    running.thread.join(timeout=10)
+    assert not running.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def g1_policy(tmp_path_factory) -> Path:
+    """A G1 policy made the way striata makes one: run folder, checkpoint, export (untrained weights)."""
+    from envs.registry import make_env
+    from striata.deploy_cli import export_run
+    from striata.experiment import load_experiment
+    from striata.run_dir import new_run_dir
+    from striata.train import build_trainer
+
+    root = tmp_path_factory.mktemp("g1_policy")
+    config = load_experiment(Path("configs/g1_stand.yaml"), {})
+    run_dir = new_run_dir(config, root)
+    trainer = build_trainer(config, make_env(config.task, num_envs=2, seed=0, config=config.task_settings()))
+    trainer.save(run_dir / "checkpoints" / "ckpt_0.pt", extra={})
+    assert export_run(run_dir, None, root / "policy.onnx", recorded_steps=5)["parity_ok"]
+    return root / "policy.onnx"
+
+
+def _dealer(endpoint: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def _recv_until(sock: zmq.Socket, kind: str, timeout_s: float = 5.0, ack: int | None = None) -> dict:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if sock.poll(50):
+            message = msgpack.unpackb(sock.recv(), raw=False)
+            if message["type"] == kind and (ack is None or message.get("ack_seq") == ack):
+                return message
+    raise AssertionError(f"no {kind!r} message within {timeout_s} s")
+
+
+def _garbage(rng: np.random.Generator, i: int, n: int) -> list[bytes]:
+    """Message number ``i``: one of many ways to be wrong, in frames as a DEALER sends them."""
+    good = {"v": protocol.PROTOCOL_VERSION, "type": "command", "seq": i + 1, "phase": "hold"}
+    arrays = {k: [0.0] * n for k in protocol.COMMAND_ARRAYS}
+    kind = i % 16
+    if kind == 0:
+        return [rng.bytes(int(rng.integers(0, 200)))]
+    if kind == 1:
+        return [msgpack.packb([1, 2, 3])]
+    if kind == 2:
+        return [msgpack.packb({**good, **arrays, "v": 99})]
+    if kind == 3:
+        return [msgpack.packb({**good, **arrays, "q_target": [float("nan")] * n})]
+    if kind == 4:
+        return [msgpack.packb({**good, **arrays, "kp": [1.0] * (n - 1)})]
+    if kind == 5:
+        return [msgpack.packb({**good, **arrays, "phase": "dance"})]
+    if kind == 6:
+        return [msgpack.packb({**good, **arrays, "seq": -4})]
+    if kind == 7:
+        return [msgpack.packb({**good, **arrays, "kd": [-1.0] * n})]
+    if kind == 8:
+        return [msgpack.packb({**good, **arrays, "tau_ff": ["x"] * n})]
+    if kind == 9:
+        return [msgpack.packb({"v": 1, "type": "launch_missiles"})]
+    if kind == 10:
+        return [b"\x00" * 100_000]  # above the 64 KiB message limit
+    if kind == 11:
+        return [msgpack.packb({**good, **arrays}), b"extra frame"]
+    if kind == 12:
+        return [msgpack.packb({**good, **arrays, "dq_target": [float("inf")] * n})]
+    if kind == 13:
+        return [msgpack.packb({**good, **arrays})]  # well-formed, but this client never said hello
+    if kind == 14:
+        return [msgpack.packb({"v": 1, "type": "hello", "joint_names": "all of them"})]
+    return [b"\x93\x01"]  # truncated msgpack
+
+
+def test_fuzz_10000_malformed_messages_are_all_rejected_then_commands_work(bridge: RunningBridge) -> None:
+    rng = np.random.default_rng(0)
+    n = len(bridge.sim.joint_names)
+    attacker = _dealer(bridge.endpoint)
+    total = 10_000
+    for i in range(total):
+        attacker.send_multipart(_garbage(rng, i, n))
+        if i % 500 == 499:
+            time.sleep(0.01)  # let the bridge's bounded drain keep up without hitting queue limits
+    status = bridge.wait_for(lambda s: s["rejected_total"] >= total, 60.0, "all garbage counted")
+    assert status["rejected_total"] == total
+    assert status["accepted"] == 0
+    assert set(status["rejected"]) >= {"not_msgpack", "bad_version", "not_finite", "bad_size", "too_large"}
+    assert bridge.thread.is_alive()
+
+    controller = _dealer(bridge.endpoint)
+    controller.send(protocol.hello_message("test", bridge.sim.joint_names))
+    welcome = _recv_until(controller, "welcome")
+    assert welcome["joint_names"] == bridge.sim.joint_names
+    q = np.zeros(n)
+    controller.send(protocol.command_message(1, "hold", q, q, np.full(n, 50.0), np.full(n, 2.0), q))
+    state = _recv_until(controller, "state", ack=1)
+    assert state["v"] == protocol.PROTOCOL_VERSION
+    bridge.wait_for(lambda s: s["mode"] == "position", 2.0, "the valid command applied")
+    assert bridge.server.status()["rejected_total"] == total
+    attacker.close()
+    controller.close()
+
+
+def test_sigkilled_controller_leaves_the_robot_in_damping_within_100ms(
+    bridge: RunningBridge, g1_policy: Path
+) -> None:
+    controller = subprocess.Popen(
+        [
+            *STRIATA,
+            "deploy",
+            "--policy",
+            str(g1_policy),
+            "--robot",
+            bridge.endpoint,
+            "--no-keys",
+            "--interpolate-s",
+            "0.5",
+            "--sequence",
+            "interpolate@0.2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        bridge.wait_for(
+            lambda s: s["phase"] == "hold" and s["mode"] == "position", 60.0, "controller holding"
+        )
+        # Kill half a control period after a command, as a crash between two commands would: the
+        # watchdog counts from the last command, so a kill just after one would wait the full 100 ms.
+        time.sleep(0.3)
+        bridge.wait_for(lambda s: time.monotonic() - s["last_command_at"] < 0.002, 1.0, "a fresh command")
+        time.sleep(0.01)
+        killed_at = time.monotonic()
+        os.kill(controller.pid, signal.SIGKILL)
+        status = bridge.wait_for(lambda s: s["mode"] == "damping", 1.0, "damping after the kill")
+    finally:
+        controller.kill()
+        controller.wait(timeout=10)
+    latency = status["mode_since"] - killed_at
+    since_last_command = status["mode_since"] - status["last_command_at"]
+    print(
+        f"damping {latency * 1e3:.1f} ms after SIGKILL, {since_last_command * 1e3:.1f} ms after the command"
+    )
+    assert status["watchdog_fired"]
+    assert latency <= 0.100
+    assert 0.100 <= since_last_command <= 0.120
+
+
+def _reorder(sim: SimRobot, order: list[int]) -> None:
+    """Make the sim a robot whose SDK lists its joints in another order (consistently)."""
+    sim.joint_names = [sim.joint_names[i] for i in order]
+    for name in ("qpos_adr", "dof_adr", "actuator_ids", "joint_limits", "effort_limits"):
+        setattr(sim, name, getattr(sim, name)[order])
+
+
+def test_swapped_joint_order_is_mapped_by_name_or_refused_on_request(g1_policy: Path) -> None:
+    from envs.robots.g1 import G1
+
+    sim = SimRobot("g1")
+    order = list(range(29))
+    order[3], order[9] = 9, 3  # the knees swap places in the robot's list
+    _reorder(sim, order)
+    running = RunningBridge(sim)
+    running.thread.start()
+    try:
+        strict = _deploy_cli(g1_policy, running.endpoint, "--require-same-order", "--sequence", "quit@0.1")
+        assert strict.exit_code == 2, strict.output
+        assert "order differs" in strict.output
+        assert "3: robot 'right_knee_joint' vs policy 'left_knee_joint'" in strict.output
+        assert "9: robot 'left_knee_joint' vs policy 'right_knee_joint'" in strict.output
+
+        log = io.StringIO()
+        config = ControllerConfig(
+            policy=g1_policy,
+            robot=running.endpoint,
+            keys=False,
+            interpolate_s=0.3,
+            sequence="interpolate@0.1,quit@20",
+        )
+        controller = Controller(config, log=log)
+        worker = threading.Thread(target=controller.run, daemon=True)
+        worker.start()
+        try:
+            running.wait_for(lambda s: s["phase"] == "hold", 30.0, "controller holding")
+            held = running.server.latest_command()
+        finally:
+            controller.events.put("quit")
+            worker.join(timeout=10)
+        assert "mapped by name" in log.getvalue()
+        # The bridge received the default pose in its own joint order.
+        assert held is not None and held.phase == "hold"
+        np.testing.assert_allclose(held.q_target, G1.default_pos[order], atol=1e-9)
+    finally:
+        running.stop.set()
+        running.thread.join(timeout=10)
+
+
+def _deploy_cli(policy: Path, endpoint: str, *args: str) -> Result:
+    from striata.cli import app
+
+    return CliRunner().invoke(
+        app, ["deploy", "--policy", str(policy), "--robot", endpoint, "--no-keys", *args]
+    )
+
+
+def test_renamed_joints_refuse_to_start_and_list_the_differences(g1_policy: Path) -> None:
+    sim = SimRobot("g1")
+    sim.joint_names[12] = "torso_joint"
+    running = RunningBridge(sim)
+    running.thread.start()
+    try:
+        result = _deploy_cli(g1_policy, running.endpoint)
+    finally:
+        running.stop.set()
+        running.thread.join(timeout=10)
+    assert result.exit_code == 2
+    assert "missing on the robot: ['waist_yaw_joint']" in result.output
+    assert "unknown to the policy: ['torso_joint']" in result.output
+    assert running.server.status()["mode"] == "damping"  # serve() always ends in damping
+
+
+def test_deploy_without_a_bridge_fails_with_a_timeout(g1_policy: Path) -> None:
+    result = _deploy_cli(g1_policy, f"tcp://127.0.0.1:{free_port()}")
+    assert result.exit_code == 2
+    assert "no welcome from a bridge" in result.output
+
+
+# ----------------------------------------------------------------- units
+def test_joint_map_round_trips_and_lists_differences() -> None:
+    joints = JointMap(["a", "b", "c"], ["c", "a", "b"])
+    values = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(joints.to_robot(values), [3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(joints.to_policy(joints.to_robot(values)), values)
+    with pytest.raises(
+        JointMismatchError, match=r"missing on the robot: \['c'\]; unknown to the policy: \['d'\]"
+    ):
+        JointMap(["a", "b", "c"], ["a", "b", "d"])
+
+
+def test_sequence_parsing() -> None:
+    assert parse_sequence("policy@4, interpolate@0.5") == [(0.5, "interpolate"), (4.0, "policy")]
+    with pytest.raises(SequenceError, match="allowed"):
+        parse_sequence("jump@1")
+    with pytest.raises(SequenceError, match="EVENT@SECONDS"):
+        parse_sequence("policy@soon")
+
+
+def test_protocol_round_trip_and_validation() -> None:
+    n = 3
+    q = np.array([0.1, -0.2, 0.3])
+    gains = np.abs(q)
+    message = protocol.decode_client_message(protocol.command_message(5, "policy", q, q, gains, gains, q), n)
+    assert isinstance(message, Command) and message.seq == 5
+    np.testing.assert_array_equal(message.q_target, q)
+    damping = protocol.decode_client_message(protocol.command_message(6, "damping"), n)
+    assert isinstance(damping, Command) and damping.q_target is None
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode_client_message(protocol.command_message(7, "hold", q[:2], q, q, q, q), n)
+    assert err.value.reason == "bad_size"
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode_client_message(msgpack.packb({"v": True, "type": "hello"}), n)
+    assert err.value.reason == "bad_version"
+
+
+def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
+    limits = np.array([[-1.0, 1.0], [-1.0, 1.0]])
+    cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_kp=100.0)
+    safety = SafetyFilter(cfg, limits, effort_limits=np.array([10.0, 10.0]))
+    state = RobotState(q=np.zeros(2), dq=np.zeros(2))
+    zeros = np.zeros(2)
+
+    def command(target: list[float], kp: list[float]) -> Command:
+        return Command(1, "policy", np.array(target, float), zeros, np.array(kp, float), zeros, zeros)
+
+    out = safety.position(command([5.0, -0.05], [50.0, 50.0]), state)
+    np.testing.assert_allclose(out.q_target, [0.1, -0.05])  # ramped, not jumped
+    for _ in range(20):
+        out = safety.position(command([5.0, -0.05], [50.0, 500.0]), state)
+    assert out.q_target[0] == pytest.approx(0.2)  # torque limit: 50 * 0.2 = 10 N m at q = 0
+    assert out.kp[1] == 100.0
+    safety = SafetyFilter(cfg, limits, effort_limits=np.array([1e6, 1e6]))
+    for _ in range(30):
+        out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
+    np.testing.assert_allclose(out.q_target, [0.9, -0.9])  # soft joint limits
+    passive = safety.passive(state, damping=True)
+    assert np.all(passive.kp == 0) and np.all(passive.kd == cfg.damping_kd)
+
+
+def test_bridge_refuses_to_bind_beyond_loopback_unless_allowed() -> None:
+    sim = SimRobot("panda")
+    with pytest.raises(BridgeConfigError, match="allow_remote"):
+        BridgeServer(sim, "tcp://0.0.0.0:6000", SafetyConfig())
+    BridgeServer(sim, "tcp://0.0.0.0:6000", SafetyConfig(), allow_remote=True)
+
+
+def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
+    from envs.robots.panda import PANDA
+
+    running = RunningBridge(SimRobot("panda"))
+    running.thread.start()
+    controller = _dealer(running.endpoint)
+    try:
+        controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
+        assert _recv_until(controller, "welcome")["joint_names"] == list(PANDA.joint_names)
+        kp, kd = PANDA.standby_kp_kd
+        target, zeros = PANDA.default_pos, np.zeros(7)
+        seq = 0
+        for _ in range(50):  # 0.5 s of hold at 100 Hz
+            seq += 1
+            controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+            state = _recv_until(controller, "state", ack=seq)
+            time.sleep(0.01)
+        np.testing.assert_allclose(state["q"], target, atol=0.02)
+        assert state["mode"] == "position"
+
+        controller.send(protocol.encode({"type": "estop"}))
+        running.wait_for(lambda s: s["estop"] and s["mode"] == "damping", 1.0, "e-stop damping")
+        seq += 1
+        controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+        assert _recv_until(controller, "state", ack=seq)["mode"] == "estop"  # accepted, not applied
+        controller.send(protocol.encode({"type": "clear_estop"}))
+        seq += 1
+        controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+        running.wait_for(lambda s: not s["estop"] and s["mode"] == "position", 1.0, "released e-stop")
+    finally:
+        controller.close()
+        running.stop.set()
+        running.thread.join(timeout=10)
+
+
+def test_sim_robot_follows_the_training_env_under_the_same_targets() -> None:
+    """The bridge's G1 (500 Hz, PD on the robot side) moves like the training env's (200 Hz position
+    actuators) under the same policy targets: a policy that stands in training stands on the bridge."""
+    import mujoco
+
+    from deploy.robot import JointCommand
+    from envs.registry import make_config, make_env
+    from envs.robots.g1 import G1
+
+    overrides = {"motion": {"file": "builtin:stand"}, "observation_noise": {"enabled": False}}
+    env = make_env(
+        "g1_tracking",
+        num_envs=1,
+        seed=0,
+        config=make_config("g1_tracking", {**overrides, "randomization": {"enabled": False}}),
+    )
+    env.reset()
+    sim = SimRobot("g1")
+    sim.on_controller_phase("policy")  # no support
+    sim.data.qpos[:], sim.data.qvel[:] = env.qpos[0], env.qvel[0]
+    mujoco.mj_forward(sim.model, sim.data)
+    rng = np.random.default_rng(0)
+    zeros = np.zeros(29)
+    for _ in range(50):  # 1 s of random policy actions
+        action = rng.uniform(-0.15, 0.15, size=29)
+        env.step(action[None])
+        target = G1.default_pos + G1.action_scale * action
+        for _ in range(10):
+            sim.read_state()
+            sim.write_command(JointCommand(target, zeros, G1.kp, G1.kd, zeros))
+    assert sim.base_height() == pytest.approx(env.qpos[0][2], abs=0.005)
+    np.testing.assert_allclose(sim.data.qpos[7:], env.qpos[0][7:], atol=0.02)
+
+
+def test_controller_runs_every_phase_and_its_recording_replays(
+    bridge: RunningBridge, g1_policy: Path, tmp_path: Path
+) -> None:
+    """The whole state machine on the sim bridge; the NPZ recording replays through the ONNX policy."""
+    from learner.export import make_session
+
+    record = tmp_path / "run.npz"
+    config = ControllerConfig(
+        policy=g1_policy,
+        robot=bridge.endpoint,
+        keys=False,
+        interpolate_s=0.3,
+        record=record,
+        sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
+    )
+    before = current_scheduling()
+    summary = Controller(config, log=io.StringIO()).run()
+    assert current_scheduling() == before  # the real-time loop gave this thread its priority back
+    assert [phase for _, phase in summary["phases"]] == [
+        "zero_torque",
+        "interpolate",
+        "hold",
+        "policy",
+        "damping",
+    ]
+    assert summary["stop_reason"] == "quit"
+    assert summary["onnx_latency_us"]["p50"] is not None and summary["bridge_rtt_ms"]["p50"] is not None
+
+    recorded = np.load(record)
+    assert 40 <= len(recorded["obs"]) <= 55  # ~1 s of policy at 50 Hz
+    replayed = make_session(g1_policy).run(["actions"], {"obs": recorded["obs"]})[0]
+    np.testing.assert_allclose(replayed, recorded["actions"], atol=1e-6)
+    # The last action is part of the next observation (the "actions" term closes the layout).
+    np.testing.assert_allclose(recorded["obs"][1:, -29:], recorded["actions"][:-1], atol=1e-6)
+    names = list(recorded["phase_names"])
+    assert names[recorded["phase"][0]] == "zero_torque" and names[recorded["phase"][-1]] == "damping"
+
+
+def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: Path) -> None:
+    import zmq.auth
+
+    from deploy.curve import CurveServer
+
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    keys.mkdir()
+    clients.mkdir()
+    bridge_public, bridge_secret = zmq.auth.create_certificates(keys, "bridge")
+    controller_public, controller_secret = zmq.auth.create_certificates(keys, "controller")
+    _, stranger_secret = zmq.auth.create_certificates(keys, "stranger")
+    (clients / "controller.key").write_bytes(Path(controller_public).read_bytes())
+    sim = SimRobot("panda")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    server = BridgeServer(
+        sim, endpoint, SafetyConfig(), realtime=False, curve=CurveServer(Path(bridge_secret), clients)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        plain = _deploy_cli(g1_policy, endpoint, "--sequence", "quit@0.1")
+        assert plain.exit_code == 2 and "no welcome" in plain.output
+        stranger = _deploy_cli(
+            g1_policy, endpoint, "--curve-secret", stranger_secret, "--curve-server-key", bridge_public
+        )
+        assert stranger.exit_code == 2 and "no welcome" in stranger.output
+        # A listed controller gets the welcome; the panda's joints then refuse the G1 policy by name.
+        listed = _deploy_cli(
+            g1_policy, endpoint, "--curve-secret", controller_secret, "--curve-server-key", bridge_public
+        )
+        assert listed.exit_code == 2 and "missing on the robot" in listed.output and "joint1" in listed.output
+    finally:
+        stop.set()
+        thread.join(timeout=10)

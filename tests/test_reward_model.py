@@ -1,0 +1,143 @@
+"""The progress model: text encoder, a tiny training run, the torch backend, audit metrics and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reward_server.backend import ScoreInput
+from reward_server.progress_model.audit import audit, progress_spearman, success_scores
+from reward_server.progress_model.backend import ProgressModelBackend
+from reward_server.progress_model.config import (
+    DatasetConfig,
+    ModelConfig,
+    PolicyMix,
+    RewardModelConfig,
+    TrainConfig,
+)
+from reward_server.progress_model.dataset import load_split
+from reward_server.progress_model.text_encoder import TextEncoder
+from reward_server.progress_model.train import train_reward_model
+from striata.cli import app
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reward_model")
+    cfg = RewardModelConfig(
+        dataset=DatasetConfig(
+            folder=root / "data",
+            image_size=32,
+            episode_steps=30,
+            frame_every=10,
+            train_rounds=1,
+            eval_rounds=1,
+            policies=PolicyMix(scripted=2, drop=0, put_down=0, miss=1, stall=0, random=1),
+        ),
+        model=ModelConfig(channels=(8, 16), hidden=32, max_batch=8),
+        train=TrainConfig(epochs=6, batch_size=8, lr=3e-3, threads=1),
+    )
+    return cfg, train_reward_model(cfg, root / "checkpoint", show_progress=False)
+
+
+def test_text_encoder_loads_the_shipped_model_and_caches(encoder, capsys):
+    vectors = encoder.encode(["pick up the cube", "lift the cube", "open the top drawer", "lift the cube"])
+    assert capsys.readouterr().err == ""  # no progress bar per call
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert encoder.cached == 3
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # a paraphrase is nearer than another task
+    assert len(encoder.revision) == 16
+
+
+def test_tiny_training_reduces_loss_and_backend_scores_a_batch_in_one_pass(trained):
+    cfg, result = trained
+    assert result["loss_last_epoch"] < result["loss_first_epoch"]
+    assert set(result["held_out"]) >= {"spearman", "success_precision", "success_recall", "success_f1"}
+
+    card = json.loads((Path(result["checkpoint"]) / "model.json").read_text())
+    # What actors must render for this model: the camera, its scene name, the frame size, no shadows.
+    assert card["camera"] == cfg.dataset.camera == "workspace" and card["scene_camera"] == "workspace"
+    assert card["frame_size"] == [32, 32] and card["shadows"] is False
+
+    backend = ProgressModelBackend.load(result["checkpoint"])
+    assert backend.revision == result["revision"] and backend.max_batch == 8
+    held_out = load_split(result["dataset"], "eval")
+    frames = held_out.frames[:5]
+    cam = cfg.dataset.camera
+    inputs = [ScoreInput(task=cfg.dataset.task_text, mode="progress", frames={cam: f}) for f in frames]
+    inputs.append(ScoreInput(task="open the top drawer", mode="success", frames={cam: frames[0]}))
+    big = np.repeat(np.repeat(frames[1], 2, axis=0), 2, axis=1)  # 64x64: resized to the model's 32
+    inputs.append(ScoreInput(task=cfg.dataset.task_text, mode="progress", frames={cam: big}))
+    inputs.append(ScoreInput(task=cfg.dataset.task_text, mode="episode_score", frames={cam: frames[0]}))
+    inputs.append(ScoreInput(task=cfg.dataset.task_text, mode="progress", frames={"wrist": frames[0]}))
+    inputs.append(ScoreInput(task=cfg.dataset.task_text, mode="progress", frames={cam: frames[0][..., 0]}))
+
+    outputs = backend.score(inputs)
+    assert backend.forward_passes == 1
+    assert [o.status for o in outputs] == ["ok"] * 7 + ["bad_request"] * 3
+    for out in outputs[:7]:
+        assert 0.0 <= out.progress <= 1.0 and 0.0 <= out.done_prob <= 1.0
+    for out in outputs[7:]:
+        assert math.isnan(out.progress) and math.isnan(out.done_prob) and out.detail
+    # Batched scores equal one-by-one scores: inputs do not leak into each other.
+    alone = backend.score([inputs[2]])[0]
+    assert alone.progress == pytest.approx(outputs[2].progress, abs=1e-5)
+
+
+def test_random_init_backend_is_deterministic_per_seed(encoder):
+    frames = np.random.default_rng(0).integers(0, 255, (3, 80, 80, 3), dtype=np.uint8)
+    cam = RewardModelConfig().dataset.camera
+    inputs = [ScoreInput(task="pick up the cube", mode="progress", frames={cam: f}) for f in frames]
+    first = ProgressModelBackend.random_init(seed=0)
+    again = ProgressModelBackend.random_init(seed=0)
+    other = ProgressModelBackend.random_init(seed=1)
+    scores = [[o.progress for o in b.score(inputs)] for b in (first, again, other)]
+    assert all(o.status == "ok" for o in first.score(inputs))
+    assert scores[0] == scores[1] and scores[0] != scores[2]
+    assert first.max_batch == RewardModelConfig().model.max_batch and first.forward_passes == 2
+
+    # Frames decoded off the wire are read-only views, some at other sizes: no warning, same scores.
+    readonly = [np.frombuffer(f.tobytes(), dtype=np.uint8).reshape(f.shape) for f in frames]
+    big = np.repeat(np.repeat(frames[0], 2, axis=0), 2, axis=1)
+    wire = [ScoreInput(task="pick up the cube", mode="progress", frames={cam: f}) for f in (*readonly, big)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs = first.score(wire)
+    assert [o.progress for o in outputs[:3]] == pytest.approx(scores[0], abs=1e-6)
+    assert 0.0 <= outputs[3].progress <= 1.0
+
+
+def test_audit_metrics_on_known_arrays():
+    true = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert progress_spearman(true**2, true) == pytest.approx(1.0)
+    assert progress_spearman(-true, true) == pytest.approx(-1.0)
+    assert progress_spearman(np.array([0.1, 0.3, 0.2, 0.4]), np.array([0.0, 0.1, 0.2, 0.3])) == pytest.approx(
+        0.8
+    )
+    assert math.isnan(progress_spearman(np.ones(6), true))
+    scores = success_scores(np.array([0.9, 0.2, 0.7, 0.1]), np.array([1, 1, 0, 0]))
+    assert scores == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    perfect = audit(true, true, np.array([0, 0, 0, 0, 0.6, 1]), np.array([0, 0, 0, 0, 1, 1]))
+    assert perfect["spearman"] == pytest.approx(1.0) and perfect["success_f1"] == 1.0
+
+
+def test_cli_bad_config_value_is_one_line_with_exit_code_2(tmp_path):
+    config = tmp_path / "reward.yaml"
+    config.write_text("train:\n  epochs: 0\n")
+    result = CliRunner().invoke(app, ["train-reward", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "train.epochs" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["train-reward", "--config", str(config), "--set", "model.colour=red"])
+    assert result.exit_code == 2 and "unknown key 'model.colour'" in result.output

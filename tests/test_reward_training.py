@@ -1,0 +1,233 @@
+"""Reward-model rewards in training: shaping math, label deadlines, PPO masking, SAC only-labelled,
+and the env rendering an ended episode's last state before its reset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from envs import make_env
+from envs.backend import FrameRequest
+from learner.chunk import ChunkBuilder, slice_chunk, validate_chunk
+from learner.config import PPOConfig, SACConfig
+from learner.relabel import (
+    FAILED,
+    READY,
+    WAITING,
+    AuditWindow,
+    Relabeller,
+    ShapingConfig,
+    labelled_segments,
+    potential_frames,
+    resolve,
+    shaped_rewards,
+)
+from learner.trainer import PPOTrainer, SACTrainer
+
+GAMMA = 0.9
+
+
+def chunk_of(frame_ids, terminated=None, truncated=None, rewards=None, start=None, obs_dim=3) -> dict:
+    """A reward-pending chunk whose obs encode (t, env) and whose steps name the given frames."""
+    frame_ids = np.asarray(frame_ids, dtype=np.int64)
+    t, n = frame_ids.shape
+    terminated = np.zeros((t, n), bool) if terminated is None else np.asarray(terminated, bool)
+    truncated = np.zeros((t, n), bool) if truncated is None else np.asarray(truncated, bool)
+    rewards = np.zeros((t, n)) if rewards is None else np.asarray(rewards, float)
+    builder = ChunkBuilder(n)
+    for step in range(t):
+        obs = np.full((n, obs_dim), 10.0 * step) + np.arange(n)[:, None]
+        info = {}
+        if truncated[step].any():
+            ids = np.flatnonzero(truncated[step])
+            info = {"final_ids": ids, "final_obs": obs[ids] + 0.5}
+        builder.add(
+            obs, np.full((n, 2), 0.1), rewards[step], terminated[step], truncated[step], info,
+            policy_version=0, log_prob=np.zeros(n), value=np.zeros(n),
+            reward_pending=np.ones(n, bool), frame_ids=frame_ids[step],
+        )  # fmt: skip
+    last = np.full((n, obs_dim), 10.0 * t) + np.arange(n)[:, None]
+    return builder.build(last, start_frame_ids=np.full(n, -1) if start is None else np.asarray(start))
+
+
+def labels(frames: dict[int, tuple[bool, float, float]]) -> dict[str, np.ndarray]:
+    ids = sorted(frames)
+    return {
+        "frame_ids": np.array(ids, dtype=np.int64),
+        "ok": np.array([frames[i][0] for i in ids]),
+        "progress": np.array([frames[i][1] for i in ids], dtype=np.float32),
+        "done_prob": np.array([frames[i][2] for i in ids], dtype=np.float32),
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_potential_frames_hold_between_labels_and_restart_with_each_episode() -> None:
+    # env 0: a frame every step, terminates at step 2; env 1: every 2nd step (k=2), starts holding frame 7.
+    frames = [[0, -1], [1, 4], [2, -1], [3, 5]]
+    term = [[0, 0], [0, 0], [1, 0], [0, 0]]
+    chunk = chunk_of(frames, terminated=term, start=[-1, 7])
+    before, after = potential_frames(chunk)
+    np.testing.assert_array_equal(after, [[0, 7], [1, 4], [2, 4], [3, 5]])
+    # Step 3 of env 0 starts a new episode: its s_t has potential 0 (id -1).
+    np.testing.assert_array_equal(before, [[-1, 7], [0, 7], [1, 4], [-1, 4]])
+
+
+def test_shaping_on_known_arrays() -> None:
+    cfg = ShapingConfig(gamma=GAMMA, shaping_lambda=2.0, env_reward_weight=0.5, success_reward=3.0)
+    env = np.array([1.0, 1.0, 0.0])
+    phi_before = np.array([0.0, 0.2, 0.6])
+    phi_after = np.array([0.2, 0.6, 1.0])
+    success = np.array([False, False, True])
+    expected = 0.5 * env + 2.0 * (GAMMA * phi_after - phi_before) + 3.0 * success
+    np.testing.assert_allclose(shaped_rewards(env, phi_before, phi_after, success, cfg), expected, rtol=1e-6)
+
+
+def test_resolve_uses_terminal_frame_fresh_success_and_marks_failures() -> None:
+    cfg = ShapingConfig(gamma=GAMMA, env_reward_weight=0.0, success_reward=1.0, success_threshold=0.5)
+    relabeller = Relabeller(cfg, timeout_s=5.0, incremental=True)
+    # env 0 labelled every step and succeeds at step 2 (its terminal frame 2 says done); env 1 every 2nd step.
+    chunk = chunk_of(
+        [[0, -1], [1, 11], [2, -1]], terminated=[[0, 0], [0, 0], [1, 0]], rewards=np.ones((3, 2))
+    )
+    relabeller.add_labels("a", labels({0: (True, 0.2, 0.0), 1: (True, 0.5, 0.1), 2: (True, 0.95, 0.9)}))
+    relabeller.add_labels("a", labels({11: (False, np.nan, np.nan)}))
+    rewards, state = resolve(chunk, chunk["rewards"].copy(), relabeller.labels, "a", cfg)
+    np.testing.assert_array_equal(state[:, 0], [READY, READY, READY])
+    np.testing.assert_allclose(
+        rewards[:, 0], [GAMMA * 0.2, GAMMA * 0.5 - 0.2, GAMMA * 0.95 - 0.5 + 1.0], rtol=1e-6
+    )
+    # env 1: phi(s_1) = 0 before its first label; frame 11 failed, so steps 1 and 2 (which read it) fail.
+    np.testing.assert_array_equal(state[:, 1], [READY, FAILED, FAILED])
+    assert rewards[0, 1] == pytest.approx(0.0)
+    _, state_other = resolve(chunk, chunk["rewards"], relabeller.labels, "another actor", cfg)
+    assert (state_other[:, 0] == WAITING).all()
+
+
+def test_sac_gets_only_labelled_steps_and_drops_the_rest_after_the_deadline() -> None:
+    clock = Clock()
+    cfg = ShapingConfig(gamma=GAMMA, env_reward_weight=1.0)
+    relabeller = Relabeller(cfg, timeout_s=5.0, incremental=True, clock=clock)
+    trainer = SACTrainer(SACConfig(batch_size=4), np.zeros((1, 3)), 2, 100, learning_starts=1000,
+                         updates_per_env_step=1.0)  # fmt: skip
+    chunk = chunk_of([[0, 3], [1, 4], [2, 5]], rewards=np.ones((3, 2)))
+    relabeller.add_chunk("a", chunk)
+    assert relabeller.ready() == []  # nothing labelled yet
+    relabeller.add_labels("a", labels({0: (True, 0.1, 0), 1: (True, 0.2, 0), 3: (True, 0.3, 0)}))
+    out = relabeller.ready()
+    assert len(out) == 1 and (~out[0]["reward_pending"]).sum() == 3  # (0,0), (1,0), (0,1)
+    for piece in out:
+        trainer.consume(piece)
+    assert trainer.replay_size() == 3
+    stored = trainer.online.transitions()
+    np.testing.assert_allclose(np.sort(stored["rewards"]), np.sort([1 + GAMMA * 0.1, 1 + GAMMA * 0.2 - 0.1,
+                                                                    1 + GAMMA * 0.3]), rtol=1e-6)  # fmt: skip
+    assert relabeller.waiting_steps == 3
+    # Frame 4 fails: steps (1,1) and (2,1) read it. Frame 2 never comes back: (2,0) expires.
+    relabeller.add_labels("a", labels({4: (False, np.nan, np.nan), 5: (True, 0.5, 0)}))
+    assert relabeller.ready() == []
+    assert relabeller.counts.failed == 2 and relabeller.waiting_steps == 1
+    clock.now = 6.0
+    assert relabeller.ready() == []
+    assert relabeller.counts.expired == 1 and relabeller.waiting_steps == 0
+    assert relabeller.counts.labelled == 3 and trainer.replay_size() == 3
+
+
+def test_ppo_waits_until_the_deadline_then_masks_unlabelled_steps() -> None:
+    clock = Clock()
+    relabeller = Relabeller(ShapingConfig(gamma=GAMMA), timeout_s=5.0, incremental=False, clock=clock)
+    frames = np.arange(8).reshape(4, 2)
+    chunk = chunk_of(frames, truncated=[[0, 0], [0, 1], [0, 0], [0, 0]], rewards=np.ones((4, 2)))
+    relabeller.add_chunk("a", chunk)
+    # Everything but frame 5 (env 1, step 2) comes back: steps (2,1) and (3,1) read it.
+    relabeller.add_labels("a", labels({i: (True, 0.1 * i, 0) for i in range(8) if i != 5}))
+    assert relabeller.ready() == []  # PPO waits for the rollout's labels...
+    clock.now = 5.0
+    (out,) = relabeller.ready()  # ...until the deadline
+    np.testing.assert_array_equal(out["reward_pending"], [[0, 0], [0, 0], [0, 1], [0, 1]])
+    assert relabeller.counts.expired == 2 and relabeller.counts.labelled == 6
+    segments = labelled_segments(out)
+    assert sum(s["rewards"].size for s in segments) == 6
+    assert not any(s["reward_pending"].any() for s in segments)
+    # The env-1 piece is steps 0-1; step 1 was truncated so its final_obs row came along.
+    piece = next(s for s in segments if s["rewards"].shape == (2, 1))
+    np.testing.assert_array_equal(piece["final_obs"], [[11.5, 11.5, 11.5]])
+    np.testing.assert_array_equal(piece["last_obs"], [[21.0, 21.0, 21.0]])
+    trainer = PPOTrainer(PPOConfig(num_mini_batches=2), np.zeros((1, 3)), 2, steps_per_update=8)
+    metrics = trainer.consume(out)
+    assert metrics["num_samples"] == 6.0  # no gradient from the two unlabelled steps
+    assert metrics["masked_fraction"] == pytest.approx(2 / 8)
+
+
+def test_slice_chunk_keeps_truncated_rows_and_bootstrap_obs() -> None:
+    chunk = chunk_of(np.full((3, 3), -1), truncated=[[1, 0, 1], [0, 1, 0], [0, 0, 1]])
+    piece = slice_chunk(chunk, 1, 3, np.array([1, 2]))
+    validate_chunk(piece)
+    np.testing.assert_array_equal(piece["final_obs"][:, 0], [11.5, 22.5])
+    np.testing.assert_array_equal(piece["last_obs"][:, 0], [31.0, 32.0])
+
+
+def test_audit_window_agrees_with_truth() -> None:
+    window = AuditWindow(size=100)
+    truth = np.linspace(0, 1, 20)
+    window.add(
+        {
+            "progress": truth**2, "true_progress": truth, "done_prob": (truth > 0.9).astype(float),
+            "true_success": (truth > 0.9).astype(float), "ok": np.ones(20, bool),
+        }
+    )  # fmt: skip
+    figures = window.figures()
+    assert figures["spearman"] == pytest.approx(1.0)
+    assert figures["success_f1"] == pytest.approx(1.0) and figures["count"] == 20
+
+
+def test_env_renders_an_ended_episode_before_its_reset() -> None:
+    env = make_env("panda_pick", num_envs=2, seed=0, episode_length_s=0.3)
+    env.reset()
+    env.render_ended = FrameRequest("front", 24, 24, False)
+    rng = np.random.default_rng(0)
+    info = {}
+    for _ in range(3):
+        _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, (2, env.action_dim)))
+    assert (terminated | truncated).all()
+    np.testing.assert_array_equal(info["final_frame_ids"], [0, 1])
+    assert info["final_frames"].shape == (2, 24, 24, 3) and info["final_frames"].dtype == np.uint8
+    # After the reset the arm is back home: the final frames show the moved arm, not the new episode.
+    fresh = env.render("front", 24, 24, shadows=False)
+    assert np.abs(info["final_frames"].astype(int) - fresh.astype(int)).sum() > 0
+    env.close()
+
+
+def test_missing_progress_model_is_one_line_naming_the_command(tmp_path) -> None:
+    from striata.cli import app
+
+    missing = tmp_path / "no_model"
+    override = f"reward_model.server.backend.checkpoint={missing}"
+    args = ["train", "configs/panda_pick_vlm.yaml", "--set", override, "--runs", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0]
+    assert "striata train-reward --config configs/reward_model_panda_pick.yaml" in lines[0]
+
+
+def test_reward_model_section_needs_one_source_and_a_task_text() -> None:
+    from pydantic import ValidationError
+
+    from striata.experiment import ExperimentConfig
+
+    base = {"task": "panda_pick", "algo": "sac"}
+    with pytest.raises(ValidationError, match="exactly one of reward_model"):
+        ExperimentConfig.model_validate({**base, "reward_model": {"enabled": True, "task_text": "lift"}})
+    with pytest.raises(ValidationError, match="task_text"):
+        ExperimentConfig.model_validate(
+            {**base, "reward_model": {"enabled": True, "endpoint": "tcp://127.0.0.1:5790"}}
+        )
+    assert not ExperimentConfig.model_validate(base).reward_model.enabled

@@ -1,0 +1,86 @@
+"""The MuJoCo Warp backend (envs/warp_batch.py) on Warp's CPU device: it tracks MuJoCo's CPU batch and
+runs g1_tracking end to end. The first run compiles mujoco-warp's kernels (minutes on a small
+machine); Warp caches them under ~/.cache/warp, after which these tests take seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from envs import make_config, make_env
+
+# Slow: mujoco-warp compiles its kernels for the G1 on first use (~6 min on 2 cores, then cached).
+pytestmark = pytest.mark.slow
+wp = pytest.importorskip("warp", reason="warp-lang is not installed")
+pytest.importorskip("mujoco_warp", reason="mujoco-warp is not installed")
+wp.config.quiet = True
+
+DETERMINISTIC = {"randomization": {"enabled": False}}
+# The default constraint budget of mujoco-warp (64 rows per world) overflows once both feet touch.
+WARP_CPU = {"backend": "warp", "warp": {"device": "cpu", "nconmax": 64, "njmax": 400}}
+
+
+def _pair(num_envs: int, **overrides):
+    cpu = make_env("g1_tracking", num_envs=num_envs, seed=0, config=make_config("g1_tracking", overrides))
+    cfg = make_config("g1_tracking", {**overrides, **WARP_CPU})
+    return cpu, make_env("g1_tracking", num_envs=num_envs, seed=0, config=cfg)
+
+
+def test_warp_backend_tracks_the_cpu_backend_from_the_same_state():
+    cpu, warp_env = _pair(4, **DETERMINISTIC)
+    cpu.reset()
+    warp_env.reset()
+    warp_env.restore(cpu.snapshot())
+    assert np.abs(warp_env.xpos - cpu.xpos).max() < 1e-5
+    assert np.abs(warp_env.sensordata - cpu.sensordata).max() < 1e-4
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        actions = rng.normal(0.0, 0.3, (4, cpu.action_dim))
+        obs_c, rew_c, term_c, trunc_c, _ = cpu.step(actions)
+        obs_w, rew_w, term_w, trunc_w, _ = warp_env.step(actions)
+        # float32 physics against float64: contacts make small differences grow, so a loose bound.
+        assert np.abs(warp_env.qpos - cpu.qpos).max() < 1e-3
+        np.testing.assert_allclose(rew_w, rew_c, atol=1e-3)
+        np.testing.assert_array_equal(term_w, term_c)
+        np.testing.assert_array_equal(trunc_w, trunc_c)
+        np.testing.assert_allclose(obs_w["policy"], obs_c["policy"], atol=5e-2)
+
+
+def test_g1_tracking_runs_end_to_end_on_warp_with_auto_reset():
+    cfg = make_config("g1_tracking", {"episode_length_s": 0.2, **WARP_CPU})
+    env = make_env("g1_tracking", num_envs=3, seed=1, config=cfg)
+    obs = env.reset()
+    assert obs["policy"].shape == (3, env.observation_dim)
+    saw_truncation = False
+    for _ in range(env.max_episode_steps + 1):
+        obs, reward, _, truncated, info = env.step(np.zeros((3, env.action_dim)))
+        assert np.isfinite(obs["policy"]).all() and np.isfinite(reward).all()
+        assert info["success"].shape == (3,)
+        if truncated.any():
+            saw_truncation = True
+            assert info["final_obs"]["policy"].shape == (len(info["final_ids"]), env.observation_dim)
+            assert (env.episode_step[truncated] == 0).all()
+    assert saw_truncation
+
+
+def test_warp_state_rows_are_set_per_env():
+    cfg = make_config("g1_tracking", {**DETERMINISTIC, **WARP_CPU})
+    env = make_env("g1_tracking", num_envs=3, seed=0, config=cfg)
+    env.reset()
+    before = env.batch.state.copy()
+    qpos = env.qpos.copy()
+    qpos[1, 2] += 0.1
+    env.set_state(qpos[[1]], env.qvel[[1]].copy(), ids=np.array([1]))
+    after = env.batch.state.copy()
+    assert after.shape == before.shape == env.batch.state.shape
+    np.testing.assert_allclose(after[[0, 2]], before[[0, 2]], atol=1e-6)
+    assert abs(env.qpos[1, 2] - qpos[1, 2]) < 1e-6
+    env.restore(before)
+    np.testing.assert_allclose(env.batch.state.copy(), before, atol=1e-6)
+
+
+def test_backend_field_is_checked():
+    with pytest.raises(ValidationError, match="backend"):
+        make_config("g1_tracking", {"backend": "jax"})
+    assert make_config("g1_tracking").backend == "cpu"
