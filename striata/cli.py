@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from striata.errors import user_errors
-from striata.overrides import parse_overrides
+from striata.overrides import SetOption, parse_overrides
 
 app = typer.Typer(
     help="striata: distributed actor-learner robot RL.", no_args_is_help=True, add_completion=False
@@ -31,9 +31,6 @@ class Policy(StrEnum):
     random = "random"
     zero = "zero"
     scripted = "scripted"
-
-
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
 
 
 @app.command()
@@ -53,7 +50,6 @@ def train(
 
     with user_errors(ExperimentConfig):
         from striata.experiment import load_experiment
-        from striata.overrides import parse_overrides
         from striata.run_dir import new_run_dir, resume_run
         from striata.train import Training, connect_ray
 

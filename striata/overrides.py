@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
 
 
 class OverrideError(ValueError):

@@ -12,11 +12,9 @@ from rich.console import Console
 from reward_server.client import RewardServerUnavailable
 from reward_server.config import RewardConfigError, RewardServerConfig, TorchBackendConfig
 from striata.errors import user_errors
-from striata.overrides import parse_overrides
+from striata.overrides import SetOption, parse_overrides
 
 console = Console(stderr=True)
-
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")]
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

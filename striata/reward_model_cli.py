@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from striata.overrides import SetOption
+
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
@@ -16,9 +18,7 @@ def register(app: typer.Typer) -> None:
 
 def train_reward(
     config: Annotated[Path, typer.Option("--config", help="reward-model YAML (configs/reward_model_*.yaml)")],
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
-    ] = None,
+    overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="checkpoint folder; default: the config's `out`")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:

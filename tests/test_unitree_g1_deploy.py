@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from deploy.unitree.sim_g1 import SimulatedG1
 
 DOMAIN = 47
@@ -18,25 +16,6 @@ ENDPOINT = "tcp://127.0.0.1:6747"
 STRIATA = (sys.executable, "-m", "striata")
 # The remote's start button (pressed on the simulated G1) begins the move to the default pose.
 SCRIPT = ("--interpolate-s", "1.5", "--sequence", "policy@3,damping@4.5,quit@5")
-
-
-@pytest.fixture(scope="module")
-def g1_policy(tmp_path_factory) -> Path:
-    """A G1 policy as striata makes one: run folder, checkpoint, `export` (untrained weights)."""
-    from envs.registry import make_env
-    from striata.deploy_cli import export_run
-    from striata.experiment import load_experiment
-    from striata.run_dir import new_run_dir
-    from striata.train import build_trainer
-
-    root = tmp_path_factory.mktemp("g1_policy")
-    config = load_experiment(Path("configs/g1_stand.yaml"), {})
-    run_dir = new_run_dir(config, root)
-    trainer = build_trainer(config, make_env(config.task, num_envs=2, seed=0, config=config.task_settings()))
-    trainer.save(run_dir / "checkpoints" / "ckpt_0.pt", extra={})
-    report = export_run(run_dir, None, root / "policy.onnx", recorded_steps=5)
-    assert report["parity_ok"]
-    return root / "policy.onnx"
 
 
 def test_deploy_drives_the_dds_g1_through_the_state_machine(g1_policy: Path) -> None:
