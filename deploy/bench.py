@@ -4,7 +4,7 @@ The sim bridge runs in its own process (as on a robot); the controller runs here
 whole state machine and spends the measured window in the policy phase at the policy's rate.
 Figures: ONNX inference latency (one observation, 1 intra-op thread, sequential), control period
 error |measured period - control_dt|, and the bridge round trip (command sent -> its ack state
-received).
+received). Both loops ask for SCHED_FIFO, as they would on a robot's computer.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
 
     sim = SimRobot(robot)
     server = BridgeServer(
-        sim, endpoint, SafetyConfig(), robot_name=f"sim-{robot}", on_phase=sim.on_controller_phase
+        sim,
+        endpoint,
+        SafetyConfig(),
+        robot_name=f"sim-{robot}",
+        on_phase=sim.on_controller_phase,
+        realtime=True,
     )
     try:
         server.serve(duration_s=duration_s)
@@ -59,6 +64,7 @@ def bench_deploy(policy: Path, seconds: float) -> dict[str, Any]:
             policy=policy,
             robot=endpoint,
             keys=False,
+            realtime=True,
             interpolate_s=2.0,
             sequence=f"interpolate@0.5,policy@{BENCH_WARMUP_S},quit@{total}",
         )

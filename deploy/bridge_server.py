@@ -20,8 +20,9 @@ The watchdog fires ``safety.watchdog_s`` after the last command, checked between
 puts the robot in damping until a controller says hello again; an ``estop`` latches damping until
 ``clear_estop``. ``on_phase(phase)`` is called when the controller's phase changes (the sim bridge
 uses it to release its support). ``serve`` always leaves the robot in damping when it returns and
-closes the socket (not the backend: its owner closes it). With ``realtime`` (default) the serving
-thread asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got).
+closes the socket (not the backend: its owner closes it). With ``realtime`` (opt-in: on a shared
+machine a FIFO thread that busy-waits in a vendor SDK starves everything else) the serving thread
+asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got).
 ``curve`` (``deploy.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
@@ -102,7 +103,7 @@ class BridgeServer:
         state_every: int = 1,
         allow_remote: bool = False,
         on_phase: Callable[[str], None] | None = None,
-        realtime: bool = True,
+        realtime: bool = False,
         curve: CurveServer | None = None,
     ) -> None:
         check_endpoint(endpoint, allow_remote)

@@ -125,7 +125,9 @@ class ControllerConfig(BaseModel):
     max_state_age_s: float = Field(default=0.25, gt=0, description="no state for this long: bridge is gone")
     log_every_s: float = Field(default=5.0, gt=0)
     keys: bool = Field(default=True, description="read key events from stdin")
-    realtime: bool = Field(default=True, description="ask for SCHED_FIFO scheduling of the control loop")
+    realtime: bool = Field(
+        default=False, description="ask for SCHED_FIFO scheduling of the control loop (robot PCs; opt-in)"
+    )
     curve_secret: Path | None = Field(default=None, description="CurveZMQ: this controller's .key_secret")
     curve_server_key: Path | None = Field(default=None, description="CurveZMQ: the bridge's public .key")
 

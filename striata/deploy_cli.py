@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from striata.errors import user_errors
+from striata.robot_bridges_cli import RealtimeOption
 
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
@@ -190,9 +191,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         keys: Annotated[
             bool, typer.Option(help="read keys on stdin: s start, p policy, d damping, q quit")
         ] = True,
-        realtime: Annotated[
-            bool, typer.Option(help="ask for SCHED_FIFO scheduling of the control loop")
-        ] = True,
+        realtime: RealtimeOption = False,
         curve_secret: Annotated[
             Path | None, typer.Option(help="CurveZMQ: this controller's .key_secret")
         ] = None,
@@ -232,9 +231,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         viewer: Annotated[bool, typer.Option(help="open the MuJoCo viewer")] = False,
         duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
         allow_remote: Annotated[bool, typer.Option(help="allow binding beyond loopback")] = False,
-        realtime: Annotated[
-            bool, typer.Option(help="ask for SCHED_FIFO scheduling of the 500 Hz loop")
-        ] = True,
+        realtime: RealtimeOption = False,
         curve_secret: Annotated[Path | None, typer.Option(help="CurveZMQ: the bridge's .key_secret")] = None,
         curve_clients: Annotated[
             Path | None, typer.Option(help="CurveZMQ: folder of authorised controllers' .key files")

@@ -21,9 +21,20 @@ AllowRemoteOption = Annotated[
     bool, typer.Option("--allow-remote", help="allow binding beyond loopback (then use CurveZMQ keys)")
 ]
 DurationOption = Annotated[float | None, typer.Option(help="stop after this many seconds (default: Ctrl-C)")]
+RealtimeOption = Annotated[
+    bool, typer.Option(help="ask for SCHED_FIFO scheduling of the loop (needs root or CAP_SYS_NICE)")
+]
 
 
-def _serve(backend, endpoint: str, safety: list[str] | None, robot_name: str, allow_remote: bool, duration_s):
+def _serve(
+    backend,
+    endpoint: str,
+    safety: list[str] | None,
+    robot_name: str,
+    allow_remote: bool,
+    duration_s: float | None,
+    realtime: bool,
+) -> dict:
     """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
     from deploy.bridge_server import BridgeServer
     from deploy.safety import SafetyConfig
@@ -36,6 +47,7 @@ def _serve(backend, endpoint: str, safety: list[str] | None, robot_name: str, al
             SafetyConfig(**parse_overrides(safety or [])),
             robot_name=robot_name,
             allow_remote=allow_remote,
+            realtime=realtime,
         )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -65,6 +77,7 @@ def register(bridge_app: typer.Typer) -> None:
         safety: SafetyOption = None,
         allow_remote: AllowRemoteOption = False,
         duration_s: DurationOption = None,
+        realtime: RealtimeOption = False,
     ) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
         from deploy.bridge_server import BridgeConfigError
@@ -80,7 +93,7 @@ def register(bridge_app: typer.Typer) -> None:
                 mode_pr=mode_pr,
             )
             backend = UnitreeG1Backend(config)
-            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s)
+            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s, realtime)
             stats["lowcmds_sent"] = backend.lowcmds_sent
         print(json.dumps(stats))
 
@@ -96,6 +109,7 @@ def register(bridge_app: typer.Typer) -> None:
         safety: SafetyOption = None,
         allow_remote: AllowRemoteOption = False,
         duration_s: DurationOption = None,
+        realtime: RealtimeOption = False,
     ) -> None:
         """Bridge a real arm (Feetech STS bus: SO-100/SO-101) to a deploy controller."""
         from deploy.arms.backend import ArmBackend
@@ -105,5 +119,5 @@ def register(bridge_app: typer.Typer) -> None:
         with user_errors(extra=(FeetechBusError, BridgeConfigError)):
             arm_config = load_feetech_config(config, port=port)
             backend = ArmBackend(FeetechArm(arm_config))
-            stats = _serve(backend, endpoint, safety, arm_config.name, allow_remote, duration_s)
+            stats = _serve(backend, endpoint, safety, arm_config.name, allow_remote, duration_s, realtime)
         print(json.dumps(stats))

@@ -427,6 +427,7 @@ def test_controller_runs_every_phase_and_its_recording_replays(
         keys=False,
         interpolate_s=0.3,
         record=record,
+        realtime=True,
         sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
     )
     before = current_scheduling()

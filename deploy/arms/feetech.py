@@ -75,6 +75,9 @@ class FeetechArmConfig(BaseModel):
     port: str = Field("/dev/ttyACM0", min_length=1, description="serial device of the servo bus")
     baudrate: Literal[115200, 500000, 1000000] = 1000000
     control_period_s: float = Field(0.02, gt=0, description="bridge tick; one sync read + write each")
+    read_retries: int = Field(
+        2, ge=0, le=10, description="sync reads retried after a lost or corrupt status packet"
+    )
     joints: list[FeetechJoint] = Field(default_factory=_so101_joints, min_length=1)
 
     @model_validator(mode="after")
@@ -143,7 +146,13 @@ class FeetechArm:
             raise FeetechBusError(f"{what} on {self.config.port!r}: {self._packet.getTxRxResult(result)}")
 
     def _read_raw(self) -> tuple[np.ndarray, np.ndarray]:
-        self._check(self._sync_read.txRxPacket(), "sync read of present position")
+        # Half-duplex buses drop the odd status packet (a servo answering late, a collision):
+        # retry before failing the tick, as LeRobot's motor bus does.
+        for _ in range(self.config.read_retries):
+            if self._sync_read.txRxPacket() == self._scs.COMM_SUCCESS:
+                break
+        else:
+            self._check(self._sync_read.txRxPacket(), "sync read of present position")
         position = [_to_host(self._sync_read.getData(i, ADDR_PRESENT_POSITION, 2)) for i in self._ids]
         speed = [_to_host(self._sync_read.getData(i, ADDR_PRESENT_SPEED, 2)) for i in self._ids]
         return np.array(position, dtype=np.float64), np.array(speed, dtype=np.float64)
