@@ -49,7 +49,7 @@ def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
         sim.close()
 
 
-def bench_deploy(policy: Path, seconds: float) -> dict[str, Any]:
+def bench_deploy(policy: Path, seconds: float, prime_cache_s: float = 0.001) -> dict[str, Any]:
     """Run the policy for ``seconds`` in the policy phase; return the latency figures."""
     if not Path(policy).is_file():
         raise FileNotFoundError(f"policy file {policy} does not exist (export one with `striata export`)")
@@ -65,6 +65,7 @@ def bench_deploy(policy: Path, seconds: float) -> dict[str, Any]:
             robot=endpoint,
             keys=False,
             realtime=True,
+            prime_cache_s=prime_cache_s,
             interpolate_s=2.0,
             sequence=f"interpolate@0.5,policy@{BENCH_WARMUP_S},quit@{total}",
         )
@@ -82,6 +83,7 @@ def bench_deploy(policy: Path, seconds: float) -> dict[str, Any]:
         "bridge_rtt_ms": figures["bridge_rtt_ms"],
         "policy_steps": figures["steps"],
         "seconds": seconds,
+        "prime_cache_s": prime_cache_s,
         "overruns": summary["overruns"],
         "stop_reason": summary["stop_reason"],
     }

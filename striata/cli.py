@@ -44,27 +44,36 @@ def train(
         Path | None, typer.Option(help="continue the run in this folder from its newest checkpoint")
     ] = None,
     runs: Annotated[Path, typer.Option(help="folder that holds run folders")] = Path("runs"),
+    demos: Annotated[
+        list[Path] | None,
+        typer.Option(help="SAC/RLPD demonstrations: a session folder or .npz buffer files (repeatable)"),
+    ] = None,
 ) -> None:
     """Train on Ray: actors step the envs, the learner updates, checkpoints go to the run folder."""
     from striata.experiment import ExperimentConfig
 
-    with user_errors(ExperimentConfig):
+    with user_errors(ExperimentConfig, extra=(_demo_error(),)):
         from striata.experiment import load_experiment
         from striata.run_dir import new_run_dir, resume_run
-        from striata.train import Training, connect_ray
+        from striata.train import Training, connect_ray, load_demonstrations
 
         extra = parse_overrides(overrides or [])
+        demo_buffer = None
         if resume is not None:
+            if demos:
+                raise typer.BadParameter("--demos starts a new run; a resumed run keeps its demo buffer")
             experiment = resume_run(resume, extra)
             run_dir = resume
         elif config is None:
             raise typer.BadParameter("give an experiment YAML, or --resume RUN_DIR")
         else:
             experiment = load_experiment(config, extra)
+            experiment.demos = [*experiment.demos, *(str(p.resolve()) for p in demos or [])]
+            demo_buffer = load_demonstrations(experiment, console)  # checked before a run folder exists
             run_dir = new_run_dir(experiment, runs)
         console.print(f"run folder: {run_dir}")
         connect_ray(address)
-        summary = Training(experiment, run_dir, console).run()
+        summary = Training(experiment, run_dir, console, demos=demo_buffer).run()
     print(json.dumps(summary, indent=2))
 
 
@@ -121,6 +130,12 @@ def stop(cluster: ClusterOption, job_id: Annotated[str, typer.Argument(help="the
 
         stopped = stop_job(cluster, job_id)
     print(json.dumps({"job_id": job_id, "stopped": stopped}))
+
+
+def _demo_error() -> type[Exception]:
+    from learner.demos import DemoError
+
+    return DemoError
 
 
 def _launch_error() -> type[Exception]:
@@ -262,9 +277,10 @@ def _progress() -> Progress:
 
 def _register_parts() -> None:
     """Commands of the reward server and deploy parts live beside their wiring, one module each."""
-    from striata import deploy_cli, reward_cli, reward_model_cli, robot_bridges_cli
+    from striata import deploy_cli, intervene_cli, reward_cli, reward_model_cli, robot_bridges_cli
 
     deploy_cli.register(app, bridge_app, bench_app)
+    intervene_cli.register(app)
     robot_bridges_cli.register(bridge_app)
     reward_cli.register(app, bench_app)
     reward_model_cli.register(app)

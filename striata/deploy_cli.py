@@ -192,6 +192,9 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
             bool, typer.Option(help="read keys on stdin: s start, p policy, d damping, q quit")
         ] = True,
         realtime: RealtimeOption = False,
+        prime_cache_s: Annotated[
+            float, typer.Option(help="warm the policy's weights this long before each step (0: off)")
+        ] = 0.001,
         curve_secret: Annotated[
             Path | None, typer.Option(help="CurveZMQ: this controller's .key_secret")
         ] = None,
@@ -215,6 +218,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 require_same_order=require_same_order,
                 keys=keys,
                 realtime=realtime,
+                prime_cache_s=prime_cache_s,
                 curve_secret=curve_secret,
                 curve_server_key=curve_server_key,
             )
@@ -281,10 +285,13 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
         seconds: Annotated[float, typer.Option(min=3, help="length of the measured run")] = 30.0,
         policy: Annotated[Path, typer.Option(help="G1 tracking policy")] = Path("tests/data/g1_stand.onnx"),
+        prime_cache_s: Annotated[
+            float, typer.Option(help="the controller's cache warming before each step (0: off)")
+        ] = 0.001,
     ) -> None:
         """ONNX latency, control-period error and bridge round trip of the G1 policy on the sim bridge."""
         with user_errors(extra=_deploy_errors()):
             from deploy.bench import bench_deploy
 
-            result = bench_deploy(policy, seconds)
+            result = bench_deploy(policy, seconds, prime_cache_s)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))

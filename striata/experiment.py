@@ -2,8 +2,8 @@
 
 Sections: the task and its overrides, the algorithm and its config, how many Ray actors with how
 many envs and which Ray resources, where the learner runs, how long to train, when to evaluate and
-checkpoint, and the reward model (off by default). Unknown keys, wrong types and unknown tasks are
-errors that name the key.
+checkpoint, the reward model and human-in-the-loop ports (both off by default). Unknown keys, wrong
+types and unknown tasks are errors that name the key.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from actors.intervention import HilConfig
 from envs.registry import TASKS, make_config
 from envs.tasks.base import TaskConfig
 from learner.config import PPOConfig, SACConfig
@@ -123,6 +124,10 @@ class ExperimentConfig(Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     reward_model: RewardModelSection = Field(default_factory=RewardModelSection)
+    hil: HilConfig = Field(default_factory=HilConfig, description="human-in-the-loop intervention ports")
+    demos: list[str] = Field(
+        default_factory=list, description="SAC/RLPD demonstrations: session folders or .npz buffer files (--demos)"
+    )
     total_env_steps: int = Field(default=1_000_000, ge=1)
     max_minutes: float | None = Field(default=None, gt=0, description="stop after this wall time")
     checkpoint_every_s: float = Field(default=120.0, gt=0)

@@ -9,6 +9,11 @@ With ``reward_model.enabled``, a reward server is started (a subprocess, restart
 if it dies, or a Ray actor placed by resources) or reached at an endpoint; actors send it frames,
 and chunks pass through ``learner.relabel.Relabeller`` before the learner sees them. Chunks still
 waiting for labels at a checkpoint are not saved (a resumed run starts with an empty side table).
+
+With ``hil.enabled``, every actor serves an intervention port (actors/INTERVENTION.md): their
+endpoints go to ``RUN_DIR/hil.json`` (rewritten when an actor is replaced, ``finished`` at the end),
+a chunk may take a pause and takeover pace longer, ``hil/*`` scalars go to TensorBoard and the
+summary counts the intervention transitions the learner received and the labels people gave.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from torch.utils.tensorboard import SummaryWriter
 
 from actors.env_actor import ActorSpec
 from actors.frame_labels import RewardSpec
+from actors.intervention import InterventionLog, write_hil_file
 from actors.parameter_store import create_parameter_store
 from actors.pool import ActorPool, ActorTimeoutError
 from envs.registry import make_env
+from learner.demos import load_demos
 from learner.relabel import AuditWindow, Relabeller, ShapingConfig
+from learner.replay import DemoBuffer
 from learner.trainer import PPOTrainer, SACTrainer, Trainer, evaluate
 from reward_server.client import RewardServerUnavailable, wait_until_healthy
 from reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
@@ -187,13 +195,46 @@ def actor_specs(config: ExperimentConfig, reward: RewardSpec | None = None) -> l
             seed=config.seed,
             physics_threads=config.actors.physics_threads,
             reward=reward,
+            hil=config.hil if config.hil.enabled else None,
         )
         for i in range(config.actors.num_actors)
     ]
 
 
-def build_trainer(config: ExperimentConfig, env: Any) -> Trainer:
-    """The learner for ``config.algo``, sized by the observations of ``env``."""
+def load_demonstrations(config: ExperimentConfig, console: Console) -> DemoBuffer | None:
+    """The demo buffer of ``config.demos`` (sessions or buffer files), checked against the task's spaces.
+
+    Demonstrations are for SAC/RLPD; a config whose ``sac.demo_ratio`` is 0 gets RLPD's 0.5.
+    """
+    if not config.demos:
+        return None
+    if config.algo != "sac":
+        raise ConfigFileError(
+            f"--demos: demonstrations are for SAC/RLPD; this config trains with algo {config.algo}"
+        )
+    if config.sac.demo_ratio == 0:
+        config.sac = config.sac.model_copy(update={"demo_ratio": 0.5})
+        console.print("demos: sac.demo_ratio is 0; using 0.5 (RLPD: half of each batch from the demos)")
+    env = make_env(config.task, num_envs=1, seed=config.seed, config=config.task_settings())
+    try:
+        obs = env.reset()
+        obs = obs[config.sac.obs_key] if isinstance(obs, dict) else obs
+        buffer, sources = load_demos(
+            [Path(p) for p in config.demos], task=config.task, obs_shape=obs.shape[1:],
+            action_dim=env.action_dim, obs_key=config.sac.obs_key,
+            extra_capacity=config.learner.replay_capacity, console=console,
+        )  # fmt: skip
+    finally:
+        env.close()
+    episodes = sum(s.episodes for s in sources)
+    console.print(
+        f"demos: {len(buffer)} transitions ({episodes} session episodes) from {len(sources)} source(s)"
+    )
+    return buffer
+
+
+def build_trainer(config: ExperimentConfig, env: Any, demos: DemoBuffer | None = None) -> Trainer:
+    """The learner for ``config.algo``, sized by the observations of ``env``, with SAC's demos."""
     obs = env.reset()
     if config.algo == "ppo":
         per_round = config.actors.num_actors * config.actors.envs_per_actor * config.actors.chunk_length
@@ -202,23 +243,29 @@ def build_trainer(config: ExperimentConfig, env: Any) -> Trainer:
     learner = config.learner
     return SACTrainer(
         config.sac, obs, env.action_dim, learner.replay_capacity, learner.learning_starts,
-        learner.updates_per_env_step,
+        learner.updates_per_env_step, demos,
     )  # fmt: skip
 
 
 class Training:
     """One run: learner, actors, logging and checkpoints."""
 
-    def __init__(self, config: ExperimentConfig, run_dir: Path, console: Console | None = None) -> None:
+    def __init__(
+        self, config: ExperimentConfig, run_dir: Path, console: Console | None = None,
+        demos: DemoBuffer | None = None,
+    ) -> None:  # fmt: skip
         check_reward_model_files(config)
         self.config = config
         self.run_dir = run_dir
         self.console = console or Console(stderr=True)
         self.eval_env = make_env(config.task, num_envs=config.eval.num_envs, seed=config.seed + 10_000,
                                  config=config.task_settings())  # fmt: skip
-        self.trainer = build_trainer(config, self.eval_env)
-        self.counters = Counters()
         checkpoint = latest_checkpoint(run_dir)
+        if demos is None and checkpoint is None:
+            demos = load_demonstrations(config, self.console)  # a checkpoint holds the demo buffer
+        self.demos_loaded = len(demos) if demos is not None else 0
+        self.trainer = build_trainer(config, self.eval_env, demos)
+        self.counters = Counters()
         if checkpoint is not None:
             extra = self.trainer.load(checkpoint)
             self.counters = Counters(**extra["counters"])
@@ -242,6 +289,14 @@ class Training:
         self.label_statuses: dict[str, int] = {}
         self.audit_figures: dict[str, float] = {}
         self._last_audit = time.monotonic()
+        self.hil_log = InterventionLog() if config.hil.enabled else None
+        self._hil_ports: list[dict[str, Any]] | None = None
+        cameras = self.eval_env.camera_names
+        if config.hil.enabled and config.hil.camera is not None and config.hil.camera not in cameras:
+            raise ConfigFileError(
+                f"config: hil.camera: {config.hil.camera!r} is not a camera of {config.task}; "
+                f"cameras: {cameras}"
+            )
 
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -264,6 +319,11 @@ class Training:
             resources=config.actors.resources,
         )  # fmt: skip
         pool.start()
+        self._write_hil(pool)
+        # A paused actor holds its chunk for up to max_pause_s, a taken-over one steps in real time.
+        chunk_timeout = config.learner.chunk_timeout_s + config.hil.chunk_allowance_s(
+            config.actors.chunk_length, self.eval_env.step_dt
+        )
         start = time.monotonic() - self.counters.seconds
         last_checkpoint = last_eval = last_status = time.monotonic()
         missed = 0
@@ -280,7 +340,7 @@ class Training:
                 )
                 while not self._done(start):
                     try:
-                        results = pool.next_results(config.learner.chunk_timeout_s)
+                        results = pool.next_results(chunk_timeout)
                         missed = 0
                     except ActorTimeoutError as exc:
                         missed += 1
@@ -290,6 +350,7 @@ class Training:
                         continue
                     for result in results:
                         self._consume(result, store)
+                    self._write_hil(pool)
                     now = time.monotonic()
                     self.counters.seconds = now - start
                     if now - last_eval >= config.eval.every_s:
@@ -311,6 +372,7 @@ class Training:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._write_status(pool)
+            self._write_hil(pool, finished=True)
             self.writer.close()
         summary = self._summary(pool)
         pool.shutdown()
@@ -335,6 +397,8 @@ class Training:
         metrics: dict[str, float] = {}
         for chunk in self._relabelled(result):
             metrics = self.trainer.consume(chunk) or metrics
+            if self.hil_log is not None:
+                self.hil_log.add_learner_chunk(chunk)
         step = self.counters.env_steps
         for key, value in metrics.items():
             self.writer.add_scalar(f"learner/{key}", value, step)
@@ -345,6 +409,10 @@ class Training:
             self.writer.add_scalar("episode/return", float(np.mean(self.returns)), step)
             self.writer.add_scalar("episode/length", float(np.mean(self.lengths)), step)
             self.writer.add_scalar("episode/success", float(np.mean(self.successes)), step)
+        if self.hil_log is not None:
+            self.hil_log.add_stats(stats)
+            for key, value in self.hil_log.scalars().items():
+                self.writer.add_scalar(f"hil/{key}", value, step)
         if self.trainer.version != before:
             self._publish(store)
 
@@ -396,6 +464,15 @@ class Training:
             "audit": {key: round(value, 4) for key, value in self.audit_figures.items()},
         }
 
+    def _write_hil(self, pool: ActorPool, finished: bool = False) -> None:
+        """Publish the actors' intervention ports in hil.json when they changed (or the run ended)."""
+        if self.hil_log is None:
+            return
+        ports = pool.hil_ports()
+        if finished or ports != self._hil_ports:
+            write_hil_file(self.run_dir, self.config.task, ports, finished)
+            self._hil_ports = ports
+
     def _publish(self, store: Any) -> None:
         weights = ray.put(self.trainer.policy_weights())
         ray.get(store.publish.remote(self.trainer.version, [weights]))
@@ -423,8 +500,10 @@ class Training:
         write_json(self.run_dir / "status.json", {
             "env_steps": self.counters.env_steps, "chunks": self.counters.chunks,
             "seconds": round(self.counters.seconds, 1), "policy_version": self.trainer.version,
-            "replay_size": self.trainer.replay_size(), "actors": pool.status(),
+            "replay_size": self.trainer.replay_size(), "demo_size": self.trainer.demo_size(),
+            "actors": pool.status(),
             **({"reward_model": self._reward_status()} if self.relabeller is not None else {}),
+            **({"hil": self.hil_log.summary()} if self.hil_log is not None else {}),
         })  # fmt: skip
 
     # ----------------------------------------------------------------- bookkeeping
@@ -459,10 +538,16 @@ class Training:
             "minutes": round(self.counters.seconds / 60, 2),
             "policy_version": self.trainer.version,
             "replay_size": self.trainer.replay_size(),
+            "demo_size": self.trainer.demo_size(),
+            "demos": {"sources": list(self.config.demos), "loaded": self.demos_loaded},
             "policy_lag": {"mean": round(self._lag_sum / max(self._lag_count, 1), 3), "max": self._lag_max},
             "evaluations": self.evaluations,
             "actors": pool.status(),
         }
+        if self.hil_log is not None:
+            summary.update(self.hil_log.summary())
+            if isinstance(self.trainer, SACTrainer):
+                summary["demo_size"] = len(self.trainer.demo)
         if self.relabeller is not None:
             if len(self.audit):
                 self.audit_figures = self.audit.figures()

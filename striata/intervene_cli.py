@@ -1,0 +1,89 @@
+"""`striata intervene`: the human-in-the-loop web console for a running job (actors/console)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this part's command to the CLI."""
+    app.command("intervene")(intervene)
+
+
+def intervene(
+    job: Annotated[
+        str,
+        typer.Option(
+            "--job", help="run folder of `striata train` (with hil on), or tcp://HOST:PORT of a port"
+        ),
+    ],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port of the console")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="interface to serve on; anything but 127.0.0.1 lets other machines in")
+    ] = "127.0.0.1",
+    sessions: Annotated[
+        Path | None,
+        typer.Option(help="session folder to record into; default: RUN_DIR/sessions (none for an address)"),
+    ] = None,
+    actor: Annotated[int, typer.Option(min=0, help="actor to watch first")] = 0,
+    env: Annotated[int, typer.Option(min=0, help="env of that actor to watch first")] = 0,
+    camera: Annotated[str | None, typer.Option(help="camera to watch; default: the task's first")] = None,
+    fps: Annotated[
+        float | None, typer.Option(min=0.5, help="frames per second to ask for; default: the control rate")
+    ] = None,
+    spacemouse: Annotated[
+        bool, typer.Option(help="use a SpaceMouse on this machine when one is plugged in")
+    ] = True,
+) -> None:
+    """Web console: watch an env of a job, take it over by keyboard, gamepad or SpaceMouse, label episodes."""
+    from actors.console.discovery import ConsoleError
+    from striata.errors import user_errors
+
+    with user_errors(extra=(ConsoleError,)):
+        import uvicorn
+
+        from actors.console.app import create_app
+        from actors.console.discovery import open_job
+        from actors.console.hub import Hub
+        from actors.console.spacemouse import SpaceMouse
+
+        found = open_job(job)
+        chosen = found.port(actor)
+        if chosen.num_envs is not None and env >= chosen.num_envs:
+            raise ConsoleError(f"--env {env}: actor {actor} has envs 0..{chosen.num_envs - 1}")
+        _check_free(host, port)
+        if sessions is None and found.run_dir is not None:
+            sessions = found.run_dir / "sessions"
+        device = SpaceMouse.open() if spacemouse else None
+        hub = Hub(found, actor, env, sessions=sessions, camera=camera, fps=fps, spacemouse=device)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if host not in LOOPBACK:
+        console.print(f"warning: serving on {host}: anyone who reaches this port can drive the robot")
+    console.print(f"console: http://{host}:{port}/  (job {found.description}, actor {actor}, env {env})")
+    if sessions is not None:
+        console.print(f"recording sessions into {sessions}")
+    if device is not None:
+        console.print(f"SpaceMouse: {device.name}")
+    uvicorn.run(create_app(hub), host=host, port=port, log_level="warning")
+
+
+def _check_free(host: str, port: int) -> None:
+    """One clear line for a port in use, instead of the server's log."""
+    from actors.console.discovery import ConsoleError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConsoleError(f"--port {port}: cannot serve on {host} ({exc.strerror})") from None
