@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from learner.config import PPOConfig, SACConfig
 from learner.ppo import PPO
@@ -30,6 +31,13 @@ class PPOPolicy:
     def act(self, obs: Any, explore: bool) -> dict[str, np.ndarray]:
         actions, log_prob, value = self.algo.act(obs, deterministic=not explore)
         return {"actions": actions, "log_prob": log_prob, "value": value}
+
+    @torch.inference_mode()
+    def log_prob(self, obs: Any, actions: np.ndarray) -> np.ndarray:
+        """log pi(actions | obs) [N] of this policy: what a chunk stores for actions a person chose."""
+        actor_obs = obs[self.algo.cfg.actor_obs_key] if isinstance(obs, dict) else obs
+        dist = self.algo.model.distribution(torch.as_tensor(actor_obs, dtype=torch.float32))
+        return dist.log_prob(torch.as_tensor(actions, dtype=torch.float32)).sum(dim=-1).numpy()
 
 
 class SACPolicy:

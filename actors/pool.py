@@ -3,7 +3,8 @@
 Every actor keeps two ``rollout`` calls queued so it never idles while the learner works. Ray
 restarts a dead actor (``max_restarts=-1``); its in-flight calls fail and their partial chunks are
 dropped (never counted), new calls go to the same handle and run once the replacement is up. Each
-result names the process that made it, so a replacement is seen by its new pid.
+result names the process that made it, so a replacement is seen by its new pid, and the endpoint of
+its intervention port (a replacement binds a new one): ``hil_ports`` lists the current ones.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ActorRecord:
     handle: Any
     pid: int | None = None
     node_id: str | None = None
+    hil_endpoint: str | None = None
     restarts: int = 0
     dropped_chunks: int = 0
     restart_seconds: list[float] = field(default_factory=list)
@@ -55,6 +57,7 @@ class ActorPool:
         identities = ray.get([r.handle.identity.remote() for r in self.records], timeout=timeout_s)
         for record, identity in zip(self.records, identities, strict=True):
             record.pid, record.node_id = identity["pid"], identity["node_id"]
+            record.hil_endpoint = identity.get("hil_endpoint")
         for index in range(len(self.records)):
             for _ in range(IN_FLIGHT):
                 self._submit(index)
@@ -88,9 +91,23 @@ class ActorPool:
                 if record._failed_at is not None:
                     record.restart_seconds.append(time.monotonic() - record._failed_at)
             record.pid, record._failed_at = pid, None
+            record.hil_endpoint = result["stats"].get("hil_endpoint")
             self._submit(index)
             results.append(result)
         return results
+
+    def hil_ports(self) -> list[dict[str, Any]]:
+        """The actors' intervention ports as ``hil.json`` lists them (actors without one left out)."""
+        return [
+            {
+                "actor_id": r.spec.actor_id,
+                "endpoint": r.hil_endpoint,
+                "num_envs": r.spec.num_envs,
+                "pid": r.pid,
+            }
+            for r in self.records
+            if r.hil_endpoint is not None
+        ]
 
     def status(self) -> list[dict[str, Any]]:
         return [

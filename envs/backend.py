@@ -13,6 +13,8 @@ ended one when ``final_obs_on_termination`` is set. With ``render_ended`` set (c
 width, shadows), ``info["final_frames"]`` holds a frame of every ended episode's last state,
 rendered before the auto-reset, for the envs in ``info["final_frame_ids"]`` (a reward model labels
 the state an episode ended in, which the observation after the step no longer shows).
+``end_episodes(ids, success)`` ends chosen episodes at the next step, whatever the task says (a person's
+label or reset in a human-in-the-loop session).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class BatchedEnv(ABC):
         self.episode_return = np.zeros(num_envs)
         self._renderers: dict[tuple[int, int, bool], mujoco.Renderer] = {}
         self._render_data: mujoco.MjData | None = None
+        # env id -> outcome of the episode ended at the next step (see end_episodes).
+        self._end_requests: dict[int, bool | None] = {}
 
     # ----------------------------------------------------------------- task hooks
     @abstractmethod
@@ -134,6 +138,7 @@ class BatchedEnv(ABC):
 
     # ----------------------------------------------------------------- contract
     def reset(self) -> Obs:
+        self._end_requests.clear()
         self._reset(np.arange(self.num_envs))
         return self._observe()
 
@@ -149,6 +154,8 @@ class BatchedEnv(ABC):
         truncated = self._truncated() & ~terminated
         reward, terms = self._reward()
         success = self._success()
+        if self._end_requests:
+            terminated, truncated, success = self._requested_ends(terminated, truncated, success)
         self.episode_return += reward
         done = terminated | truncated
         info: dict[str, Any] = {
@@ -173,6 +180,24 @@ class BatchedEnv(ABC):
         if done.any():
             self._reset(np.flatnonzero(done))
         return self._observe(), reward, terminated, truncated, info
+
+    def end_episodes(self, ids: np.ndarray, success: bool | None) -> None:
+        """End the episodes of envs ``ids`` at the next ``step``, whatever the task says then.
+
+        ``success=True``: terminated, ``info["success"]`` True (nothing to bootstrap after a success);
+        ``False``: truncated, success False (a failure by judgement, not a terminal state of the MDP, so
+        learners bootstrap); ``None``: truncated unless the task terminates it anyway, success as the
+        task says (a plain reset). The latest request for an env wins.
+        """
+        for env_id in np.asarray(ids, dtype=np.int64).reshape(-1):
+            if not 0 <= env_id < self.num_envs:
+                raise IndexError(f"end_episodes: env {env_id} is out of range 0..{self.num_envs - 1}")
+            self._end_requests[int(env_id)] = success
+
+    @property
+    def camera_names(self) -> list[str]:
+        """The model's camera names in model order (what ``render`` takes besides -1, the free camera)."""
+        return [self.model.camera(i).name for i in range(self.model.ncam)]
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Write joint state [n, nq] / [n, nv] for envs ``ids`` (all by default) and recompute kinematics."""
@@ -234,6 +259,18 @@ class BatchedEnv(ABC):
         self._renderers.clear()
 
     # ----------------------------------------------------------------- internals
+    def _requested_ends(
+        self, terminated: np.ndarray, truncated: np.ndarray, success: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        terminated, truncated, success = terminated.copy(), truncated.copy(), success.copy()
+        for env_id, outcome in self._end_requests.items():
+            if outcome is None:
+                truncated[env_id] = not terminated[env_id]
+            else:
+                terminated[env_id], truncated[env_id], success[env_id] = outcome, not outcome, outcome
+        self._end_requests.clear()
+        return terminated, truncated, success
+
     def _reset(self, ids: np.ndarray) -> None:
         self.batch.state[ids] = self._initial_state
         self.episode_step[ids] = 0

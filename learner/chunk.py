@@ -22,6 +22,9 @@ key                shape / dtype   meaning
                                    rows in ``np.nonzero(truncated)`` order (time-major)
 ``log_prob``       [T, N] f        PPO: log pi_old(action | obs) of the acting policy
 ``value``          [T, N] f        PPO: V(obs) of the acting critic
+``human_label``    [T, N] int8     a person's label of the episode that ended at this step (HIL):
+                                   1 success, 0 failure, -1 none; optional (``ChunkBuilder`` always
+                                   writes it, hand-made chunks may leave it out)
 ``start_frame_ids`` [N] int        reward model on: the frame whose label is the potential of
                                    ``obs[0]`` (the episode's latest frame before the chunk), -1 when
                                    none (an episode that starts in the chunk has potential 0)
@@ -68,9 +71,12 @@ STEP_KEYS = (
 )
 OBS_KEYS = ("obs", "last_obs", "final_obs")
 PPO_KEYS = ("log_prob", "value")
+# Optional per-step keys, carried by concat_chunks / slice_chunk like the PPO ones.
+HIL_KEYS = ("human_label",)
+OPTIONAL_STEP_KEYS = (*PPO_KEYS, *HIL_KEYS)
 ENV_KEYS = ("start_frame_ids",)
 _BOOL_KEYS = ("terminated", "truncated", "intervention", "reward_pending")
-_INT_KEYS = ("policy_version", "frame_ids")
+_INT_KEYS = ("policy_version", "frame_ids", "human_label")
 _FLOAT_KEYS = ("rewards", "log_prob", "value")
 
 
@@ -116,7 +122,7 @@ def validate_chunk(chunk: Chunk, require: Sequence[str] = ()) -> tuple[int, int]
     t, n = rewards.shape
     source = " (T, N as in chunk['rewards'])"
 
-    for key in (*STEP_KEYS, *(k for k in PPO_KEYS if k in chunk)):
+    for key in (*STEP_KEYS, *(k for k in OPTIONAL_STEP_KEYS if k in chunk)):
         value = _check_array(f"chunk[{key!r}]", chunk[key])
         if key == "actions":
             if value.ndim != 3 or value.shape[:2] != (t, n):
@@ -133,6 +139,9 @@ def validate_chunk(chunk: Chunk, require: Sequence[str] = ()) -> tuple[int, int]
 
     if not np.isfinite(chunk["actions"]).all():
         raise ChunkError("chunk['actions'] holds non-finite values")
+    if "human_label" in chunk and not np.isin(chunk["human_label"], (-1, 0, 1)).all():
+        bad = np.unique(chunk["human_label"][~np.isin(chunk["human_label"], (-1, 0, 1))]).tolist()
+        raise ChunkError(f"chunk['human_label'] holds {bad}; allowed: -1 (none), 0 (failure), 1 (success)")
     settled = ~chunk["reward_pending"]
     if not np.isfinite(rewards[settled]).all():
         raise ChunkError("chunk['rewards'] holds non-finite values at steps not marked reward_pending")
@@ -183,7 +192,7 @@ def concat_chunks(chunks: Sequence[Chunk], axis: int = 1) -> Chunk:
     if len({s[other] for s in shapes}) != 1:
         what = "T" if axis == 1 else "N"
         raise ChunkError(f"concat_chunks(axis={axis}) needs equal {what}; chunks have (T, N) = {shapes}")
-    optional = [k for k in PPO_KEYS if all(k in c for c in chunks)]
+    optional = [k for k in OPTIONAL_STEP_KEYS if all(k in c for c in chunks)]
     out: Chunk = {key: np.concatenate([c[key] for c in chunks], axis=axis) for key in (*STEP_KEYS, *optional)}
     out["obs"] = _concat_obs([c["obs"] for c in chunks], axis)
     if all("start_frame_ids" in c for c in chunks):
@@ -222,7 +231,9 @@ def slice_chunk(chunk: Chunk, start: int, stop: int, envs: np.ndarray) -> Chunk:
         raise ValueError(f"slice_chunk: need 0 <= start < stop <= {t}, got {start}:{stop}")
     envs = np.asarray(envs, dtype=np.int64)
     out: Chunk = {
-        key: chunk[key][start:stop][:, envs].copy() for key in (*STEP_KEYS, *PPO_KEYS) if key in chunk
+        key: chunk[key][start:stop][:, envs].copy()
+        for key in (*STEP_KEYS, *OPTIONAL_STEP_KEYS)
+        if key in chunk
     }
     out["obs"] = map_obs(lambda a: a[start:stop][:, envs].copy(), chunk["obs"])
     if stop == t:
@@ -325,6 +336,7 @@ class ChunkBuilder:
         intervention: np.ndarray | None = None,
         reward_pending: np.ndarray | None = None,
         frame_ids: np.ndarray | None = None,
+        human_label: np.ndarray | None = None,
     ) -> None:
         n = self.num_envs
         truncated = np.asarray(truncated, dtype=bool)
@@ -338,6 +350,9 @@ class ChunkBuilder:
             "intervention": _flags(intervention, n),
             "reward_pending": _flags(reward_pending, n),
             "frame_ids": np.full(n, -1, np.int64) if frame_ids is None else np.asarray(frame_ids, np.int64),
+            "human_label": np.full(n, -1, np.int8)
+            if human_label is None
+            else np.asarray(human_label, np.int8),
         }
         if log_prob is not None:
             step["log_prob"] = np.asarray(log_prob, dtype=np.float32)

@@ -18,6 +18,8 @@ Conventions:
   phi(s_T) near 1, a failure what its last frame shows. (Ng's phi(terminal) = 0 would turn every
   success into a penalty of -phi(s_{T-1}).)
 - The success bonus ``b`` is paid only at steps whose own frame was labelled (fresh, not held).
+- A person's label beats the model (HIL): where the chunk's ``human_label`` is 1 the step counts as a
+  success (bonus paid, labelled frame or not), where it is 0 as no success, whatever ``done_prob`` says.
 
 A step is *labelled* when the labels of both potentials it reads are ``ok``; it is *unlabelled* when
 one of them failed (any other status) or has not come back by the deadline. ``Relabeller`` holds
@@ -128,6 +130,8 @@ def resolve(
     failed = (known_b & ~ok_b) | (known_a & ~ok_a)
     state = np.where(failed, FAILED, np.where(known_b & known_a, READY, WAITING)).astype(np.int8)
     success = (chunk["frame_ids"] >= 0) & (done_a > cfg.success_threshold)
+    human = np.asarray(chunk.get("human_label", np.full(success.shape, -1, np.int8)))
+    success = np.where(human >= 0, human == 1, success)
     rewards = shaped_rewards(env_rewards, phi_b, phi_a, success, cfg)
     # Where labels are missing, the weighted env reward keeps the array finite (those steps stay pending).
     rewards = np.where(state == READY, rewards, cfg.env_reward_weight * env_rewards).astype(np.float32)

@@ -39,6 +39,8 @@ class Trainer(Protocol):
 
     def replay_size(self) -> int: ...
 
+    def demo_size(self) -> int: ...
+
     def save(self, path: Path, extra: dict[str, Any]) -> None: ...
 
     def load(self, path: Path) -> dict[str, Any]: ...
@@ -105,6 +107,9 @@ class PPOTrainer:
     def replay_size(self) -> int:
         return 0
 
+    def demo_size(self) -> int:
+        return 0
+
     def save(self, path: Path, extra: dict[str, Any]) -> None:
         save_checkpoint(path, self.algo, extra=extra)
 
@@ -163,6 +168,9 @@ class SACTrainer:
 
     def replay_size(self) -> int:
         return len(self.online)
+
+    def demo_size(self) -> int:
+        return len(self.demo)
 
     def save(self, path: Path, extra: dict[str, Any]) -> None:
         save_checkpoint(

@@ -59,8 +59,14 @@ class LearnerConfig(Section):
 
 class EvalConfig(Section):
     every_s: float = Field(default=60.0, gt=0)
+    every_env_steps: int | None = Field(
+        default=None, ge=1, description="also evaluate every this many env steps (step-exact learning curves)"
+    )
     num_envs: int = Field(default=16, ge=1)
     episodes: int = Field(default=32, ge=1)
+    stop_at_success: float | None = Field(
+        default=None, gt=0, le=1, description="end the run once an evaluation reaches this success rate"
+    )
 
 
 class RewardModelSection(Section):
@@ -126,7 +132,7 @@ class ExperimentConfig(Section):
     reward_model: RewardModelSection = Field(default_factory=RewardModelSection)
     hil: HilConfig = Field(default_factory=HilConfig, description="human-in-the-loop intervention ports")
     demos: list[str] = Field(
-        default_factory=list, description="SAC/RLPD demonstrations: session folders or .npz buffer files (--demos)"
+        default_factory=list, description="SAC/RLPD demonstrations: session folders or .npz buffers (--demos)"
     )
     total_env_steps: int = Field(default=1_000_000, ge=1)
     max_minutes: float | None = Field(default=None, gt=0, description="stop after this wall time")

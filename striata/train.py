@@ -204,17 +204,19 @@ def actor_specs(config: ExperimentConfig, reward: RewardSpec | None = None) -> l
 def load_demonstrations(config: ExperimentConfig, console: Console) -> DemoBuffer | None:
     """The demo buffer of ``config.demos`` (sessions or buffer files), checked against the task's spaces.
 
-    Demonstrations are for SAC/RLPD; a config whose ``sac.demo_ratio`` is 0 gets RLPD's 0.5.
+    Demonstrations are for SAC/RLPD; a SAC config with demos or human interventions (``hil``) whose
+    ``sac.demo_ratio`` is 0 gets RLPD's 0.5, or the demo buffer would never be sampled.
     """
-    if not config.demos:
-        return None
-    if config.algo != "sac":
+    if config.demos and config.algo != "sac":
         raise ConfigFileError(
             f"--demos: demonstrations are for SAC/RLPD; this config trains with algo {config.algo}"
         )
-    if config.sac.demo_ratio == 0:
+    if config.algo == "sac" and (config.demos or config.hil.enabled) and config.sac.demo_ratio == 0:
         config.sac = config.sac.model_copy(update={"demo_ratio": 0.5})
-        console.print("demos: sac.demo_ratio is 0; using 0.5 (RLPD: half of each batch from the demos)")
+        source = "demos" if config.demos else "hil"
+        console.print(f"{source}: sac.demo_ratio is 0; using 0.5 (RLPD: half of each batch from the demos)")
+    if not config.demos:
+        return None
     env = make_env(config.task, num_envs=1, seed=config.seed, config=config.task_settings())
     try:
         obs = env.reset()
@@ -353,7 +355,7 @@ class Training:
                     self._write_hil(pool)
                     now = time.monotonic()
                     self.counters.seconds = now - start
-                    if now - last_eval >= config.eval.every_s:
+                    if now - last_eval >= config.eval.every_s or self._eval_due_by_steps():
                         self._evaluate()
                         last_eval = now
                     if now - last_checkpoint >= config.checkpoint_every_s:
@@ -477,6 +479,11 @@ class Training:
         weights = ray.put(self.trainer.policy_weights())
         ray.get(store.publish.remote(self.trainer.version, [weights]))
 
+    def _eval_due_by_steps(self) -> bool:
+        every = self.config.eval.every_env_steps
+        last = self.evaluations[-1]["env_steps"] if self.evaluations else 0
+        return every is not None and self.counters.env_steps - last >= every
+
     def _evaluate(self) -> None:
         result = evaluate(self.trainer, self.eval_env, self.config.eval.episodes)
         result["env_steps"] = self.counters.env_steps
@@ -488,6 +495,10 @@ class Training:
             f"eval @ {self.counters.env_steps} steps, {result['minutes']} min: "
             f"success {result['success']:.2f}, return {result['return']:.2f}, length {result['length']:.1f}"
         )
+        target = self.config.eval.stop_at_success
+        if target is not None and result["success"] >= target and not self._stop:
+            self.console.print(f"eval success {result['success']:.2f} >= stop_at_success {target}: stopping")
+            self._stop = True
 
     def _checkpoint(self) -> None:
         self.trainer.save(

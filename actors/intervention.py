@@ -1,0 +1,549 @@
+"""The intervention port: how a person reaches the envs of a running job (actors/INTERVENTION.md).
+
+``InterventionPort`` binds a ZMQ ROUTER on a free port and is served from its owner's stepping
+thread (``EnvActor``; anything else with batched envs can own one the same way): ``poll`` handles
+what arrived without blocking, ``serve_until`` keeps handling messages while the owner paces its
+steps, ``hold`` while a client has paused it. The port knows no env: its owner asks it which actions
+to replace (``actions``) and which episodes to end (``take_ends``), lets it render the frames that
+are due (``send_frames``) and hands it the ``step`` / ``episode_end`` messages of watched envs.
+
+Every message from a client is checked (version, type, fields, env index, finite numbers, size);
+a bad one is answered with ``error`` and otherwise ignored, so no bytes on the socket can stop the
+actor. One client controls an env at a time; a client silent for ``client_timeout_s`` is dropped and
+its envs go back to the policy. Sends never block: a client too slow to read loses messages.
+
+``HilConfig`` is the ``hil`` section of an experiment config. On the driver's side,
+``write_hil_file`` publishes a job's ports in ``RUN_DIR/hil.json`` and ``InterventionLog`` sums up
+what people did (intervention rate, takeovers per episode, transitions the learner got, labels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from deploy.curve import CurveServer
+from learner.files import atomic_write
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_CLIENTS = 32
+MAX_MESSAGES_PER_POLL = 1000  # a flooding client cannot hold the env back for longer than this
+MAX_FPS = 60.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+FREE_CAMERA = "free"  # MuJoCo's free camera (-1), offered when a model has no camera of its own
+LABEL_NONE, LABEL_FAILURE, LABEL_SUCCESS = -1, 0, 1
+HIL_FILE = "hil.json"
+
+
+class HilConfig(BaseModel):
+    """Human-in-the-loop: each actor serves an intervention port (off by default)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = False
+    allow_remote: bool = Field(default=False, description="allow hil.host beyond loopback (then use Curve)")
+    host: str = Field(default="127.0.0.1", description="address each actor's port binds (a free port)")
+    curve_secret: Path | None = Field(default=None, description="CurveZMQ: the ports' .key_secret")
+    curve_clients: Path | None = Field(
+        default=None, description="CurveZMQ: folder of the authorised consoles' .key files"
+    )
+    client_timeout_s: float = Field(default=2.0, gt=0, description="a client silent this long is dropped")
+    action_timeout_s: float = Field(
+        default=0.3, gt=0, description="a person's action older than this is replaced by the neutral one"
+    )
+    max_pause_s: float = Field(default=60.0, ge=0, description="longest pause a client can hold an actor in")
+    takeover_speed: float = Field(
+        default=1.0, gt=0, description="pace while an env is taken over: 1.0 = real time (control_dt a step)"
+    )
+    camera: str | None = Field(default=None, description="frames' default camera; default: the task's first")
+    width: int = Field(default=160, ge=16, le=1920)
+    height: int = Field(default=120, ge=16, le=1080)
+    jpeg_quality: int = Field(default=80, ge=1, le=95)
+    shadows: bool = Field(
+        default=False, description="render shadows and reflections (several times slower on software GL)"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_allowed(cls, host: str, info: ValidationInfo) -> str:
+        if host not in LOOPBACK_HOSTS and not info.data.get("allow_remote", False):
+            raise ValueError(f"{host!r} binds beyond loopback; set hil.allow_remote: true (and Curve keys)")
+        return host
+
+    @model_validator(mode="after")
+    def _curve_pair(self) -> HilConfig:
+        if (self.curve_secret is None) != (self.curve_clients is None):
+            raise ValueError("hil.curve_secret and hil.curve_clients are given together or not at all")
+        return self
+
+    def chunk_allowance_s(self, chunk_length: int, control_dt: float) -> float:
+        """Extra seconds a chunk may take with the port on: one full pause, every step at takeover pace."""
+        if not self.enabled:
+            return 0.0
+        return self.max_pause_s + chunk_length * control_dt / self.takeover_speed
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """What a ``welcome`` tells a client about the envs behind the port."""
+
+    actor_id: int
+    task: str
+    task_text: str
+    num_envs: int
+    action_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    control_dt: float
+    cameras: tuple[str, ...]
+
+
+@dataclass
+class _Client:
+    name: str
+    last_seen: float
+    watch: int | None = None
+    camera: str = ""
+    fps: float = 10.0  # 0: no frames (after a render failed)
+    next_frame_at: float = 0.0
+
+
+class _Refusal(Exception):
+    """A client message the port does not act on; becomes an ``error`` reply."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """uint8 [H, W, 3] RGB as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+class InterventionPort:
+    """The ROUTER socket of one actor and what its clients asked for (see the module docstring)."""
+
+    def __init__(self, cfg: HilConfig, info: PortInfo, default_camera: str | None = None) -> None:
+        if not info.cameras:
+            raise ValueError("an intervention port needs at least one camera name (FREE_CAMERA for none)")
+        self.cfg = cfg
+        self.info = info
+        self.default_camera = default_camera or info.cameras[0]
+        if self.default_camera not in info.cameras:
+            raise ValueError(f"hil.camera: {self.default_camera!r} is not among {list(info.cameras)}")
+        n, a = info.num_envs, info.action_dim
+        self.low = np.broadcast_to(np.asarray(info.action_low, dtype=np.float64), (a,)).copy()
+        self.high = np.broadcast_to(np.asarray(info.action_high, dtype=np.float64), (a,)).copy()
+        self.neutral = np.clip(np.zeros(a), self.low, self.high)
+        self._controller: list[bytes | None] = [None] * n
+        self._action = np.zeros((n, a))
+        self._action_time = np.full(n, -math.inf)
+        self._ends: dict[int, int] = {}
+        self._clients: dict[bytes, _Client] = {}
+        self._paused_by: bytes | None = None
+        self._paused_since = 0.0
+        self._context = zmq.Context()
+        self._sock = self._context.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 1000)
+        self._sock.setsockopt(zmq.RCVHWM, 1000)
+        self._auth = None
+        if cfg.curve_secret is not None and cfg.curve_clients is not None:
+            self._auth = CurveServer(cfg.curve_secret, cfg.curve_clients).apply(self._context, self._sock)
+        host = cfg.host
+        if ":" in host:
+            self._sock.setsockopt(zmq.IPV6, 1)
+            host = f"[{host}]"
+        port = self._sock.bind_to_random_port(f"tcp://{host}")
+        self.endpoint = f"tcp://{host}:{port}"
+        self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
+            "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,
+            "unwatch": self._unwatch, "takeover": self._takeover, "handback": self._handback,
+            "action": self._action_msg, "label": self._label, "reset": self._reset, "pause": self._pause,
+        }  # fmt: skip
+
+    # ----------------------------------------------------------------- serving
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Handle what arrived (waiting up to ``timeout_s`` for a first message), then drop silent clients."""
+        if timeout_s > 0:
+            self._sock.poll(max(1, math.ceil(timeout_s * 1000)))
+        for _ in range(MAX_MESSAGES_PER_POLL):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._handle(frames, time.monotonic())
+        self._expire(time.monotonic())
+
+    def serve_until(self, deadline: float) -> None:
+        """Keep handling messages until ``time.monotonic()`` reaches ``deadline`` (pacing a step); at least
+        one ``poll``, even when the deadline has passed."""
+        self.poll(max(deadline - time.monotonic(), 0.0))
+        while (left := deadline - time.monotonic()) > 0:
+            self.poll(left)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_by is not None
+
+    def hold(self, budget_s: float) -> float:
+        """Serve the port while paused, at most ``budget_s`` (then the pause ends); returns seconds held.
+
+        A pause also ends after ``max_pause_s``, or when the client that paused is dropped.
+        """
+        start = time.monotonic()
+        while self.paused:
+            now = time.monotonic()
+            left = min(budget_s - (now - start), self.cfg.max_pause_s - (now - self._paused_since))
+            if left <= 0:
+                self._unpause("max_pause_s")
+                break
+            self.poll(min(left, 0.05))
+        return time.monotonic() - start
+
+    # ----------------------------------------------------------------- what the owner asks
+    @property
+    def controlled(self) -> np.ndarray:
+        """[N] bool: envs a client has taken over."""
+        return np.array([c is not None for c in self._controller], dtype=bool)
+
+    def actions(self, policy_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The actions to execute and the envs a person acted in ([N] bool).
+
+        A controlled env gets its client's latest action while it is younger than ``action_timeout_s``,
+        the neutral action (zeros, clipped to the bounds) after that or before the first one.
+        """
+        controlled = self.controlled
+        if not controlled.any():
+            return policy_actions, controlled
+        out = np.array(policy_actions, copy=True)
+        fresh = time.monotonic() - self._action_time < self.cfg.action_timeout_s
+        out[controlled & fresh] = self._action[controlled & fresh]
+        out[controlled & ~fresh] = self.neutral
+        return out, controlled
+
+    def take_ends(self) -> dict[int, int]:
+        """Episodes to end at the coming step: env -> LABEL_SUCCESS, LABEL_FAILURE or LABEL_NONE (a reset)."""
+        ends, self._ends = self._ends, {}
+        return ends
+
+    def watched(self) -> set[int]:
+        """Envs some client watches."""
+        return {c.watch for c in self._clients.values() if c.watch is not None}
+
+    def send_frames(
+        self, render: Callable[[int, str], np.ndarray], t: np.ndarray, episode: np.ndarray
+    ) -> None:
+        """Render (``render(env, camera) -> uint8 [H, W, 3]``) and send the frames that are due.
+
+        A frame is due for a watcher when its ``fps`` allows; each (env, camera) is rendered once for all
+        its watchers. ``t`` and ``episode`` [N] name the step whose observation the frame shows.
+        """
+        now = time.monotonic()
+        due: dict[tuple[int, str], list[bytes]] = {}
+        for identity, client in self._clients.items():
+            if client.watch is not None and client.fps > 0 and now >= client.next_frame_at:
+                due.setdefault((client.watch, client.camera), []).append(identity)
+                client.next_frame_at = max(client.next_frame_at + 1.0 / client.fps, now)
+        for (env, camera), identities in due.items():
+            try:
+                image = render(env, camera)
+            except (ValueError, RuntimeError) as exc:  # e.g. a frame larger than the model's framebuffer
+                for identity in identities:
+                    self._clients[identity].fps = 0.0
+                    self._error(identity, "render_failed", f"camera {camera!r} of env {env}: {exc}")
+                continue
+            message = self._pack({
+                "type": "frame", "env": env, "episode": int(episode[env]), "t": int(t[env]),
+                "camera": camera, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                "jpeg": encode_jpeg(image, self.cfg.jpeg_quality),
+            })  # fmt: skip
+            for identity in identities:
+                self._send_packed(identity, message)
+
+    def send_to_watchers(self, env: int, message: dict[str, Any]) -> None:
+        """Send ``message`` (``step`` or ``episode_end``, without ``v``) to every client watching ``env``."""
+        packed: bytes | None = None
+        for identity, client in self._clients.items():
+            if client.watch == env:
+                packed = packed or self._pack(message)
+                self._send_packed(identity, packed)
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+        self._context.term()
+
+    # ----------------------------------------------------------------- messages in
+    def _handle(self, frames: list[bytes], now: float) -> None:
+        identity = frames[0]
+        try:
+            message = self._decode(frames)
+            client = self._clients.get(identity)
+            if client is None:
+                if len(self._clients) >= MAX_CLIENTS:
+                    raise _Refusal("too_many_clients", f"this port serves at most {MAX_CLIENTS} clients")
+                client = self._clients[identity] = _Client(name="", last_seen=now)
+            client.last_seen = now
+            self._handlers[message["type"]](identity, client, message, now)
+        except _Refusal as refusal:
+            self._error(identity, refusal.reason, refusal.detail)
+
+    def _decode(self, frames: list[bytes]) -> dict[str, Any]:
+        if len(frames) != 2:
+            raise _Refusal("bad_message", f"expected one frame per message, got {len(frames) - 1}")
+        payload = frames[1]
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise _Refusal("too_large", f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+        try:
+            message = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:  # any undecodable bytes from a peer are that peer's error
+            raise _Refusal("bad_message", f"not msgpack ({type(exc).__name__})") from None
+        if not isinstance(message, dict):
+            raise _Refusal("bad_message", f"expected a msgpack map, got {type(message).__name__}")
+        if message.get("v") != PROTOCOL_VERSION:
+            raise _Refusal(
+                "bad_version", f"v: {_short(message.get('v'))}; this port speaks v {PROTOCOL_VERSION}"
+            )
+        kind = message.get("type")
+        if not isinstance(kind, str) or kind not in self._handlers:
+            raise _Refusal("unknown_type", f"type {_short(kind)}; known: {', '.join(self._handlers)}")
+        return message
+
+    def _env(self, message: dict[str, Any]) -> int:
+        env = message.get("env")
+        if not isinstance(env, int) or isinstance(env, bool):
+            raise _Refusal("bad_field", f"env: expected an int, got {_short(env)}")
+        if not 0 <= env < self.info.num_envs:
+            raise _Refusal("bad_env", f"env {env} is out of range 0..{self.info.num_envs - 1}")
+        return env
+
+    def _bool(self, message: dict[str, Any], key: str) -> bool:
+        value = message.get(key)
+        if not isinstance(value, bool):
+            raise _Refusal("bad_field", f"{key}: expected true or false, got {_short(value)}")
+        return value
+
+    def _free_or_mine(self, identity: bytes, env: int) -> None:
+        holder = self._controller[env]
+        if holder is not None and holder != identity:
+            raise _Refusal("busy", f"env {env} is controlled by another client")
+
+    def _hello(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        name = message.get("client", "")
+        if not isinstance(name, str) or len(name) > 100:
+            raise _Refusal(
+                "bad_field", f"client: expected a name of at most 100 characters, got {_short(name)}"
+            )
+        client.name = name
+        self._send(identity, {"type": "welcome", **asdict(self.info), "default_camera": self.default_camera})
+
+    def _ping(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        self._send(identity, {"type": "pong"})
+
+    def _bye(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        self._drop(identity)
+
+    def _watch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        camera = message.get("camera")
+        if camera is None:
+            camera = self.default_camera
+        elif not isinstance(camera, str) or camera not in self.info.cameras:
+            raise _Refusal("bad_field", f"camera: {_short(camera)} is not among {list(self.info.cameras)}")
+        fps = message.get("fps", 10.0)
+        if not _is_number(fps) or not 0 < fps <= MAX_FPS:
+            raise _Refusal("bad_field", f"fps: expected a number in (0, {MAX_FPS:g}], got {_short(fps)}")
+        client.watch, client.camera, client.fps, client.next_frame_at = env, camera, float(fps), now
+
+    def _unwatch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        client.watch = None
+
+    def _takeover(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        self._free_or_mine(identity, env)
+        if self._controller[env] is None:
+            self._controller[env] = identity
+            self._action_time[env] = -math.inf  # neutral until the client's first action
+        self._send(identity, {"type": "control", "env": env, "controlled": True})
+
+    def _handback(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        if self._controller[env] != identity:
+            raise _Refusal("not_controller", f"env {env} is not controlled by this client")
+        self._controller[env] = None
+        self._send(identity, {"type": "control", "env": env, "controlled": False})
+
+    def _action_msg(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        action = message.get("action")
+        a = self.info.action_dim
+        if not isinstance(action, list | tuple) or len(action) != a or not all(map(_is_number, action)):
+            raise _Refusal("bad_field", f"action: expected a list of {a} numbers, got {_short(action)}")
+        values = np.asarray(action, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise _Refusal("bad_field", f"action: values must be finite, got {_short(action)}")
+        if self._controller[env] != identity:
+            raise _Refusal(
+                "not_controller", f"env {env} is not controlled by this client; send takeover first"
+            )
+        self._action[env] = np.clip(values, self.low, self.high)
+        self._action_time[env] = now
+
+    def _label(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        success = self._bool(message, "success")
+        self._free_or_mine(identity, env)
+        self._ends[env] = LABEL_SUCCESS if success else LABEL_FAILURE
+
+    def _reset(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        self._free_or_mine(identity, env)
+        self._ends[env] = LABEL_NONE
+
+    def _pause(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        if self._bool(message, "paused"):
+            if self._paused_by is None:
+                self._paused_since = now
+            self._paused_by = identity
+            self._broadcast({"type": "paused", "paused": True, "reason": "client"})
+        elif self.paused:
+            self._unpause("client")
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _unpause(self, reason: str) -> None:
+        self._paused_by = None
+        self._broadcast({"type": "paused", "paused": False, "reason": reason})
+
+    def _expire(self, now: float) -> None:
+        timeout = self.cfg.client_timeout_s
+        for identity in [i for i, c in self._clients.items() if now - c.last_seen > timeout]:
+            self._drop(identity)
+
+    def _drop(self, identity: bytes) -> None:
+        """Forget a client: its watch ends, its envs go back to the policy, its pause ends."""
+        self._clients.pop(identity, None)
+        self._controller = [None if c == identity else c for c in self._controller]
+        if self._paused_by == identity:
+            self._unpause("client_gone")
+
+    # ----------------------------------------------------------------- messages out
+    def _pack(self, message: dict[str, Any]) -> bytes:
+        return msgpack.packb({"v": PROTOCOL_VERSION, **message}, use_bin_type=True)
+
+    def _send_packed(self, identity: bytes, payload: bytes) -> None:
+        # A client whose queue is full misses this message; the env goes on.
+        with contextlib.suppress(zmq.Again):
+            self._sock.send_multipart([identity, payload], zmq.NOBLOCK)
+
+    def _send(self, identity: bytes, message: dict[str, Any]) -> None:
+        self._send_packed(identity, self._pack(message))
+
+    def _error(self, identity: bytes, reason: str, detail: str) -> None:
+        self._send(identity, {"type": "error", "reason": reason, "detail": detail})
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        payload = self._pack(message)
+        for identity in self._clients:
+            self._send_packed(identity, payload)
+
+
+def obs_row(obs: np.ndarray | dict[str, np.ndarray], row: int) -> dict[str, list[float]]:
+    """One env's observation as a ``step`` message carries it: name -> floats.
+
+    A plain array is named ``state``; of a dict, every float array by its key (camera frames, uint8,
+    travel as ``frame`` messages instead).
+    """
+    if isinstance(obs, dict):
+        return {
+            key: np.asarray(value[row], dtype=np.float64).ravel().tolist()
+            for key, value in obs.items()
+            if np.issubdtype(np.asarray(value).dtype, np.floating)
+        }
+    return {"state": np.asarray(obs[row], dtype=np.float64).ravel().tolist()}
+
+
+def port_cameras(cameras: Sequence[str]) -> tuple[str, ...]:
+    """Camera names a port offers: the model's, or the free camera when it has none."""
+    return tuple(cameras) or (FREE_CAMERA,)
+
+
+def write_hil_file(run_dir: Path, task: str, ports: list[dict[str, Any]], finished: bool = False) -> None:
+    """Write ``run_dir/hil.json`` atomically: the job's ports (``ActorPool.hil_ports``), whether it ended."""
+    data = {
+        "v": PROTOCOL_VERSION,
+        "task": task,
+        "actors": ports,
+        "updated_at": time.time(),
+        "finished": finished,
+    }
+    atomic_write(run_dir / HIL_FILE, lambda f: f.write(json.dumps(data, indent=2).encode()))
+
+
+class InterventionLog:
+    """What people did in a run, from the actors' statistics and the chunks the learner received.
+
+    ``intervention_rate`` is the share of the steps of the last ``window`` finished episodes that a
+    person acted in; ``takeovers_per_episode`` their mean number of takeovers.
+    """
+
+    def __init__(self, window: int = 100) -> None:
+        self.interventions: deque[int] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.takeovers: deque[int] = deque(maxlen=window)
+        self.intervention_transitions = 0
+        self.human_labels = {"success": 0, "failure": 0}
+
+    def add_stats(self, stats: dict[str, Any]) -> None:
+        """An actor result's ``stats``: its finished episodes and the labels people gave."""
+        self.interventions.extend(stats["episode_interventions"])
+        self.lengths.extend(stats["episode_lengths"])
+        self.takeovers.extend(stats["episode_takeovers"])
+        for key in self.human_labels:
+            self.human_labels[key] += int(stats["human_labels"][key])
+
+    def add_learner_chunk(self, chunk: dict[str, Any]) -> None:
+        """A chunk handed to the learner: its flagged steps with a reward count as received."""
+        self.intervention_transitions += int((chunk["intervention"] & ~chunk["reward_pending"]).sum())
+
+    def scalars(self) -> dict[str, float]:
+        out = {"intervention_transitions": float(self.intervention_transitions)}
+        if self.lengths:
+            out["intervention_rate"] = sum(self.interventions) / max(sum(self.lengths), 1)
+            out["takeovers_per_episode"] = float(np.mean(self.takeovers))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "intervention_transitions": self.intervention_transitions,
+            "human_labels": dict(self.human_labels),
+        }
