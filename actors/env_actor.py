@@ -30,7 +30,9 @@ policy gradient (learner/ppo.py masks them), only the critic learns from them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ from envs.registry import make_env, task_entry
 from learner.chunk import ChunkBuilder
 
 MAX_TRACKED_FRAMES = 100_000  # reward-model frames awaiting a label, for the console's progress plot
+IDLE_POLL_S = 0.02  # how often the port is served between chunks
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,19 @@ class HumanLoop:
         self._last_step = time.monotonic()
         self._pause_left = cfg.max_pause_s
         self.start_chunk()
+        # Between chunks (the learner is busy, or the actor waits for its next call) a thread keeps the
+        # port answering: pings, hand-backs and takeovers are handled, and the console stays connected.
+        # ``stepping`` holds the lock for a whole chunk, so the socket is used by one thread at a time.
+        self.lock = threading.Lock()
+        self._closed = threading.Event()
+        self._idle = threading.Thread(target=self._serve_between_chunks, daemon=True)
+        self._idle.start()
+
+    def _serve_between_chunks(self) -> None:
+        while not self._closed.wait(IDLE_POLL_S):
+            with self.lock:
+                if not self._closed.is_set():
+                    self.port.poll()
 
     def start_chunk(self) -> None:
         """Reset the per-chunk statistics and the chunk's pause budget."""
@@ -221,7 +237,10 @@ class HumanLoop:
                 self.progress[where[0]] = float(progress)
 
     def close(self) -> None:
-        self.port.close()
+        self._closed.set()
+        with self.lock:
+            self.port.close()
+        self._idle.join(timeout=1.0)
 
 
 class EnvActor:
@@ -265,6 +284,10 @@ class EnvActor:
 
     def step_chunk(self) -> dict[str, Any]:
         """One chunk with the weights this actor holds: the chunk, the labels, the statistics."""
+        with self.hil.lock if self.hil else contextlib.nullcontext():
+            return self._step_chunk()
+
+    def _step_chunk(self) -> dict[str, Any]:
         builder = ChunkBuilder(self.env.num_envs)
         episodes = EpisodeLog()
         term_sums: dict[str, float] = {}

@@ -265,6 +265,30 @@ def bench_pipeline_command(
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench_app.command("hil")
+def bench_hil_command(
+    config: Annotated[Path, typer.Argument(help="experiment YAML")] = Path("configs/panda_pick.yaml"),
+    episodes: Annotated[int, typer.Option(min=1, help="episodes the scripted operator takes over")] = 10,
+    target: Annotated[float, typer.Option(min=0.05, max=1.0, help="eval success rate to reach")] = 0.8,
+    eval_every: Annotated[int, typer.Option(min=100, help="evaluate every this many env steps")] = 2000,
+    max_env_steps: Annotated[int, typer.Option(min=1000, help="give up after this many env steps")] = 200_000,
+    max_minutes: Annotated[float, typer.Option(min=1, help="give up after this many minutes per run")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Env steps to a success rate with a scripted operator intervening through the console, and without."""
+    from striata.experiment import ExperimentConfig
+
+    with user_errors(ExperimentConfig):
+        from striata.bench_hil import bench_hil
+        from striata.experiment import load_experiment
+
+        experiment = load_experiment(config, parse_overrides(overrides or []))
+        limits = {"eval_every": eval_every, "max_env_steps": max_env_steps, "max_minutes": max_minutes}
+        result = bench_hil(config, experiment, list(overrides or []), episodes, target, **limits)
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
