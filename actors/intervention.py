@@ -151,7 +151,10 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 class InterventionPort:
     """The ROUTER socket of one actor and what its clients asked for (see the module docstring)."""
 
-    def __init__(self, cfg: HilConfig, info: PortInfo, default_camera: str | None = None) -> None:
+    def __init__(
+        self, cfg: HilConfig, info: PortInfo, default_camera: str | None = None, port: int | None = None
+    ) -> None:
+        """Bind at ``cfg.host`` on ``port``, or on a free port when it is None (``endpoint`` says which)."""
         if not info.cameras:
             raise ValueError("an intervention port needs at least one camera name (FREE_CAMERA for none)")
         self.cfg = cfg
@@ -182,7 +185,14 @@ class InterventionPort:
         if ":" in host:
             self._sock.setsockopt(zmq.IPV6, 1)
             host = f"[{host}]"
-        port = self._sock.bind_to_random_port(f"tcp://{host}")
+        if port is None:
+            port = self._sock.bind_to_random_port(f"tcp://{host}")
+        else:
+            try:
+                self._sock.bind(f"tcp://{host}:{port}")
+            except zmq.ZMQError:
+                self.close()  # an address in use: release the socket and the auth thread
+                raise
         self.endpoint = f"tcp://{host}:{port}"
         self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
             "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,

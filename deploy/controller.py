@@ -14,6 +14,11 @@ robot's remote (state ``remote``: start, A, select edge-triggered) or a ``--sequ
 events for scripts and tests (``interpolate@0.5,policy@4,damping@24,quit@25``, seconds from start).
 Measured loop lateness, policy latency and bridge round trips are logged and summarised; every
 step's state, phase and command, and the policy's observations and actions, go to an NPZ recording.
+
+With ``intervene`` set (``--intervene tcp://127.0.0.1:PORT``) the controller also serves an intervention
+port (actors/INTERVENTION.md; ``deploy.intervention``): a person at `striata intervene` can take the
+robot over in the policy phase (their actions go through the bridge's safety like the policy's), pause
+it (hold) and label what it did; the recording flags every step a person acted in.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from queue import Empty, Queue
 from typing import Any, TextIO
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from deploy.client import BridgeClient, BridgeUnavailableError
 from deploy.curve import CurveClient, CurveKeyError
+from deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
 from deploy.observers import make_observer
 from deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
 from learner.export import PolicyMetadata, load_motion, make_session, read_metadata
@@ -137,6 +143,26 @@ class ControllerConfig(BaseModel):
     )
     curve_secret: Path | None = Field(default=None, description="CurveZMQ: this controller's .key_secret")
     curve_server_key: Path | None = Field(default=None, description="CurveZMQ: the bridge's public .key")
+    intervene_allow_remote: bool = Field(default=False, description="let the port bind beyond loopback")
+    intervene: str | None = Field(
+        default=None,
+        description="serve an intervention port for `striata intervene` at tcp://HOST:PORT (PORT *: a free "
+        "one); HOST must be loopback unless intervene_allow_remote",
+    )
+    intervene_curve_secret: Path | None = Field(default=None, description="CurveZMQ: the port's .key_secret")
+    intervene_curve_clients: Path | None = Field(
+        default=None, description="CurveZMQ: folder of the authorised consoles' .key files"
+    )
+    intervene_action_limit: float = Field(
+        default=1.0, gt=0, description="a person's actions are clipped to +-this (policy action units)"
+    )
+
+    @field_validator("intervene")
+    @classmethod
+    def _intervention_address(cls, address: str | None, info: ValidationInfo) -> str | None:
+        if address is not None:  # checked before anything moves
+            check_address(address, info.data.get("intervene_allow_remote", False))
+        return address
 
 
 @dataclass
@@ -183,10 +209,11 @@ class Controller:
         self._remote_before: set[str] = set()
         self._policy_seqs = [np.inf, -np.inf]  # first and last command seq sent in the policy phase
         self._last_obs: np.ndarray | None = None
-        self._records: dict[str, list] = {
-            k: [] for k in ("t", "phase", "q", "dq", "q_target", "obs", "action")
-        }
+        per_step = ("t", "phase", "q", "dq", "q_target")
+        per_policy_step = ("obs", "action", "policy_action", "intervention", "label")
+        self._records: dict[str, list] = {k: [] for k in per_step + per_policy_step}
         self.client: BridgeClient | None = None
+        self.hil: RobotHumanLoop | None = None
         self.joints: JointMap | None = None
         self.scheduling: str | None = None
         self._saved_scheduling: Scheduling | None = None
@@ -212,6 +239,16 @@ class Controller:
             self._say("robot joint order differs from the policy's: mapped by name")
         count = len(welcome["joint_names"])
         self._say(f"connected to {welcome.get('robot')} at {self.config.robot}: {count} joints")
+        cfg = self.config
+        if cfg.intervene is not None and self.hil is None:
+            hil, port = hil_settings(
+                cfg.intervene,
+                cfg.intervene_allow_remote,
+                cfg.intervene_curve_secret,
+                cfg.intervene_curve_clients,
+            )
+            self.hil = RobotHumanLoop(hil, port, self.metadata, cfg.intervene_action_limit, self._say)
+            self._say(f"intervention port: {self.hil.endpoint} (striata intervene --job {self.hil.endpoint})")
 
     def _say(self, text: str) -> None:
         print(f"[deploy] {text}", file=self.log, flush=True)
@@ -306,6 +343,9 @@ class Controller:
             if button in REMOTE_EVENTS:
                 self.events.put(REMOTE_EVENTS[button])
         self._remote_before = pressed
+        hil = self.hil
+        if hil is not None:
+            hil.poll()
         while True:
             try:
                 event = self.events.get_nowait()
@@ -327,12 +367,20 @@ class Controller:
                 self._say(f"ignored {event!r} in phase {self.phase}")
         if self.phase == Phase.interpolate and t - self._phase_started >= self.config.interpolate_s:
             self._set_phase(Phase.hold, t)
-        if self._pending_policy and self.phase == Phase.hold:
+        paused = hil is not None and hil.paused
+        if paused and self.phase == Phase.policy:
+            # A console's pause: hold the default pose, and run the policy again when it ends.
+            self._say("intervention: paused by the console")
+            self._pending_policy = True
+            self._set_phase(Phase.hold, t)
+        if self._pending_policy and self.phase == Phase.hold and not paused:
             self._pending_policy = False
             state = client.latest
             self.observer.start(state.imu_quat_wxyz, joints.to_policy(state.q))
-            self.last_action[:] = 0.0
+            self.last_action = np.zeros(self.metadata.action_dim)  # a new array: the old one is recorded
             self._set_phase(Phase.policy, t)
+            if hil is not None:
+                hil.begin()
         return None
 
     def _set_phase(self, phase: Phase, t: float) -> None:
@@ -347,8 +395,14 @@ class Controller:
         assert client is not None and joints is not None and client.latest is not None
         state = client.latest
         q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
-        obs = action = None
+        obs = action = policy_action = None
+        intervened, label = False, LABEL_NONE
         zeros = np.zeros_like(q)
+        hil = self.hil
+        if hil is not None and self.phase != Phase.policy:
+            if hil.in_episode:  # the policy phase was just left: its episode ends with this observation
+                hil.end(self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)[0])
+            hil.idle()
         if self.phase in (Phase.zero_torque, Phase.damping):
             target = None
             client.send_command(str(self.phase))
@@ -363,8 +417,12 @@ class Controller:
                 obs = self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)
                 self._last_obs = obs
                 began = time.perf_counter()
-                action = self.session.run(["actions"], {"obs": obs})[0][0].astype(np.float64)
+                action = policy_action = self.session.run(["actions"], {"obs": obs})[0][0].astype(np.float64)
                 self.timing.policy_s.append(time.perf_counter() - began)
+                if hil is not None:
+                    # A person's action replaces the policy's in the same action space, and is what the
+                    # next observation's last-action term sees, as in training.
+                    action, intervened, label = hil.policy_step(obs[0], policy_action)
                 self.last_action = action
                 target = self.default_pos + self.action_scale * action
                 kp, kd = self.kp, self.kd
@@ -379,7 +437,7 @@ class Controller:
                 kd=joints.to_robot(kd),
                 tau_ff=zeros,
             )
-        self._record(t, q, dq, target, obs, action)
+        self._record(t, q, dq, target, obs, action, policy_action, intervened, label)
 
     def _record(
         self,
@@ -389,6 +447,9 @@ class Controller:
         target: np.ndarray | None,
         obs: np.ndarray | None,
         action: np.ndarray | None,
+        policy_action: np.ndarray | None,
+        intervened: bool,
+        label: int,
     ) -> None:
         if self.config.record is None:
             return
@@ -401,9 +462,18 @@ class Controller:
         if obs is not None:
             r["obs"].append(obs[0])
             r["action"].append(action)
+            r["policy_action"].append(policy_action)
+            r["intervention"].append(intervened)
+            r["label"].append(label)
 
     def _finish(self) -> None:
-        client = self.client
+        client, joints, hil = self.client, self.joints, self.hil
+        if hil is not None:
+            if hil.in_episode and client is not None and client.latest is not None and joints is not None:
+                state = client.latest
+                q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
+                hil.end(self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)[0])
+            hil.close()
         if client is not None:
             client.send_command(str(Phase.damping))
             client.receive(0.05)
@@ -427,6 +497,9 @@ class Controller:
             q_target=np.asarray(r["q_target"]).reshape(-1, len(self.default_pos)),
             obs=np.asarray(r["obs"], dtype=np.float32).reshape(-1, obs_dim),
             actions=np.asarray(r["action"], dtype=np.float32).reshape(-1, action_dim),
+            policy_actions=np.asarray(r["policy_action"], dtype=np.float32).reshape(-1, action_dim),
+            intervention=np.asarray(r["intervention"], dtype=bool),
+            label=np.asarray(r["label"], dtype=np.int8),
             joint_names=np.array(self.metadata.joint_names),
         )
 
@@ -469,4 +542,5 @@ class Controller:
             "overruns": self.timing.overruns,
             "bridge_errors": dict(client.errors) if client else {},
             "record": str(self.config.record) if self.config.record else None,
+            "intervention": None if self.hil is None else {"endpoint": self.hil.endpoint, **self.hil.totals},
         }

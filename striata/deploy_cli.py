@@ -22,12 +22,14 @@ def _deploy_errors() -> tuple[type[Exception], ...]:
     from deploy.client import BridgeUnavailableError
     from deploy.controller import JointMismatchError, SequenceError
     from deploy.curve import CurveKeyError
+    from deploy.intervention import InterventionAddressError
     from deploy.observers import ObservationLayoutError
     from learner.export import PolicyArtifactError
 
     return (
         BridgeConfigError,
         CurveKeyError,
+        InterventionAddressError,
         BridgeUnavailableError,
         JointMismatchError,
         SequenceError,
@@ -201,6 +203,25 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         curve_server_key: Annotated[
             Path | None, typer.Option(help="CurveZMQ: the bridge's public .key")
         ] = None,
+        intervene: Annotated[
+            str | None,
+            typer.Option(
+                help="serve an intervention port at tcp://HOST:PORT (PORT *: a free one) for "
+                "`striata intervene --job tcp://HOST:PORT`: take over, pause, label"
+            ),
+        ] = None,
+        intervene_allow_remote: Annotated[
+            bool, typer.Option(help="let --intervene bind beyond loopback (then use Curve keys)")
+        ] = False,
+        intervene_curve_secret: Annotated[
+            Path | None, typer.Option(help="CurveZMQ: the intervention port's .key_secret")
+        ] = None,
+        intervene_curve_clients: Annotated[
+            Path | None, typer.Option(help="CurveZMQ: folder of the authorised consoles' .key files")
+        ] = None,
+        intervene_action_limit: Annotated[
+            float, typer.Option(help="a person's actions are clipped to +-this (policy action units)")
+        ] = 1.0,
     ) -> None:
         """Run a policy on a robot bridge: zero torque -> default pose -> hold -> policy -> damping."""
         from deploy.controller import ControllerConfig
@@ -221,6 +242,11 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 prime_cache_s=prime_cache_s,
                 curve_secret=curve_secret,
                 curve_server_key=curve_server_key,
+                intervene=intervene,
+                intervene_allow_remote=intervene_allow_remote,
+                intervene_curve_secret=intervene_curve_secret,
+                intervene_curve_clients=intervene_curve_clients,
+                intervene_action_limit=intervene_action_limit,
             )
             summary = Controller(config).run()
         print(json.dumps(summary, indent=2))

@@ -401,14 +401,19 @@ def _json(path: Path) -> dict | None:
         return None
 
 
-def test_train_publishes_ports_and_counts_what_a_person_did(tmp_path):
-    log = tmp_path / "train.log"
+def _start_train(tmp_path: Path, log: Path) -> subprocess.Popen:
+    """The small hil job of these tests, in its own process group (the test kills the group)."""
     with log.open("w") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "striata", "train", *TRAIN_ARGS, "--runs", str(tmp_path / "runs")],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+
+
+def test_train_publishes_ports_and_counts_what_a_person_did(tmp_path):
+    log = tmp_path / "train.log"
+    proc = _start_train(tmp_path, log)
     client = None
     try:
         hil = _wait_for(
@@ -468,12 +473,7 @@ def test_train_publishes_ports_and_counts_what_a_person_did(tmp_path):
 @pytest.mark.slow
 def test_a_replaced_actor_is_published_with_its_new_port(tmp_path):
     log = tmp_path / "train.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "striata", "train", *TRAIN_ARGS, "--runs", str(tmp_path / "runs")],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    proc = _start_train(tmp_path, log)
     try:
         hil = _wait_for(
             lambda: next((_json(p) for p in (tmp_path / "runs").glob("*/hil.json")), None),

@@ -28,10 +28,12 @@ class OperatorReport:
     successes: int = 0  # of those, how many ended in the task's success
     actions_sent: int = 0
     intervened_steps: int = 0  # steps the page was told the person acted in
+    timed_out: bool = False  # the time ran out before ``episodes`` episodes
 
 
 class ScriptedOperator:
-    """Takes over the watched env for its first ``episodes`` episodes and picks the cube in each."""
+    """Takes over the watched env for its first ``episodes`` episodes and picks the cube in each (or
+    fewer, when the job ends first)."""
 
     def __init__(self, url: str, episodes: int, ee_step: float, seed: int = 0) -> None:
         self.url = url
@@ -41,32 +43,38 @@ class ScriptedOperator:
         self._episode: int | None = None
         self._controlled = False
         self._asked = False
+        self._finished = False  # the job ended: nothing left to operate
 
     async def run(self, timeout_s: float) -> dict[str, Any]:
-        """Operate until ``episodes`` taken-over episodes have ended or ``timeout_s`` passed."""
+        """Operate until ``episodes`` taken-over episodes have ended, the job ends or ``timeout_s`` passed."""
         deadline = time.monotonic() + timeout_s
         async with websockets.connect(self.url, max_size=None, open_timeout=30) as ws:
             await ws.send(json.dumps({"type": "claim"}))
-            while self.report.episodes < self.episodes:
+            while self.report.episodes < self.episodes and not self._finished:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(
-                        f"operator: {self.report.episodes}/{self.episodes} episodes in {timeout_s} s"
-                    )
+                    self.report.timed_out = True
+                    break
                 try:
                     raw = await asyncio.wait_for(ws.recv(), timeout=left)
                 except TimeoutError:
                     continue
+                except websockets.ConnectionClosed:  # the console stopped with its job
+                    self._finished = True
+                    break
                 if isinstance(raw, str):
                     await self._on_message(ws, json.loads(raw))
-            if self._controlled:
-                await ws.send(json.dumps({"type": "handback"}))
-            await ws.send(json.dumps({"type": "release"}))
+            if not self._finished:
+                if self._controlled:
+                    await ws.send(json.dumps({"type": "handback"}))
+                await ws.send(json.dumps({"type": "release"}))
         return asdict(self.report)
 
     async def _on_message(self, ws: Any, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "control":
+        if kind == "state":
+            self._finished = bool(message.get("finished"))
+        elif kind == "control":
             self._controlled = bool(message.get("controlled"))
             self._asked = False
         elif kind == "steps" and message.get("items"):
