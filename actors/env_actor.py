@@ -152,6 +152,9 @@ class HumanLoop:
             labels[env_id] = label
         if port.watched():
             port.send_frames(self._render, self.t, self.episode)
+            # Rendering takes tens of ms (hundreds on a busy machine): read the actions that came
+            # meanwhile, or the person's latest one would look stale and give way to the neutral one.
+            port.poll()
         self._last_step = time.monotonic()
         return labels
 
