@@ -36,8 +36,10 @@ from queue import Empty, Queue
 from typing import Any, TextIO
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from actors.intervention import HilConfig
+from deploy.camera import CameraStream
 from deploy.client import BridgeClient, BridgeUnavailableError
 from deploy.curve import CurveClient, CurveKeyError
 from deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
@@ -156,6 +158,9 @@ class ControllerConfig(BaseModel):
     intervene_action_limit: float = Field(
         default=1.0, gt=0, description="a person's actions are clipped to +-this (policy action units)"
     )
+    intervene_camera: str | None = Field(
+        default=None, description="the console's view of the robot: an OpenCV device index, video file or URL"
+    )
 
     @field_validator("intervene")
     @classmethod
@@ -163,6 +168,12 @@ class ControllerConfig(BaseModel):
         if address is not None:  # checked before anything moves
             check_address(address, info.data.get("intervene_allow_remote", False))
         return address
+
+    @model_validator(mode="after")
+    def _camera_needs_port(self) -> ControllerConfig:
+        if self.intervene_camera is not None and self.intervene is None:
+            raise ValueError("intervene_camera: the camera is the console's view; give --intervene too")
+        return self
 
 
 @dataclass
@@ -214,6 +225,7 @@ class Controller:
         self._records: dict[str, list] = {k: [] for k in per_step + per_policy_step}
         self.client: BridgeClient | None = None
         self.hil: RobotHumanLoop | None = None
+        self._camera: CameraStream | None = None  # the console's view, owned by ``hil`` once it exists
         self.joints: JointMap | None = None
         self.scheduling: str | None = None
         self._saved_scheduling: Scheduling | None = None
@@ -230,6 +242,9 @@ class Controller:
             if self.config.curve_secret is None or self.config.curve_server_key is None:
                 raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-server-key")
             curve = CurveClient(self.config.curve_secret, self.config.curve_server_key)
+        if self.config.intervene_camera is not None and self._camera is None:
+            # Before the bridge: a camera that cannot be opened is reported before anything moves.
+            self._camera = CameraStream(self.config.intervene_camera, HilConfig().width, HilConfig().height)
         self.client = BridgeClient(self.config.robot, curve=curve)
         welcome = self.client.hello(self.metadata.joint_names)
         self.joints = JointMap(
@@ -247,7 +262,9 @@ class Controller:
                 cfg.intervene_curve_secret,
                 cfg.intervene_curve_clients,
             )
-            self.hil = RobotHumanLoop(hil, port, self.metadata, cfg.intervene_action_limit, self._say)
+            self.hil = RobotHumanLoop(
+                hil, port, self.metadata, cfg.intervene_action_limit, self._say, self._camera
+            )
             self._say(f"intervention port: {self.hil.endpoint} (striata intervene --job {self.hil.endpoint})")
 
     def _say(self, text: str) -> None:
@@ -474,6 +491,8 @@ class Controller:
                 q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
                 hil.end(self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)[0])
             hil.close()
+        elif self._camera is not None:
+            self._camera.close()
         if client is not None:
             client.send_command(str(Phase.damping))
             client.receive(0.05)

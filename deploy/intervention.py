@@ -22,8 +22,9 @@ loop without ever blocking: ``poll`` once per control step, ``begin`` when the p
 - episodes: a stretch of the policy phase, cut by labels and resets, numbered from 0. ``step`` messages
   go to watchers one control step late (their ``next_obs`` is the next step's observation); reward and
   return are 0 and ``progress`` null (no reward model on a robot).
-- frames: a robot has no simulator camera. The welcome offers one camera name, ``none``, that never
-  sends a frame.
+- frames: a robot has no simulator camera. With ``intervene_camera`` (``--intervene-camera 0``, a
+  video file or a stream URL; ``deploy.camera``) the console sees that camera as ``camera``; without,
+  the welcome offers one camera name, ``none``, that never sends a frame.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from actors.intervention import (
     InterventionPort,
     PortInfo,
 )
+from deploy.camera import CameraStream
 from learner.export import PolicyMetadata
 
 NO_CAMERA = "none"
+CAMERA = "camera"
 ROBOT_ENV = 0
 _ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5}|\*)$")
 
@@ -92,15 +95,18 @@ class RobotHumanLoop:
         metadata: PolicyMetadata,
         action_limit: float,
         say: Callable[[str], None],
+        camera: CameraStream | None = None,
     ) -> None:
         a = metadata.action_dim
+        view = NO_CAMERA if camera is None else CAMERA
         info = PortInfo(
             actor_id=0, task=metadata.task, task_text=f"{metadata.robot} under striata deploy",
             num_envs=1, action_dim=a, action_low=(-action_limit,) * a, action_high=(action_limit,) * a,
-            control_dt=float(metadata.control_dt), cameras=(NO_CAMERA,),
+            control_dt=float(metadata.control_dt), cameras=(view,),
         )  # fmt: skip
+        self.camera = camera
         try:
-            self.port = InterventionPort(cfg, info, NO_CAMERA, port=port)
+            self.port = InterventionPort(cfg, info, view, port=port)
         except zmq.ZMQError as exc:
             where = f"tcp://{cfg.host}:{'*' if port is None else port}"
             raise InterventionAddressError(f"--intervene {where}: cannot bind ({exc})") from None
@@ -118,8 +124,12 @@ class RobotHumanLoop:
 
     # ----------------------------------------------------------------- the control loop's calls
     def poll(self) -> None:
-        """Handle what arrived, without waiting."""
+        """Handle what arrived, without waiting; send the camera's latest frame where one is due."""
         self.port.poll()
+        frame = self.camera.latest() if self.camera is not None and self.port.watched() else None
+        if frame is not None:
+            step = np.array([max(self.t, 0)])
+            self.port.send_frames(lambda _env, _camera: frame, step, np.array([max(self.episode, 0)]))
 
     @property
     def paused(self) -> bool:
@@ -173,6 +183,8 @@ class RobotHumanLoop:
 
     def close(self) -> None:
         self.port.close()
+        if self.camera is not None:
+            self.camera.close()
 
     # ----------------------------------------------------------------- messages
     def _start_episode(self) -> None:

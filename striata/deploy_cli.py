@@ -19,6 +19,7 @@ from striata.robot_bridges_cli import RealtimeOption
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
     from deploy.bridge_server import BridgeConfigError
+    from deploy.camera import CameraError
     from deploy.client import BridgeUnavailableError
     from deploy.controller import JointMismatchError, SequenceError
     from deploy.curve import CurveKeyError
@@ -28,6 +29,7 @@ def _deploy_errors() -> tuple[type[Exception], ...]:
 
     return (
         BridgeConfigError,
+        CameraError,
         CurveKeyError,
         InterventionAddressError,
         BridgeUnavailableError,
@@ -222,6 +224,9 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         intervene_action_limit: Annotated[
             float, typer.Option(help="a person's actions are clipped to +-this (policy action units)")
         ] = 1.0,
+        intervene_camera: Annotated[
+            str | None, typer.Option(help="the console's view: an OpenCV device index (0), video file or URL")
+        ] = None,
     ) -> None:
         """Run a policy on a robot bridge: zero torque -> default pose -> hold -> policy -> damping."""
         from deploy.controller import ControllerConfig
@@ -247,6 +252,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 intervene_curve_secret=intervene_curve_secret,
                 intervene_curve_clients=intervene_curve_clients,
                 intervene_action_limit=intervene_action_limit,
+                intervene_camera=intervene_camera,
             )
             summary = Controller(config).run()
         print(json.dumps(summary, indent=2))

@@ -245,3 +245,64 @@ def test_intervene_address_must_be_loopback_unless_allowed(g1_policy: Path) -> N
     assert "beyond loopback; add --intervene-allow-remote" in result.output
     result = CliRunner().invoke(app, ["deploy", "--policy", str(g1_policy), "--intervene", "udp://x"])
     assert result.exit_code == 2 and "expected tcp://HOST:PORT" in result.output
+
+
+def _write_video(path: Path, frames: int = 30) -> None:
+    """An mp4 whose frames go from black to white: a recorded view standing in for a camera."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            image = np.full((48, 64, 3), int(255 * i / (frames - 1)), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_the_console_sees_the_robot_through_a_camera(bridge, g1_policy: Path, tmp_path: Path) -> None:
+    """`--intervene-camera`: frames of an OpenCV source (here a video file, looped) reach the watcher."""
+    from PIL import Image
+
+    _, _, endpoint = bridge
+    video = tmp_path / "view.mp4"
+    _write_video(video)
+    port = free_port()
+    config = ControllerConfig(
+        policy=g1_policy, robot=endpoint, keys=False, interpolate_s=0.3, duration_s=4.0,
+        sequence="interpolate@0.1,policy@0.5", intervene=f"tcp://127.0.0.1:{port}",
+        intervene_camera=str(video),
+    )  # fmt: skip
+    controller = Controller(config, log=io.StringIO())
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    console = Console(f"tcp://127.0.0.1:{port}")
+    try:
+        console.send("hello", client="test")
+        assert console.wait_for("welcome")["cameras"] == ["camera"]
+        console.send("watch", env=0, camera="camera", fps=20)
+        frames = [console.wait_for("frame", timeout_s=10.0) for _ in range(1)]
+        console.pump(1.5)
+        frames += [m for m in console.messages if m["type"] == "frame"]
+        images = [np.asarray(Image.open(io.BytesIO(f["jpeg"]))) for f in frames]
+        assert all(image.shape == (120, 160, 3) for image in images)
+        assert len(frames) >= 10  # ~20 per second asked for
+        assert len({int(image.mean()) // 8 for image in images}) > 2  # the view moves on
+    finally:
+        console.close()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+def test_a_camera_that_cannot_be_opened_is_one_line(g1_policy: Path, tmp_path: Path) -> None:
+    from striata.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "--policy", str(g1_policy), "--robot", "tcp://127.0.0.1:1", "--no-keys",
+         "--intervene", "tcp://127.0.0.1:*", "--intervene-camera", str(tmp_path / "missing.mp4")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--camera" in result.output and "missing.mp4" in result.output
