@@ -230,13 +230,15 @@ def test_the_console_follows_a_restarted_actor_to_its_new_port(job_and_console):
         await drive(browser, FORWARD)
         killed = time.perf_counter()
         os.kill(json.loads((job.run_dir / "hil.json").read_text())["actors"][0]["pid"], signal.SIGKILL)
-        _, notice = await browser.wait(
+        noticed_at, notice = await browser.wait(
             lambda m: m["type"] == "notice" and "restarted" in m["text"], "restart notice", timeout_s=120
         )
+        # The hub says "restarted" before it links to the new port: the state it sends once the new
+        # actor welcomed it came after the notice (perhaps before this line runs).
         await browser.wait(
             lambda m: m["type"] == "state" and m["connected"],
             "connected",
-            after=time.perf_counter(),
+            after=noticed_at,
             timeout_s=30,
         )
         assert not browser.state["takeover"]  # the new actor starts under its policy
