@@ -244,7 +244,8 @@ class Controller:
             curve = CurveClient(self.config.curve_secret, self.config.curve_server_key)
         if self.config.intervene_camera is not None and self._camera is None:
             # Before the bridge: a camera that cannot be opened is reported before anything moves.
-            self._camera = CameraStream(self.config.intervene_camera, HilConfig().width, HilConfig().height)
+            view = HilConfig()  # the frame size the console's port asks for
+            self._camera = CameraStream(self.config.intervene_camera, view.width, view.height)
         self.client = BridgeClient(self.config.robot, curve=curve)
         welcome = self.client.hello(self.metadata.joint_names)
         self.joints = JointMap(
