@@ -4,7 +4,10 @@ The sim bridge runs in its own process (as on a robot); the controller runs here
 whole state machine and spends the measured window in the policy phase at the policy's rate.
 Figures: ONNX inference latency (one observation, 1 intra-op thread, sequential), control period
 error |measured period - control_dt|, and the bridge round trip (command sent -> its ack state
-received). Both loops ask for SCHED_FIFO, as they would on a robot's computer.
+received). The controller asks for SCHED_FIFO, as it would on a robot's computer; the bridge, as
+on a robot whose low-level loop has a core of its own, polls its socket between ticks (``spin``)
+so an idle CPU's wake-up is not in the round trip (``bridge_spin=False``: it sleeps, with
+SCHED_FIFO instead, since the kernel throttles a real-time thread that never sleeps).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
+def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1", spin: bool = False) -> None:
     """Target of the bridge process: a sim robot behind a bridge server for ``duration_s``."""
     from deploy.bridge_server import BridgeServer
     from deploy.safety import SafetyConfig
@@ -41,7 +44,8 @@ def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
         SafetyConfig(),
         robot_name=f"sim-{robot}",
         on_phase=sim.on_controller_phase,
-        realtime=True,
+        realtime=not spin,
+        spin=spin,
     )
     try:
         server.serve(duration_s=duration_s)
@@ -49,14 +53,16 @@ def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1") -> None:
         sim.close()
 
 
-def bench_deploy(policy: Path, seconds: float, prime_cache_s: float = 0.001) -> dict[str, Any]:
+def bench_deploy(
+    policy: Path, seconds: float, prime_cache_s: float = 0.001, bridge_spin: bool = True
+) -> dict[str, Any]:
     """Run the policy for ``seconds`` in the policy phase; return the latency figures."""
     if not Path(policy).is_file():
         raise FileNotFoundError(f"policy file {policy} does not exist (export one with `striata export`)")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     total = BENCH_WARMUP_S + seconds
     bridge = multiprocessing.get_context("spawn").Process(
-        target=run_sim_bridge, args=(endpoint, total + 30.0), daemon=True
+        target=run_sim_bridge, args=(endpoint, total + 30.0, "g1", bridge_spin), daemon=True
     )
     bridge.start()
     try:
@@ -84,6 +90,7 @@ def bench_deploy(policy: Path, seconds: float, prime_cache_s: float = 0.001) -> 
         "policy_steps": figures["steps"],
         "seconds": seconds,
         "prime_cache_s": prime_cache_s,
+        "bridge_spin": bridge_spin,
         "overruns": summary["overruns"],
         "stop_reason": summary["stop_reason"],
     }

@@ -22,7 +22,10 @@ puts the robot in damping until a controller says hello again; an ``estop`` latc
 uses it to release its support). ``serve`` always leaves the robot in damping when it returns and
 closes the socket (not the backend: its owner closes it). With ``realtime`` (opt-in: on a shared
 machine a FIFO thread that busy-waits in a vendor SDK starves everything else) the serving thread
-asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got).
+asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got). With
+``spin`` (opt-in: it keeps a core busy) the loop polls the socket between ticks instead of sleeping,
+which takes the CPU's wake-up out of the command round trip; it cannot be combined with
+``realtime``, because the kernel throttles a real-time thread that never sleeps for tens of ms.
 ``curve`` (``deploy.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
@@ -46,7 +49,7 @@ from deploy.protocol import Command, Estop, Hello, ProtocolError
 from deploy.realtime import current_scheduling, request_realtime, restore_scheduling
 from deploy.robot import JointCommand, RobotBackend, RobotState
 from deploy.safety import SafetyConfig, SafetyFilter
-from deploy.zmq_wait import wait_readable
+from deploy.zmq_wait import poll_readable, wait_readable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # More than this many ticks behind: re-anchor the schedule instead of running ticks back to back.
@@ -104,9 +107,14 @@ class BridgeServer:
         allow_remote: bool = False,
         on_phase: Callable[[str], None] | None = None,
         realtime: bool = False,
+        spin: bool = False,
         curve: CurveServer | None = None,
     ) -> None:
         check_endpoint(endpoint, allow_remote)
+        if spin and realtime:
+            raise BridgeConfigError(
+                "spin with realtime: the kernel throttles a real-time thread that never sleeps; choose one"
+            )
         self.backend = backend
         self.endpoint = endpoint
         self.safety = safety
@@ -114,6 +122,7 @@ class BridgeServer:
         self.state_every = max(1, state_every)
         self.on_phase = on_phase
         self.realtime = realtime
+        self._wait = poll_readable if spin else wait_readable
         self.curve = curve
         self.priority = "normal priority"
         self.filter = SafetyFilter(
@@ -215,7 +224,7 @@ class BridgeServer:
             wait = deadline - now
             if self._command is not None and not self._watchdog_fired:
                 wait = min(wait, watchdog_at - now)
-            if wait_readable(sock, wait):
+            if self._wait(sock, wait):
                 self._drain(sock)
 
     def _drain(self, sock: zmq.Socket) -> None:

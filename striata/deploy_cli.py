@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from striata.errors import user_errors
-from striata.robot_bridges_cli import RealtimeOption
+from striata.robot_bridges_cli import RealtimeOption, SpinOption
 
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
@@ -268,6 +268,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
         allow_remote: Annotated[bool, typer.Option(help="allow binding beyond loopback")] = False,
         realtime: RealtimeOption = False,
+        spin: SpinOption = False,
         curve_secret: Annotated[Path | None, typer.Option(help="CurveZMQ: the bridge's .key_secret")] = None,
         curve_clients: Annotated[
             Path | None, typer.Option(help="CurveZMQ: folder of authorised controllers' .key files")
@@ -294,6 +295,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 allow_remote=allow_remote,
                 on_phase=sim.on_controller_phase,
                 realtime=realtime,
+                spin=spin,
                 curve=curve,
             )
         stop = threading.Event()
@@ -320,10 +322,13 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         prime_cache_s: Annotated[
             float, typer.Option(help="the controller's cache warming before each step (0: off)")
         ] = 0.001,
+        bridge_spin: Annotated[
+            bool, typer.Option(help="the bridge polls its socket between ticks (a core of its own)")
+        ] = True,
     ) -> None:
         """ONNX latency, control-period error and bridge round trip of the G1 policy on the sim bridge."""
         with user_errors(extra=_deploy_errors()):
             from deploy.bench import bench_deploy
 
-            result = bench_deploy(policy, seconds, prime_cache_s)
+            result = bench_deploy(policy, seconds, prime_cache_s, bridge_spin)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))

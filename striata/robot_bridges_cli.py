@@ -24,6 +24,13 @@ DurationOption = Annotated[float | None, typer.Option(help="stop after this many
 RealtimeOption = Annotated[
     bool, typer.Option(help="ask for SCHED_FIFO scheduling of the loop (needs root or CAP_SYS_NICE)")
 ]
+SpinOption = Annotated[
+    bool,
+    typer.Option(
+        help="poll the socket between ticks instead of sleeping: the lowest round trip, for a loop with a "
+        "core of its own (not with --realtime)"
+    ),
+]
 
 
 def _serve(
@@ -34,6 +41,7 @@ def _serve(
     allow_remote: bool,
     duration_s: float | None,
     realtime: bool,
+    spin: bool,
 ) -> dict:
     """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
     from deploy.bridge_server import BridgeServer
@@ -48,6 +56,7 @@ def _serve(
             robot_name=robot_name,
             allow_remote=allow_remote,
             realtime=realtime,
+            spin=spin,
         )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +87,7 @@ def register(bridge_app: typer.Typer) -> None:
         allow_remote: AllowRemoteOption = False,
         duration_s: DurationOption = None,
         realtime: RealtimeOption = False,
+        spin: SpinOption = False,
     ) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
         from deploy.bridge_server import BridgeConfigError
@@ -93,7 +103,7 @@ def register(bridge_app: typer.Typer) -> None:
                 mode_pr=mode_pr,
             )
             backend = UnitreeG1Backend(config)
-            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s, realtime)
+            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s, realtime, spin)
             stats["lowcmds_sent"] = backend.lowcmds_sent
         print(json.dumps(stats))
 
@@ -110,6 +120,7 @@ def register(bridge_app: typer.Typer) -> None:
         allow_remote: AllowRemoteOption = False,
         duration_s: DurationOption = None,
         realtime: RealtimeOption = False,
+        spin: SpinOption = False,
     ) -> None:
         """Bridge a real arm (Feetech STS bus: SO-100/SO-101) to a deploy controller."""
         from deploy.arms.backend import ArmBackend
@@ -119,5 +130,6 @@ def register(bridge_app: typer.Typer) -> None:
         with user_errors(extra=(FeetechBusError, BridgeConfigError)):
             arm_config = load_feetech_config(config, port=port)
             backend = ArmBackend(FeetechArm(arm_config))
-            stats = _serve(backend, endpoint, safety, arm_config.name, allow_remote, duration_s, realtime)
+            name = arm_config.name
+            stats = _serve(backend, endpoint, safety, name, allow_remote, duration_s, realtime, spin)
         print(json.dumps(stats))

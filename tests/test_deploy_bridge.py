@@ -4,6 +4,7 @@ controller is SIGKILLed, joint-name checks at the handshake, and the safety filt
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -343,6 +344,53 @@ def test_bridge_refuses_to_bind_beyond_loopback_unless_allowed() -> None:
     with pytest.raises(BridgeConfigError, match="allow_remote"):
         BridgeServer(sim, "tcp://0.0.0.0:6000", SafetyConfig())
     BridgeServer(sim, "tcp://0.0.0.0:6000", SafetyConfig(), allow_remote=True)
+
+
+def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
+    from envs.robots.panda import PANDA
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    bridge = subprocess.Popen(
+        [*STRIATA, "bridge", "sim", "--robot", "panda", "--spin", "--endpoint", endpoint, "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    controller = _dealer(endpoint)
+    try:
+        controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
+        _recv_until(controller, "welcome", timeout_s=60.0)
+        kp, kd = PANDA.standby_kp_kd
+        target, zeros = PANDA.default_pos, np.zeros(7)
+        round_trips = []
+        for seq in range(1, 21):
+            sent = time.perf_counter()
+            controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+            state = _recv_until(controller, "state", ack=seq)
+            round_trips.append(time.perf_counter() - sent)
+            time.sleep(0.01)
+        assert state["mode"] == "position"
+        print(f"round trip to a spinning bridge: median {np.median(round_trips) * 1e3:.3f} ms")
+        # No more commands: the watchdog still fires while the loop spins instead of sleeping.
+        end = time.monotonic() + 2.0
+        while state["mode"] != "damping" and time.monotonic() < end:
+            state = _recv_until(controller, "state")
+        assert state["mode"] == "damping"
+    finally:
+        controller.close()
+        bridge.send_signal(signal.SIGINT)
+        out, err = bridge.communicate(timeout=30)
+    assert bridge.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["accepted"] == 21  # the hello and 20 commands
+
+
+def test_spin_with_realtime_is_refused_in_one_line() -> None:
+    from striata.cli import app
+
+    result = CliRunner().invoke(app, ["bridge", "sim", "--robot", "panda", "--spin", "--realtime"])
+    assert result.exit_code == 2
+    assert "spin with realtime" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
