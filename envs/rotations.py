@@ -1,25 +1,29 @@
-"""Batched quaternion and frame math on numpy arrays.
+"""Batched quaternion and frame math on numpy arrays or torch tensors.
 
 Quaternions are (w, x, y, z), MuJoCo's convention; every function broadcasts over
-leading axes so that one call serves all environments and all tracked bodies.
+leading axes so that one call serves all environments and all tracked bodies. The functions a
+task's terms use each step take either library's arrays (``envs.arrays.namespace``), so a GPU
+backend runs them on device tensors; motion preprocessing (slerp, finite differences) is numpy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from envs.arrays import Array, namespace
 
-def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+
+def cross(a: Array, b: Array) -> Array:
     """Cross product over the last axis; np.cross is several times slower on small batches."""
     a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
-    return np.stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=-1)
+    return namespace(a, b).stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=-1)
 
 
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def quat_mul(a: Array, b: Array) -> Array:
     aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
     bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack(
+    return namespace(a, b).stack(
         (
             aw * bw - ax * bx - ay * by - az * bz,
             aw * bx + ax * bw + ay * bz - az * by,
@@ -30,11 +34,11 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def quat_conj(q: np.ndarray) -> np.ndarray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
+def quat_conj(q: Array) -> Array:
+    return namespace(q).concat((q[..., :1], -q[..., 1:]), axis=-1)
 
 
-def quat_apply(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+def quat_apply(q: Array, v: Array) -> Array:
     """Rotate vectors v by unit quaternions q."""
     w = q[..., :1]
     xyz = q[..., 1:]
@@ -42,27 +46,29 @@ def quat_apply(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v + w * t + cross(xyz, t)
 
 
-def quat_apply_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+def quat_apply_inverse(q: Array, v: Array) -> Array:
     return quat_apply(quat_conj(q), v)
 
 
-def quat_error_magnitude(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def quat_error_magnitude(a: Array, b: Array) -> Array:
     """Angle in radians of the rotation between a and b, in [0, pi]."""
-    dot = np.abs(np.sum(a * b, axis=-1))
-    return 2.0 * np.arccos(np.clip(dot, 0.0, 1.0))
+    xp = namespace(a, b)
+    dot = xp.abs(xp.sum(a * b, axis=-1))
+    return 2.0 * xp.acos(xp.clip(dot, min=0.0, max=1.0))
 
 
-def yaw_angle(q: np.ndarray) -> np.ndarray:
+def yaw_angle(q: Array) -> Array:
     """Heading of q: the angle of its rotation about world z."""
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    return namespace(q).atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
-def quat_from_euler_xyz(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
-    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
-    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
-    return np.stack(
+def quat_from_euler_xyz(roll: Array, pitch: Array, yaw: Array) -> Array:
+    xp = namespace(roll, pitch, yaw)
+    cr, sr = xp.cos(roll / 2), xp.sin(roll / 2)
+    cp, sp = xp.cos(pitch / 2), xp.sin(pitch / 2)
+    cy, sy = xp.cos(yaw / 2), xp.sin(yaw / 2)
+    return xp.stack(
         (
             cr * cp * cy + sr * sp * sy,
             sr * cp * cy - cr * sp * sy,
@@ -73,7 +79,7 @@ def quat_from_euler_xyz(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) ->
     )
 
 
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+def quat_to_matrix(q: Array) -> Array:
     """Rotation matrices [..., 3, 3] of unit quaternions [..., 4]."""
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     rows = (
@@ -81,7 +87,7 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
     )  # fmt: skip
-    return np.stack(rows, axis=-1).reshape(*q.shape[:-1], 3, 3)
+    return namespace(q).reshape(namespace(q).stack(rows, axis=-1), (*q.shape[:-1], 3, 3))
 
 
 def quat_slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -183,13 +183,16 @@ class PPO:
         """Flat training samples of the chunks, with advantages and returns."""
         require = ("log_prob",) if self.cfg.recompute_values else ("log_prob", "value")
         for i, chunk in enumerate(chunks):
+            if isinstance(chunk["rewards"], torch.Tensor):
+                # A device rollout (learner.device_rollout) built on this device: checked by its builder.
+                continue
             validate_chunk(chunk, require=require)
             pending = int(chunk["reward_pending"].sum())
             if pending:
                 raise ChunkError(
                     f"chunk {i} has {pending} steps with reward_pending; relabel them before PPO"
                 )
-        size = sum(c["rewards"].size for c in chunks)
+        size = sum(int(np.prod(c["rewards"].shape)) for c in chunks)
         if size < max(2, self.cfg.num_mini_batches):
             raise ValueError(f"{size} samples cannot fill {self.cfg.num_mini_batches} minibatches")
         split = [
@@ -246,7 +249,7 @@ class PPO:
         if not chunks:
             raise ValueError("PPO.update needs at least one chunk")
         batch = self._batch(chunks)
-        lags = np.concatenate([self.version - c["policy_version"].reshape(-1) for c in chunks])
+        lags = np.concatenate([self.version - _host(c["policy_version"]).reshape(-1) for c in chunks])
         cfg = self.cfg
         size = batch["advantages"].shape[0]
         minibatch = size // cfg.num_mini_batches
@@ -387,3 +390,8 @@ class PPO:
             group["lr"] = self.learning_rate
         self.version = int(state["version"])
         self.generator.set_state(state["generator"])
+
+
+def _host(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A small per-update array on the host (one read per update, never per step)."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

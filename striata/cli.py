@@ -265,6 +265,30 @@ def bench_pipeline_command(
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+@bench_app.command("warp")
+def bench_warp_command(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (g1_tracking, PPO)")] = Path(
+        "configs/g1_tracking_warp.yaml"
+    ),
+    num_envs: Annotated[int, typer.Option(min=1, help="G1s in the Warp batch")] = 4096,
+    device: Annotated[str, typer.Option(help="Warp and torch device: cuda:0, or cpu (slow)")] = "cuda:0",
+    updates: Annotated[int, typer.Option(min=1, help="PPO iterations timed (after one untimed)")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """g1_tracking on MuJoCo Warp with PPO on the same device: env steps/s training, update samples/s."""
+    from envs.tasks.g1_tracking.device_env import DeviceUnavailableError
+    from striata.experiment import ExperimentConfig
+
+    with user_errors(ExperimentConfig, extra=(DeviceUnavailableError, ImportError)):
+        from striata.bench_warp import bench_warp
+        from striata.experiment import load_experiment
+
+        experiment = load_experiment(config, parse_overrides(overrides or []))
+        result = bench_warp(experiment, num_envs, device, updates)
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 @bench_app.command("hil")
 def bench_hil_command(
     config: Annotated[Path, typer.Argument(help="experiment YAML")] = Path("configs/panda_pick.yaml"),

@@ -191,3 +191,15 @@ def test_symmetry_dims_are_checked() -> None:
         PPO(small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking")), 4, 286, 29)
     with pytest.raises(ValueError, match=r"need symmetry\.mirror"):
         SymmetryConfig(mirror_loss=True)
+
+
+def test_update_takes_a_chunk_of_device_tensors_as_a_numpy_one() -> None:
+    """A GPU env backend's rollout (learner.device_rollout) reaches PPO as tensors: same update."""
+    chunk = random_chunk(6, 4, 5, 3, critic_dim=7)
+
+    def tensors(x):
+        return {k: tensors(v) for k, v in x.items()} if isinstance(x, dict) else torch.as_tensor(x)
+
+    from_numpy = PPO(small_cfg(), 5, 7, 3).update(chunk)
+    from_tensors = PPO(small_cfg(), 5, 7, 3).update(tensors(chunk))
+    assert from_tensors == pytest.approx(from_numpy, rel=1e-6)

@@ -84,3 +84,71 @@ def test_backend_field_is_checked():
     with pytest.raises(ValidationError, match="backend"):
         make_config("g1_tracking", {"backend": "jax"})
     assert make_config("g1_tracking").backend == "cpu"
+
+
+def _device_env(num_envs: int, **overrides):
+    import torch
+
+    from envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
+
+    cfg = make_config("g1_tracking", overrides)
+    env = G1TrackingDeviceEnv(cfg, num_envs, device="cpu", seed=0, nconmax=64, njmax=400)
+    return env, torch
+
+
+def test_device_env_scores_like_the_cpu_env_without_leaving_the_device():
+    quiet = {**DETERMINISTIC, "observation_noise": {"enabled": False}}
+    dev, torch = _device_env(4, **quiet)
+    cpu = make_env("g1_tracking", num_envs=4, seed=0, config=make_config("g1_tracking", quiet))
+    dev.reset()
+    cpu.reset()
+    # The env's tensors are the Warp arrays themselves (no copies): writing one moves the simulation.
+    assert dev.qpos.data_ptr() == dev.batch.data.qpos.ptr
+    dev.qpos.copy_(torch.as_tensor(cpu.qpos, dtype=torch.float32))
+    dev.qvel.copy_(torch.as_tensor(cpu.qvel, dtype=torch.float32))
+    dev.frame_index = torch.as_tensor(cpu.frame_index)
+    dev._physics(0)  # kinematics and sensors of the copied state
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        actions = rng.normal(0.0, 0.3, (4, cpu.action_dim))
+        obs_c, rew_c, term_c, trunc_c, info_c = cpu.step(actions)
+        obs_d, rew_d, term_d, trunc_d, info_d = dev.step(torch.as_tensor(actions, dtype=torch.float32))
+        assert isinstance(rew_d, torch.Tensor) and rew_d.device == dev.device
+        np.testing.assert_allclose(rew_d.numpy(), rew_c, atol=1e-5)
+        for name, value in info_c["reward_terms"].items():
+            np.testing.assert_allclose(info_d["reward_terms"][name].numpy(), value, atol=1e-4, err_msg=name)
+        np.testing.assert_array_equal(term_d.numpy(), term_c)
+        np.testing.assert_array_equal(trunc_d.numpy(), trunc_c)
+        np.testing.assert_allclose(obs_d["critic"].numpy(), obs_c["critic"], atol=1e-3)
+
+
+def test_device_env_resets_ended_episodes_by_mask_with_randomisation():
+    dev, torch = _device_env(3, episode_length_s=0.2)
+    dev.reset()
+    ended = torch.zeros(3, dtype=torch.bool)
+    for _ in range(dev.max_episode_steps + 1):
+        obs, reward, terminated, truncated, info = dev.step(torch.zeros(3, dev.action_dim))
+        assert torch.isfinite(obs["policy"]).all() and torch.isfinite(reward).all()
+        done = terminated | truncated
+        assert (dev.episode_step[done] == 0).all() and (dev.episode_step[~done] > 0).all()
+        assert info["final_obs"]["critic"].shape == obs["critic"].shape
+        ended |= done
+    assert ended.all()
+    assert not torch.equal(dev.default_joint_pos[0], dev.default_joint_pos[1])  # per-env offsets
+
+
+def test_bench_warp_trains_g1_tracking_with_ppo_on_the_warp_device():
+    import json
+
+    from typer.testing import CliRunner
+
+    from striata.cli import app
+
+    args = ["bench", "warp", "configs/g1_tracking_warp.yaml", "--device", "cpu", "--num-envs", "4"]
+    result = CliRunner().invoke(app, [*args, "--updates", "2", "--json", "--set", "ppo.device=cpu"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["env_steps"] == 2 * 24 * 4
+    for key in ("env_steps_per_s_with_training", "env_steps_per_s_collecting", "ppo_update_samples_per_s"):
+        assert figures[key] > 0
+    assert len(figures["value_loss"]) == 2 and all(np.isfinite(figures["value_loss"]))

@@ -164,8 +164,10 @@ class G1TrackingEnv(BatchedEnv):
 
         self._obs_noise = observations.noise_scales(cfg.observation_noise, self.observation_terms)
         self._reset_noise_scales = events.reset_noise_scales(rand.reset_noise, self.action_dim)
-        frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
-        self.sampler = AdaptiveStartSampler(self.reference.num_frames, frames_per_bin, cfg.sampling, self.rng)
+        self.frames_per_bin = max(1, round(cfg.sampling.bin_s / self.step_dt))
+        self.sampler = AdaptiveStartSampler(
+            self.reference.num_frames, self.frames_per_bin, cfg.sampling, self.rng
+        )
         self.frame_index = np.zeros(num_envs, dtype=np.int64)
         self.actions = np.zeros((num_envs, self.action_dim))
         self.prev_actions = np.zeros_like(self.actions)

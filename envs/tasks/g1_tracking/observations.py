@@ -10,7 +10,8 @@ Critic: the full set without noise, plus every tracked body's pose in the robot 
 ``measured_policy_terms`` computes the terms a robot can measure from plain arrays; the env feeds it
 from the simulation and the deploy controller (deploy/) from the robot's state, so both build the
 policy's observation with the same code. ``AnchorKinematics`` gives the controller the anchor
-orientation from the IMU and joint positions.
+orientation from the IMU and joint positions. The terms take numpy arrays or device tensors
+(``envs.arrays``): the MuJoCo Warp backend builds the same observations on the GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from envs.arrays import Array, Rng, namespace, uniform
 from envs.tasks.g1_tracking.config import ObservationNoise
 from envs.tasks.g1_tracking.frame import TrackingFrame
 
@@ -45,35 +47,36 @@ def policy_term_layout(state_estimation: bool) -> TermLayout:
     return tuple(term for term in POLICY_TERMS if term[0] not in STATE_ESTIMATION_TERMS)
 
 
-def anchor_ori_6d(anchor_rot: np.ndarray, ref_anchor_rot: np.ndarray) -> np.ndarray:
+def anchor_ori_6d(anchor_rot: Array, ref_anchor_rot: Array) -> Array:
     """Reference anchor orientation in the robot anchor frame, as the first two matrix columns [N, 6]."""
-    rot = np.swapaxes(anchor_rot, -1, -2) @ ref_anchor_rot
-    return rot[..., :2].reshape(-1, 6)
+    xp = namespace(anchor_rot)
+    rot = xp.matrix_transpose(anchor_rot) @ ref_anchor_rot
+    return xp.reshape(rot[..., :2], (-1, 6))
 
 
-def anchor_pos_b(anchor_pos: np.ndarray, anchor_rot: np.ndarray, ref_anchor_pos: np.ndarray) -> np.ndarray:
+def anchor_pos_b(anchor_pos: Array, anchor_rot: Array, ref_anchor_pos: Array) -> Array:
     """Reference anchor position in the robot anchor frame [N, 3]."""
     # A row vector times R applies R^T: world offsets expressed in the anchor frame.
     return ((ref_anchor_pos - anchor_pos)[:, None] @ anchor_rot)[:, 0]
 
 
-def base_lin_vel_b(root_lin_vel_w: np.ndarray, root_rot: np.ndarray) -> np.ndarray:
+def base_lin_vel_b(root_lin_vel_w: Array, root_rot: Array) -> Array:
     """Base linear velocity in the base frame [N, 3]."""
     return (root_lin_vel_w[:, None] @ root_rot)[:, 0]
 
 
 def measured_policy_terms(
     *,
-    ref_joint_pos: np.ndarray,
-    ref_joint_vel: np.ndarray,
-    ref_anchor_rot: np.ndarray,
-    anchor_rot: np.ndarray,
-    base_ang_vel: np.ndarray,
-    joint_pos: np.ndarray,
-    default_joint_pos: np.ndarray,
-    joint_vel: np.ndarray,
-    actions: np.ndarray,
-) -> dict[str, np.ndarray]:
+    ref_joint_pos: Array,
+    ref_joint_vel: Array,
+    ref_anchor_rot: Array,
+    anchor_rot: Array,
+    base_ang_vel: Array,
+    joint_pos: Array,
+    default_joint_pos: Array,
+    joint_vel: Array,
+    actions: Array,
+) -> dict[str, Array]:
     """The policy terms a robot measures (IMU, encoders), [N, ...] each: the training env and the deploy
     controller both build observations with this function."""
     return {
@@ -87,7 +90,7 @@ def measured_policy_terms(
     }
 
 
-def policy_terms(f: TrackingFrame) -> dict[str, np.ndarray]:
+def policy_terms(f: TrackingFrame) -> dict[str, Array]:
     anchor_rot = f.body_rot[:, f.anchor]
     terms = measured_policy_terms(
         ref_joint_pos=f.ref_joint_pos,
@@ -143,21 +146,22 @@ def noise_scales(noise: ObservationNoise, layout: TermLayout) -> np.ndarray | No
     return np.concatenate([np.full(size, per_term.get(name, 0.0)) for name, size in layout])
 
 
-def policy_obs(
-    terms: dict[str, np.ndarray], layout: TermLayout, scales: np.ndarray | None, rng: np.random.Generator
-) -> np.ndarray:
-    obs = np.concatenate([terms[name] for name, _ in layout], axis=1)
+def policy_obs(terms: dict[str, Array], layout: TermLayout, scales: Array | None, rng: Rng) -> Array:
+    """The policy vector [N, D] as float32; ``scales`` (same array type) adds uniform noise."""
+    xp = namespace(terms["joint_pos"])
+    obs = xp.concat([terms[name] for name, _ in layout], axis=1)
     if scales is not None:
-        obs += rng.uniform(-1.0, 1.0, size=obs.shape) * scales
-    return obs.astype(np.float32)
+        obs = obs + uniform(rng, -1.0, 1.0, tuple(obs.shape)) * scales
+    return xp.astype(obs, xp.float32)
 
 
-def critic_obs(f: TrackingFrame, terms: dict[str, np.ndarray]) -> np.ndarray:
+def critic_obs(f: TrackingFrame, terms: dict[str, Array]) -> Array:
+    xp = namespace(f.body_pos)
     n, b = f.body_pos.shape[:2]
     anchor_rot = f.body_rot[:, f.anchor]
     body_pos_b = (f.body_pos - f.anchor_pos[:, None]) @ anchor_rot
-    body_rot_b = np.swapaxes(anchor_rot, 1, 2)[:, None] @ f.body_rot
+    body_rot_b = xp.matrix_transpose(anchor_rot)[:, None] @ f.body_rot
     parts = [terms[name] for name, _ in POLICY_TERMS[:4]]
-    parts += [body_pos_b.reshape(n, b * 3), body_rot_b[..., :2].reshape(n, b * 6)]
+    parts += [xp.reshape(body_pos_b, (n, b * 3)), xp.reshape(body_rot_b[..., :2], (n, b * 6))]
     parts += [terms[name] for name, _ in POLICY_TERMS[4:]]
-    return np.concatenate(parts, axis=1, dtype=np.float32)
+    return xp.astype(xp.concat(parts, axis=1), xp.float32)

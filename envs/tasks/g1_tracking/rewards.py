@@ -1,56 +1,55 @@
 """Reward terms of the tracking task (BeyondMimic): exp(-error / std^2) tracking terms and penalties.
 
 Body terms average over tracked bodies with per-body weights: uniform for BeyondMimic,
-keypoint weights (end-effectors and head higher) for the GenMimic variant.
+keypoint weights (end-effectors and head higher) for the GenMimic variant. Terms take numpy arrays
+or device tensors (``envs.arrays``).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
+from envs.arrays import Array, namespace
 from envs.rotations import quat_error_magnitude
 from envs.tasks.g1_tracking.config import RewardConfig
 from envs.tasks.g1_tracking.frame import TrackingFrame
 
 
-def _exp(error: np.ndarray, std: float) -> np.ndarray:
-    return np.exp(-error / std**2)
-
-
-def _weighted_mean(per_body: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return per_body @ weights
-
-
 def tracking_terms(
-    f: TrackingFrame, cfg: RewardConfig, body_weights: np.ndarray, rel_pos: np.ndarray, rel_quat: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Unweighted term values in [0, 1]; ``body_weights`` sum to 1."""
-    anchor_pos_err = np.sum((f.ref_anchor_pos - f.anchor_pos) ** 2, axis=-1)
+    f: TrackingFrame, cfg: RewardConfig, body_weights: Array, rel_pos: Array, rel_quat: Array
+) -> dict[str, Array]:
+    """Unweighted term values in [0, 1]; ``body_weights`` sum to 1 (same array type as the frame)."""
+    xp = namespace(f.body_pos)
+
+    def exp(error: Array, std: float) -> Array:
+        return xp.exp(-error / std**2)
+
+    def sq(a: Array, b: Array) -> Array:
+        return xp.sum((a - b) ** 2, axis=-1)
+
+    anchor_pos_err = sq(f.ref_anchor_pos, f.anchor_pos)
     anchor_ori_err = quat_error_magnitude(f.ref_anchor_quat, f.anchor_quat) ** 2
-    body_pos_err = _weighted_mean(np.sum((rel_pos - f.body_pos) ** 2, axis=-1), body_weights)
-    body_ori_err = _weighted_mean(quat_error_magnitude(rel_quat, f.body_quat) ** 2, body_weights)
-    lin_vel_err = _weighted_mean(np.sum((f.ref_body_lin_vel - f.body_lin_vel) ** 2, axis=-1), body_weights)
-    ang_vel_err = _weighted_mean(np.sum((f.ref_body_ang_vel - f.body_ang_vel) ** 2, axis=-1), body_weights)
+    body_pos_err = sq(rel_pos, f.body_pos) @ body_weights
+    body_ori_err = quat_error_magnitude(rel_quat, f.body_quat) ** 2 @ body_weights
+    lin_vel_err = sq(f.ref_body_lin_vel, f.body_lin_vel) @ body_weights
+    ang_vel_err = sq(f.ref_body_ang_vel, f.body_ang_vel) @ body_weights
     return {
-        "anchor_pos": _exp(anchor_pos_err, cfg.anchor_pos.std),
-        "anchor_ori": _exp(anchor_ori_err, cfg.anchor_ori.std),
-        "body_pos": _exp(body_pos_err, cfg.body_pos.std),
-        "body_ori": _exp(body_ori_err, cfg.body_ori.std),
-        "body_lin_vel": _exp(lin_vel_err, cfg.body_lin_vel.std),
-        "body_ang_vel": _exp(ang_vel_err, cfg.body_ang_vel.std),
+        "anchor_pos": exp(anchor_pos_err, cfg.anchor_pos.std),
+        "anchor_ori": exp(anchor_ori_err, cfg.anchor_ori.std),
+        "body_pos": exp(body_pos_err, cfg.body_pos.std),
+        "body_ori": exp(body_ori_err, cfg.body_ori.std),
+        "body_lin_vel": exp(lin_vel_err, cfg.body_lin_vel.std),
+        "body_ang_vel": exp(ang_vel_err, cfg.body_ang_vel.std),
     }
 
 
-def action_rate(f: TrackingFrame) -> np.ndarray:
-    return np.sum((f.actions - f.prev_actions) ** 2, axis=-1)
+def action_rate(f: TrackingFrame) -> Array:
+    return namespace(f.actions).sum((f.actions - f.prev_actions) ** 2, axis=-1)
 
 
-def joint_limit_violation(
-    joint_pos: np.ndarray, soft_lower: np.ndarray, soft_upper: np.ndarray
-) -> np.ndarray:
-    below = np.clip(soft_lower - joint_pos, 0.0, None)
-    above = np.clip(joint_pos - soft_upper, 0.0, None)
-    return np.sum(below + above, axis=-1)
+def joint_limit_violation(joint_pos: Array, soft_lower: Array, soft_upper: Array) -> Array:
+    xp = namespace(joint_pos)
+    below = xp.clip(soft_lower - joint_pos, min=0.0)
+    above = xp.clip(joint_pos - soft_upper, min=0.0)
+    return xp.sum(below + above, axis=-1)
 
 
 def term_weights(cfg: RewardConfig) -> dict[str, float]:

@@ -2,52 +2,71 @@
 
 The clip is cut into bins; each failure (termination, not time-out) counts against the bin it
 happened in, counts decay by an EMA, get smoothed towards earlier bins (the cause of a fall
-precedes it) and mixed with a uniform share so that no bin is starved.
+precedes it) and mixed with a uniform share so that no bin is starved. The counts live in the
+array type of ``like`` (numpy, or a tensor on the GPU backend's device) and are drawn from with
+``rng`` of the same library, so a GPU backend samples starts without leaving the device.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from envs.arrays import Array, Rng, bincount, integers, namespace, uniform
 from envs.tasks.g1_tracking.config import SamplingConfig
 
 
 class AdaptiveStartSampler:
-    def __init__(self, num_frames: int, frames_per_bin: int, cfg: SamplingConfig, rng: np.random.Generator):
+    def __init__(
+        self,
+        num_frames: int,
+        frames_per_bin: int,
+        cfg: SamplingConfig,
+        rng: Rng,
+        like: Array | None = None,
+    ) -> None:
         self.cfg = cfg
         self.num_frames = num_frames
         self.num_bins = num_frames // max(frames_per_bin, 1) + 1
-        self.failed = np.zeros(self.num_bins)
-        self._step_failures = np.zeros(self.num_bins)
         self.rng = rng
+        like = np.zeros(0) if like is None else like
+        xp = self._xp = namespace(like)
+        self.failed = xp.zeros(self.num_bins, dtype=like.dtype, device=like.device)
+        self._step_failures = xp.zeros_like(self.failed)
         kernel = cfg.kernel_lambda ** np.arange(cfg.kernel_size)
-        self._kernel = kernel / kernel.sum()
+        kernel = kernel / kernel.sum()
+        # Smoothing towards earlier bins as a matrix: the bins past the end repeat the last one.
+        smooth = np.zeros((self.num_bins, self.num_bins))
+        for b in range(self.num_bins):
+            for k, weight in enumerate(kernel):
+                smooth[b, min(b + k, self.num_bins - 1)] += weight
+        self._smooth = xp.asarray(smooth, dtype=like.dtype, device=like.device)
 
-    def bin_of(self, frames: np.ndarray) -> np.ndarray:
-        return np.clip(frames * self.num_bins // max(self.num_frames, 1), 0, self.num_bins - 1)
+    def bin_of(self, frames: Array) -> Array:
+        bins = frames * self.num_bins // max(self.num_frames, 1)
+        return self._xp.clip(bins, min=0, max=self.num_bins - 1)
 
-    def record_failures(self, frames: np.ndarray) -> None:
-        self._step_failures += np.bincount(self.bin_of(frames), minlength=self.num_bins)
+    def record_failures(self, frames: Array, weights: Array | None = None) -> None:
+        """Count failures at ``frames``; with boolean ``weights``, only where they are set (no index
+        lists: a device backend records without waiting for the device)."""
+        self._step_failures += bincount(self.bin_of(frames), self.num_bins, self.failed.dtype, weights)
 
     def update(self) -> None:
         """Fold this step's failures into the decaying per-bin counts; call once per env step."""
         a = self.cfg.alpha
         self.failed = a * self._step_failures + (1 - a) * self.failed
-        self._step_failures[:] = 0
+        self._step_failures[...] = 0
 
-    def probabilities(self) -> np.ndarray:
-        p = self.failed + self.cfg.uniform_ratio / self.num_bins
-        if len(self._kernel) > 1:
-            # A failure at bin b raises the odds of starting at b and the bins just before it.
-            padded = np.concatenate((p, np.full(len(self._kernel) - 1, p[-1])))
-            p = np.convolve(padded, self._kernel[::-1], mode="valid")
-        return p / p.sum()
+    def probabilities(self) -> Array:
+        p = self._smooth @ (self.failed + self.cfg.uniform_ratio / self.num_bins)
+        return p / self._xp.sum(p)
 
-    def sample(self, n: int) -> np.ndarray:
+    def sample(self, n: int) -> Array:
         if not self.cfg.adaptive:
-            return self.rng.integers(0, self.num_frames, size=n)
+            return integers(self.rng, self.num_frames, n)
+        xp = self._xp
         # Inverse-CDF sampling: Generator.choice with p= costs ten times more per call.
-        cdf = np.cumsum(self.probabilities())
-        bins = np.minimum(np.searchsorted(cdf, self.rng.random(n) * cdf[-1], side="right"), self.num_bins - 1)
-        frames = (bins + self.rng.random(n)) / self.num_bins * (self.num_frames - 1)
-        return np.clip(frames.astype(np.int64), 0, self.num_frames - 1)
+        cdf = xp.cumulative_sum(self.probabilities())
+        draws = xp.astype(uniform(self.rng, 0.0, 1.0, (n,)), cdf.dtype) * cdf[-1]
+        bins = xp.clip(xp.searchsorted(cdf, draws, side="right"), max=self.num_bins - 1)
+        frames = (bins + uniform(self.rng, 0.0, 1.0, (n,))) / self.num_bins * (self.num_frames - 1)
+        return xp.clip(xp.astype(frames, xp.int64), min=0, max=self.num_frames - 1)
