@@ -6,9 +6,13 @@ Isaac Lab id such as ``Isaac-Velocity-Flat-G1-v0`` is taken as it is), builds th
 ``step(actions[N, A]) -> obs, reward, terminated, truncated, info`` with torch tensors on the
 simulation device. Isaac Lab's ``terminated`` and ``time_outs`` stay apart (time-outs are
 bootstrapped); ``info["success"]`` comes from a termination term named ``success`` when the task
-has one. Isaac Lab resets ended envs inside ``step`` and keeps no observation of their last state,
-so ``info["final_obs"]`` of the time-outs (``info["final_ids"]``) is their observation before the
-step, the approximation rsl_rl makes on Isaac Lab (V(s_t) instead of V(s_t+1) in the bootstrap).
+has one. ``info`` follows the device env contract of ``G1TrackingDeviceEnv``, so
+``learner.device_rollout`` trains PPO on either without host copies: ``info["final_obs"]`` covers
+all N envs (the time-outs' rows are the ones to bootstrap from) and ``info["episode_length"]`` is
+each ended episode's length (0 elsewhere); nothing in ``step`` waits for the GPU. Isaac Lab resets
+ended envs inside ``step`` and keeps no observation of their last state, so a time-out's final
+observation is its observation before the step, the approximation rsl_rl makes on Isaac Lab
+(V(s_t) instead of V(s_t+1) in the bootstrap).
 
 Isaac Lab needs Omniverse's ``AppLauncher`` started before its modules import; ``IsaacLabEnv``
 starts one (headless) unless the caller already has.
@@ -59,13 +63,6 @@ def policy_observation(obs: dict[str, Any]) -> torch.Tensor | dict[str, torch.Te
     return next(iter(groups.values())) if len(groups) == 1 else groups
 
 
-def select_rows(obs: torch.Tensor | dict[str, torch.Tensor], ids: torch.Tensor) -> Any:
-    """Rows ``ids`` of an observation (tensor or dict of tensors)."""
-    if isinstance(obs, dict):
-        return {name: value[ids] for name, value in obs.items()}
-    return obs[ids]
-
-
 class IsaacLabEnv:
     """A ``ManagerBasedRLEnv`` of ``task`` with ``num_envs`` envs, as a striata batched env on GPU tensors."""
 
@@ -85,10 +82,12 @@ class IsaacLabEnv:
         self.action_dim = int(self.env.action_manager.total_action_dim)
         terms = self.env.termination_manager.active_terms
         self._success_term = "success" if "success" in terms else None
+        self._length = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
 
     def reset(self) -> torch.Tensor | dict[str, torch.Tensor]:
         obs, _ = self.env.reset()
         self._obs = policy_observation(obs)
+        self._length.zero_()
         return self._obs
 
     def step(
@@ -108,11 +107,15 @@ class IsaacLabEnv:
             if self._success_term
             else torch.zeros_like(terminated)
         )
-        info: dict[str, Any] = {"success": success, "log": extras.get("log", {})}
-        final_ids = torch.nonzero(truncated).flatten()
-        if len(final_ids):
-            info["final_ids"] = final_ids
-            info["final_obs"] = select_rows(previous, final_ids)
+        self._length += 1
+        done = terminated | truncated
+        info: dict[str, Any] = {
+            "success": success,
+            "log": extras.get("log", {}),
+            "final_obs": previous,
+            "episode_length": torch.where(done, self._length, 0),
+        }
+        self._length = torch.where(done, 0, self._length)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:

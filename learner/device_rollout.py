@@ -1,7 +1,8 @@
 """PPO with a GPU env backend on the learner's device: rollouts are device tensors from end to end.
 
 ``DeviceRollout`` steps an env whose ``step`` takes and returns torch tensors on the learner's
-device (``envs.tasks.g1_tracking.device_env.G1TrackingDeviceEnv`` on MuJoCo Warp), acts with
+device (``envs.tasks.g1_tracking.device_env.G1TrackingDeviceEnv`` on MuJoCo Warp, or
+``envs.isaaclab_adapter.IsaacLabEnv``; observations a tensor or a dict of them), acts with
 ``PPO.act_tensors`` and stacks ``T`` steps into a chunk of the trajectory contract
 (``learner.chunk``) whose arrays are tensors on that device; ``PPO.update`` takes it as it is.
 Nothing crosses to the host per step; per rollout, one boolean gather picks the final
@@ -36,9 +37,17 @@ class DeviceRollout:
     def collect(self) -> dict[str, Any]:
         """One chunk [T, N] of device tensors (``obs``, ``last_obs`` and ``final_obs`` as dicts)."""
         env, ppo = self.env, self.ppo
-        keys = list(self.obs)
-        obs = {k: [] for k in keys}
-        final = {k: [] for k in keys}
+        plain = isinstance(self.obs, torch.Tensor)  # one observation tensor instead of groups
+
+        def groups(x: Any) -> dict[str, torch.Tensor]:
+            return {"obs": x} if plain else x
+
+        def ungroup(x: dict[str, torch.Tensor]) -> Any:
+            return x["obs"] if plain else x
+
+        keys = list(groups(self.obs))
+        obs: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        final: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         steps: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("actions", "rewards", "terminated", "truncated", "log_prob", "value")
         }
@@ -46,8 +55,8 @@ class DeviceRollout:
             actions, log_prob, value = ppo.act_tensors(self.obs)
             next_obs, reward, terminated, truncated, info = env.step(actions)
             for k in keys:
-                obs[k].append(self.obs[k])
-                final[k].append(info["final_obs"][k])
+                obs[k].append(groups(self.obs)[k])
+                final[k].append(groups(info["final_obs"])[k])
             for name, x in zip(steps, (actions, reward, terminated, truncated, log_prob, value), strict=True):
                 steps[name].append(x)
             self.episode_return += reward
@@ -60,9 +69,9 @@ class DeviceRollout:
         t, n = chunk["rewards"].shape
         truncated = chunk["truncated"]
         chunk.update(
-            obs={k: torch.stack(v) for k, v in obs.items()},
-            last_obs=dict(self.obs),
-            final_obs={k: torch.stack(v)[truncated] for k, v in final.items()},
+            obs=ungroup({k: torch.stack(v) for k, v in obs.items()}),
+            last_obs=self.obs,
+            final_obs=ungroup({k: torch.stack(v)[truncated] for k, v in final.items()}),
             policy_version=torch.full((t, n), ppo.version, dtype=torch.int64, device=ppo.device),
             intervention=torch.zeros((t, n), dtype=torch.bool, device=ppo.device),
             reward_pending=torch.zeros((t, n), dtype=torch.bool, device=ppo.device),

@@ -12,7 +12,6 @@ from envs.isaaclab_adapter import (
     IsaacLabTaskError,
     isaaclab_task_id,
     policy_observation,
-    select_rows,
     split_dones,
 )
 
@@ -34,13 +33,11 @@ def test_time_outs_and_terminations_stay_apart():
     assert truncated.tolist() == [False, True, False, False]
 
 
-def test_observation_groups_and_rows():
+def test_observation_groups():
     policy = torch.arange(12.0).reshape(4, 3)
     assert policy_observation({"policy": policy}) is policy
     groups = policy_observation({"policy": policy, "critic": policy * 2})
-    rows = select_rows(groups, torch.tensor([1, 3]))
-    assert rows["critic"].tolist() == [[6.0, 8.0, 10.0], [18.0, 20.0, 22.0]]
-    assert select_rows(policy, torch.tensor([0])).tolist() == [[0.0, 1.0, 2.0]]
+    assert groups["critic"][3].tolist() == [18.0, 20.0, 22.0]
     with pytest.raises(ValueError, match="no tensor groups"):
         policy_observation({"note": "x"})
 
@@ -49,6 +46,9 @@ def test_observation_groups_and_rows():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Isaac Lab needs a CUDA GPU")
 def test_isaaclab_env_steps_on_gpu_tensors():
     from envs.isaaclab_adapter import IsaacLabEnv
+    from learner.config import PPOConfig
+    from learner.device_rollout import DeviceRollout, train
+    from learner.ppo import PPO
 
     env = IsaacLabEnv("g1_velocity_flat", num_envs=8)
     obs = env.reset()
@@ -56,5 +56,9 @@ def test_isaaclab_env_steps_on_gpu_tensors():
     for _ in range(5):
         obs, reward, terminated, truncated, info = env.step(torch.zeros(8, env.action_dim, device=env.device))
         assert reward.shape == (8,) and not (terminated & truncated).any()
-        assert info["success"].shape == (8,)
+        assert info["success"].shape == (8,) and info["final_obs"].shape == obs.shape
+    # PPO on the same GPU from device-tensor rollouts, as with the MuJoCo Warp backend.
+    ppo = PPO(PPOConfig(device=str(env.device)), obs.shape[1], None, env.action_dim, device=env.device)
+    figures = train(DeviceRollout(env, ppo, steps=24), updates=2)
+    assert figures["env_steps"] == 2 * 24 * 8 and figures["ppo_update_samples_per_s"] > 0
     env.close()
