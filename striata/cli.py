@@ -50,9 +50,10 @@ def train(
     ] = None,
 ) -> None:
     """Train on Ray: actors step the envs, the learner updates, checkpoints go to the run folder."""
+    from envs.tasks.g1_tracking.device_env import DeviceUnavailableError
     from striata.experiment import ExperimentConfig
 
-    with user_errors(ExperimentConfig, extra=(_demo_error(),)):
+    with user_errors(ExperimentConfig, extra=(_demo_error(), DeviceUnavailableError)):
         from striata.experiment import load_experiment
         from striata.run_dir import new_run_dir, resume_run
         from striata.train import Training, connect_ray, load_demonstrations
@@ -72,8 +73,13 @@ def train(
             demo_buffer = load_demonstrations(experiment, console)  # checked before a run folder exists
             run_dir = new_run_dir(experiment, runs)
         console.print(f"run folder: {run_dir}")
-        connect_ray(address)
-        summary = Training(experiment, run_dir, console, demos=demo_buffer).run()
+        if experiment.runner == "device":
+            from striata.train_device import DeviceTraining
+
+            summary = DeviceTraining(experiment, run_dir, console).run()
+        else:
+            connect_ray(address)
+            summary = Training(experiment, run_dir, console, demos=demo_buffer).run()
     print(json.dumps(summary, indent=2))
 
 
@@ -280,7 +286,7 @@ def bench_warp_command(
     from envs.tasks.g1_tracking.device_env import DeviceUnavailableError
     from striata.experiment import ExperimentConfig
 
-    with user_errors(ExperimentConfig, extra=(DeviceUnavailableError, ImportError)):
+    with user_errors(ExperimentConfig, extra=(DeviceUnavailableError,)):
         from striata.bench_warp import bench_warp
         from striata.experiment import load_experiment
 

@@ -138,11 +138,27 @@ class ExperimentConfig(Section):
     max_minutes: float | None = Field(default=None, gt=0, description="stop after this wall time")
     checkpoint_every_s: float = Field(default=120.0, gt=0)
     seed: int = 0
+    runner: Literal["actors", "device"] = Field(
+        default="actors",
+        description="actors: Ray actors step the envs and send chunks to the learner; device: g1_tracking "
+        "on MuJoCo Warp and PPO on one device in this process, no copies through the host",
+    )
 
     @model_validator(mode="after")
     def _task_exists(self) -> ExperimentConfig:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _device_runner(self) -> ExperimentConfig:
+        if self.runner == "device":
+            backend = self.task_config.get("backend", "cpu")
+            if (self.task, self.algo, backend) != ("g1_tracking", "ppo", "warp"):
+                raise ValueError(
+                    "runner: 'device' trains g1_tracking with ppo on task_config.backend 'warp'; "
+                    f"got {self.task} / {self.algo} / {backend!r}"
+                )
         return self
 
     def task_settings(self) -> TaskConfig:

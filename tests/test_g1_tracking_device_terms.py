@@ -119,3 +119,13 @@ def test_bench_warp_without_cuda_is_one_line() -> None:
     result = CliRunner().invoke(app, ["bench", "warp", "configs/g1_tracking_warp.yaml", "--num-envs", "2"])
     assert result.exit_code == 2
     assert "no CUDA device" in result.output and "Traceback" not in result.output
+
+
+def test_device_runner_refuses_what_it_cannot_train_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from striata.cli import app
+
+    result = CliRunner().invoke(app, ["train", "configs/panda_reach.yaml", "--set", "runner=device"])
+    assert result.exit_code == 2
+    assert "runner" in result.output and "Traceback" not in result.output

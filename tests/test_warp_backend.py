@@ -152,3 +152,31 @@ def test_bench_warp_trains_g1_tracking_with_ppo_on_the_warp_device():
     for key in ("env_steps_per_s_with_training", "env_steps_per_s_collecting", "ppo_update_samples_per_s"):
         assert figures[key] > 0
     assert len(figures["value_loss"]) == 2 and all(np.isfinite(figures["value_loss"]))
+
+
+def test_train_with_the_device_runner_checkpoints_resumes_and_exports(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from striata.cli import app
+
+    small = [
+        "--set", "runner=device", "--set", "task_config.warp.device=cpu", "--set", "ppo.device=cpu",
+        "--set", "actors.envs_per_actor=4", "--set", "eval.num_envs=2", "--set", "eval.episodes=2",
+    ]  # fmt: skip
+    runs = tmp_path / "runs"
+    args = ["train", "configs/g1_tracking_warp.yaml", "--runs", str(runs), *small]
+    first = CliRunner().invoke(app, [*args, "--set", "total_env_steps=200"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output[first.output.index("{") :])
+    per_update = 24 * 4
+    assert summary["runner"] == "device" and summary["env_steps"] == 3 * per_update  # >= 200
+    assert summary["evaluations"] and list(runs.glob("*/tb/events.*"))
+    run_dir = summary["run_dir"]
+    second = CliRunner().invoke(app, ["train", "--resume", run_dir, "--set", "total_env_steps=400"])
+    assert second.exit_code == 0, second.output
+    resumed = json.loads(second.output[second.output.index("{") :])
+    assert resumed["env_steps"] == 5 * per_update and resumed["policy_version"] == 5
+    exported = CliRunner().invoke(app, ["export", run_dir, "-o", str(tmp_path / "policy.onnx")])
+    assert exported.exit_code == 0, exported.output

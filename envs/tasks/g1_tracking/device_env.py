@@ -48,8 +48,14 @@ class G1TrackingDeviceEnv:
         nconmax: int | None = None,
         njmax: int | None = None,
     ) -> None:
-        import mujoco_warp as mjw
-        import warp as wp
+        try:
+            import mujoco_warp as mjw
+            import warp as wp
+        except ImportError as exc:
+            raise DeviceUnavailableError(
+                f"the MuJoCo Warp backend needs mujoco-warp and warp-lang ({exc}): "
+                "pip install 'striata[warp]'"
+            ) from None
 
         from envs.warp_batch import WarpBatch
 
