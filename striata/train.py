@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.tensorboard import SummaryWriter
 
 from actors.env_actor import ActorSpec
@@ -43,12 +41,13 @@ from envs.registry import make_env
 from learner.demos import load_demos
 from learner.relabel import AuditWindow, Relabeller, ShapingConfig
 from learner.replay import DemoBuffer
-from learner.trainer import PPOTrainer, SACTrainer, Trainer, evaluate
+from learner.trainer import PPOTrainer, SACTrainer, Trainer
 from reward_server.client import RewardServerUnavailable, wait_until_healthy
 from reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig, RewardModelSection, check_reward_model_files
-from striata.run_dir import latest_checkpoint, prune_checkpoints, write_json
+from striata.run_dir import latest_checkpoint, write_json
+from striata.run_loop import RunLoop
 
 MAX_MISSED_DEADLINES = 3
 FORWARDED_ENV = ("STRIATA_ASSETS", "STRIATA_DATA", "STRIATA_CACHE", "MUJOCO_GL")
@@ -249,7 +248,7 @@ def build_trainer(config: ExperimentConfig, env: Any, demos: DemoBuffer | None =
     )  # fmt: skip
 
 
-class Training:
+class Training(RunLoop):
     """One run: learner, actors, logging and checkpoints."""
 
     def __init__(
@@ -283,8 +282,7 @@ class Training:
         self._lag_sum = self._lag_count = self._lag_max = 0
         # Throughput is measured from the first chunk on, so actor start-up does not count.
         self._first_chunk: tuple[float, int] | None = None
-        self.evaluations: list[dict[str, float]] = []
-        self._stop = False
+        self._init_loop()
         self.reward_service: RewardService | None = None
         self.relabeller = make_relabeller(config) if config.reward_model.enabled else None
         self.audit = AuditWindow(threshold=config.reward_model.success_threshold)
@@ -327,19 +325,12 @@ class Training:
             config.actors.chunk_length, self.eval_env.step_dt
         )
         start = time.monotonic() - self.counters.seconds
-        last_checkpoint = last_eval = last_status = time.monotonic()
+        last_status = time.monotonic()
         missed = 0
-        # First Ctrl-C or SIGTERM: finish the loop, evaluate and checkpoint; a second Ctrl-C stops now.
-        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=self.console,
-        )  # fmt: skip
+        previous = self.handle_signals()
+        progress, bar = self.progress_bar()
         try:
             with progress:
-                bar = progress.add_task(
-                    config.name, total=config.total_env_steps, completed=self.counters.env_steps, info=""
-                )
                 while not self._done(start):
                     try:
                         results = pool.next_results(chunk_timeout)
@@ -355,12 +346,7 @@ class Training:
                     self._write_hil(pool)
                     now = time.monotonic()
                     self.counters.seconds = now - start
-                    if now - last_eval >= config.eval.every_s or self._eval_due_by_steps():
-                        self._evaluate()
-                        last_eval = now
-                    if now - last_checkpoint >= config.checkpoint_every_s:
-                        self._checkpoint()
-                        last_checkpoint = now
+                    self.periodic(now)
                     if now - last_status >= 2.0:
                         if self.reward_service is not None:
                             self.reward_service.check()
@@ -371,8 +357,7 @@ class Training:
             self._evaluate()
             self._checkpoint()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            self.restore_signals(previous)
             self._write_status(pool)
             self._write_hil(pool, finished=True)
             self.writer.close()
@@ -479,34 +464,6 @@ class Training:
         weights = ray.put(self.trainer.policy_weights())
         ray.get(store.publish.remote(self.trainer.version, [weights]))
 
-    def _eval_due_by_steps(self) -> bool:
-        every = self.config.eval.every_env_steps
-        last = self.evaluations[-1]["env_steps"] if self.evaluations else 0
-        return every is not None and self.counters.env_steps - last >= every
-
-    def _evaluate(self) -> None:
-        result = evaluate(self.trainer, self.eval_env, self.config.eval.episodes)
-        result["env_steps"] = self.counters.env_steps
-        result["minutes"] = round(self.counters.seconds / 60, 2)
-        self.evaluations.append(result)
-        for key in ("success", "return", "length"):
-            self.writer.add_scalar(f"eval/{key}", result[key], self.counters.env_steps)
-        self.console.print(
-            f"eval @ {self.counters.env_steps} steps, {result['minutes']} min: "
-            f"success {result['success']:.2f}, return {result['return']:.2f}, length {result['length']:.1f}"
-        )
-        target = self.config.eval.stop_at_success
-        if target is not None and result["success"] >= target and not self._stop:
-            self.console.print(f"eval success {result['success']:.2f} >= stop_at_success {target}: stopping")
-            self._stop = True
-
-    def _checkpoint(self) -> None:
-        self.trainer.save(
-            self.run_dir / "checkpoints" / f"ckpt_{self.counters.env_steps}.pt",
-            {"counters": asdict(self.counters), "replay_size": self.trainer.replay_size()},
-        )
-        prune_checkpoints(self.run_dir)
-
     def _write_status(self, pool: ActorPool) -> None:
         write_json(self.run_dir / "status.json", {
             "env_steps": self.counters.env_steps, "chunks": self.counters.chunks,
@@ -518,18 +475,6 @@ class Training:
         })  # fmt: skip
 
     # ----------------------------------------------------------------- bookkeeping
-    def _request_stop(self, signum: int, _frame: Any) -> None:
-        if self._stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self._stop = True
-        self.console.print("[yellow]stopping: finishing with an evaluation and a checkpoint")
-
-    def _done(self, start: float) -> bool:
-        config = self.config
-        if self._stop or self.counters.env_steps >= config.total_env_steps:
-            return True
-        return config.max_minutes is not None and time.monotonic() - start >= config.max_minutes * 60
-
     def _progress_info(self, elapsed: float) -> str:
         rate = self.counters.env_steps / max(elapsed, 1e-9)
         text = f"{rate:,.0f} steps/s"

@@ -10,25 +10,23 @@ task, a progress bar and ``summary.json``.
 
 from __future__ import annotations
 
-import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.tensorboard import SummaryWriter
 
 from envs.registry import make_env
-from learner.trainer import PPOTrainer, evaluate
+from learner.trainer import PPOTrainer
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig
-from striata.run_dir import latest_checkpoint, prune_checkpoints, write_json
+from striata.run_dir import latest_checkpoint, write_json
+from striata.run_loop import RunLoop
 from striata.train import Counters
 
 
-class DeviceTraining:
+class DeviceTraining(RunLoop):
     """One ``runner: device`` run."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, console: Console | None = None) -> None:
@@ -62,25 +60,17 @@ class DeviceTraining:
             config.task, num_envs=config.eval.num_envs, seed=config.seed + 10_000, config=cpu_task
         )
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=self.counters.env_steps)
-        self.evaluations: list[dict[str, float]] = []
         self.latest: dict[str, float] = {}
-        self._stop = False
+        self._init_loop()
 
     def run(self) -> dict[str, Any]:
         config = self.config
         start = time.monotonic() - self.counters.seconds
         began_steps, began_at = self.counters.env_steps, time.monotonic()
-        last_checkpoint = last_eval = time.monotonic()
-        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=self.console,
-        )  # fmt: skip
+        previous = self.handle_signals()
+        progress, bar = self.progress_bar()
         try:
             with progress:
-                bar = progress.add_task(
-                    config.name, total=config.total_env_steps, completed=self.counters.env_steps, info=""
-                )
                 while not self._done(start):
                     chunk = self.rollout.collect()
                     metrics = self.trainer.algo.update(chunk)
@@ -89,20 +79,14 @@ class DeviceTraining:
                     now = time.monotonic()
                     self.counters.seconds = now - start
                     self._log(metrics, self.rollout.episode_stats())
-                    if now - last_eval >= config.eval.every_s:
-                        self._evaluate()
-                        last_eval = now
-                    if now - last_checkpoint >= config.checkpoint_every_s:
-                        self._checkpoint()
-                        last_checkpoint = now
+                    self.periodic(now)
                     rate = (self.counters.env_steps - began_steps) / max(now - began_at, 1e-9)
                     done = min(self.counters.env_steps, config.total_env_steps)
                     progress.update(bar, completed=done, info=self._progress_info(rate))
             self._evaluate()
             self._checkpoint()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            self.restore_signals(previous)
             self.writer.close()
         rate = (self.counters.env_steps - began_steps) / max(time.monotonic() - began_at, 1e-9)
         summary = {
@@ -134,34 +118,3 @@ class DeviceTraining:
             self.latest = episodes
             self.writer.add_scalar("episode/return", episodes["mean_return"], step)
             self.writer.add_scalar("episode/length", episodes["mean_length"], step)
-
-    def _evaluate(self) -> None:
-        result = evaluate(self.trainer, self.eval_env, self.config.eval.episodes)
-        result["env_steps"] = self.counters.env_steps
-        result["minutes"] = round(self.counters.seconds / 60, 2)
-        self.evaluations.append(result)
-        for key in ("success", "return", "length"):
-            self.writer.add_scalar(f"eval/{key}", result[key], self.counters.env_steps)
-        self.console.print(
-            f"eval @ {self.counters.env_steps} steps: success {result['success']:.2f}, "
-            f"return {result['return']:.2f}, length {result['length']:.1f}"
-        )
-
-    def _checkpoint(self) -> None:
-        self.trainer.save(
-            self.run_dir / "checkpoints" / f"ckpt_{self.counters.env_steps}.pt",
-            {"counters": asdict(self.counters), "replay_size": 0},
-        )
-        prune_checkpoints(self.run_dir)
-
-    def _request_stop(self, signum: int, _frame: Any) -> None:
-        if self._stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self._stop = True
-        self.console.print("[yellow]stopping: finishing with an evaluation and a checkpoint")
-
-    def _done(self, start: float) -> bool:
-        config = self.config
-        if self._stop or self.counters.env_steps >= config.total_env_steps:
-            return True
-        return config.max_minutes is not None and time.monotonic() - start >= config.max_minutes * 60

@@ -255,7 +255,8 @@ class G1TrackingEnv(BatchedEnv):
         )
         table = self._ref_table[self.frame_index[rows]]
         ref = {name: table[:, sl].reshape(-1, *shape) for name, (sl, shape) in self._ref_layout.items()}
-        return TrackingFrame(
+        return TrackingFrame.of(
+            ref,
             joint_pos=qpos[:, self.joint_qpos_adr],
             joint_vel=qvel[:, self.joint_dof_adr],
             default_joint_pos=self.default_joint_pos[rows].copy(),
@@ -267,13 +268,6 @@ class G1TrackingEnv(BatchedEnv):
             body_rot=self.xmat[rows][:, self.body_ids].reshape(-1, len(TRACKED_BODIES), 3, 3),
             body_lin_vel=velocities[:, 0],
             body_ang_vel=velocities[:, 1],
-            ref_joint_pos=ref["joint_pos"],
-            ref_joint_vel=ref["joint_vel"],
-            ref_body_pos=ref["body_pos"],
-            ref_body_quat=ref["body_quat"],
-            ref_body_lin_vel=ref["body_lin_vel"],
-            ref_body_ang_vel=ref["body_ang_vel"],
-            ref_anchor_rot=ref["anchor_rot"],
             actions=self.actions[rows].copy(),
             prev_actions=self.prev_actions[rows].copy(),
             anchor=self.anchor,

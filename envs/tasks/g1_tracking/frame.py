@@ -9,6 +9,7 @@ backend, ``device_env``); the terms run on either (``envs.arrays``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 from envs.arrays import Array, namespace
 from envs.rotations import quat_conj, quat_mul, yaw_angle
@@ -42,6 +43,12 @@ class TrackingFrame:
     prev_actions: Array
     anchor: int
     root: int  # index of the floating base (pelvis) among the tracked bodies
+
+    @classmethod
+    def of(cls, reference: dict[str, Array], **robot: Any) -> TrackingFrame:
+        """A frame of the robot's arrays and the reference's, the latter keyed as in the reference table
+        (``joint_pos`` ... ``anchor_rot``, stored as ``ref_joint_pos`` ... ``ref_anchor_rot``)."""
+        return cls(**robot, **{f"ref_{name}": value for name, value in reference.items()})
 
     def scatter(self, ids: Array, other: TrackingFrame) -> None:
         """Overwrite the rows ``ids`` with ``other`` (a frame gathered for those envs only)."""
