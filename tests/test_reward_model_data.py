@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from envs.registry import make_env
 from envs.tasks.panda.scripted import ScriptedPickPolicy
@@ -56,6 +58,7 @@ def test_dataset_has_frames_labels_and_every_kind_of_negative(tmp_path):
     n_envs = cfg.policies.total
     assert train.frames.shape == (n_envs * 3, 32, 32, 3) and train.frames.dtype == np.uint8
     assert train.first_frames.shape == train.frames.shape
+    assert sorted(set(train.episode)) == list(range(n_envs))  # one episode per env and round
     assert train.frames.std() > 5  # rendered images, not blank buffers
     assert len(train) == 2 * len(train.frames)  # one task-text row + one mismatched row per frame
 
@@ -77,3 +80,31 @@ def test_dataset_has_frames_labels_and_every_kind_of_negative(tmp_path):
     stamp = (folder / "manifest.json").stat().st_mtime_ns
     build_dataset(cfg, show_progress=False)
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_more_rounds_render_only_the_new_shards_and_seeds_must_not_overlap(tmp_path):
+    cfg = tiny_dataset_config(tmp_path / "data")
+    folder = build_dataset(cfg, show_progress=False)
+    shards = sorted(folder.glob("*/*.npz"))
+    stamps = {path: path.stat().st_mtime_ns for path in shards}
+    one_round = load_split(folder, "train")
+
+    bigger = cfg.model_copy(update={"train_rounds": 2})
+    build_dataset(bigger, show_progress=False)
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())  # reused as they are
+    train = load_split(folder, "train")
+    assert len(train.frames) == 2 * len(one_round.frames)
+    assert np.array_equal(train.frames[: len(one_round.frames)], one_round.frames)
+    assert train.episode.max() == 2 * cfg.policies.total - 1  # the second round's episodes are new ones
+    assert np.all(train.frame < len(train.frames))
+
+    # Fewer rounds again: the split holds only the configured rounds, though more shards are on disk.
+    build_dataset(cfg, show_progress=False)
+    assert len(load_split(folder, "train").frames) == len(one_round.frames)
+
+    # Other rendering settings: every shard is rendered again.
+    build_dataset(cfg.model_copy(update={"frame_every": 18}), show_progress=False)
+    assert len(load_split(folder, "train").frames) == 2 * cfg.policies.total
+
+    with pytest.raises(ValidationError, match="overlap"):
+        DatasetConfig(seed=0, train_rounds=5, eval_seed=4)

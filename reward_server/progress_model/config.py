@@ -83,6 +83,11 @@ class DatasetConfig(StrictModel):
             raise ValueError("mismatched_texts: empty, but mismatched_per_frame > 0")
         if self.task_text in self.mismatched_texts:
             raise ValueError(f"mismatched_texts: contains the task text {self.task_text!r}")
+        train = range(self.seed, self.seed + self.train_rounds)
+        held_out = range(self.eval_seed, self.eval_seed + self.eval_rounds)
+        if set(train) & set(held_out):
+            # The same seed is the same rollouts: held-out frames would be trained on.
+            raise ValueError(f"seeds: train rounds {train} overlap the held-out rounds {held_out}")
         return self
 
 
@@ -102,7 +107,7 @@ class TrainConfig(StrictModel):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     success_weight: float = Field(default=1.0, ge=0, description="weight of the success BCE in the loss")
-    shift_pixels: int = Field(default=3, ge=0, description="random-shift augmentation (pixels)")
+    shift_pixels: int = Field(default=3, ge=0, description="random-shift augmentation (pixels, per frame)")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: torch's")
     seed: int = 0
 

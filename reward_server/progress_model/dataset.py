@@ -6,15 +6,17 @@ go on after success (the data-set env does not terminate on it), so held cubes, 
 a lift are in the data. Every frame gives one row with the task text (or a paraphrase) and
 ``mismatched_per_frame`` rows with another task's text, labelled progress 0 and success 0.
 
-On disk: ``<folder>/<split>/shard_XXXX.npz`` (compressed; frames, first frames, rows) and
-``<folder>/manifest.json`` (texts, config hash, counts). A folder whose manifest matches the config is
-reused as it is.
+On disk: one ``<folder>/<split>/seed_XXXXXXXX.npz`` per rollout round (compressed; frames, first frames,
+episode ids, rows) and ``<folder>/manifest.json`` (texts, hashes, the shards of each split, counts). A
+round is a pure function of its seed and the rendering settings, so its shard is reused whenever those
+settings (``render_hash``) are unchanged: more ``train_rounds`` renders only the new rounds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,8 @@ SPLITS = ("train", "eval")
 # Config camera names to the scene's cameras: the env's own, plus the one framed on the pick area.
 SCENE_CAMERAS = {**CAMERAS, "workspace": WORKSPACE_CAMERA}
 MATCHED, MISMATCHED = 0, 1
+# Bumped when the shard contents change, so shards of an older layout are rendered again.
+SHARD_FORMAT = 2
 
 
 class DatasetError(ValueError):
@@ -51,6 +55,7 @@ class Split:
 
     frames: np.ndarray  # uint8 [F, H, W, 3]
     first_frames: np.ndarray  # uint8 [F, H, W, 3]: the episode's first frame, per frame
+    episode: np.ndarray  # int64 [F]: the rollout episode of each frame (unique within the split)
     frame: np.ndarray  # int64 [R]
     text: np.ndarray  # int64 [R]
     progress: np.ndarray  # float32 [R]
@@ -68,31 +73,69 @@ def config_hash(cfg: DatasetConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def render_hash(cfg: DatasetConfig) -> str:
+    """Hash of what one round's shard depends on: everything but the folder and the number of rounds."""
+    payload = cfg.model_dump(mode="json", exclude={"folder", "train_rounds", "eval_rounds"})
+    payload["shard_format"] = SHARD_FORMAT
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def texts_of(cfg: DatasetConfig) -> list[str]:
     return [cfg.task_text, *cfg.paraphrases, *cfg.mismatched_texts]
 
 
 def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
-    """Roll out, render and label both splits under ``cfg.folder`` unless a matching one is there."""
+    """Roll out, render and label both splits under ``cfg.folder``, reusing the shards already there."""
     folder = Path(cfg.folder)
     manifest_path = folder / "manifest.json"
-    digest = config_hash(cfg)
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("config_hash") == digest:
+    digest, render_digest = config_hash(cfg), render_hash(cfg)
+    old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    rounds = {
+        "train": [cfg.seed + r for r in range(cfg.train_rounds)],
+        "eval": [cfg.eval_seed + r for r in range(cfg.eval_rounds)],
+    }
+    shards = {split: [f"{split}/seed_{seed:08d}.npz" for seed in seeds] for split, seeds in rounds.items()}
+    every = shards["train"] + shards["eval"]
+    if old.get("config_hash") == digest and all((folder / name).is_file() for name in every):
         return folder
-    rounds = [("train", cfg.seed + r) for r in range(cfg.train_rounds)]
-    rounds += [("eval", cfg.eval_seed + r) for r in range(cfg.eval_rounds)]
-    counts = {split: {"frames": 0, "rows": 0, "success_frames": 0} for split in SPLITS}
-    steps = len(rounds) * cfg.episode_steps
-    with tqdm(total=steps, desc="reward data set", unit="step", disable=not show_progress) as bar:
-        for index, (split, seed) in enumerate(rounds):
+    if old.get("render_hash") != render_digest:
+        # Shards rendered with other settings (or by an older layout) cannot be reused.
+        for stale in folder.glob("*/*.npz"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written before rendering, so the shards of an interrupted build are reused by the next one.
+    manifest_path.write_text(json.dumps({"render_hash": render_digest}))
+    todo = [
+        (split, seed, folder / name)
+        for split in SPLITS
+        for seed, name in zip(rounds[split], shards[split], strict=True)
+        if not (folder / name).is_file()
+    ]
+    with tqdm(
+        total=len(todo) * cfg.episode_steps, desc="reward data set", unit="step", disable=not show_progress
+    ) as bar:
+        for split, seed, out in todo:
             shard = _rollout_round(cfg, split, seed, on_step=bar.update)
-            out = folder / split / f"shard_{index:04d}.npz"
             out.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out, **shard)
-            counts[split]["frames"] += len(shard["frames"])
-            counts[split]["rows"] += len(shard["frame"])
-            counts[split]["success_frames"] += int(shard["success"][shard["pairing"] == MATCHED].sum())
-    manifest = {"config_hash": digest, "texts": texts_of(cfg), "kinds": list(KINDS), "counts": counts}
+            tmp = out.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **shard)
+            os.replace(tmp, out)
+    counts = {split: {"frames": 0, "rows": 0, "success_frames": 0} for split in SPLITS}
+    for split in SPLITS:
+        for name in shards[split]:
+            with np.load(folder / name) as shard:
+                matched = shard["pairing"] == MATCHED
+                counts[split]["frames"] += len(shard["frames"])
+                counts[split]["rows"] += len(shard["frame"])
+                counts[split]["success_frames"] += int(shard["success"][matched].sum())
+    manifest = {
+        "config_hash": digest,
+        "render_hash": render_digest,
+        "texts": texts_of(cfg),
+        "kinds": list(KINDS),
+        "shards": shards,
+        "counts": counts,
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -113,7 +156,7 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
 
     obs = env.reset()
     first = render()
-    frames, firsts, progress, success, kind = [], [], [], [], []
+    frames, firsts, episode, progress, success, kind = [], [], [], [], [], []
     for t in range(1, cfg.episode_steps + 1):
         obs, _, _, _, info = env.step(policy(obs))
         on_step(1)
@@ -121,6 +164,7 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
             continue
         frames.append(render())
         firsts.append(first)
+        episode.append(np.arange(len(kinds)))
         progress.append(info["progress"].copy())
         success.append(info["success"].astype(np.float32))
         kind.append(np.array([KINDS.index(k) for k in kinds]))
@@ -131,6 +175,7 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
         rng,
         np.concatenate(frames),
         np.concatenate(firsts),
+        np.concatenate(episode),
         np.concatenate(progress).astype(np.float32),
         np.concatenate(success),
         np.concatenate(kind),
@@ -143,6 +188,7 @@ def _rows(
     rng: np.random.Generator,
     frames: np.ndarray,
     firsts: np.ndarray,
+    episode: np.ndarray,
     progress: np.ndarray,
     success: np.ndarray,
     kind: np.ndarray,
@@ -168,6 +214,7 @@ def _rows(
     return {
         "frames": frames,
         "first_frames": firsts,
+        "episode": episode,
         "frame": np.concatenate(frame),
         "text": np.concatenate(text),
         "progress": np.concatenate(labels_p),
@@ -178,21 +225,26 @@ def _rows(
 
 
 def load_split(folder: Path, split: str) -> Split:
-    """All shards of one split, concatenated (frame indices shifted to match)."""
+    """The manifest's shards of one split, concatenated (frame and episode indices shifted to match)."""
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise DatasetError(f"dataset: no manifest.json in {folder}")
-    shards = sorted((folder / split).glob("shard_*.npz"))
-    if not shards:
-        raise DatasetError(f"dataset: no {split} shards in {folder}")
+    manifest = json.loads(manifest_path.read_text())
+    names = manifest.get("shards", {}).get(split)
+    if not names:
+        raise DatasetError(f"dataset: no {split} shards in {folder} (an unfinished build?)")
     parts: dict[str, list[np.ndarray]] = {}
-    offset = 0
-    for path in shards:
+    frames = episodes = 0
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"dataset: {path} is listed in the manifest but missing")
         with np.load(path) as shard:
+            offsets = {"frame": frames, "episode": episodes}
             for key in shard.files:
-                value = shard[key] + offset if key == "frame" else shard[key]
-                parts.setdefault(key, []).append(value)
-            offset += len(shard["frames"])
+                parts.setdefault(key, []).append(shard[key] + offsets.get(key, 0))
+            frames += len(shard["frames"])
+            episodes += int(shard["episode"].max()) + 1
     merged = {key: np.concatenate(values) for key, values in parts.items()}
-    return Split(texts=json.loads(manifest_path.read_text())["texts"], **merged)
+    return Split(texts=manifest["texts"], **merged)

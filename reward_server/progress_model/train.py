@@ -129,13 +129,16 @@ def _fit(
 
 
 def _shift(frames: torch.Tensor, pixels: int, rng: np.random.Generator) -> torch.Tensor:
-    """Random translation by up to ``pixels`` (edge-padded crop), one offset per batch: DrQ-style."""
+    """Random translation by up to ``pixels`` (edge-padded crop), one offset per frame: DrQ-style."""
     if pixels == 0:
         return frames
-    h, w = frames.shape[1:3]
+    n, h, w = frames.shape[:3]
     padded = nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pixels,) * 4, mode="replicate")
-    dy, dx = rng.integers(0, 2 * pixels + 1, 2)
-    return padded[:, :, dy : dy + h, dx : dx + w].to(torch.uint8).permute(0, 2, 3, 1)
+    dy, dx = torch.from_numpy(rng.integers(0, 2 * pixels + 1, (2, n)))
+    rows = (torch.arange(h)[None, :] + dy[:, None])[:, :, None]
+    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, :]
+    # Advanced indices around the channel slice put the batch, row and column axes first: NHWC.
+    return padded[torch.arange(n)[:, None, None], :, rows, cols].to(torch.uint8)
 
 
 def predict(
