@@ -64,7 +64,8 @@ def test_dataset_has_frames_labels_and_every_kind_of_negative(tmp_path):
 
     matched = train.pairing == MATCHED
     mismatched = train.pairing == MISMATCHED
-    assert set(train.kind[matched]) == set(range(len(KINDS)))  # failures, drops, stalls, random
+    scripted_kinds = {KINDS.index(k) for k in KINDS if k != "learned"}
+    assert set(train.kind[matched]) == scripted_kinds  # failures, drops, stalls, random
     assert np.all((train.progress >= 0) & (train.progress <= 1))
     assert train.progress[matched].max() > 0.5
     n_task = 1 + len(cfg.paraphrases)
@@ -108,3 +109,37 @@ def test_more_rounds_render_only_the_new_shards_and_seeds_must_not_overlap(tmp_p
 
     with pytest.raises(ValidationError, match="overlap"):
         DatasetConfig(seed=0, train_rounds=5, eval_seed=4)
+
+
+def test_learned_policies_roll_out_from_their_exported_onnx_files(tmp_path):
+    from learner.config import SACConfig
+    from learner.export import PolicyMetadata, export_policy
+    from learner.sac import SAC
+
+    env = make_env("panda_pick", num_envs=1, seed=0)
+    obs_dim, action_dim = env.observation_dim, env.action_dim
+    env.close()
+    sac = SAC(SACConfig(), obs_dim=obs_dim, action_dim=action_dim, device="cpu")
+    metadata = PolicyMetadata(
+        task="panda_pick", robot="franka_panda_2f85", algorithm="sac", action_type="ee_delta",
+        joint_names=[f"joint{i}" for i in range(1, 8)], default_joint_pos=[0.0] * 7,
+        action_scale=[1.0] * action_dim, kp=[1.0] * 7, kd=[1.0] * 7, control_dt=0.1,
+        observation_names=["state"], observation_sizes=[obs_dim], obs_dim=obs_dim, action_dim=action_dim,
+        policy_version=0, config_hash="0" * 64,
+    )  # fmt: skip
+    policy = tmp_path / "sac.onnx"
+    assert export_policy(sac, metadata, policy).ok
+    mix = PolicyMix(scripted=1, drop=0, put_down=0, miss=0, stall=0, random=0, learned=2)
+    cfg = tiny_dataset_config(tmp_path / "data").model_copy(
+        update={"policies": mix, "learned_policies": [policy]}
+    )
+    train = load_split(build_dataset(cfg, show_progress=False), "train")
+    learned = train.kind == KINDS.index("learned")
+    assert learned.sum() == 2 * 2 * 3  # 2 envs x 3 frames x (task text + mismatched text)
+    assert train.frames.std() > 5
+
+    with pytest.raises(ValidationError, match="learned_policies"):
+        DatasetConfig(policies=mix)
+    missing = cfg.model_copy(update={"learned_policies": [tmp_path / "none.onnx"], "folder": tmp_path / "d2"})
+    with pytest.raises(FileNotFoundError, match=r"none\.onnx"):
+        build_dataset(missing, show_progress=False)

@@ -36,10 +36,13 @@ class PolicyMix(StrictModel):
     miss: int = Field(default=2, ge=0, description="grasps beside the cube: failure")
     stall: int = Field(default=2, ge=0, description="scripted, then frozen from a random step: stall")
     random: int = Field(default=2, ge=0, description="uniform random actions: failure")
+    learned: int = Field(
+        default=0, ge=0, description="a policy RL trained (dataset.learned_policies), with action noise"
+    )
 
     @property
     def total(self) -> int:
-        return self.scripted + self.drop + self.put_down + self.miss + self.stall + self.random
+        return self.scripted + self.drop + self.put_down + self.miss + self.stall + self.random + self.learned
 
 
 class DatasetConfig(StrictModel):
@@ -73,12 +76,18 @@ class DatasetConfig(StrictModel):
     seed: int = 0
     eval_seed: int = Field(default=10_000, description="first seed of the held-out rounds")
     noise: tuple[float, float] = Field(default=(0.05, 0.5), description="scripted action-noise range")
+    learned_policies: list[Path] = Field(
+        default_factory=list,
+        description="ONNX policies from `striata export` of panda_pick runs; round r uses file r % len",
+    )
     folder: Path = Field(default=Path("runs/reward_data/panda_pick"), description="where NPZ shards go")
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:
         if self.policies.total < 1:
             raise ValueError("policies: at least one env must run a policy")
+        if self.policies.learned and not self.learned_policies:
+            raise ValueError("policies.learned > 0 needs dataset.learned_policies (ONNX files)")
         if self.mismatched_per_frame and not self.mismatched_texts:
             raise ValueError("mismatched_texts: empty, but mismatched_per_frame > 0")
         if self.task_text in self.mismatched_texts:

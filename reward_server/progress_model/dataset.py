@@ -28,7 +28,7 @@ from envs.tasks.panda.env import CAMERAS
 from envs.tasks.panda.pick import PandaPickEnv
 from envs.tasks.panda.scene import WORKSPACE_CAMERA
 from reward_server.progress_model.config import DatasetConfig
-from reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy
+from reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy, OnnxPolicy
 
 SPLITS = ("train", "eval")
 # Config camera names to the scene's cameras: the env's own, plus the one framed on the pick area.
@@ -77,7 +77,19 @@ def render_hash(cfg: DatasetConfig) -> str:
     """Hash of what one round's shard depends on: everything but the folder and the number of rounds."""
     payload = cfg.model_dump(mode="json", exclude={"folder", "train_rounds", "eval_rounds"})
     payload["shard_format"] = SHARD_FORMAT
+    if cfg.policies.learned:
+        # The policies' contents, not their paths: a re-exported file is another policy.
+        payload["learned_policies"] = [_file_digest(path) for path in cfg.learned_policies]
+    else:
+        # Without learned envs the shards do not depend on these settings: keep the old hash.
+        del payload["policies"]["learned"], payload["learned_policies"]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"dataset.learned_policies: {path} does not exist (see striata export)")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def texts_of(cfg: DatasetConfig) -> list[str]:
@@ -147,7 +159,8 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
     kinds = [kind for kind in KINDS for _ in range(getattr(mix, kind))]
     env_cfg = PandaPickConfig(episode_length_s=(cfg.episode_steps + 1) * 0.1, num_threads=1)
     env = _RolloutPickEnv(env_cfg, len(kinds), seed=seed)
-    policy = MixedPickPolicy(env, kinds, cfg.noise, rng)
+    learned = OnnxPolicy(cfg.learned_policies[seed % len(cfg.learned_policies)]) if mix.learned else None
+    policy = MixedPickPolicy(env, kinds, cfg.noise, rng, learned)
     camera = SCENE_CAMERAS[cfg.camera]
 
     def render() -> np.ndarray:

@@ -1,12 +1,17 @@
-"""Rollout policies for the reward-model data set: the scripted pick and its failing variants.
+"""Rollout policies for the reward-model data set: the scripted pick, its failing variants, learned ones.
 
 Each wraps ``ScriptedPickPolicy`` per env and changes what it does so that the data set holds the
 negatives RoboReward and VLAC train on: misses (grasps beside the cube), drops and put-downs (progress
-going back down), stalls (no motion from some step on) and random flailing. ``kinds`` names the
-behaviour of every env; the policy is reset at the start of every episode.
+going back down), stalls (no motion from some step on) and random flailing. ``learned`` envs run a
+policy that RL trained (an ONNX file from ``striata export``, with action noise): the states a
+learner visits, which no script reaches, so a reward model shaping training has seen them. ``kinds``
+names the behaviour of every env; the policy is reset at the start of every episode.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -14,19 +19,40 @@ from envs.tasks.panda.config import PICK_OBS_TERMS, obs_slices
 from envs.tasks.panda.pick import PandaPickEnv
 from envs.tasks.panda.scripted import CLOSE, OPEN, ScriptedPickPolicy
 
-KINDS = ("scripted", "drop", "put_down", "miss", "stall", "random")
+KINDS = ("scripted", "drop", "put_down", "miss", "stall", "random", "learned")
 _OBS = obs_slices(PICK_OBS_TERMS)
+
+
+class OnnxPolicy:
+    """A policy file written by ``striata export`` (normaliser inside): observations in, actions out."""
+
+    def __init__(self, path: Path) -> None:
+        from learner.export import make_session, read_metadata
+
+        self.metadata = read_metadata(path)
+        self.session = make_session(path)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.session.run(["actions"], {"obs": np.ascontiguousarray(obs, dtype=np.float32)})[0]
 
 
 class MixedPickPolicy:
     """One behaviour per env (``kinds[i]``), vectorised over the batched env's N envs."""
 
     def __init__(
-        self, env: PandaPickEnv, kinds: list[str], noise: tuple[float, float], rng: np.random.Generator
+        self,
+        env: PandaPickEnv,
+        kinds: list[str],
+        noise: tuple[float, float],
+        rng: np.random.Generator,
+        learned: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         unknown = set(kinds) - set(KINDS)
         if unknown or len(kinds) != env.num_envs:
             raise ValueError(f"kinds: need {env.num_envs} of {KINDS}, got {kinds}")
+        if "learned" in kinds and learned is None:
+            raise ValueError("kinds: 'learned' envs need a learned policy")
+        self.learned = learned
         self.kinds = np.array(kinds)
         self.rng = rng
         self.num_envs = env.num_envs
@@ -75,5 +101,11 @@ class MixedPickPolicy:
 
         rand = self.kinds == "random"
         actions[rand] = self.rng.uniform(-1.0, 1.0, (int(rand.sum()), self.action_dim))
+
+        learned = self.kinds == "learned"
+        if learned.any():
+            acted = self.learned(state[learned])
+            noise = self.noise[learned, None] * self.rng.standard_normal(acted.shape)
+            actions[learned] = np.clip(acted + noise, -1.0, 1.0)
         self.step_count += 1
         return actions
