@@ -20,6 +20,11 @@ Conventions:
 - The success bonus ``b`` is paid only at steps whose own frame was labelled (fresh, not held).
 - A person's label beats the model (HIL): where the chunk's ``human_label`` is 1 the step counts as a
   success (bonus paid, labelled frame or not), where it is 0 as no success, whatever ``done_prob`` says.
+- With ``success_ends_episode`` a success step is terminal for learning, as HIL-SERL's reward
+  classifier ends its episodes: no bootstrapping past it, so the bonus is worth the same once, whether
+  the env ended there or went on. Without it, a state the model wrongly calls done (the env goes on)
+  would pay the bonus at every labelled step for as long as the learner stays in it. Time-outs keep
+  their bootstrap (a step cannot be both terminated and truncated).
 
 A step is *labelled* when the labels of both potentials it reads are ``ok``; it is *unlabelled* when
 one of them failed (any other status) or has not come back by the deadline. ``Relabeller`` holds
@@ -53,6 +58,7 @@ class ShapingConfig:
     env_reward_weight: float = 1.0
     success_reward: float = 0.0
     success_threshold: float = 0.5
+    success_ends_episode: bool = True  # only where a success pays (success_reward > 0)
 
 
 def potential_frames(chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +128,9 @@ class LabelTable:
 
 def resolve(
     chunk: Chunk, env_rewards: np.ndarray, table: LabelTable, source: Any, cfg: ShapingConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rewards, state) [T, N]: shaped rewards where the labels allow, and READY / WAITING / FAILED."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rewards, state, success) [T, N]: shaped rewards where the labels allow, READY / WAITING /
+    FAILED, and the steps that count as a success (model or person)."""
     before, after = potential_frames(chunk)
     known_b, ok_b, phi_b, _ = table.lookup(source, before)
     known_a, ok_a, phi_a, done_a = table.lookup(source, after)
@@ -135,7 +142,7 @@ def resolve(
     rewards = shaped_rewards(env_rewards, phi_b, phi_a, success, cfg)
     # Where labels are missing, the weighted env reward keeps the array finite (those steps stay pending).
     rewards = np.where(state == READY, rewards, cfg.env_reward_weight * env_rewards).astype(np.float32)
-    return rewards, state
+    return rewards, state, success & (state == READY)
 
 
 @dataclass
@@ -177,6 +184,7 @@ class Relabeller:
         self.labels = LabelTable()
         self.counts = RelabelCounts()
         self._held: list[_Held] = []
+        self._success_ends = cfg.success_ends_episode and cfg.success_reward > 0
 
     @property
     def waiting_steps(self) -> int:
@@ -198,7 +206,10 @@ class Relabeller:
         out: list[Chunk] = []
         keep: list[_Held] = []
         for held in self._held:
-            rewards, state = resolve(held.chunk, held.env_rewards, self.labels, held.source, self.cfg)
+            rewards, state, success = resolve(
+                held.chunk, held.env_rewards, self.labels, held.source, self.cfg
+            )
+            ends = success & ~held.chunk["truncated"] if self._success_ends else None
             open_steps = ~held.settled
             expired = now >= held.expires
             if self.incremental:
@@ -206,7 +217,7 @@ class Relabeller:
                 self._count(held, newly, open_steps & (state == FAILED), now)
                 held.settled |= newly | (state == FAILED)
                 if newly.any():
-                    out.append(_with_rewards(held.chunk, rewards, pending=~newly))
+                    out.append(_with_rewards(held.chunk, rewards, ~newly, ends))
                 if expired:
                     self.counts.expired += int((~held.settled).sum())
                     held.settled[:] = True
@@ -217,7 +228,7 @@ class Relabeller:
                     self.counts.expired += int((open_steps & (state == WAITING)).sum())
                 pending = open_steps & (state != READY)
                 out.append(
-                    _with_rewards(held.chunk, np.where(open_steps, rewards, held.env_rewards), pending)
+                    _with_rewards(held.chunk, np.where(open_steps, rewards, held.env_rewards), pending, ends)
                 )
                 held.settled[:] = True
             if not held.settled.all():
@@ -233,11 +244,16 @@ class Relabeller:
         self.counts.wait_s_sum += waited * int(labelled.sum())
 
 
-def _with_rewards(chunk: Chunk, rewards: np.ndarray, pending: np.ndarray) -> Chunk:
-    """A shallow copy of ``chunk`` with its own rewards and pending flags (observations are shared)."""
+def _with_rewards(
+    chunk: Chunk, rewards: np.ndarray, pending: np.ndarray, ends: np.ndarray | None = None
+) -> Chunk:
+    """A shallow copy of ``chunk`` with its own rewards and pending flags (observations are shared),
+    and ``ends`` (success steps) made terminal when given."""
     out = dict(chunk)
     out["rewards"] = rewards.astype(np.float32)
     out["reward_pending"] = pending.copy()
+    if ends is not None:
+        out["terminated"] = chunk["terminated"] | ends
     return out
 
 

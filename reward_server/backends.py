@@ -16,9 +16,11 @@ def make_backend(config: BackendConfig) -> RewardBackend:
 
         return ClipBackend.load(config)
     if isinstance(config, TorchBackendConfig):
-        from reward_server.progress_model.backend import ProgressModelBackend
+        from reward_server.progress_model.backend import ProgressEnsembleBackend, ProgressModelBackend
 
         if config.checkpoint is None:
             return ProgressModelBackend.random_init(seed=config.random_init_seed)
+        if isinstance(config.checkpoint, list):
+            return ProgressEnsembleBackend.load(config.checkpoint, device=config.device)
         return ProgressModelBackend.load(config.checkpoint, device=config.device)
     raise TypeError(f"backend: unknown config type {type(config).__name__}")

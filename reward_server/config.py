@@ -20,7 +20,11 @@ class TorchBackendConfig(Section):
     """striata's own progress model, in process (reward_server.progress_model)."""
 
     kind: Literal["torch"] = "torch"
-    checkpoint: Path | None = Field(default=None, description="trained model; none = random weights")
+    checkpoint: Path | list[Path] | None = Field(
+        default=None,
+        description="trained model; a list = a pessimistic ensemble (lowest progress and success, spread as "
+        "uncertainty); none = random weights",
+    )
     random_init_seed: int = Field(default=0, description="seed of the random weights when no checkpoint")
     device: str = "cpu"
 

@@ -105,6 +105,11 @@ class RewardModelSection(Section):
     )
     success_reward: float = Field(default=0.0, ge=0, description="bonus when done_prob > threshold; 0 = off")
     success_threshold: float = Field(default=0.5, ge=0, le=1)
+    success_ends_episode: bool = Field(
+        default=True,
+        description="a step the model calls a success is terminal for learning (HIL-SERL): its bonus is paid "
+        "once, not at every step of a state the model wrongly calls done",
+    )
     audit_every_s: float = Field(
         default=30.0, gt=0, description="how often reward_model/* audit figures go out"
     )
@@ -180,11 +185,12 @@ def check_reward_model_files(config: ExperimentConfig) -> None:
     ):
         return
     checkpoint = reward.server.backend.checkpoint
-    if checkpoint is not None and not Path(checkpoint).exists():
-        raise FileNotFoundError(
-            f"reward_model.server.backend.checkpoint: {checkpoint} does not exist; make it with "
-            f"`striata train-reward --config configs/reward_model_{config.task}.yaml`"
-        )
+    for path in checkpoint if isinstance(checkpoint, list) else [checkpoint]:
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(
+                f"reward_model.server.backend.checkpoint: {path} does not exist; make it with "
+                f"`striata train-reward --config configs/reward_model_{config.task}.yaml`"
+            )
 
 
 def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

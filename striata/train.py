@@ -175,7 +175,7 @@ def make_relabeller(config: ExperimentConfig) -> Relabeller:
     shaping = ShapingConfig(
         gamma=getattr(config, config.algo).gamma, shaping_lambda=cfg.shaping_lambda,
         env_reward_weight=cfg.env_reward_weight, success_reward=cfg.success_reward,
-        success_threshold=cfg.success_threshold,
+        success_threshold=cfg.success_threshold, success_ends_episode=cfg.success_ends_episode,
     )  # fmt: skip
     return Relabeller(shaping, cfg.label_timeout_s, incremental=config.algo == "sac")
 

@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reward_server.backend import ScoreInput
+from reward_server.backends import make_backend
+from reward_server.config import TorchBackendConfig
 from reward_server.progress_model.audit import audit, progress_spearman, success_scores
 from reward_server.progress_model.backend import ProgressModelBackend
 from reward_server.progress_model.config import (
@@ -94,6 +96,33 @@ def test_tiny_training_reduces_loss_and_backend_scores_a_batch_in_one_pass(train
     # Batched scores equal one-by-one scores: inputs do not leak into each other.
     alone = backend.score([inputs[2]])[0]
     assert alone.progress == pytest.approx(outputs[2].progress, abs=1e-5)
+
+
+def test_an_ensemble_answers_its_members_lowest_progress_and_success(trained, tmp_path):
+    cfg, result = trained
+    # A second member: the same data set, another training seed.
+    other = train_reward_model(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 1})}),
+        tmp_path / "other", show_progress=False,
+    )  # fmt: skip
+    paths = [Path(result["checkpoint"]), Path(other["checkpoint"])]
+    ensemble = make_backend(TorchBackendConfig(checkpoint=paths))
+    members = [ProgressModelBackend.load(path) for path in paths]
+    assert ensemble.model_id == "+".join(m.model_id for m in members)
+    assert ensemble.revision == f"{result['revision']}+{other['revision']}"
+
+    cam = cfg.dataset.camera
+    frames = load_split(result["dataset"], "eval").frames[:6]
+    inputs = [ScoreInput(task=cfg.dataset.task_text, mode="progress", frames={cam: f}) for f in frames]
+    inputs.append(ScoreInput(task=cfg.dataset.task_text, mode="pairwise_delta", frames={cam: frames[0]}))
+    outputs = ensemble.score(inputs)
+    each = np.array([[(o.progress, o.done_prob) for o in m.score(inputs[:6])] for m in members])
+    assert [o.status for o in outputs] == ["ok"] * 6 + ["bad_request"]
+    np.testing.assert_allclose([o.progress for o in outputs[:6]], each[:, :, 0].min(axis=0), atol=1e-6)
+    np.testing.assert_allclose([o.done_prob for o in outputs[:6]], each[:, :, 1].min(axis=0), atol=1e-6)
+    np.testing.assert_allclose([o.uncertainty for o in outputs[:6]], each[:, :, 0].std(axis=0), atol=1e-6)
+    assert (each[0, :, 0] != each[1, :, 0]).any()  # the members differ, so the minimum is a choice
+    assert outputs[6].detail and math.isnan(outputs[6].progress)
 
 
 def test_random_init_backend_is_deterministic_per_seed(encoder):

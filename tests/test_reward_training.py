@@ -99,7 +99,7 @@ def test_resolve_uses_terminal_frame_fresh_success_and_marks_failures() -> None:
     )
     relabeller.add_labels("a", labels({0: (True, 0.2, 0.0), 1: (True, 0.5, 0.1), 2: (True, 0.95, 0.9)}))
     relabeller.add_labels("a", labels({11: (False, np.nan, np.nan)}))
-    rewards, state = resolve(chunk, chunk["rewards"].copy(), relabeller.labels, "a", cfg)
+    rewards, state, _ = resolve(chunk, chunk["rewards"].copy(), relabeller.labels, "a", cfg)
     np.testing.assert_array_equal(state[:, 0], [READY, READY, READY])
     np.testing.assert_allclose(
         rewards[:, 0], [GAMMA * 0.2, GAMMA * 0.5 - 0.2, GAMMA * 0.95 - 0.5 + 1.0], rtol=1e-6
@@ -107,8 +107,30 @@ def test_resolve_uses_terminal_frame_fresh_success_and_marks_failures() -> None:
     # env 1: phi(s_1) = 0 before its first label; frame 11 failed, so steps 1 and 2 (which read it) fail.
     np.testing.assert_array_equal(state[:, 1], [READY, FAILED, FAILED])
     assert rewards[0, 1] == pytest.approx(0.0)
-    _, state_other = resolve(chunk, chunk["rewards"], relabeller.labels, "another actor", cfg)
+    _, state_other, _ = resolve(chunk, chunk["rewards"], relabeller.labels, "another actor", cfg)
     assert (state_other[:, 0] == WAITING).all()
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_model_success_ends_the_episode_for_learning_but_not_a_time_out(incremental: bool) -> None:
+    cfg = ShapingConfig(gamma=GAMMA, env_reward_weight=0.0, success_reward=1.0, success_ends_episode=True)
+    relabeller = Relabeller(cfg, timeout_s=5.0, incremental=incremental)
+    # The model calls frames 1 and 2 of env 0 done though the env went on (a wrong success the learner
+    # could sit in); env 1 looks done at step 2, where the env timed out.
+    chunk = chunk_of([[0, 10], [1, 11], [2, 12]], truncated=[[0, 0], [0, 0], [0, 1]])
+    relabeller.add_chunk("a", chunk)
+    done = {0: 0.1, 1: 0.8, 2: 0.8, 10: 0.0, 11: 0.0, 12: 0.9}
+    relabeller.add_labels("a", labels({frame: (True, 0.5, p) for frame, p in done.items()}))
+    (out,) = relabeller.ready()
+    np.testing.assert_array_equal(out["terminated"], [[0, 0], [1, 0], [1, 0]])
+    np.testing.assert_array_equal(out["truncated"], chunk["truncated"])
+    assert not chunk["terminated"].any()  # the actor's chunk is not changed
+    validate_chunk(out)
+    plain_cfg = ShapingConfig(gamma=GAMMA, success_reward=1.0, success_ends_episode=False)
+    plain = Relabeller(plain_cfg, timeout_s=5.0, incremental=incremental)
+    plain.add_chunk("a", chunk)
+    plain.labels = relabeller.labels
+    assert not plain.ready()[0]["terminated"].any()
 
 
 def test_sac_gets_only_labelled_steps_and_drops_the_rest_after_the_deadline() -> None:

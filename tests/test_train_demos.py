@@ -105,12 +105,12 @@ def test_a_human_label_overrides_the_reward_models_success() -> None:
         "progress": np.zeros(len(frames), np.float32),
         "done_prob": np.array(list(frames.values()), np.float32),
     })  # fmt: skip
-    model_only, state = resolve(_label_chunk(None), np.zeros((3, 2)), relabeller.labels, "a", cfg)
+    model_only, state, _ = resolve(_label_chunk(None), np.zeros((3, 2)), relabeller.labels, "a", cfg)
     assert (state == READY).all()
     np.testing.assert_array_equal(model_only, [[0, 0], [0, 0], [5, 0]])
     # A person says env 0 failed and env 1 succeeded: the labels replace the model's verdicts.
     human = np.array([[-1, -1], [-1, -1], [0, 1]], np.int8)
-    labelled, _ = resolve(_label_chunk(human), np.zeros((3, 2)), relabeller.labels, "a", cfg)
+    labelled, _, _ = resolve(_label_chunk(human), np.zeros((3, 2)), relabeller.labels, "a", cfg)
     np.testing.assert_array_equal(labelled, [[0, 0], [0, 0], [0, 5]])
     # The same through the relabeller, as the learner gets it.
     relabeller.add_chunk("a", _label_chunk(human))

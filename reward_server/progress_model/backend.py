@@ -4,6 +4,11 @@ Modes ``progress`` and ``success`` (both return progress in [0, 1] and ``done_pr
 cannot take (another mode, no frame from its camera, a frame that is not uint8 [H, W, 3], a missing
 reference when the model needs one) is answered ``bad_request`` on its own; the rest of the batch is
 still scored. Frames of another size are resized to the model's.
+
+``ProgressEnsembleBackend`` scores with several trained models and answers pessimistically: the
+members' lowest progress and lowest ``done_prob``, their progress spread as ``uncertainty``. A learner
+shaped by one model finds the states it overrates; shaped by the minimum of models trained on
+different data, it has to find states every member overrates.
 """
 
 from __future__ import annotations
@@ -46,10 +51,12 @@ class ProgressModelBackend:
         self.forward_passes = 0
 
     @classmethod
-    def load(cls, checkpoint_path: str | Path, device: str = "cpu") -> ProgressModelBackend:
+    def load(
+        cls, checkpoint_path: str | Path, device: str = "cpu", text_encoder: TextEncoder | None = None
+    ) -> ProgressModelBackend:
         """A trained checkpoint folder (or its model.safetensors), as written by ``striata train-reward``."""
         model, cfg, card = load_checkpoint(Path(checkpoint_path), device)
-        return cls(model, cfg, card["model_id"], card["revision"], device=device)
+        return cls(model, cfg, card["model_id"], card["revision"], text_encoder, device)
 
     @classmethod
     def random_init(cls, seed: int = 0, cfg: RewardModelConfig | None = None) -> ProgressModelBackend:
@@ -123,6 +130,41 @@ class ProgressModelBackend:
         for rows in by_shape.values():
             out[rows] = resize_frames(np.stack([frames[i] for i in rows]), size)
         return torch.from_numpy(out).to(self.device)
+
+
+class ProgressEnsembleBackend:
+    """Implements ``reward_server.backend.RewardBackend``: the pessimistic combination of members."""
+
+    def __init__(self, members: list[ProgressModelBackend]) -> None:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
+        self.members = members
+        self.model_id = "+".join(member.model_id for member in members)
+        self.revision = "+".join(member.revision for member in members)
+        self.max_batch = min(member.max_batch for member in members)
+
+    @classmethod
+    def load(cls, checkpoint_paths: list[Path], device: str = "cpu") -> ProgressEnsembleBackend:
+        encoder = TextEncoder(device)
+        return cls([ProgressModelBackend.load(path, device, encoder) for path in checkpoint_paths])
+
+    def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
+        answers = [member.score(inputs) for member in self.members]
+        outputs = []
+        for per_member in zip(*answers, strict=True):
+            failed = next((out for out in per_member if out.status != "ok"), None)
+            if failed is not None:
+                outputs.append(failed)
+                continue
+            progress = np.array([out.progress for out in per_member])
+            outputs.append(
+                ScoreOutput(
+                    progress=float(progress.min()),
+                    done_prob=min(out.done_prob for out in per_member),
+                    uncertainty=float(progress.std()),
+                )
+            )
+        return outputs
 
 
 def _bad_frame(frame: object) -> str:
