@@ -163,6 +163,26 @@ def test_sparse_reward_is_success():
     assert set(info["reward_terms"]) == {"success"}
 
 
+def test_progress_reward_is_potential_based_shaping_on_the_true_progress():
+    lam, gamma, bonus = 2.0, 0.9, 3.0
+    rewards = {"progress_lambda": lam, "progress_gamma": gamma, "success": bonus}
+    env = make_env("panda_pick", num_envs=4, seed=0, reward="progress", rewards=rewards)
+    obs = env.reset()
+    policy = ScriptedPickPolicy.for_env(env, seed=0)
+    phi = np.zeros(4)  # every episode starts from potential 0
+    successes = 0
+    for _ in range(60):
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        expected = lam * (gamma * info["progress"] - phi) + bonus * info["success"]
+        np.testing.assert_allclose(reward, expected, atol=1e-9)
+        assert set(info["reward_terms"]) == {"shaping", "success"}
+        done = terminated | truncated
+        phi = np.where(done, 0.0, info["progress"])
+        policy.reset(done)
+        successes += int(info["success"].sum())
+    assert successes >= 4  # the terminal step (progress 1 and the bonus) was checked too
+
+
 @pytest.mark.parametrize(
     ("task", "overrides", "field", "allowed"),
     [

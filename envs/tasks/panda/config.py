@@ -124,11 +124,15 @@ class PickRewardConfig(StrictModel):
 
     The shaped terms are penalties that vanish at the goal: success ends the episode, and a positive
     reward per step would make hovering just short of success worth more than succeeding.
+    ``progress`` reward: ``progress_lambda * (progress_gamma * phi(s') - phi(s)) + success * bonus`` on
+    the ground-truth progress, the shaping a reward-model run learns from, with a perfect model.
     """
 
     reach: float = 1.0
     lift: float = 2.0
     success: float = 5.0
+    progress_lambda: float = Field(default=2.0, ge=0)
+    progress_gamma: float = Field(default=0.97, gt=0, le=1, description="the learner's discount")
 
 
 class PandaPickConfig(PandaTaskConfig):
@@ -140,6 +144,11 @@ class PandaPickConfig(PandaTaskConfig):
         default=0.0, ge=0, description="cube yaw is uniform in [-cube_yaw, cube_yaw] (rad)"
     )
     lift_height: float = Field(default=0.05, gt=0)
+    reward: Literal["dense", "sparse", "progress"] = Field(
+        default="dense",
+        description="progress: potential-based shaping on the ground-truth progress (what a reward-model "
+        "run gets from a perfect model)",
+    )
     rewards: PickRewardConfig = Field(default_factory=PickRewardConfig)
 
     @field_validator("cube_x", "cube_y")

@@ -3,7 +3,8 @@
 Success: the cube is ``lift_height`` (5 cm) above where it started; the episode then terminates.
 Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube - pinch|)) and
 lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success
-bonus, weighted by ``cfg.rewards``.
+bonus, weighted by ``cfg.rewards``; ``progress`` is potential-based shaping on the ground-truth
+progress plus the success bonus, what a run rewarded by a progress model would get from a perfect one.
 Observation: ``PICK_OBS_TERMS`` (see ``config.py``), plus camera frames when configured.
 Progress: ``info["progress"]`` in [0, 1] is ground truth for reward models (see ``progress()``).
 """
@@ -39,6 +40,7 @@ class PandaPickEnv(PandaEnv):
         self._cube_quat = slice(adr + 3, adr + 7)
         self.cube_start = np.zeros((num_envs, 3))
         self._step_progress = np.zeros(num_envs)
+        self._potential = np.zeros(num_envs)  # phi(s) of the ``progress`` reward; 0 at an episode's start
 
     @property
     def cube_pos(self) -> np.ndarray:
@@ -68,13 +70,23 @@ class PandaPickEnv(PandaEnv):
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(actions)
         info["progress"] = self._step_progress
+        self._potential = np.where(terminated | truncated, 0.0, self._step_progress)
         return obs, reward, terminated, truncated, info
 
     def _after_physics(self) -> None:
         # Taken before auto-reset, so an ended episode reports the progress of its last state.
         self._step_progress = self.progress()
 
+    def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if self.cfg.reward != "progress":
+            return super()._reward()
+        weights = self.cfg.rewards
+        success = self._success().astype(np.float64)
+        shaping = weights.progress_lambda * (weights.progress_gamma * self._step_progress - self._potential)
+        return shaping + weights.success * success, {"shaping": shaping, "success": success}
+
     def _reset_envs(self, ids: np.ndarray) -> None:
+        self._potential[ids] = 0.0
         self._reset_robot(ids)
         cfg = self.cfg
         n = len(ids)
