@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
@@ -27,6 +27,15 @@ class TorchBackendConfig(Section):
     )
     random_init_seed: int = Field(default=0, description="seed of the random weights when no checkpoint")
     device: str = "cpu"
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _ensemble_size(cls, checkpoint: Path | list[Path] | None) -> Path | list[Path] | None:
+        if isinstance(checkpoint, list) and len(checkpoint) < 2:
+            raise ValueError(
+                f"a list is an ensemble of 2 or more models, got {len(checkpoint)}; give one path"
+            )
+        return checkpoint
 
 
 class OpenAIBackendConfig(Section):

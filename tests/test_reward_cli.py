@@ -41,3 +41,12 @@ def test_serve_reward_rejects_non_yaml(tmp_path):
     bad.write_text("backend: [unclosed")
     result = CliRunner().invoke(app, ["serve-reward", "--config", str(bad)])
     assert result.exit_code == 2 and "not valid YAML" in result.output
+
+
+def test_an_ensemble_of_one_checkpoint_is_refused_in_one_line():
+    config = str(CONFIGS / "reward_torch.yaml")
+    result = CliRunner().invoke(app, ["serve-reward", "--config", config, "--set", "backend.checkpoint=[m]"])
+    assert result.exit_code == 2
+    assert "backend.torch.checkpoint" in result.output
+    assert "ensemble of 2 or more models, got 1" in result.output
+    assert len(result.output.strip().splitlines()) == 1
