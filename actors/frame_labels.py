@@ -7,6 +7,8 @@ an episode that ended is always labelled, with the frame of its last state, whic
 before its auto-reset when ``env.render_ended`` is set. A frame is the state *after* the step, so
 ``frame_ids[t, n]`` of the chunk names the potential of ``s_{t+1}`` (see ``learner.relabel``).
 
+With several cameras, a request carries one frame of each, rendered at the same state.
+
 Requests carry (episode id, t): episode ids are counted per actor process, t is the step within the
 episode. Replies are matched back to frame ids by them. Each frame also keeps the simulator's truth
 (``info["progress"]``, ``info["success"]``) so the learner can audit the model.
@@ -32,8 +34,8 @@ class RewardSpec:
 
     endpoint: str
     task_text: str
-    camera: str = "front"
-    render_camera: str | None = None
+    cameras: tuple[str, ...] = ("front",)
+    render_cameras: tuple[str, ...] | None = None  # the env's names for ``cameras``; default: the same
     height: int = 96
     width: int = 96
     shadows: bool = True
@@ -45,7 +47,10 @@ class FrameLabeller:
     def __init__(self, spec: RewardSpec, actor_id: int, env: Any) -> None:
         self.spec = spec
         self.env = env
-        self.request = FrameRequest(spec.render_camera or spec.camera, spec.height, spec.width, spec.shadows)
+        render = spec.render_cameras or spec.cameras
+        # Several cameras render side by side in one frame, split back into the request's views.
+        camera = render[0] if len(render) == 1 else tuple(render)
+        self.request = FrameRequest(camera, spec.height, spec.width, spec.shadows)
         env.render_ended = self.request
         n = env.num_envs
         self.client = RewardClient(spec.endpoint, actor_id, deadline_ms=spec.deadline_ms)
@@ -105,7 +110,8 @@ class FrameLabeller:
         truth = math.nan if progress is None else float(progress[env_id])
         self._sent[(episode, t)] = (frame_id, truth, float(success[env_id]))
         self.frames_sent += 1
-        self.client.submit(episode, t, self.spec.task_text, {self.spec.camera: frame})
+        views = np.split(frame, len(self.spec.cameras), axis=1)
+        self.client.submit(episode, t, self.spec.task_text, dict(zip(self.spec.cameras, views, strict=True)))
         return frame_id
 
     def _collect(self, labels: list[RewardLabel]) -> None:

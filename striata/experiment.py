@@ -89,8 +89,13 @@ class RewardModelSection(Section):
     num_gpus: float = Field(default=0.0, ge=0, description="ray placement: GPUs for the server")
     resources: dict[str, float] = Field(default_factory=dict, description="ray placement: custom resources")
     task_text: str = Field(default="", description="the instruction the model scores frames against")
-    camera: str = Field(default="front", description="camera name the model reads (the request's key)")
-    render_camera: str | None = Field(default=None, description="env camera to render; default: camera")
+    camera: str | list[str] = Field(
+        default="front",
+        description="camera name the model reads (the request's key); a list sends one frame of each",
+    )
+    render_camera: str | list[str] | None = Field(
+        default=None, description="env camera (one per camera) to render; default: camera"
+    )
     height: int = Field(default=96, ge=8)
     width: int = Field(default=96, ge=8)
     shadows: bool = Field(default=True, description="render shadows and reflections (match the model's data)")
@@ -114,6 +119,25 @@ class RewardModelSection(Section):
         default=30.0, gt=0, description="how often reward_model/* audit figures go out"
     )
 
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return _names(self.camera)
+
+    @property
+    def render_cameras(self) -> tuple[str, ...] | None:
+        return None if self.render_camera is None else _names(self.render_camera)
+
+    @model_validator(mode="after")
+    def _cameras(self) -> RewardModelSection:
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"reward_model.camera: a list must name distinct cameras, got {self.camera}")
+        if self.render_cameras is not None and len(self.render_cameras) != len(self.cameras):
+            raise ValueError(
+                f"reward_model.render_camera: {self.render_camera} does not name one env camera for each "
+                f"of camera {self.camera}"
+            )
+        return self
+
     @model_validator(mode="after")
     def _source(self) -> RewardModelSection:
         if self.enabled:
@@ -122,6 +146,10 @@ class RewardModelSection(Section):
             if not self.task_text.strip():
                 raise ValueError("reward_model.task_text: empty; the model needs the task's instruction")
         return self
+
+
+def _names(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 class ExperimentConfig(Section):
@@ -193,11 +221,37 @@ def check_reward_model_files(config: ExperimentConfig) -> None:
             )
 
 
+def check_cameras(config: ExperimentConfig) -> None:
+    """The cameras that hil and reward_model name are cameras of the task (ConfigFileError naming the key)."""
+    reward = config.reward_model
+    named = {}
+    if config.hil.enabled and config.hil.camera is not None:
+        named["hil.camera"] = [config.hil.camera]
+    if reward.enabled:
+        field = "render_camera" if reward.render_camera is not None else "camera"
+        named[f"reward_model.{field}"] = list(reward.render_cameras or reward.cameras)
+    if not named:
+        return
+    from envs import make_env  # compiles the task's model: only when a camera is named
+
+    env = make_env(config.task, num_envs=1, config=config.task_settings())
+    cameras = env.camera_names
+    env.close()
+    for key, names in named.items():
+        missing = [name for name in names if name not in cameras]
+        if missing:
+            raise ConfigFileError(
+                f"config: {key}: {', '.join(map(repr, missing))} is not a camera of {config.task}; "
+                f"cameras: {cameras}"
+            )
+
+
 def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read a YAML experiment and apply ``--set`` overrides (nested dicts) on top."""
     config = ExperimentConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides or {}))
     config.task_settings()
     check_reward_model_files(config)
+    check_cameras(config)
     return config
 
 

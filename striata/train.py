@@ -164,7 +164,8 @@ class RewardService:
 def reward_spec(config: ExperimentConfig, endpoint: str) -> RewardSpec:
     cfg = config.reward_model
     return RewardSpec(
-        endpoint=endpoint, task_text=cfg.task_text, camera=cfg.camera, render_camera=cfg.render_camera,
+        endpoint=endpoint, task_text=cfg.task_text, cameras=cfg.cameras,
+        render_cameras=cfg.render_cameras,
         height=cfg.height, width=cfg.width, shadows=cfg.shadows, every_k=cfg.every_k,
         deadline_ms=cfg.deadline_ms,
     )  # fmt: skip
@@ -291,12 +292,6 @@ class Training(RunLoop):
         self._last_audit = time.monotonic()
         self.hil_log = InterventionLog() if config.hil.enabled else None
         self._hil_ports: list[dict[str, Any]] | None = None
-        cameras = self.eval_env.camera_names
-        if config.hil.enabled and config.hil.camera is not None and config.hil.camera not in cameras:
-            raise ConfigFileError(
-                f"config: hil.camera: {config.hil.camera!r} is not a camera of {config.task}; "
-                f"cameras: {cameras}"
-            )
 
     def run(self) -> dict[str, Any]:
         config = self.config

@@ -183,6 +183,26 @@ def test_progress_reward_is_potential_based_shaping_on_the_true_progress():
     assert successes >= 4  # the terminal step (progress 1 and the bonus) was checked too
 
 
+def test_progress_noise_perturbs_only_the_shaping_potential():
+    lam, gamma, sigma = 2.0, 0.9, 0.05
+    rewards = {"progress_lambda": lam, "progress_gamma": gamma, "success": 0.0, "progress_noise": sigma}
+    env = make_env("panda_pick", num_envs=8, seed=0, reward="progress", rewards=rewards)
+    obs = env.reset()
+    policy = ScriptedPickPolicy.for_env(env, seed=0)
+    phi = np.zeros(8)
+    errors = []
+    for _ in range(50):
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        assert ((info["progress"] >= 0) & (info["progress"] <= 1)).all()  # the audit's truth is not noisy
+        noisy = (reward / lam + phi) / gamma  # the potential the reward was computed with
+        errors.append(noisy - info["progress"])
+        done = terminated | truncated
+        phi = np.where(done, 0.0, noisy)
+        policy.reset(done)
+    errors = np.concatenate(errors)
+    assert abs(errors.mean()) < 0.01 and errors.std() == pytest.approx(sigma, rel=0.15)
+
+
 @pytest.mark.parametrize(
     ("task", "overrides", "field", "allowed"),
     [

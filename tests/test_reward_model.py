@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from reward_server.backend import ScoreInput
@@ -123,6 +124,50 @@ def test_an_ensemble_answers_its_members_lowest_progress_and_success(trained, tm
     np.testing.assert_allclose([o.uncertainty for o in outputs[:6]], each[:, :, 0].std(axis=0), atol=1e-6)
     assert (each[0, :, 0] != each[1, :, 0]).any()  # the members differ, so the minimum is a choice
     assert outputs[6].detail and math.isnan(outputs[6].progress)
+
+
+def test_a_two_view_model_takes_one_frame_from_each_camera(tmp_path):
+    cfg = RewardModelConfig(
+        dataset=DatasetConfig(
+            folder=tmp_path / "data", camera=["workspace", "side"], image_size=24, episode_steps=6,
+            frame_every=3, train_rounds=1, eval_rounds=1,
+            policies=PolicyMix(scripted=1, drop=0, put_down=0, miss=0, stall=0, random=1),
+        ),
+        model=ModelConfig(channels=(8,), hidden=16),
+        train=TrainConfig(epochs=1, batch_size=4, threads=1),
+    )  # fmt: skip
+    result = train_reward_model(cfg, tmp_path / "model", show_progress=False)
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert card["camera"] == ["workspace", "side"] and card["scene_camera"] == ["workspace", "side"]
+    frames = load_split(result["dataset"], "eval").frames
+    assert frames.shape[1:] == (24, 48, 3)  # the two views side by side
+    workspace, side = frames[:3, :, :24], frames[:3, :, 24:]
+    assert (workspace != side).any()
+
+    backend = ProgressModelBackend.load(result["checkpoint"])
+    task = cfg.dataset.task_text
+    inputs = [
+        ScoreInput(task=task, mode="progress", frames={"workspace": w, "side": s})
+        for w, s in zip(workspace, side, strict=True)
+    ]
+    big_side = np.repeat(np.repeat(side[0], 2, axis=0), 2, axis=1)  # each view is resized on its own
+    inputs.append(
+        ScoreInput(task=task, mode="progress", frames={"workspace": workspace[0], "side": big_side})
+    )
+    inputs.append(ScoreInput(task=task, mode="progress", frames={"side": side[1], "workspace": workspace[1]}))
+    inputs.append(ScoreInput(task=task, mode="progress", frames={"workspace": workspace[0]}))
+    inputs.append(ScoreInput(task=task, mode="progress", frames={"workspace": side[0], "side": workspace[0]}))
+    outputs = backend.score(inputs)
+    assert [o.status for o in outputs] == ["ok"] * 5 + ["bad_request", "ok"]
+    assert "no 'side' camera frame" in outputs[5].detail
+    text = torch.from_numpy(TextEncoder().encode([task] * 3))
+    with torch.inference_mode():
+        direct, _ = backend.model(torch.from_numpy(np.ascontiguousarray(frames[:3])), text)
+    np.testing.assert_allclose([o.progress for o in outputs[:3]], direct.numpy(), atol=1e-5)
+    assert outputs[4].progress == pytest.approx(outputs[1].progress, abs=1e-6)  # by name, not order
+    assert outputs[6].progress != pytest.approx(
+        outputs[0].progress, abs=1e-6
+    )  # views are not interchangeable
 
 
 def test_random_init_backend_is_deterministic_per_seed(encoder):

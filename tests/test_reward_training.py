@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from actors.frame_labels import FrameLabeller, RewardSpec
 from envs import make_env
 from envs.backend import FrameRequest
 from learner.chunk import ChunkBuilder, slice_chunk, validate_chunk
@@ -225,6 +226,55 @@ def test_env_renders_an_ended_episode_before_its_reset() -> None:
     fresh = env.render("front", 24, 24, shadows=False)
     assert np.abs(info["final_frames"].astype(int) - fresh.astype(int)).sum() > 0
     env.close()
+
+
+def test_two_cameras_render_side_by_side_and_go_out_as_one_frame_each() -> None:
+    env = make_env("panda_pick", num_envs=2, seed=0, episode_length_s=0.3)
+    env.reset()
+    spec = RewardSpec(
+        endpoint="tcp://127.0.0.1:9", task_text="lift", cameras=("workspace", "side"), height=16, width=16,
+        shadows=False,
+    )  # fmt: skip
+    labeller = FrameLabeller(spec, actor_id=0, env=env)
+    sent = []
+    labeller.client.submit = lambda episode, t, task, frames: sent.append((episode, t, frames))
+    rng = np.random.default_rng(0)
+    _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, (2, env.action_dim)))
+    labeller.after_step(terminated, truncated, info)
+    views = {camera: env.render(camera, 16, 16, shadows=False) for camera in ("workspace", "side")}
+    assert [(episode, t) for episode, t, _ in sent] == [(0, 1), (1, 1)]
+    for env_id, (_, _, frames) in enumerate(sent):
+        assert list(frames) == ["workspace", "side"]
+        for camera, frame in frames.items():
+            np.testing.assert_array_equal(frame, views[camera][env_id])
+    # An ended episode's last state is rendered from both cameras too, before the reset.
+    for _ in range(2):
+        _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, (2, env.action_dim)))
+    assert info["final_frames"].shape == (2, 16, 32, 3)
+    labeller.close()
+    env.close()
+
+
+def test_reward_model_cameras_are_checked_against_each_other_and_the_task(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from striata.cli import app
+    from striata.experiment import ExperimentConfig
+
+    base = {"task": "panda_pick", "algo": "sac"}
+    with pytest.raises(ValidationError, match="distinct cameras"):
+        ExperimentConfig.model_validate({**base, "reward_model": {"camera": ["side", "side"]}})
+    with pytest.raises(ValidationError, match="render_camera"):
+        ExperimentConfig.model_validate(
+            {**base, "reward_model": {"camera": ["workspace", "side"], "render_camera": "front"}}
+        )
+    args = ["train", "configs/panda_pick_vlm.yaml", "--runs", str(tmp_path / "runs"), "--set",
+            "reward_model.server=null", "--set", "reward_model.endpoint=tcp://127.0.0.1:9", "--set",
+            "reward_model.camera=[workspace,top]"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "reward_model.camera: 'top' is not a camera of panda_pick" in lines[0]
 
 
 def test_missing_progress_model_is_one_line_naming_the_command(tmp_path) -> None:

@@ -1,7 +1,8 @@
 """``torch`` reward backend: the in-process progress model, scoring a whole batch in one forward pass.
 
-Modes ``progress`` and ``success`` (both return progress in [0, 1] and ``done_prob``). An input the model
-cannot take (another mode, no frame from its camera, a frame that is not uint8 [H, W, 3], a missing
+Modes ``progress`` and ``success`` (both return progress in [0, 1] and ``done_prob``). A model trained on
+several cameras takes one frame of each. An input the model cannot take (another mode, no frame from one
+of its cameras, a frame that is not uint8 [H, W, 3], a missing
 reference when the model needs one) is answered ``bad_request`` on its own; the rest of the batch is
 still scored. Frames of another size are resized to the model's.
 
@@ -45,7 +46,7 @@ class ProgressModelBackend:
         self.revision = revision
         self.max_batch = cfg.model.max_batch
         self.device = device
-        self.camera = cfg.dataset.camera
+        self.cameras = cfg.dataset.views
         self.image_size = cfg.dataset.image_size
         self.text_encoder = text_encoder or TextEncoder(device)
         self.forward_passes = 0
@@ -63,7 +64,8 @@ class ProgressModelBackend:
         """The same architecture with random weights (throughput benchmarks, tests)."""
         cfg = cfg or RewardModelConfig()
         torch.manual_seed(seed)
-        return cls(ProgressModel(cfg.model), cfg, f"{MODEL_ID_PREFIX}/random-init", f"seed-{seed}")
+        model = ProgressModel(cfg.model, len(cfg.dataset.views))
+        return cls(model, cfg, f"{MODEL_ID_PREFIX}/random-init", f"seed-{seed}")
 
     def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
         outputs = [ScoreOutput() for _ in inputs]
@@ -91,44 +93,48 @@ class ProgressModelBackend:
             return f"mode {item.mode!r}: the progress model answers {', '.join(MODES)}"
         if not isinstance(item.task, str) or not item.task.strip():
             return "task: empty task text"
-        frame = item.frames.get(self.camera)
-        if frame is None:
-            return f"frames: no {self.camera!r} camera frame (got {sorted(item.frames)})"
-        bad = _bad_frame(frame)
-        if bad:
-            return f"frames[{self.camera!r}]: {bad}"
-        if self.cfg.model.use_reference:
-            reference = item.reference_frames.get(self.camera)
-            if reference is None:
-                return f"reference_frames: this model needs a {self.camera!r} reference frame"
-            bad = _bad_frame(reference)
+        for camera in self.cameras:
+            frame = item.frames.get(camera)
+            if frame is None:
+                return f"frames: no {camera!r} camera frame (got {sorted(item.frames)})"
+            bad = _bad_frame(frame)
             if bad:
-                return f"reference_frames[{self.camera!r}]: {bad}"
+                return f"frames[{camera!r}]: {bad}"
+            if self.cfg.model.use_reference:
+                reference = item.reference_frames.get(camera)
+                if reference is None:
+                    return f"reference_frames: this model needs a {camera!r} reference frame"
+                bad = _bad_frame(reference)
+                if bad:
+                    return f"reference_frames[{camera!r}]: {bad}"
         return ""
 
     def _forward(self, items: list[ScoreInput]) -> tuple[np.ndarray, np.ndarray]:
-        frames = self._stack([item.frames[self.camera] for item in items])
+        frames = self._stack_views([item.frames for item in items])
         reference = None
         if self.cfg.model.use_reference:
-            reference = self._stack([item.reference_frames[self.camera] for item in items])
+            reference = self._stack_views([item.reference_frames for item in items])
         text = torch.from_numpy(self.text_encoder.encode([item.task for item in items])).to(self.device)
         with torch.inference_mode():
             progress, logit = self.model(frames, text, reference)
         self.forward_passes += 1
         return progress.cpu().numpy(), torch.sigmoid(logit).cpu().numpy()
 
-    def _stack(self, frames: list[np.ndarray]) -> torch.Tensor:
-        """One uint8 [B, S, S, 3] tensor; frames of one shape are copied and resized together, not one by one.
+    def _stack_views(self, frames: list[dict[str, np.ndarray]]) -> torch.Tensor:
+        """One uint8 [B, S, views * S, 3] tensor: each item's camera frames, resized, side by side.
 
-        The stacking copy also makes the tensor writable: frames decoded off the wire are read-only views.
+        Frames of one shape are copied and resized together, not one by one. The stacking copy also makes
+        the tensor writable: frames decoded off the wire are read-only views.
         """
         size = self.image_size
-        out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, frame in enumerate(frames):
-            by_shape.setdefault(frame.shape, []).append(i)
-        for rows in by_shape.values():
-            out[rows] = resize_frames(np.stack([frames[i] for i in rows]), size)
+        out = np.empty((len(frames), size, len(self.cameras) * size, 3), dtype=np.uint8)
+        for view, camera in enumerate(self.cameras):
+            columns = slice(view * size, (view + 1) * size)
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, item in enumerate(frames):
+                by_shape.setdefault(item[camera].shape, []).append(i)
+            for rows in by_shape.values():
+                out[rows, :, columns] = resize_frames(np.stack([frames[i][camera] for i in rows]), size)
         return torch.from_numpy(out).to(self.device)
 
 

@@ -64,6 +64,6 @@ def load_checkpoint(
             f"checkpoint: {weights} has revision {revision}, card says {card.get('revision')}"
         )
     cfg = RewardModelConfig.model_validate(card["config"])
-    model = ProgressModel(cfg.model)
+    model = ProgressModel(cfg.model, len(cfg.dataset.views))
     model.load_state_dict(load_file(str(weights), device=device))
     return model.to(device).eval(), cfg, card

@@ -25,6 +25,9 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+CameraName = Literal["front", "wrist", "workspace", "side"]
+
+
 class PolicyMix(StrictModel):
     """How many envs of every rollout round run each kind of policy (the rest of the negatives are texts)."""
 
@@ -57,9 +60,10 @@ class DatasetConfig(StrictModel):
         description="other tasks' texts: frames paired with them are labelled progress 0, success 0",
     )
     mismatched_per_frame: int = Field(default=1, ge=0, description="mismatched-text rows added per frame")
-    camera: Literal["front", "wrist", "workspace"] = Field(
+    camera: CameraName | list[CameraName] = Field(
         default="workspace",
-        description="workspace: the scene camera framed on the pick area (the cube spans many pixels)",
+        description="workspace: the scene camera framed on the pick area (the cube spans many pixels); "
+        "a list is several views of each state (e.g. [workspace, side]), each image_size^2",
     )
     image_size: int = Field(default=80, ge=16, le=256)
     shadows: bool = Field(
@@ -82,8 +86,15 @@ class DatasetConfig(StrictModel):
     )
     folder: Path = Field(default=Path("runs/reward_data/panda_pick"), description="where NPZ shards go")
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The cameras of every state, in the order their frames sit side by side in the data set."""
+        return (self.camera,) if isinstance(self.camera, str) else tuple(self.camera)
+
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:
+        if not self.views or len(set(self.views)) != len(self.views):
+            raise ValueError(f"camera: a list must name distinct cameras, got {self.camera}")
         if self.policies.total < 1:
             raise ValueError("policies: at least one env must run a policy")
         if self.policies.learned and not self.learned_policies:

@@ -1,7 +1,8 @@
 """The reward-model data set: camera frames of panda_pick rollouts labelled with ground-truth progress.
 
 Rollouts run the mixed policies of ``rollout_policies.py`` on the batched env and render the task camera
-every ``frame_every`` steps; labels are the env's ``info["progress"]`` and ``info["success"]``. Episodes
+(or cameras: their views side by side, [H, views * W, 3]) every ``frame_every`` steps; labels are the
+env's ``info["progress"]`` and ``info["success"]``. Episodes
 go on after success (the data-set env does not terminate on it), so held cubes, drops and put-downs after
 a lift are in the data. Every frame gives one row with the task text (or a paraphrase) and
 ``mismatched_per_frame`` rows with another task's text, labelled progress 0 and success 0.
@@ -26,16 +27,16 @@ from tqdm import tqdm
 from envs.tasks.panda.config import PandaPickConfig
 from envs.tasks.panda.env import CAMERAS
 from envs.tasks.panda.pick import PandaPickEnv
-from envs.tasks.panda.scene import WORKSPACE_CAMERA
+from envs.tasks.panda.scene import SIDE_CAMERA, WORKSPACE_CAMERA
 from reward_server.progress_model.config import DatasetConfig
 from reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy, OnnxPolicy
 
 SPLITS = ("train", "eval")
-# Config camera names to the scene's cameras: the env's own, plus the one framed on the pick area.
-SCENE_CAMERAS = {**CAMERAS, "workspace": WORKSPACE_CAMERA}
+# Config camera names to the scene's cameras: the env's own, plus the two framed on the pick area.
+SCENE_CAMERAS = {**CAMERAS, "workspace": WORKSPACE_CAMERA, "side": SIDE_CAMERA}
 MATCHED, MISMATCHED = 0, 1
 # Bumped when the shard contents change, so shards of an older layout are rendered again.
-SHARD_FORMAT = 2
+SHARD_FORMAT = 3
 
 
 class DatasetError(ValueError):
@@ -53,8 +54,8 @@ class _RolloutPickEnv(PandaPickEnv):
 class Split:
     """One split in memory. Row ``i`` pairs ``frames[frame[i]]`` with ``texts[text[i]]``."""
 
-    frames: np.ndarray  # uint8 [F, H, W, 3]
-    first_frames: np.ndarray  # uint8 [F, H, W, 3]: the episode's first frame, per frame
+    frames: np.ndarray  # uint8 [F, H, views * W, 3]
+    first_frames: np.ndarray  # uint8 [F, H, views * W, 3]: the episode's first frame, per frame
     episode: np.ndarray  # int64 [F]: the rollout episode of each frame (unique within the split)
     frame: np.ndarray  # int64 [R]
     text: np.ndarray  # int64 [R]
@@ -161,11 +162,11 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
     env = _RolloutPickEnv(env_cfg, len(kinds), seed=seed)
     learned = OnnxPolicy(cfg.learned_policies[seed % len(cfg.learned_policies)]) if mix.learned else None
     policy = MixedPickPolicy(env, kinds, cfg.noise, rng, learned)
-    camera = SCENE_CAMERAS[cfg.camera]
+    cameras = tuple(SCENE_CAMERAS[view] for view in cfg.views)
 
     def render() -> np.ndarray:
         # Without shadows unless asked for: with software OpenGL each shadow-casting light is a full pass.
-        return env.render(camera, cfg.image_size, cfg.image_size, shadows=cfg.shadows)
+        return env.render(cameras, cfg.image_size, cfg.image_size, shadows=cfg.shadows)
 
     obs = env.reset()
     first = render()

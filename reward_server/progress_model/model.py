@@ -16,9 +16,10 @@ from reward_server.progress_model.config import ModelConfig
 
 
 class ProgressModel(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, views: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
+        self.views = views
         in_channels = 6 if cfg.use_reference else 3
         layers: list[nn.Module] = []
         # One strided conv per stage and no normalisation layers: the CPU budget (minutes on 2 cores)
@@ -34,7 +35,8 @@ class ProgressModel(nn.Module):
         feature = cfg.channels[-1]
         # Spatial softmax keypoints keep where things are (the cube's height), which pooling would lose.
         self.keypoints = nn.Conv2d(feature, 32, 1)
-        image_dim = feature + 2 * 32
+        # Every view goes through the same encoder; their features are concatenated.
+        image_dim = views * (feature + 2 * 32)
         self.film = nn.Linear(cfg.text_dim, 2 * image_dim)
         self.text = nn.Linear(cfg.text_dim, cfg.hidden)
         self.trunk = nn.Sequential(
@@ -51,22 +53,41 @@ class ProgressModel(nn.Module):
     def forward(
         self, frames: torch.Tensor, text: torch.Tensor, reference: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames, reference: uint8 [B, H, W, 3]; text: float [B, text_dim].
+        """frames, reference: uint8 [B, H, views * W, 3] (the views side by side); text: float [B, text_dim].
 
         Returns progress [B] in [0, 1] and the success logit [B].
         """
-        x = _to_float(frames)
+        x = _to_float(split_views(frames, self.views))
         if self.cfg.use_reference:
             if reference is None:
                 raise ValueError("this model takes reference frames (use_reference), none were given")
-            x = torch.cat((x, _to_float(reference)), dim=1)
+            x = torch.cat((x, _to_float(split_views(reference, self.views))), dim=1)
         features = self.encoder(x)
         pooled = features.mean(dim=(2, 3))
         image = torch.cat((pooled, _spatial_softmax(self.keypoints(features))), dim=1)
+        image = image.reshape(len(frames), -1)
         scale, shift = self.film(text).chunk(2, dim=1)
         image = image * (1 + scale) + shift
         out = self.head(self.trunk(torch.cat((image, self.text(text)), dim=1)))
         return torch.sigmoid(out[:, 0]), out[:, 1]
+
+
+def split_views(frames: torch.Tensor, views: int) -> torch.Tensor:
+    """[B, H, views * W, C] (views side by side) -> [B * views, H, W, C], each state's views in a row."""
+    if views == 1:
+        return frames
+    b, h, w, c = frames.shape
+    if w % views:
+        raise ValueError(f"frames are {w} px wide, not {views} views side by side")
+    return frames.reshape(b, h, views, w // views, c).transpose(1, 2).reshape(-1, h, w // views, c)
+
+
+def join_views(frames: torch.Tensor, views: int) -> torch.Tensor:
+    """The inverse of ``split_views``: [B * views, H, W, C] -> [B, H, views * W, C]."""
+    if views == 1:
+        return frames
+    n, h, w, c = frames.shape
+    return frames.reshape(n // views, views, h, w, c).transpose(1, 2).reshape(n // views, h, views * w, c)
 
 
 def _to_float(frames: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,11 @@ class PickRewardConfig(StrictModel):
     success: float = 5.0
     progress_lambda: float = Field(default=2.0, ge=0)
     progress_gamma: float = Field(default=0.97, gt=0, le=1, description="the learner's discount")
+    progress_noise: float = Field(
+        default=0.0, ge=0,
+        description="std of Gaussian noise on phi at every step: a reward model's per-frame error, to "
+        "measure how much of it the shaping tolerates",
+    )  # fmt: skip
 
 
 class PandaPickConfig(PandaTaskConfig):

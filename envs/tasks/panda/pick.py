@@ -40,6 +40,7 @@ class PandaPickEnv(PandaEnv):
         self._cube_quat = slice(adr + 3, adr + 7)
         self.cube_start = np.zeros((num_envs, 3))
         self._step_progress = np.zeros(num_envs)
+        self._phi = self._step_progress  # phi(s') of the ``progress`` reward: the progress, plus any noise
         self._potential = np.zeros(num_envs)  # phi(s) of the ``progress`` reward; 0 at an episode's start
 
     @property
@@ -70,19 +71,23 @@ class PandaPickEnv(PandaEnv):
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(actions)
         info["progress"] = self._step_progress
-        self._potential = np.where(terminated | truncated, 0.0, self._step_progress)
+        self._potential = np.where(terminated | truncated, 0.0, self._phi)
         return obs, reward, terminated, truncated, info
 
     def _after_physics(self) -> None:
         # Taken before auto-reset, so an ended episode reports the progress of its last state.
         self._step_progress = self.progress()
+        self._phi = self._step_progress
+        noise = self.cfg.rewards.progress_noise
+        if self.cfg.reward == "progress" and noise > 0:
+            self._phi = self._step_progress + self.rng.normal(0.0, noise, self.num_envs)
 
     def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if self.cfg.reward != "progress":
             return super()._reward()
         weights = self.cfg.rewards
         success = self._success().astype(np.float64)
-        shaping = weights.progress_lambda * (weights.progress_gamma * self._step_progress - self._potential)
+        shaping = weights.progress_lambda * (weights.progress_gamma * self._phi - self._potential)
         return shaping + weights.success * success, {"shaping": shaping, "success": success}
 
     def _reset_envs(self, ids: np.ndarray) -> None:

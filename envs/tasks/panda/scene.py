@@ -23,6 +23,14 @@ WORKSPACE_CAMERA = "workspace"
 WORKSPACE_CAMERA_POS = (0.95, 0.0, 0.42)
 WORKSPACE_CAMERA_QUAT = (0.6234381, 0.3336539, 0.3336539, 0.6234381)
 WORKSPACE_CAMERA_FOVY = 50.0
+# A second view of the pick area from the side (+y, looking along -y, tilted 20 degrees down): the
+# workspace camera looks along x, so a gripper short of the cube and one at it can look alike from there;
+# from the side that gap spans pixels. Two views let a reward model tell them apart (HIL-SERL, too, gives
+# its reward classifier more than one camera).
+SIDE_CAMERA = "side"
+SIDE_CAMERA_POS = (0.48, 0.65, 0.3)
+SIDE_CAMERA_QUAT = (0.0, 0.0, 0.5716756, 0.8204798)
+SIDE_CAMERA_FOVY = 45.0
 PINCH_VEL_SENSOR = "pinch_vel"
 
 
@@ -59,6 +67,9 @@ def build_scene(
         pos=list(WORKSPACE_CAMERA_POS),
         quat=list(WORKSPACE_CAMERA_QUAT),
         fovy=WORKSPACE_CAMERA_FOVY,
+    )
+    world.add_camera(
+        name=SIDE_CAMERA, pos=list(SIDE_CAMERA_POS), quat=list(SIDE_CAMERA_QUAT), fovy=SIDE_CAMERA_FOVY
     )
     world.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0], diffuse=[1.0, 1.0, 1.0], specular=[0.3] * 3)
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3.0, 3.0, 0.01], material="grid")
