@@ -93,20 +93,17 @@ class ProgressModelBackend:
             return f"mode {item.mode!r}: the progress model answers {', '.join(MODES)}"
         if not isinstance(item.task, str) or not item.task.strip():
             return "task: empty task text"
+        sources = [("frames", item.frames)]
+        if self.cfg.model.use_reference:
+            sources.append(("reference_frames", item.reference_frames))
         for camera in self.cameras:
-            frame = item.frames.get(camera)
-            if frame is None:
-                return f"frames: no {camera!r} camera frame (got {sorted(item.frames)})"
-            bad = _bad_frame(frame)
-            if bad:
-                return f"frames[{camera!r}]: {bad}"
-            if self.cfg.model.use_reference:
-                reference = item.reference_frames.get(camera)
-                if reference is None:
-                    return f"reference_frames: this model needs a {camera!r} reference frame"
-                bad = _bad_frame(reference)
+            for field, frames in sources:
+                frame = frames.get(camera)
+                if frame is None:
+                    return f"{field}: no {camera!r} camera frame (got {sorted(frames)})"
+                bad = _bad_frame(frame)
                 if bad:
-                    return f"reference_frames[{camera!r}]: {bad}"
+                    return f"{field}[{camera!r}]: {bad}"
         return ""
 
     def _forward(self, items: list[ScoreInput]) -> tuple[np.ndarray, np.ndarray]:
