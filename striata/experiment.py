@@ -246,12 +246,17 @@ def check_cameras(config: ExperimentConfig) -> None:
             )
 
 
-def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment and apply ``--set`` overrides (nested dicts) on top."""
-    config = ExperimentConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides or {}))
+def check_experiment(config: ExperimentConfig) -> None:
+    """What the schema cannot check alone: the task's own config, model files, camera names."""
     config.task_settings()
     check_reward_model_files(config)
     check_cameras(config)
+
+
+def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment and apply ``--set`` overrides (nested dicts) on top."""
+    config = ExperimentConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides or {}))
+    check_experiment(config)
     return config
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from striata.experiment import ExperimentConfig, merge_overrides
+from striata.experiment import ExperimentConfig, check_experiment, merge_overrides
 
 
 def _write_config(path: Path, config: ExperimentConfig) -> None:
@@ -53,7 +53,7 @@ def resume_run(run_dir: Path, overrides: dict[str, Any]) -> ExperimentConfig:
     config = load_run_config(run_dir)
     if overrides:
         config = ExperimentConfig.model_validate(merge_overrides(config.model_dump(mode="json"), overrides))
-        config.task_settings()
+        check_experiment(config)
         _write_config(run_dir, config)
     return config
 

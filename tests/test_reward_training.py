@@ -277,6 +277,21 @@ def test_reward_model_cameras_are_checked_against_each_other_and_the_task(tmp_pa
     assert len(lines) == 1 and "reward_model.camera: 'top' is not a camera of panda_pick" in lines[0]
 
 
+def test_a_resumed_run_checks_the_cameras_of_its_overrides(tmp_path) -> None:
+    from striata.cli import app
+    from striata.experiment import load_experiment
+    from striata.run_dir import new_run_dir
+
+    run_dir = new_run_dir(load_experiment("configs/panda_pick.yaml"), tmp_path / "runs")
+    before = (run_dir / "config.yaml").read_text()
+    args = ["train", "--resume", str(run_dir), "--set", "hil.enabled=true", "--set", "hil.camera=top"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "hil.camera: 'top' is not a camera of panda_pick" in lines[0]
+    assert (run_dir / "config.yaml").read_text() == before  # the bad override is not recorded
+
+
 def test_missing_progress_model_is_one_line_naming_the_command(tmp_path) -> None:
     from striata.cli import app
 
