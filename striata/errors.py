@@ -33,29 +33,82 @@ USER_ERRORS = (
 )
 
 
-def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
-    """Field names of the (nested) model section that holds the key at ``loc``."""
-    for part in loc[:-1]:
+def _section(model: type[BaseModel] | None, path: tuple) -> type[BaseModel] | None:
+    """The (nested) config model at ``path``, or None where ``path`` leaves the config sections."""
+    for part in path:
         if model is None or part not in model.model_fields:
-            return []
+            return None
         annotation = model.model_fields[part].annotation
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return list(model.model_fields) if model is not None else []
+    return model
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """Field names of the (nested) model section that holds the key at ``loc``."""
+    section = _section(model, loc[:-1])
+    return list(section.model_fields) if section is not None else []
 
 
 def format_validation_error(
     exc: ValidationError, model: type[BaseModel] | None = None, prefix: str = "config"
 ) -> str:
     lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+    for loc, errs in _group_union_members(exc.errors(), model):
+        err = errs[0]
+        where = ".".join(str(p) for p in loc) or "(root)"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, err["loc"])
             hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
             lines.append(f"{prefix}: unknown key {where!r}{hint}")
-        else:
+        elif len(errs) == 1:
             lines.append(f"{prefix}: {where}: {err['msg']} (got {err.get('input')!r})")
+        else:
+            message = "; or ".join(dict.fromkeys(_member_message(e, len(loc)) for e in errs))
+            message = message[0].upper() + message[1:]
+            lines.append(f"{prefix}: {where}: {message} (got {_whole_input(errs, len(loc))!r})")
     return "\n".join(lines)
+
+
+def _group_union_members(errors: list[dict], model: type[BaseModel] | None) -> list[tuple[tuple, list[dict]]]:
+    """One entry per bad key. Pydantic reports a value that fits no member of a union (``str | list[str]``)
+    once per member, the member's type in its location after the key; those become one entry for the key."""
+    groups: dict[tuple, list[dict]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        depth = _union_key_depth(model, loc)
+        groups.setdefault(loc[:depth] if depth else (*loc, id(err)), []).append(err)
+    entries = []
+    for errs in groups.values():
+        depth = _union_key_depth(model, tuple(errs[0]["loc"]))
+        if depth and len({e["loc"][depth] for e in errs}) > 1:
+            entries.append((tuple(errs[0]["loc"][:depth]), errs))
+        else:
+            entries.extend((tuple(e["loc"]), [e]) for e in errs)
+    return entries
+
+
+def _union_key_depth(model: type[BaseModel] | None, loc: tuple) -> int | None:
+    """How many parts of ``loc`` name a config key whose type is not a config section, when a union
+    member's type follows them; None otherwise."""
+    for depth in range(1, len(loc)):
+        if loc[depth - 1] not in _allowed_keys(model, loc[:depth]):
+            return None
+        if _section(model, loc[:depth]) is None:
+            return depth if isinstance(loc[depth], str) else None
+    return None
+
+
+def _member_message(err: dict, depth: int) -> str:
+    """A union member's complaint, naming where inside the value it is (``item 0: ...``)."""
+    inside = err["loc"][depth + 1 :]
+    where = f"item {'.'.join(str(p) for p in inside)}: " if inside else ""
+    return where + err["msg"][0].lower() + err["msg"][1:]
+
+
+def _whole_input(errs: list[dict], depth: int) -> object:
+    """The value given for the key: the input of a member error about the whole value, if any."""
+    whole = [e for e in errs if len(e["loc"]) == depth + 1]
+    return (whole or errs)[0].get("input")
 
 
 @contextmanager

@@ -275,6 +275,13 @@ def test_reward_model_cameras_are_checked_against_each_other_and_the_task(tmp_pa
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "reward_model.camera: 'top' is not a camera of panda_pick" in lines[0]
+    # A value that fits neither a name nor a list of names is one line too, not one per union member.
+    for value, got in (("7", "(got 7)"), ("[workspace,[side]]", "item 1: input should be a valid string")):
+        result = CliRunner().invoke(app, [*args[:-1], f"reward_model.camera={value}"])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("config: reward_model.camera: Input should be a valid string; or ")
+        assert got in lines[0]
 
 
 def test_a_resumed_run_checks_the_cameras_of_its_overrides(tmp_path) -> None:

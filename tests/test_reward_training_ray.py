@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "reward_model.server.backend.checkpoint": "null",
+    "reward_model.camera": "workspace",
     "reward_model.height": 32,
     "reward_model.width": 32,
     "reward_model.every_k": 2,
