@@ -43,6 +43,11 @@ class RewardSpec:
     deadline_ms: float = 2000.0
 
 
+def camera_views(frame: np.ndarray, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A frame of several cameras rendered side by side (``FrameRequest`` with a camera tuple), by camera."""
+    return dict(zip(cameras, np.split(frame, len(cameras), axis=1), strict=True))
+
+
 class FrameLabeller:
     def __init__(self, spec: RewardSpec, actor_id: int, env: Any) -> None:
         self.spec = spec
@@ -110,8 +115,7 @@ class FrameLabeller:
         truth = math.nan if progress is None else float(progress[env_id])
         self._sent[(episode, t)] = (frame_id, truth, float(success[env_id]))
         self.frames_sent += 1
-        views = np.split(frame, len(self.spec.cameras), axis=1)
-        self.client.submit(episode, t, self.spec.task_text, dict(zip(self.spec.cameras, views, strict=True)))
+        self.client.submit(episode, t, self.spec.task_text, camera_views(frame, self.spec.cameras))
         return frame_id
 
     def _collect(self, labels: list[RewardLabel]) -> None:

@@ -72,16 +72,15 @@ def format_validation_error(
 def _group_union_members(errors: list[dict], model: type[BaseModel] | None) -> list[tuple[tuple, list[dict]]]:
     """One entry per bad key. Pydantic reports a value that fits no member of a union (``str | list[str]``)
     once per member, the member's type in its location after the key; those become one entry for the key."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, tuple[int | None, list[dict]]] = {}
     for err in errors:
         loc = tuple(err["loc"])
         depth = _union_key_depth(model, loc)
-        groups.setdefault(loc[:depth] if depth else (*loc, id(err)), []).append(err)
+        groups.setdefault(loc[:depth] if depth else (*loc, id(err)), (depth, []))[1].append(err)
     entries = []
-    for errs in groups.values():
-        depth = _union_key_depth(model, tuple(errs[0]["loc"]))
+    for key, (depth, errs) in groups.items():
         if depth and len({e["loc"][depth] for e in errs}) > 1:
-            entries.append((tuple(errs[0]["loc"][:depth]), errs))
+            entries.append((key, errs))
         else:
             entries.extend((tuple(e["loc"]), [e]) for e in errs)
     return entries

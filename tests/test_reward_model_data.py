@@ -20,6 +20,7 @@ def tiny_dataset_config(folder) -> DatasetConfig:
         image_size=32,
         episode_steps=36,
         frame_every=12,
+        boundary_frames=False,
         train_rounds=1,
         eval_rounds=1,
         policies=PolicyMix(scripted=2, drop=1, put_down=1, miss=1, stall=1, random=1),
@@ -109,6 +110,33 @@ def test_more_rounds_render_only_the_new_shards_and_seeds_must_not_overlap(tmp_p
 
     with pytest.raises(ValidationError, match="overlap"):
         DatasetConfig(seed=0, train_rounds=5, eval_seed=4)
+
+
+def test_boundary_frames_add_the_states_where_success_begins_and_ends(tmp_path):
+    """A training actor labels an episode's last frame, the first state past the success lift: the data
+    set must hold such states, not only those every ``frame_every`` steps."""
+    mix = PolicyMix(scripted=3, drop=1, put_down=0, miss=0, stall=0, random=0)
+    cfg = tiny_dataset_config(tmp_path / "regular").model_copy(update={"policies": mix})
+    regular = load_split(build_dataset(cfg, show_progress=False), "train")
+    boundary_cfg = cfg.model_copy(update={"boundary_frames": True, "folder": tmp_path / "boundary"})
+    boundary = load_split(build_dataset(boundary_cfg, show_progress=False), "train")
+
+    seen = {frame.tobytes() for frame in boundary.frames}
+    assert all(frame.tobytes() in seen for frame in regular.frames)  # the regular frames, and more
+    regular_seen = {frame.tobytes() for frame in regular.frames}
+    extra = np.array([frame.tobytes() not in regular_seen for frame in boundary.frames])
+    matched = boundary.pairing == MATCHED
+    for episode in range(mix.total):
+        rows = matched & (boundary.episode[boundary.frame] == episode)
+        success = boundary.success[rows]
+        if success.any():  # the first success is in the data, at or after a near-boundary state
+            assert extra[boundary.frame[rows]].any()
+            first = int(np.argmax(success))
+            assert first == 0 or boundary.progress[rows][first - 1] < 1.0
+    drop = matched & (boundary.episode[boundary.frame] == 3)
+    success, drop_extra = boundary.success[drop], extra[boundary.frame[drop]]
+    ended = int(np.flatnonzero(success)[-1]) + 1  # the drop's first frame without success
+    assert ended < len(success) and drop_extra[ended]  # rendered as it happens, between regular steps
 
 
 def test_learned_policies_roll_out_from_their_exported_onnx_files(tmp_path):

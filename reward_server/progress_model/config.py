@@ -73,6 +73,11 @@ class DatasetConfig(StrictModel):
     policies: PolicyMix = Field(default_factory=PolicyMix)
     episode_steps: int = Field(default=45, ge=2, description="control steps per rollout episode (10 Hz)")
     frame_every: int = Field(default=3, ge=1, description="render one frame every this many steps")
+    boundary_frames: bool = Field(
+        default=True,
+        description="also render, between those, the states within 1 cm of the success lift and those "
+        "where success begins or ends: a training actor labels an episode's first success, at the boundary",
+    )
     train_rounds: int = Field(
         default=4, ge=1, description="rollout rounds (one episode per env) for training"
     )

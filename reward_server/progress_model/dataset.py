@@ -1,8 +1,10 @@
 """The reward-model data set: camera frames of panda_pick rollouts labelled with ground-truth progress.
 
 Rollouts run the mixed policies of ``rollout_policies.py`` on the batched env and render the task camera
-(or cameras: their views side by side, [H, views * W, 3]) every ``frame_every`` steps; labels are the
-env's ``info["progress"]`` and ``info["success"]``. Episodes
+(or cameras: their views side by side, [H, views * W, 3]) every ``frame_every`` steps, and with
+``boundary_frames`` also the envs near the success lift in between (a training actor labels an
+episode's first success, where the cube has just crossed it); labels are the env's
+``info["progress"]`` and ``info["success"]``. Episodes
 go on after success (the data-set env does not terminate on it), so held cubes, drops and put-downs after
 a lift are in the data. Every frame gives one row with the task text (or a paraphrase) and
 ``mismatched_per_frame`` rows with another task's text, labelled progress 0 and success 0.
@@ -37,6 +39,7 @@ SCENE_CAMERAS = {**CAMERAS, "workspace": WORKSPACE_CAMERA, "side": SIDE_CAMERA}
 MATCHED, MISMATCHED = 0, 1
 # Bumped when the shard contents change, so shards of an older layout are rendered again.
 SHARD_FORMAT = 3
+BOUNDARY_M = 0.01  # boundary frames: cube lift within this of the task's success lift
 
 
 class DatasetError(ValueError):
@@ -154,7 +157,8 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
 
 
 def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[str, np.ndarray]:
-    """One episode in every env; rows for the frames rendered every ``frame_every`` steps."""
+    """One episode in every env; rows for the frames rendered every ``frame_every`` steps, and with
+    ``boundary_frames`` for those of the envs at the success boundary in between."""
     rng = np.random.default_rng(seed)
     mix = cfg.policies
     kinds = [kind for kind in KINDS for _ in range(getattr(mix, kind))]
@@ -164,24 +168,35 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
     policy = MixedPickPolicy(env, kinds, cfg.noise, rng, learned)
     cameras = tuple(SCENE_CAMERAS[view] for view in cfg.views)
 
-    def render() -> np.ndarray:
+    def render(ids: np.ndarray | None = None) -> np.ndarray:
         # Without shadows unless asked for: with software OpenGL each shadow-casting light is a full pass.
-        return env.render(cameras, cfg.image_size, cfg.image_size, shadows=cfg.shadows)
+        return env.render(cameras, cfg.image_size, cfg.image_size, ids=ids, shadows=cfg.shadows)
 
     obs = env.reset()
     first = render()
+    kind_ids = np.array([KINDS.index(k) for k in kinds])
+    was_success = np.zeros(len(kinds), dtype=bool)
     frames, firsts, episode, progress, success, kind = [], [], [], [], [], []
     for t in range(1, cfg.episode_steps + 1):
         obs, _, _, _, info = env.step(policy(obs))
         on_step(1)
-        if t % cfg.frame_every:
+        now_success = info["success"].astype(bool)
+        if t % cfg.frame_every == 0:
+            ids = np.arange(len(kinds))
+        elif cfg.boundary_frames:
+            near = np.abs(env.cube_lift() - env.cfg.lift_height) < BOUNDARY_M
+            ids = np.flatnonzero(near | (now_success != was_success))
+        else:
+            ids = np.arange(0)
+        was_success = now_success
+        if not ids.size:
             continue
-        frames.append(render())
-        firsts.append(first)
-        episode.append(np.arange(len(kinds)))
-        progress.append(info["progress"].copy())
-        success.append(info["success"].astype(np.float32))
-        kind.append(np.array([KINDS.index(k) for k in kinds]))
+        frames.append(render(ids))
+        firsts.append(first[ids])
+        episode.append(ids)
+        progress.append(info["progress"][ids])
+        success.append(now_success[ids].astype(np.float32))
+        kind.append(kind_ids[ids])
     env.close()
     return _rows(
         cfg,
