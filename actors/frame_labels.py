@@ -155,5 +155,12 @@ class FrameLabeller:
         self._round_trip_ms = []
         return labels, stats
 
+    def settle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every frame sent has its label: a reply, late or failed."""
+        give_up = time.monotonic() + timeout_s
+        while self._sent and time.monotonic() < give_up:
+            self._collect(self.client.poll())
+            time.sleep(0.005)
+
     def close(self) -> None:
         self.client.close()

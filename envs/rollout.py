@@ -28,21 +28,10 @@ def rollout_stats(
     config: TaskConfig | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    if policy not in POLICIES:
-        raise PolicyChoiceError(f"policy: unknown {policy!r}; allowed: {', '.join(POLICIES)}")
     env = make_env(task, num_envs=num_envs, seed=seed, config=config)
-    rng = np.random.default_rng(seed)
-    act = _policy(policy, env, rng)
-    obs = env.reset()
-    episodes = EpisodeLog()
+    act = make_policy(policy, env, np.random.default_rng(seed))
     start = time.perf_counter()
-    for _ in range(steps):
-        obs, _, terminated, truncated, info = env.step(act(obs))
-        if hasattr(act, "reset"):
-            act.reset(terminated | truncated)
-        episodes.record(terminated, truncated, info)
-        if on_step is not None:
-            on_step()
+    episodes = run_episodes(env, act, steps, None if on_step is None else lambda *_: on_step())
     elapsed = time.perf_counter() - start
     env.close()
     means = episodes.means()
@@ -63,7 +52,33 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _policy(name: str, env, rng: np.random.Generator) -> Callable[[Any], np.ndarray]:
+def run_episodes(
+    env: Any,
+    act: Callable[[np.ndarray], np.ndarray],
+    steps: int,
+    after_step: Callable[[np.ndarray, np.ndarray, dict[str, Any]], None] | None = None,
+) -> EpisodeLog:
+    """Step ``env`` from a reset for ``steps`` batched steps with ``act``; the episodes that ended.
+
+    ``after_step(terminated, truncated, info)`` sees every step's result; a policy with a ``reset(mask)``
+    starts again in the envs whose episode ended.
+    """
+    obs = env.reset()
+    episodes = EpisodeLog()
+    for _ in range(steps):
+        obs, _, terminated, truncated, info = env.step(act(obs))
+        if hasattr(act, "reset"):
+            act.reset(terminated | truncated)
+        episodes.record(terminated, truncated, info)
+        if after_step is not None:
+            after_step(terminated, truncated, info)
+    return episodes
+
+
+def make_policy(name: str, env: Any, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    """One of ``POLICIES`` for ``env``'s batch: observations [N, obs_dim] in, actions [N, action_dim] out."""
+    if name not in POLICIES:
+        raise PolicyChoiceError(f"policy: unknown {name!r}; allowed: {', '.join(POLICIES)}")
     shape = (env.num_envs, env.action_dim)
     if name == "zero":
         return lambda obs: np.zeros(shape)

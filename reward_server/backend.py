@@ -45,3 +45,14 @@ class RewardBackend(Protocol):
     def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
         """One output per input, in order; failures are statuses, never exceptions or defaults."""
         ...
+
+
+def backend_device(name: str) -> str:
+    """A backend config's ``device`` as this process sees it: ``auto`` resolved, CUDA checked to be there."""
+    from learner.device import resolve_device
+    from reward_server.config import RewardConfigError
+
+    try:
+        return str(resolve_device(name))
+    except ValueError as exc:
+        raise RewardConfigError(f"backend.device: {exc}") from None

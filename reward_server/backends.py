@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reward_server.backend import RewardBackend
+from reward_server.backend import RewardBackend, backend_device
 from reward_server.config import BackendConfig, ClipBackendConfig, OpenAIBackendConfig, TorchBackendConfig
 
 
@@ -18,9 +18,10 @@ def make_backend(config: BackendConfig) -> RewardBackend:
     if isinstance(config, TorchBackendConfig):
         from reward_server.progress_model.backend import ProgressEnsembleBackend, ProgressModelBackend
 
+        device = backend_device(config.device)
         if config.checkpoint is None:
-            return ProgressModelBackend.random_init(seed=config.random_init_seed)
+            return ProgressModelBackend.random_init(seed=config.random_init_seed, device=device)
         if isinstance(config.checkpoint, list):
-            return ProgressEnsembleBackend.load(config.checkpoint, device=config.device)
-        return ProgressModelBackend.load(config.checkpoint, device=config.device)
+            return ProgressEnsembleBackend.load(config.checkpoint, device=device)
+        return ProgressModelBackend.load(config.checkpoint, device=device)
     raise TypeError(f"backend: unknown config type {type(config).__name__}")

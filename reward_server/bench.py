@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from reward_server.backend import backend_device
 from reward_server.client import RewardClient, RewardLabel
 from reward_server.config import BackendConfig, RewardServerConfig, TorchBackendConfig
 from reward_server.launch import start_reward_server
@@ -48,6 +49,10 @@ def bench_reward(
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     backend = backend or TorchBackendConfig()
+    if isinstance(backend, TorchBackendConfig):
+        # Resolved here (the server subprocesses see this process's devices), so the figures say where
+        # the model ran.
+        backend = backend.model_copy(update={"device": backend_device(backend.device)})
     stage = on_stage or (lambda _: None)
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, size=(frames, image_size, image_size, 3), dtype=np.uint8)
@@ -67,7 +72,8 @@ def bench_reward(
         "actor_ratio": round(actor["on"] / actor["off"], 3),
         "actor_env_steps_per_s": actor,
         "setup": {"frames": frames, "max_batch": max_batch, "image_size": image_size, "clients": clients,
-                  "num_envs": num_envs, "every_k": every_k, "backend": backend.kind},
+                  "num_envs": num_envs, "every_k": every_k, "backend": backend.kind,
+                  "device": getattr(backend, "device", None)},
     }  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from reward_server.backend import ScoreInput, ScoreOutput
+from reward_server.backend import ScoreInput, ScoreOutput, backend_device
 from reward_server.config import ClipBackendConfig
 
 MAX_BATCH = 64
@@ -41,6 +41,7 @@ class ClipBackend:
 
     @classmethod
     def load(cls, config: ClipBackendConfig) -> ClipBackend:
+        config = config.model_copy(update={"device": backend_device(config.device)})
         if config.library == "open_clip":
             return cls._load_open_clip(config)
         return cls._load_transformers(config)

@@ -5,15 +5,31 @@ Unknown keys and wrong types are errors that name the key (pydantic, ``extra="fo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _device_name(name: str) -> str:
+    # Spelling only: whether the device exists is known in the server's own process, which may run
+    # on another node (``reward_server.backends`` checks it there).
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError("expected auto, cpu, cuda or cuda:N")
+    return name
+
+
+Device = Annotated[
+    str,
+    AfterValidator(_device_name),
+    Field(description="'auto' (CUDA when the server's process sees one, else CPU), 'cpu', 'cuda', 'cuda:N'"),
+]
 
 
 class TorchBackendConfig(Section):
@@ -26,7 +42,7 @@ class TorchBackendConfig(Section):
         "uncertainty); none = random weights",
     )
     random_init_seed: int = Field(default=0, description="seed of the random weights when no checkpoint")
-    device: str = "cpu"
+    device: Device = "auto"
 
     @field_validator("checkpoint")
     @classmethod
@@ -65,7 +81,7 @@ class ClipBackendConfig(Section):
     goal_prompt: str | None = Field(default=None, description="default: the request's task text")
     baseline_prompt: str = "a robot arm on a table"
     alpha: float = Field(default=1.0, ge=0, le=1, description="partial projection weight (VLM-RM alpha)")
-    device: str = "cpu"
+    device: Device = "auto"
 
 
 BackendConfig = Annotated[

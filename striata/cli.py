@@ -11,11 +11,11 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from striata.errors import user_errors
 from striata.overrides import SetOption, parse_overrides
+from striata.progress import step_progress
 
 app = typer.Typer(
     help="striata: distributed actor-learner robot RL.", no_args_is_help=True, add_completion=False
@@ -178,7 +178,7 @@ def rollout(
         from envs.rollout import rollout_stats
 
         config = make_config(task, parse_overrides(overrides or []))
-        with _progress() as progress:
+        with step_progress(console) as progress:
             bar = progress.add_task(f"{task} x{num_envs}", total=steps)
             stats = rollout_stats(
                 task, num_envs, steps, policy.value, seed, config, on_step=lambda: progress.advance(bar)
@@ -317,16 +317,6 @@ def bench_hil_command(
         limits = {"eval_every": eval_every, "max_env_steps": max_env_steps, "max_minutes": max_minutes}
         result = bench_hil(config, experiment, list(overrides or []), episodes, target, **limits)
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _register_parts() -> None:

@@ -13,6 +13,7 @@ from reward_server.client import RewardServerUnavailable
 from reward_server.config import RewardConfigError, RewardServerConfig, TorchBackendConfig
 from striata.errors import user_errors
 from striata.overrides import SetOption, parse_overrides
+from striata.progress import step_progress
 
 console = Console(stderr=True)
 
@@ -20,6 +21,7 @@ console = Console(stderr=True)
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
     app.command("serve-reward")(serve_reward)
+    app.command("audit-reward")(audit_reward_command)
     bench_app.command("reward")(bench_reward_command)
 
 
@@ -43,6 +45,37 @@ def serve_reward(
         console.print("reward server: stopped")
 
 
+def audit_reward_command(
+    config: Annotated[Path, typer.Argument(help="experiment YAML with a reward_model section")] = Path(
+        "configs/panda_pick_vlm.yaml"
+    ),
+    policy: Annotated[
+        str, typer.Option(help="ONNX file from `striata export`, or scripted, random, zero")
+    ] = "scripted",
+    num_envs: Annotated[int, typer.Option(min=1, help="envs stepped in one batch")] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="batched steps")] = 100,
+    noise: Annotated[float, typer.Option(min=0, help="std of Gaussian noise on the policy's actions")] = 0.1,
+    seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Rate a policy's rollouts with the experiment's reward model, against the simulator's truth."""
+    from striata.experiment import ExperimentConfig
+    from striata.reward_audit import AuditPolicyError
+
+    with user_errors(ExperimentConfig, extra=(RewardServerUnavailable, AuditPolicyError)):
+        from striata.experiment import load_experiment
+        from striata.reward_audit import audit_reward
+
+        experiment = load_experiment(config, parse_overrides(overrides or []))
+        with step_progress(console) as progress:
+            bar = progress.add_task(f"{experiment.task} x{num_envs}", total=steps)
+            result = audit_reward(
+                experiment, policy, num_envs, steps, noise, seed, console, lambda: progress.advance(bar)
+            )
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 def bench_reward_command(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
     frames: Annotated[int, typer.Option(min=16, help="distinct frames per throughput run")] = 512,
@@ -53,13 +86,16 @@ def bench_reward_command(
     checkpoint: Annotated[
         Path | None, typer.Option(help="trained progress model; default: random weights")
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="the model's device: auto (CUDA when present), cpu, cuda:N")
+    ] = "auto",
 ) -> None:
     """Torch backend frames/s batched vs batch 1, latency with concurrent clients, actor steps/s on vs off."""
-    with user_errors(extra=(RewardServerUnavailable,)):
+    with user_errors(TorchBackendConfig, extra=(RewardServerUnavailable, RewardConfigError)):
         from reward_server.bench import bench_reward
 
         result = bench_reward(
-            backend=TorchBackendConfig(checkpoint=checkpoint),
+            backend=TorchBackendConfig(checkpoint=checkpoint, device=device),
             frames=frames,
             max_batch=max_batch,
             clients=clients,

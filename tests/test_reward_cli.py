@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
-from reward_server.config import load_server_config
+from reward_server.backends import make_backend
+from reward_server.config import TorchBackendConfig, load_server_config
 from striata.cli import app
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -50,3 +52,47 @@ def test_an_ensemble_of_one_checkpoint_is_refused_in_one_line():
     assert "backend.torch.checkpoint" in result.output
     assert "ensemble of 2 or more models, got 1" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["serve-reward", "bench"])
+def test_a_misspelt_model_device_is_refused_in_one_line(command):
+    args = (
+        ["serve-reward", "--config", str(CONFIGS / "reward_torch.yaml"), "--set", "backend.device=gpu"]
+        if command == "serve-reward"
+        else ["bench", "reward", "--device", "gpu"]
+    )
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "device" in result.output and "expected auto, cpu, cuda or cuda:N (got 'gpu')" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer where CUDA is missing")
+def test_asking_for_cuda_without_it_names_backend_device():
+    config = str(CONFIGS / "reward_torch.yaml")
+    result = CliRunner().invoke(app, ["serve-reward", "--config", config, "--set", "backend.device=cuda:0"])
+    assert result.exit_code == 2
+    expected = "error: backend.device: device 'cuda:0' requested but CUDA is not available"
+    assert result.output.strip() == expected
+
+
+def test_auto_puts_the_progress_model_where_torch_finds_a_device():
+    backend = make_backend(TorchBackendConfig(device="auto"))
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert backend.device == expected
+    assert {p.device.type for p in backend.model.parameters()} == {expected}
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("policy.pt", "policy: 'policy.pt' is neither an ONNX file nor one of random, zero, scripted"),
+        ("missing.onnx", "policy file missing.onnx does not exist"),
+        ("tests/data/g1_stand.onnx", "was trained on 'g1_tracking', the config's task is 'panda_pick'"),
+    ],
+)
+def test_audit_reward_refuses_a_policy_that_cannot_drive_the_task_in_one_line(policy, message):
+    config = str(CONFIGS / "panda_pick_vlm.yaml")
+    result = CliRunner().invoke(app, ["audit-reward", config, "--policy", policy, "--steps", "2"])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output

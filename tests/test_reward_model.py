@@ -217,42 +217,19 @@ def test_cli_bad_config_value_is_one_line_with_exit_code_2(tmp_path):
     assert result.exit_code == 2 and "unknown key 'model.colour'" in result.output
 
 
-def test_the_shipped_models_rate_a_learned_pick_as_the_simulator_does():
-    """configs/panda_pick_vlm.yaml's model (reward_server/models) on a shipped policy's picks, frames
-    rendered as its actors render them: progress ranks the states as the simulator does, and the model
-    calls no success the simulator does not, and most of those it does (run 14's audit: recall 0.94)."""
-    from actors.frame_labels import camera_views
-    from envs import make_env
-    from envs.backend import FrameRequest
-    from reward_server.progress_model.rollout_policies import OnnxPolicy
-    from striata.experiment import load_experiment
-
-    config = load_experiment("configs/panda_pick_vlm.yaml")
-    reward = config.reward_model
-    backend = make_backend(reward.server.backend)
-    env = make_env("panda_pick", num_envs=4, seed=3, config=config.task_settings())
-    cameras, size = tuple(reward.cameras), reward.width
-    env.render_ended = FrameRequest(cameras, size, size, reward.shadows)
-    policy = OnnxPolicy(Path("reward_server/models/panda_pick_policies/panda_pick_dense.onnx"))
-    obs = env.reset()
-    frames, true, success = [], [], []
-    for _ in range(36):
-        obs, *_, info = env.step(policy(obs))
-        views = env.render(cameras, size, size, shadows=reward.shadows)
-        for k, i in enumerate(info.get("final_frame_ids", [])):
-            views[i] = info["final_frames"][k]
-        frames.extend(views)
-        true.extend(info["progress"])
-        success.extend(info["success"])
-    env.close()
-    inputs = [
-        ScoreInput(task=reward.task_text, mode="progress", frames=camera_views(f, cameras)) for f in frames
-    ]
-    outputs = backend.score(inputs)
-    assert all(o.status == "ok" for o in outputs)
-    predicted = np.array([o.progress for o in outputs])
-    called = np.array([o.done_prob for o in outputs]) > reward.success_threshold
-    success = np.array(success)
-    assert success.sum() >= 8  # the dense-reward policy picks in about a dozen steps
-    assert progress_spearman(predicted, np.array(true)) > 0.8
-    assert called[success].mean() >= 0.7 and not called[~success].any()
+def test_audit_reward_rates_a_shipped_policy_as_the_simulator_does():
+    """`striata audit-reward` with configs/panda_pick_vlm.yaml's model (reward_server/models) on a shipped
+    policy's picks, frames sent by an actor's labeller to a reward server the command starts: progress
+    ranks the states as the simulator does, and the model calls no success the simulator does not, and
+    most of those it does (run 14's audit during training: recall 0.94)."""
+    policy = "reward_server/models/panda_pick_policies/panda_pick_dense.onnx"
+    args = ["audit-reward", "configs/panda_pick_vlm.yaml", "--policy", policy, "--num-envs", "4"]
+    result = CliRunner().invoke(app, [*args, "--steps", "36", "--noise", "0", "--seed", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["frames_sent"] == figures["labels_ok"] > 50
+    assert figures["label_statuses"] == {"ok": figures["labels_ok"]}
+    assert figures["episodes"] >= 4 and figures["episode_success_rate"] == 1.0
+    assert figures["true_success_frames"] >= 4  # each episode's last state, the pick
+    assert figures["spearman"] > 0.8
+    assert figures["success_recall"] >= 0.7 and figures["success_precision"] == 1.0

@@ -60,12 +60,14 @@ class ProgressModelBackend:
         return cls(model, cfg, card["model_id"], card["revision"], text_encoder, device)
 
     @classmethod
-    def random_init(cls, seed: int = 0, cfg: RewardModelConfig | None = None) -> ProgressModelBackend:
+    def random_init(
+        cls, seed: int = 0, cfg: RewardModelConfig | None = None, device: str = "cpu"
+    ) -> ProgressModelBackend:
         """The same architecture with random weights (throughput benchmarks, tests)."""
         cfg = cfg or RewardModelConfig()
         torch.manual_seed(seed)
         model = ProgressModel(cfg.model, len(cfg.dataset.views))
-        return cls(model, cfg, f"{MODEL_ID_PREFIX}/random-init", f"seed-{seed}")
+        return cls(model, cfg, f"{MODEL_ID_PREFIX}/random-init", f"seed-{seed}", device=device)
 
     def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
         outputs = [ScoreOutput() for _ in inputs]

@@ -1,0 +1,148 @@
+"""``striata audit-reward``: how an experiment's reward model rates a policy's own states.
+
+A run on a model's rewards is only as good as the model is where the policy goes, and a learner
+goes where no data set went. Before such a run (or after one, on its exported policy), this steps
+the experiment's env with a policy, renders and sends frames exactly as the run's actors do
+(``actors.frame_labels.FrameLabeller``: every ``every_k`` steps and each episode's last state, to
+the reward server the experiment configures) and scores the labels against the simulator's own
+progress and success (``reward_server.progress_model.audit``), the figures ``reward_model/*``
+logs during training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from actors.frame_labels import FrameLabeller
+from envs.registry import make_env
+from envs.rollout import POLICIES, make_policy, run_episodes
+from reward_server.progress_model.audit import audit
+from striata.errors import ConfigFileError
+from striata.experiment import ExperimentConfig
+from striata.train import RewardService, reward_spec
+
+
+class AuditPolicyError(ValueError):
+    """A policy file that cannot drive the experiment's env."""
+
+
+def audit_reward(
+    config: ExperimentConfig,
+    policy: str,
+    num_envs: int = 16,
+    steps: int = 100,
+    noise: float = 0.1,
+    seed: int = 0,
+    console: Console | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Agreement of the experiment's reward model with the simulator on ``policy``'s rollouts.
+
+    ``policy``: an ONNX file from ``striata export`` or one of ``envs.rollout.POLICIES``; ``noise`` is
+    the standard deviation of Gaussian noise added to its actions (a learner explores).
+    """
+    section = config.reward_model
+    if section.server is None and section.endpoint is None:
+        raise ConfigFileError("config: reward_model: set server (a reward server to start) or endpoint")
+    with ExitStack() as cleanup:
+        env = make_env(config.task, num_envs=num_envs, seed=seed, config=config.task_settings())
+        cleanup.callback(env.close)
+        act = NoisyPolicy(_policy(policy, config, env, np.random.default_rng(seed)), noise, seed)
+        # The audit runs without Ray: a server the run would place on Ray starts here, as a subprocess.
+        service = RewardService(
+            section.model_copy(update={"placement": "process"}), console or Console(stderr=True)
+        )
+        cleanup.callback(service.stop)
+        labeller = FrameLabeller(reward_spec(config, service.endpoint), actor_id=0, env=env)
+        cleanup.callback(labeller.close)
+
+        def after_step(terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]) -> None:
+            labeller.after_step(terminated, truncated, info)
+            if on_step is not None:
+                on_step()
+
+        episodes = run_episodes(env, act, steps, after_step)
+        labeller.settle(timeout_s=section.deadline_ms / 1000 + 5.0)
+        labels, stats = labeller.take_labels()
+    ok = labels["ok"]
+    true_success = labels["true_success"][ok] > 0.5
+    figures = audit(
+        labels["progress"][ok], labels["true_progress"][ok], labels["done_prob"][ok], true_success,
+        section.success_threshold,
+    )  # fmt: skip
+    error = np.abs(labels["progress"][ok] - labels["true_progress"][ok])
+    success_rate = episodes.means()["success"]
+    return {
+        "task": config.task,
+        "policy": policy,
+        "num_envs": num_envs,
+        "steps": steps,
+        "noise": noise,
+        "episodes": len(episodes),
+        "episode_success_rate": None if success_rate is None else round(success_rate, 3),
+        "frames_sent": int(stats["frames_sent"]),
+        "labels_ok": int(ok.sum()),
+        "label_statuses": stats["statuses"],
+        "true_success_frames": int(true_success.sum()),
+        "called_success_frames": int((labels["done_prob"][ok] >= section.success_threshold).sum()),
+        **{key: _rounded(value) for key, value in figures.items() if key != "count"},
+        "progress_mae": _rounded(float(np.mean(error)) if error.size else math.nan),
+    }
+
+
+def _policy(
+    name: str, config: ExperimentConfig, env: Any, rng: np.random.Generator
+) -> Callable[[np.ndarray], np.ndarray]:
+    if name in POLICIES:
+        return make_policy(name, env, rng)
+    path = Path(name)
+    if path.suffix != ".onnx":
+        raise AuditPolicyError(f"policy: {name!r} is neither an ONNX file nor one of {', '.join(POLICIES)}")
+    from learner.export import make_session, read_metadata
+
+    metadata = read_metadata(path)
+    if metadata.task != config.task:
+        raise AuditPolicyError(
+            f"policy: {path} was trained on {metadata.task!r}, the config's task is {config.task!r}"
+        )
+    session = make_session(path)
+    algo = getattr(config, config.algo)
+    key = algo.obs_key if config.algo == "sac" else algo.actor_obs_key
+
+    def act(obs: Any) -> np.ndarray:
+        x = obs[key] if isinstance(obs, dict) else obs
+        if x.shape[1:] != (metadata.obs_dim,):
+            raise AuditPolicyError(
+                f"policy: {path} takes observations of {metadata.obs_dim}, the env gives {list(x.shape[1:])}"
+            )
+        return session.run(["actions"], {"obs": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return act
+
+
+class NoisyPolicy:
+    """``act`` plus Gaussian action noise of standard deviation ``noise``; passes ``reset`` on."""
+
+    def __init__(self, act: Callable[[np.ndarray], np.ndarray], noise: float, seed: int) -> None:
+        self.act = act
+        self.noise = noise
+        self.rng = np.random.default_rng(seed + 1)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        actions = self.act(obs)
+        return actions + self.noise * self.rng.standard_normal(actions.shape) if self.noise else actions
+
+    def reset(self, mask: np.ndarray) -> None:
+        if hasattr(self.act, "reset"):
+            self.act.reset(mask)
+
+
+def _rounded(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(value, 4)
