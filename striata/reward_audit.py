@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from rich.console import Console
 
 from actors.frame_labels import FrameLabeller
@@ -25,7 +26,7 @@ from envs.registry import make_env
 from envs.rollout import POLICIES, make_policy, run_episodes
 from reward_server.progress_model.audit import audit
 from striata.errors import ConfigFileError
-from striata.experiment import ExperimentConfig
+from striata.experiment import ExperimentConfig, RewardModelSection
 from striata.train import RewardService, reward_spec
 
 
@@ -48,9 +49,12 @@ def audit_reward(
     ``policy``: an ONNX file from ``striata export`` or one of ``envs.rollout.POLICIES``; ``noise`` is
     the standard deviation of Gaussian noise added to its actions (a learner explores).
     """
-    section = config.reward_model
-    if section.server is None and section.endpoint is None:
-        raise ConfigFileError("config: reward_model: set server (a reward server to start) or endpoint")
+    try:
+        # The section's own checks of a run that uses it (one server source, a task text), also where
+        # the config leaves it disabled.
+        section = RewardModelSection.model_validate({**config.reward_model.model_dump(), "enabled": True})
+    except ValidationError as exc:
+        raise ConfigFileError(f"config: reward_model: {exc.errors()[0]['msg']}") from None
     with ExitStack() as cleanup:
         env = make_env(config.task, num_envs=num_envs, seed=seed, config=config.task_settings())
         cleanup.callback(env.close)
@@ -105,24 +109,24 @@ def _policy(
     path = Path(name)
     if path.suffix != ".onnx":
         raise AuditPolicyError(f"policy: {name!r} is neither an ONNX file nor one of {', '.join(POLICIES)}")
-    from learner.export import make_session, read_metadata
+    from reward_server.progress_model.rollout_policies import OnnxPolicy
 
-    metadata = read_metadata(path)
-    if metadata.task != config.task:
+    onnx = OnnxPolicy(path)
+    if onnx.metadata.task != config.task:
         raise AuditPolicyError(
-            f"policy: {path} was trained on {metadata.task!r}, the config's task is {config.task!r}"
+            f"policy: {path} was trained on {onnx.metadata.task!r}, the config's task is {config.task!r}"
         )
-    session = make_session(path)
     algo = getattr(config, config.algo)
     key = algo.obs_key if config.algo == "sac" else algo.actor_obs_key
+    width = onnx.metadata.obs_dim
 
     def act(obs: Any) -> np.ndarray:
         x = obs[key] if isinstance(obs, dict) else obs
-        if x.shape[1:] != (metadata.obs_dim,):
+        if x.shape[1:] != (width,):
             raise AuditPolicyError(
-                f"policy: {path} takes observations of {metadata.obs_dim}, the env gives {list(x.shape[1:])}"
+                f"policy: {path} takes observations of {width}, the env gives {list(x.shape[1:])}"
             )
-        return session.run(["actions"], {"obs": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return onnx(x)
 
     return act
 

@@ -96,3 +96,9 @@ def test_audit_reward_refuses_a_policy_that_cannot_drive_the_task_in_one_line(po
     result = CliRunner().invoke(app, ["audit-reward", config, "--policy", policy, "--steps", "2"])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_audit_reward_needs_a_reward_server_in_the_config():
+    result = CliRunner().invoke(app, ["audit-reward", str(CONFIGS / "panda_pick.yaml"), "--steps", "2"])
+    assert result.exit_code == 2
+    assert "config: reward_model: Value error, give exactly one of reward_model.server and" in result.output
