@@ -18,11 +18,13 @@ needs labels), the chunk names its frames, and the labels that came back meanwhi
 or earlier ones) travel in ``result["labels"]`` for the learner's relabeller.
 
 With ``ActorSpec.hil`` enabled, the actor serves an intervention port (actors/INTERVENTION.md,
-``HumanLoop``): before each step it handles the port's messages, then the actions of envs a person
-controls are theirs (``intervention`` set on those steps of the chunk), labelled or reset episodes
-end at that step (``human_label`` 1/0 on the step a label ended), and watchers get ``step``,
-``frame`` and ``episode_end`` messages. While any env is taken over, steps are paced to
-``control_dt / takeover_speed``; a paused actor holds for at most ``max_pause_s`` per chunk.
+``HumanLoop``): the port answers its clients from a thread of its own, whatever the actor is doing,
+and before each step the actor reads what they asked for: the actions of envs a person controls are
+theirs (``intervention`` set on those steps of the chunk), labelled or reset episodes end at that step
+(``human_label`` 1/0 on the step a label ended), and watchers get ``step``, ``frame`` and
+``episode_end`` messages. While any env is taken over, steps are paced to ``control_dt /
+takeover_speed``; a paused actor holds for at most ``max_pause_s`` per chunk. The port's counts
+(clients, messages received, messages its transport dropped) are in the statistics as ``hil_port``.
 For PPO, the ``log_prob`` of a step a person acted in is recomputed: the acting policy's log-probability
 of the executed (human) action, so the importance ratio stays finite; PPO still gives those steps no
 policy gradient (learner/ppo.py masks them), only the critic learns from them.
@@ -30,9 +32,7 @@ policy gradient (learner/ppo.py masks them), only the critic learns from them.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -59,7 +59,6 @@ from envs.registry import make_env, task_entry
 from learner.chunk import ChunkBuilder
 
 MAX_TRACKED_FRAMES = 100_000  # reward-model frames awaiting a label, for the console's progress plot
-IDLE_POLL_S = 0.02  # how often the port is served between chunks
 
 
 @dataclass(frozen=True)
@@ -114,19 +113,6 @@ class HumanLoop:
         self._last_step = time.monotonic()
         self._pause_left = cfg.max_pause_s
         self.start_chunk()
-        # Between chunks (the learner is busy, or the actor waits for its next call) a thread keeps the
-        # port answering: pings, hand-backs and takeovers are handled, and the console stays connected.
-        # ``stepping`` holds the lock for a whole chunk, so the socket is used by one thread at a time.
-        self.lock = threading.Lock()
-        self._closed = threading.Event()
-        self._idle = threading.Thread(target=self._serve_between_chunks, daemon=True)
-        self._idle.start()
-
-    def _serve_between_chunks(self) -> None:
-        while not self._closed.wait(IDLE_POLL_S):
-            with self.lock:
-                if not self._closed.is_set():
-                    self.port.poll()
 
     def start_chunk(self) -> None:
         """Reset the per-chunk statistics and the chunk's pause budget."""
@@ -137,13 +123,12 @@ class HumanLoop:
         self.intervention_steps = 0
 
     def before_step(self) -> np.ndarray:
-        """Serve the port up to this step (pacing, pause), end the episodes people asked to end, send the
-        frames due; returns this step's ``human_label`` [N] (int8)."""
+        """Wait for this step (takeover pace, pause), end the episodes people asked to end, send the frames
+        due; returns this step's ``human_label`` [N] (int8)."""
         port = self.port
         if port.controlled.any():
-            port.serve_until(self._last_step + self._period)
-        else:
-            port.poll()
+            # The port's thread takes the person's actions meanwhile: the step uses the latest.
+            time.sleep(max(self._last_step + self._period - time.monotonic(), 0.0))
         if port.paused:
             self._pause_left -= port.hold(max(self._pause_left, 0.0))
         labels = np.full(self.env.num_envs, LABEL_NONE, dtype=np.int8)
@@ -152,9 +137,6 @@ class HumanLoop:
             labels[env_id] = label
         if port.watched():
             port.send_frames(self._render, self.t, self.episode)
-            # Rendering takes tens of ms (hundreds on a busy machine): read the actions that came
-            # meanwhile, or the person's latest one would look stale and give way to the neutral one.
-            port.poll()
         self._last_step = time.monotonic()
         return labels
 
@@ -240,10 +222,7 @@ class HumanLoop:
                 self.progress[where[0]] = float(progress)
 
     def close(self) -> None:
-        self._closed.set()
-        with self.lock:
-            self.port.close()
-        self._idle.join(timeout=1.0)
+        self.port.close()
 
 
 class EnvActor:
@@ -287,10 +266,6 @@ class EnvActor:
 
     def step_chunk(self) -> dict[str, Any]:
         """One chunk with the weights this actor holds: the chunk, the labels, the statistics."""
-        with self.hil.lock if self.hil else contextlib.nullcontext():
-            return self._step_chunk()
-
-    def _step_chunk(self) -> dict[str, Any]:
         builder = ChunkBuilder(self.env.num_envs)
         episodes = EpisodeLog()
         term_sums: dict[str, float] = {}
@@ -352,6 +327,7 @@ class EnvActor:
             if hil
             else {"success": 0, "failure": 0},
             "hil_endpoint": hil.port.endpoint if hil else None,
+            "hil_port": hil.port.stats() if hil else None,
             "reward_terms": {name: total / self.spec.chunk_length for name, total in term_sums.items()},
         }
 

@@ -1,16 +1,21 @@
 """The intervention port: how a person reaches the envs of a running job (actors/INTERVENTION.md).
 
-``InterventionPort`` binds a ZMQ ROUTER on a free port and is served from its owner's stepping
-thread (``EnvActor``; anything else with batched envs can own one the same way): ``poll`` handles
-what arrived without blocking, ``serve_until`` keeps handling messages while the owner paces its
-steps, ``hold`` while a client has paused it. The port knows no env: its owner asks it which actions
-to replace (``actions``) and which episodes to end (``take_ends``), lets it render the frames that
-are due (``send_frames``) and hands it the ``step`` / ``episode_end`` messages of watched envs.
+``InterventionPort`` binds a ZMQ ROUTER and serves it from a thread of its own, so that a client is
+answered at once whatever the port's owner (``EnvActor``, or the deploy controller's ``RobotHumanLoop``;
+anything with batched envs can own one) is doing: stepping a slow env, rendering, in a policy forward,
+waiting on Ray between chunks. The port knows no env. Its thread keeps what clients asked for (who
+controls which env, their latest actions, the episodes to end, a pause) behind a lock, and the owner
+reads it before each step: which actions to replace (``actions``), which episodes to end
+(``take_ends``), whether to wait (``paused``, ``hold``). What the owner sends (``send_frames``,
+``send_to_watchers``) is queued to the port's thread over an inproc socket: a ZMQ socket is used by one
+thread only, and here that is the port's.
 
-Every message from a client is checked (version, type, fields, env index, finite numbers, size);
-a bad one is answered with ``error`` and otherwise ignored, so no bytes on the socket can stop the
-actor. One client controls an env at a time; a client silent for ``client_timeout_s`` is dropped and
-its envs go back to the policy. Sends never block: a client too slow to read loses messages.
+Inbound traffic is read through ``common.transport.BoundedRouter`` within ``LIMITS``, so a flood from
+one peer is dropped (counted in ``stats``) instead of reaching the handlers. Every message that gets
+through is checked (version, type, fields, env index, finite numbers, size); a bad one is answered with
+``error`` and otherwise ignored. One client controls an env at a time; a client silent for
+``client_timeout_s`` is dropped and its envs go back to the policy. Sends never block: a client too slow
+to read loses messages.
 
 ``HilConfig`` is the ``hil`` section of an experiment config. On the driver's side,
 ``write_hil_file`` publishes a job's ports in ``RUN_DIR/hil.json`` and ``InterventionLog`` sums up
@@ -23,6 +28,7 @@ import contextlib
 import io
 import json
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,14 +42,29 @@ import zmq
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
 from deploy.curve import CurveServer
 from learner.files import atomic_write
 
 PROTOCOL_VERSION = 1
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024  # the protocol's limit: a larger message is answered ``too_large``
 MAX_CLIENTS = 32
-MAX_MESSAGES_PER_POLL = 1000  # a flooding client cannot hold the env back for longer than this
 MAX_FPS = 60.0
+# What reaches the port's handlers at all (common/transport.py); beyond these a message is dropped
+# unanswered. Clients send one small map per message, tens a second: two frames or a message up to twice
+# the protocol's limit still get an ``error`` that says what is wrong, larger floods only cost a count.
+LIMITS = TransportLimits(
+    max_frames=2,
+    max_frame_bytes=2 * MAX_MESSAGE_BYTES,  # libzmq disconnects a peer that sends a larger frame
+    max_message_bytes=2 * MAX_MESSAGE_BYTES,
+    peer_bytes_per_s=1e6,
+    peer_burst_bytes=1 << 20,
+    peer_messages_per_s=500.0,
+    peer_burst_messages=200,
+)
+OUTBOX_HWM = 1000  # messages the owner may have queued to the port's thread; more are lost
+OUTBOX_PER_TURN = 256  # sent per turn of the port's thread, so that replies are not held up behind them
+TURN_S = 0.02  # the port's thread wakes at least this often: to drop silent clients, to see ``close``
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 FREE_CAMERA = "free"  # MuJoCo's free camera (-1), offered when a model has no camera of its own
 LABEL_NONE, LABEL_FAILURE, LABEL_SUCCESS = -1, 0, 1
@@ -149,12 +170,14 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 class InterventionPort:
-    """The ROUTER socket of one actor and what its clients asked for (see the module docstring)."""
+    """The ROUTER socket of one actor, served by its own thread, and what its clients asked for (see the
+    module docstring). Every method is for the owner's threads; the port's thread runs ``_serve``."""
 
     def __init__(
         self, cfg: HilConfig, info: PortInfo, default_camera: str | None = None, port: int | None = None
     ) -> None:
-        """Bind at ``cfg.host`` on ``port``, or on a free port when it is None (``endpoint`` says which)."""
+        """Bind at ``cfg.host`` on ``port``, or on a free port when it is None (``endpoint`` says which),
+        and start serving."""
         if not info.cameras:
             raise ValueError("an intervention port needs at least one camera name (FREE_CAMERA for none)")
         self.cfg = cfg
@@ -166,6 +189,9 @@ class InterventionPort:
         self.low = np.broadcast_to(np.asarray(info.action_low, dtype=np.float64), (a,)).copy()
         self.high = np.broadcast_to(np.asarray(info.action_high, dtype=np.float64), (a,)).copy()
         self.neutral = np.clip(np.zeros(a), self.low, self.high)
+        # What clients asked for, written by the port's thread and read by the owner: under ``_lock``.
+        self._lock = threading.Lock()
+        self._resumed = threading.Condition(self._lock)  # notified when a pause ends
         self._controller: list[bytes | None] = [None] * n
         self._action = np.zeros((n, a))
         self._action_time = np.full(n, -math.inf)
@@ -173,101 +199,112 @@ class InterventionPort:
         self._clients: dict[bytes, _Client] = {}
         self._paused_by: bytes | None = None
         self._paused_since = 0.0
+        self._received = 0
+        self._dropped: dict[str, int] = {}
         self._context = zmq.Context()
         self._sock = self._context.socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        apply_limits(self._sock, LIMITS)
         self._sock.setsockopt(zmq.SNDHWM, 1000)
-        self._sock.setsockopt(zmq.RCVHWM, 1000)
         self._auth = None
         if cfg.curve_secret is not None and cfg.curve_clients is not None:
             self._auth = CurveServer(cfg.curve_secret, cfg.curve_clients).apply(self._context, self._sock)
-        host = cfg.host
+        try:
+            self.endpoint = self._bind(cfg.host, port)
+        except zmq.ZMQError:  # an address in use: release the socket and the auth thread
+            self._sock.close(linger=0)
+            self._release()
+            raise
+        self._router = BoundedRouter(self._sock, LIMITS)
+        # The owner's messages reach the port's thread through an inproc pipe (``_outbox`` in, ``_queued``
+        # out); ``_outbox_lock`` lets any of the owner's threads send.
+        self._queued = self._context.socket(zmq.PULL)
+        self._queued.setsockopt(zmq.RCVHWM, OUTBOX_HWM)
+        self._queued.bind("inproc://outbox")
+        self._outbox = self._context.socket(zmq.PUSH)
+        self._outbox.setsockopt(zmq.SNDHWM, OUTBOX_HWM)
+        self._outbox.setsockopt(zmq.LINGER, 0)
+        self._outbox.connect("inproc://outbox")
+        self._outbox_lock = threading.Lock()
+        self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
+            "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,
+            "unwatch": self._unwatch, "takeover": self._takeover, "handback": self._handback,
+            "action": self._action_msg, "label": self._label, "reset": self._reset, "pause": self._pause,
+        }  # fmt: skip
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._serve, name=f"intervention-port-{info.actor_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _bind(self, host: str, port: int | None) -> str:
         if ":" in host:
             self._sock.setsockopt(zmq.IPV6, 1)
             host = f"[{host}]"
         if port is None:
             port = self._sock.bind_to_random_port(f"tcp://{host}")
         else:
-            try:
-                self._sock.bind(f"tcp://{host}:{port}")
-            except zmq.ZMQError:
-                self.close()  # an address in use: release the socket and the auth thread
-                raise
-        self.endpoint = f"tcp://{host}:{port}"
-        self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
-            "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,
-            "unwatch": self._unwatch, "takeover": self._takeover, "handback": self._handback,
-            "action": self._action_msg, "label": self._label, "reset": self._reset, "pause": self._pause,
-        }  # fmt: skip
-
-    # ----------------------------------------------------------------- serving
-    def poll(self, timeout_s: float = 0.0) -> None:
-        """Handle what arrived (waiting up to ``timeout_s`` for a first message), then drop silent clients."""
-        if timeout_s > 0:
-            self._sock.poll(max(1, math.ceil(timeout_s * 1000)))
-        for _ in range(MAX_MESSAGES_PER_POLL):
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self._handle(frames, time.monotonic())
-        self._expire(time.monotonic())
-
-    def serve_until(self, deadline: float) -> None:
-        """Keep handling messages until ``time.monotonic()`` reaches ``deadline`` (pacing a step); at least
-        one ``poll``, even when the deadline has passed."""
-        self.poll(max(deadline - time.monotonic(), 0.0))
-        while (left := deadline - time.monotonic()) > 0:
-            self.poll(left)
-
-    @property
-    def paused(self) -> bool:
-        return self._paused_by is not None
-
-    def hold(self, budget_s: float) -> float:
-        """Serve the port while paused, at most ``budget_s`` (then the pause ends); returns seconds held.
-
-        A pause also ends after ``max_pause_s``, or when the client that paused is dropped.
-        """
-        start = time.monotonic()
-        while self.paused:
-            now = time.monotonic()
-            left = min(budget_s - (now - start), self.cfg.max_pause_s - (now - self._paused_since))
-            if left <= 0:
-                self._unpause("max_pause_s")
-                break
-            self.poll(min(left, 0.05))
-        return time.monotonic() - start
+            self._sock.bind(f"tcp://{host}:{port}")
+        return f"tcp://{host}:{port}"
 
     # ----------------------------------------------------------------- what the owner asks
     @property
     def controlled(self) -> np.ndarray:
         """[N] bool: envs a client has taken over."""
-        return np.array([c is not None for c in self._controller], dtype=bool)
+        with self._lock:
+            return np.array([c is not None for c in self._controller], dtype=bool)
 
     def actions(self, policy_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The actions to execute and the envs a person acted in ([N] bool).
 
         A controlled env gets its client's latest action while it is younger than ``action_timeout_s``,
-        the neutral action (zeros, clipped to the bounds) after that or before the first one.
+        the neutral action (zeros, clipped to the bounds) after that or before the first one. Raises if
+        the port's thread has failed (the port would be deaf).
         """
-        controlled = self.controlled
-        if not controlled.any():
-            return policy_actions, controlled
+        if self._failure is not None:
+            raise RuntimeError("the intervention port's thread failed") from self._failure
+        with self._lock:
+            controlled = np.array([c is not None for c in self._controller], dtype=bool)
+            if not controlled.any():
+                return policy_actions, controlled
+            fresh = time.monotonic() - self._action_time < self.cfg.action_timeout_s
+            human = np.where(fresh[:, None], self._action, self.neutral)
         out = np.array(policy_actions, copy=True)
-        fresh = time.monotonic() - self._action_time < self.cfg.action_timeout_s
-        out[controlled & fresh] = self._action[controlled & fresh]
-        out[controlled & ~fresh] = self.neutral
+        out[controlled] = human[controlled]
         return out, controlled
 
     def take_ends(self) -> dict[int, int]:
         """Episodes to end at the coming step: env -> LABEL_SUCCESS, LABEL_FAILURE or LABEL_NONE (a reset)."""
-        ends, self._ends = self._ends, {}
+        with self._lock:
+            ends, self._ends = self._ends, {}
         return ends
 
     def watched(self) -> set[int]:
         """Envs some client watches."""
-        return {c.watch for c in self._clients.values() if c.watch is not None}
+        with self._lock:
+            return {c.watch for c in self._clients.values() if c.watch is not None}
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused_by is not None
+
+    def hold(self, budget_s: float) -> float:
+        """Wait while a client has paused the port, at most ``budget_s`` (then the pause ends); returns
+        seconds held.
+
+        A pause also ends after ``max_pause_s``, when its client resumes, or when that client is dropped.
+        """
+        start = time.monotonic()
+        with self._resumed:
+            while self._paused_by is not None:
+                now = time.monotonic()
+                left = min(budget_s - (now - start), self.cfg.max_pause_s - (now - self._paused_since))
+                if left <= 0:
+                    self._unpause("max_pause_s")
+                    break
+                self._resumed.wait(left)
+        return time.monotonic() - start
 
     def send_frames(
         self, render: Callable[[int, str], np.ndarray], t: np.ndarray, episode: np.ndarray
@@ -279,17 +316,23 @@ class InterventionPort:
         """
         now = time.monotonic()
         due: dict[tuple[int, str], list[bytes]] = {}
-        for identity, client in self._clients.items():
-            if client.watch is not None and client.fps > 0 and now >= client.next_frame_at:
-                due.setdefault((client.watch, client.camera), []).append(identity)
-                client.next_frame_at = max(client.next_frame_at + 1.0 / client.fps, now)
+        with self._lock:
+            for identity, client in self._clients.items():
+                if client.watch is not None and client.fps > 0 and now >= client.next_frame_at:
+                    due.setdefault((client.watch, client.camera), []).append(identity)
+                    client.next_frame_at = max(client.next_frame_at + 1.0 / client.fps, now)
+        # Rendering takes tens of ms (hundreds on a busy machine): outside the lock, so the port's
+        # thread takes messages meanwhile.
         for (env, camera), identities in due.items():
             try:
                 image = render(env, camera)
             except (ValueError, RuntimeError) as exc:  # e.g. a frame larger than the model's framebuffer
-                for identity in identities:
-                    self._clients[identity].fps = 0.0
-                    self._error(identity, "render_failed", f"camera {camera!r} of env {env}: {exc}")
+                with self._lock:
+                    for identity in identities:
+                        client = self._clients.get(identity)
+                        if client is not None and (client.watch, client.camera) == (env, camera):
+                            client.fps = 0.0
+                        self._error(identity, "render_failed", f"camera {camera!r} of env {env}: {exc}")
                 continue
             message = self._pack({
                 "type": "frame", "env": env, "episode": int(episode[env]), "t": int(t[env]),
@@ -297,27 +340,76 @@ class InterventionPort:
                 "jpeg": encode_jpeg(image, self.cfg.jpeg_quality),
             })  # fmt: skip
             for identity in identities:
-                self._send_packed(identity, message)
+                self._out(identity, message)
 
     def send_to_watchers(self, env: int, message: dict[str, Any]) -> None:
         """Send ``message`` (``step`` or ``episode_end``, without ``v``) to every client watching ``env``."""
-        packed: bytes | None = None
-        for identity, client in self._clients.items():
-            if client.watch == env:
-                packed = packed or self._pack(message)
-                self._send_packed(identity, packed)
+        with self._lock:
+            identities = [identity for identity, client in self._clients.items() if client.watch == env]
+        if identities:
+            packed = self._pack(message)
+            for identity in identities:
+                self._out(identity, packed)
+
+    def stats(self) -> dict[str, Any]:
+        """Clients now, messages that reached the handlers, and those the transport dropped by reason."""
+        with self._lock:
+            return {"clients": len(self._clients), "received": self._received, "dropped": dict(self._dropped)}
 
     def close(self) -> None:
-        self._sock.close(linger=0)
+        """Stop the port's thread (within ``TURN_S``) and release the sockets."""
+        self._stopping.set()
+        self._thread.join()
+        self._outbox.close(linger=0)
+        self._release()
+
+    def _release(self) -> None:
         if self._auth is not None:
             self._auth.stop()
         self._context.term()
 
-    # ----------------------------------------------------------------- messages in
-    def _handle(self, frames: list[bytes], now: float) -> None:
-        identity = frames[0]
+    # ----------------------------------------------------------------- the port's thread
+    def _serve(self) -> None:
+        """Read, handle and answer what arrives, send what the owner queued, drop silent clients."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._queued, zmq.POLLIN)
         try:
-            message = self._decode(frames)
+            while not self._stopping.is_set():
+                poller.poll(TURN_S * 1000)
+                now = time.monotonic()
+                inbound = self._router.receive(until=now + TURN_S)
+                with self._lock:
+                    for message in inbound:
+                        self._handle(message, now)
+                    self._expire(now)
+                    self._received, self._dropped = self._router.received, dict(self._router.dropped)
+                self._send_queued()
+        except BaseException as exc:
+            self._failure = exc  # the owner's next ``actions`` raises it
+            raise
+        finally:
+            self._sock.close(linger=0)
+            self._queued.close(linger=0)
+
+    def _send_queued(self) -> None:
+        for _ in range(OUTBOX_PER_TURN):
+            try:
+                frames = self._queued.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._send_now(frames)
+
+    def _send_now(self, frames: list[Any]) -> None:
+        # A client whose queue is full misses this message; the env goes on.
+        with contextlib.suppress(zmq.Again):
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+
+    # ----------------------------------------------------------------- messages in (port's thread, locked)
+    def _handle(self, inbound: Inbound, now: float) -> None:
+        identity = inbound.identity
+        try:
+            message = self._decode(inbound.frames)
             client = self._clients.get(identity)
             if client is None:
                 if len(self._clients) >= MAX_CLIENTS:
@@ -329,9 +421,9 @@ class InterventionPort:
             self._error(identity, refusal.reason, refusal.detail)
 
     def _decode(self, frames: list[bytes]) -> dict[str, Any]:
-        if len(frames) != 2:
-            raise _Refusal("bad_message", f"expected one frame per message, got {len(frames) - 1}")
-        payload = frames[1]
+        if len(frames) != 1:
+            raise _Refusal("bad_message", f"expected one frame per message, got {len(frames)}")
+        payload = frames[0]
         if len(payload) > MAX_MESSAGE_BYTES:
             raise _Refusal("too_large", f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}")
         try:
@@ -432,13 +524,15 @@ class InterventionPort:
     def _label(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
         env = self._env(message)
         success = self._bool(message, "success")
-        self._free_or_mine(identity, env)
-        self._ends[env] = LABEL_SUCCESS if success else LABEL_FAILURE
+        self._end(identity, env, LABEL_SUCCESS if success else LABEL_FAILURE)
 
     def _reset(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
+        self._end(identity, self._env(message), LABEL_NONE)
+
+    def _end(self, identity: bytes, env: int, label: int) -> None:
         self._free_or_mine(identity, env)
-        self._ends[env] = LABEL_NONE
+        self._ends[env] = label
+        self._send(identity, {"type": "queued", "env": env, "label": label})
 
     def _pause(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
         if self._bool(message, "paused"):
@@ -446,12 +540,13 @@ class InterventionPort:
                 self._paused_since = now
             self._paused_by = identity
             self._broadcast({"type": "paused", "paused": True, "reason": "client"})
-        elif self.paused:
+        elif self._paused_by is not None:
             self._unpause("client")
 
-    # ----------------------------------------------------------------- bookkeeping
+    # ----------------------------------------------------------------- bookkeeping (locked)
     def _unpause(self, reason: str) -> None:
         self._paused_by = None
+        self._resumed.notify_all()
         self._broadcast({"type": "paused", "paused": False, "reason": reason})
 
     def _expire(self, now: float) -> None:
@@ -470,13 +565,17 @@ class InterventionPort:
     def _pack(self, message: dict[str, Any]) -> bytes:
         return msgpack.packb({"v": PROTOCOL_VERSION, **message}, use_bin_type=True)
 
-    def _send_packed(self, identity: bytes, payload: bytes) -> None:
-        # A client whose queue is full misses this message; the env goes on.
-        with contextlib.suppress(zmq.Again):
-            self._sock.send_multipart([identity, payload], zmq.NOBLOCK)
+    def _out(self, identity: bytes, payload: bytes) -> None:
+        """Send from the port's thread, queue from any other (the socket is the port's thread's)."""
+        if threading.current_thread() is self._thread:
+            self._send_now([identity, payload])
+            return
+        # A full queue (the port's thread starved, clients too slow) loses the message, as a client would.
+        with self._outbox_lock, contextlib.suppress(zmq.Again):
+            self._outbox.send_multipart([identity, payload], zmq.NOBLOCK, copy=False)
 
     def _send(self, identity: bytes, message: dict[str, Any]) -> None:
-        self._send_packed(identity, self._pack(message))
+        self._out(identity, self._pack(message))
 
     def _error(self, identity: bytes, reason: str, detail: str) -> None:
         self._send(identity, {"type": "error", "reason": reason, "detail": detail})
@@ -484,7 +583,7 @@ class InterventionPort:
     def _broadcast(self, message: dict[str, Any]) -> None:
         payload = self._pack(message)
         for identity in self._clients:
-            self._send_packed(identity, payload)
+            self._out(identity, payload)
 
 
 def obs_row(obs: np.ndarray | dict[str, np.ndarray], row: int) -> dict[str, list[float]]:

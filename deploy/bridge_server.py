@@ -12,20 +12,30 @@ Public API (robot backends plug in here; the wire format is in deploy/PROTOCOL.m
 ``serve`` binds the endpoint (loopback only unless ``allow_remote=True``), then runs the backend's
 low-level loop at ``backend.control_period_s`` on absolute deadlines: each tick reads the state,
 applies the latest command through ``SafetyFilter`` and writes it (``backend.write_command``), and
-every ``state_every`` ticks publishes the state to the controller. Between ticks it waits on the
-socket: a valid command replaces the single latest-only slot and is answered at once with a state
-message carrying ``ack_seq`` (the controller measures its round trip on it). Every malformed or
-out-of-place message is rejected, counted by reason and answered with an ``error`` message.
+every ``state_every`` ticks publishes the state to the controller. Between ticks it reads the
+socket through ``common.transport.BoundedRouter``, never past the next tick's deadline: a message of
+any size or frame count, or a flood of them, costs the loop a bounded slice of time (what exceeds the
+bounds is dropped unanswered and counted under ``dropped``). A valid command replaces the single
+latest-only slot and is answered at once with a state message carrying ``ack_seq`` (the controller
+measures its round trip on it). Every malformed or out-of-place message is rejected, counted by
+reason and answered with an ``error`` message. A welcome hands the controller a random ``session``
+that its commands must carry, so a new connection (even one reusing a routing id) must say hello.
+A hello changes no mode: the robot stays as it was (limp at start, damping after anything else)
+until the new controller's first command.
 The watchdog fires ``safety.watchdog_s`` after the last command, checked between ticks too, and
 puts the robot in damping until a controller says hello again; an ``estop`` latches damping until
-``clear_estop``. ``on_phase(phase)`` is called when the controller's phase changes (the sim bridge
-uses it to release its support). ``serve`` always leaves the robot in damping when it returns and
-closes the socket (not the backend: its owner closes it). With ``realtime`` (opt-in: on a shared
-machine a FIFO thread that busy-waits in a vendor SDK starves everything else) the serving thread
-asks for SCHED_FIFO scheduling first (``deploy.realtime``; ``priority`` says what it got). With
-``spin`` (opt-in: it keeps a core busy) the loop polls the socket between ticks instead of sleeping,
-which takes the CPU's wake-up out of the command round trip; it cannot be combined with
-``realtime``, because the kernel throttles a real-time thread that never sleeps for tens of ms.
+``clear_estop``. A backend whose state stops arriving (``deploy.robot.StateLost``) does not stop the
+bridge: it damps every tick, says why on stderr, and stays damping until the state is back and a
+controller says hello again. ``on_phase(phase)`` is called when the controller's phase changes (the
+sim bridge uses it to release its support). However ``serve`` ends (stop, duration, an exception),
+it keeps commanding damping for ``safety.exit_damping_s`` (a robot may drop one message, and a
+vendor queue may drop the last) and closes the socket (not the backend: its owner closes it).
+With ``realtime`` (opt-in: on a shared machine a FIFO thread that busy-waits in a vendor SDK starves
+everything else) the serving thread asks for SCHED_FIFO scheduling first (``deploy.realtime``;
+``priority`` says what it got). With ``spin`` (opt-in: it keeps a core busy) the loop polls the
+socket between ticks instead of sleeping, which takes the CPU's wake-up out of the command round
+trip; it cannot be combined with ``realtime``, because the kernel throttles a real-time thread that
+never sleeps for tens of ms.
 ``curve`` (``deploy.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
@@ -33,6 +43,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -43,18 +55,30 @@ from urllib.parse import urlparse
 import numpy as np
 import zmq
 
+from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
 from deploy import protocol
 from deploy.curve import CurveServer
 from deploy.protocol import Command, Estop, Hello, ProtocolError
 from deploy.realtime import current_scheduling, request_realtime, restore_scheduling
-from deploy.robot import JointCommand, RobotBackend, RobotState
+from deploy.robot import JointCommand, RobotBackend, RobotState, StateLost
 from deploy.safety import SafetyConfig, SafetyFilter
 from deploy.zmq_wait import poll_readable, wait_readable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # More than this many ticks behind: re-anchor the schedule instead of running ticks back to back.
 MAX_CATCH_UP_TICKS = 10
-MAX_FRAME_BYTES = 1 << 20
+# One controller sends a command per policy step (50 Hz) and little else; a peer beyond these rates
+# is flooding. Frames per call keep one read of the socket well inside a 2 ms tick.
+BRIDGE_LIMITS = TransportLimits(
+    max_frames=1,
+    max_frame_bytes=protocol.MAX_MESSAGE_BYTES,
+    max_message_bytes=protocol.MAX_MESSAGE_BYTES,
+    peer_bytes_per_s=2e6,
+    peer_burst_bytes=1 << 20,
+    peer_messages_per_s=1000.0,
+    peer_burst_messages=500,
+    frames_per_call=32,
+)
 
 
 class BridgeConfigError(ValueError):
@@ -67,7 +91,11 @@ class BridgeStats:
     overruns: int = 0
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
     max_tick_lateness_s: float = 0.0
+    max_tick_gap_s: float = 0.0
+    state_lost_ticks: int = 0
+    exit_damping_ticks: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -76,7 +104,11 @@ class BridgeStats:
             "accepted": self.accepted,
             "rejected": dict(self.rejected),
             "rejected_total": sum(self.rejected.values()),
+            "dropped": dict(self.dropped),
             "max_tick_lateness_ms": round(self.max_tick_lateness_s * 1e3, 3),
+            "max_tick_gap_ms": round(self.max_tick_gap_s * 1e3, 3),
+            "state_lost_ticks": self.state_lost_ticks,
+            "exit_damping_ticks": self.exit_damping_ticks,
         }
 
 
@@ -126,12 +158,16 @@ class BridgeServer:
         self.curve = curve
         self.priority = "normal priority"
         self.filter = SafetyFilter(
-            safety, np.asarray(backend.joint_limits), np.asarray(backend.effort_limits)
+            safety,
+            np.asarray(backend.joint_limits),
+            np.asarray(backend.effort_limits),
+            np.asarray(backend.velocity_limits),
         )
         self.num_joints = len(backend.joint_names)
         self.stats = BridgeStats()
         self._lock = threading.Lock()
         self._owner: bytes | None = None
+        self._session = 0
         self._command: Command | None = None
         self._last_command_at = -np.inf
         self._last_seq = -1
@@ -142,6 +178,10 @@ class BridgeServer:
         self._mode_since = time.monotonic()
         self._state_seq = 0
         self._state: RobotState | None = None
+        self._state_lost = False
+        self._state_fresh = False
+        self._last_tick_at = np.nan
+        self._router: BoundedRouter | None = None
 
     # ----------------------------------------------------------------- public
     def status(self) -> dict:
@@ -154,6 +194,8 @@ class BridgeServer:
                 "phase": self._phase,
                 "watchdog_fired": self._watchdog_fired,
                 "estop": self._estop,
+                "state_lost": self._state_lost,
+                "reading_message": self._router is not None and self._router.mid_message,
                 "connected": self._owner is not None,
                 "last_command_at": self._last_command_at,
                 **self.stats.as_dict(),
@@ -174,10 +216,11 @@ class BridgeServer:
         sock = context.socket(zmq.ROUTER)
         auth = self.curve.apply(context, sock) if self.curve is not None else None
         try:
-            sock.setsockopt(zmq.LINGER, 0)
-            # Up to MAX_FRAME_BYTES a message is read and rejected (counted); beyond, ZMQ drops the peer.
-            sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+            apply_limits(sock, BRIDGE_LIMITS)
             sock.setsockopt(zmq.SNDHWM, 100)
+            router = BoundedRouter(sock, BRIDGE_LIMITS)
+            self.stats.dropped = router.dropped
+            self._router = router
             try:
                 sock.bind(self.endpoint)
             except zmq.ZMQError as exc:
@@ -188,10 +231,10 @@ class BridgeServer:
             start = time.monotonic()
             end = np.inf if duration_s is None else start + duration_s
             anchor, k = start, 0
-            self._state = self.backend.read_state()
+            self._read_state()
             while not (stop is not None and stop.is_set()) and time.monotonic() < end:
                 deadline = anchor + k * period
-                self._wait_and_receive(sock, deadline)
+                self._wait_and_receive(router, deadline)
                 lateness = time.monotonic() - deadline
                 self.stats.max_tick_lateness_s = max(self.stats.max_tick_lateness_s, lateness)
                 self._tick(sock)
@@ -200,21 +243,59 @@ class BridgeServer:
                     self.stats.overruns += 1
                     anchor, k = time.monotonic(), 0
         finally:
-            if self._state is not None:
-                self._apply("damping", self.filter.passive(self._state, damping=True))
-            sock.close(linger=0)
-            if auth is not None:
-                auth.stop()
-            restore_scheduling(saved)
+            try:
+                self._exit_damping()
+            finally:
+                sock.close(linger=0)
+                if auth is not None:
+                    auth.stop()
+                restore_scheduling(saved)
         return self.stats
 
+    def _exit_damping(self) -> None:
+        """Damping for ``exit_damping_s`` at the control period, however the loop ended."""
+        period = self.backend.control_period_s
+        end = time.monotonic() + self.safety.exit_damping_s
+        while True:
+            # Whatever ended the loop may be the robot itself: damp on the last state read if need be.
+            with contextlib.suppress(Exception):
+                self._read_state()
+            if self._state is not None:
+                self._apply("damping", self.filter.passive(self._state, damping=True))
+                self.stats.exit_damping_ticks += 1
+            if time.monotonic() >= end:
+                return
+            time.sleep(period)
+
+    def _read_state(self) -> bool:
+        """Read the backend's newest state; a lost one latches damping (said once on stderr), not an exit.
+        False when this read found no fresh state."""
+        try:
+            self._state = self.backend.read_state()
+            self._state_fresh = True
+            return True
+        except StateLost as exc:
+            self._state_fresh = False
+            if not self._state_lost:
+                print(
+                    f"[bridge] robot state lost, damping until it is back and a controller says hello: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                with self._lock:
+                    self._state_lost = True
+            self.stats.state_lost_ticks += 1
+            return False
+
     # ----------------------------------------------------------------- loop parts
-    def _wait_and_receive(self, sock: zmq.Socket, deadline: float) -> None:
+    def _wait_and_receive(self, router: BoundedRouter, deadline: float) -> None:
+        sock = router.sock
         while True:
             # Read what is queued before judging the watchdog: after a stall of this process, the
             # commands sent meanwhile are waiting in the socket, and the controller is not to blame.
-            if wait_readable(sock, 0.0):
-                self._drain(sock)
+            # Each read stops at the deadline and after a few frames, so no message can hold the tick.
+            for message in router.receive(until=deadline):
+                self._handle(sock, message)
             now = time.monotonic()
             watchdog_at = self._last_command_at + self.safety.watchdog_s
             if self._command is not None and not self._watchdog_fired and now >= watchdog_at:
@@ -224,23 +305,12 @@ class BridgeServer:
             wait = deadline - now
             if self._command is not None and not self._watchdog_fired:
                 wait = min(wait, watchdog_at - now)
-            if self._wait(sock, wait):
-                self._drain(sock)
+            self._wait(sock, wait)
 
-    def _drain(self, sock: zmq.Socket) -> None:
-        for _ in range(1000):  # bounded: a flood cannot starve the control loop
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
-            self._handle(sock, frames)
-
-    def _handle(self, sock: zmq.Socket, frames: list[bytes]) -> None:
-        identity = frames[0]
+    def _handle(self, sock: zmq.Socket, inbound: Inbound) -> None:
+        identity = inbound.identity
         try:
-            if len(frames) != 2:
-                raise ProtocolError("bad_frames", f"{len(frames) - 1} frames, expected 1")
-            message = protocol.decode_client_message(frames[1], self.num_joints)
+            message = protocol.decode_client_message(inbound.frames[0], self.num_joints)
             if isinstance(message, Hello):
                 self._hello(sock, identity, message)
             elif isinstance(message, Command):
@@ -261,9 +331,13 @@ class BridgeServer:
             raise ProtocolError("busy", "another controller is connected and commanding")
         with self._lock:
             self._owner = identity
+            # Never 0, so a command without the welcome's session cannot match by accident.
+            self._session = secrets.randbelow(2**53 - 1) + 1
             self._command = None
             self._last_seq = -1
             self._watchdog_fired = False
+            if self._state_fresh:
+                self._state_lost = False
             self.stats.accepted += 1
         backend = self.backend
         self._send(
@@ -276,14 +350,18 @@ class BridgeServer:
                 "control_period_s": backend.control_period_s,
                 "joint_limits": np.asarray(backend.joint_limits, dtype=np.float64).tolist(),
                 "effort_limits": np.asarray(backend.effort_limits, dtype=np.float64),
+                "velocity_limits": np.asarray(backend.velocity_limits, dtype=np.float64),
                 "safety": self.safety.model_dump(),
+                "limits": BRIDGE_LIMITS.as_dict(),
                 "estop": self._estop,
+                "mode": self._mode,
+                "session": self._session,
             },
         )
         self._publish_state(sock)
 
     def _accept_command(self, sock: zmq.Socket, identity: bytes, command: Command) -> None:
-        if identity != self._owner:
+        if identity != self._owner or command.session != self._session:
             raise ProtocolError("not_owner", "send hello first (or another controller owns the robot)")
         if self._watchdog_fired:
             raise ProtocolError("watchdog_latched", "the watchdog fired; say hello again to resume")
@@ -301,7 +379,7 @@ class BridgeServer:
         self._publish_state(sock)
 
     def _estop_message(self, sock: zmq.Socket, identity: bytes, estop: Estop) -> None:
-        if estop.release and identity != self._owner:
+        if estop.release and (identity != self._owner or estop.session != self._session):
             raise ProtocolError("not_owner", "only the connected controller may clear the e-stop")
         with self._lock:
             self._estop = not estop.release
@@ -317,12 +395,20 @@ class BridgeServer:
             self._apply("damping", self.filter.passive(self._state, damping=True))
 
     def _tick(self, sock: zmq.Socket) -> None:
-        state = self.backend.read_state()
-        self._state = state
+        now = time.monotonic()
+        self.stats.max_tick_gap_s = max(self.stats.max_tick_gap_s, now - self._last_tick_at)
+        self._last_tick_at = now
+        fresh = self._read_state()
+        state = self._state
+        if state is None:  # lost before the first reading: nothing to command yet
+            return
         command = self._command
-        if self._estop or self._watchdog_fired:
+        if self._estop or self._watchdog_fired or self._state_lost:
             mode, joint_command = "damping", self.filter.passive(state, damping=True)
-        elif command is None or command.phase == "zero_torque":
+        elif command is None:  # after a hello: the robot stays as it was until the first command
+            held = "zero_torque" if self._mode == "zero_torque" else "damping"
+            mode, joint_command = held, self.filter.passive(state, damping=held == "damping")
+        elif command.phase == "zero_torque":
             mode, joint_command = "zero_torque", self.filter.passive(state, damping=False)
         elif command.phase == "damping":
             mode, joint_command = "damping", self.filter.passive(state, damping=True)
@@ -330,7 +416,7 @@ class BridgeServer:
             mode, joint_command = "position", self.filter.position(command, state)
         self._apply(mode, joint_command)
         self.stats.ticks += 1
-        if self._owner is not None and self.stats.ticks % self.state_every == 0:
+        if fresh and self._owner is not None and self.stats.ticks % self.state_every == 0:
             self._publish_state(sock)
 
     def _apply(self, mode: str, command: JointCommand) -> None:

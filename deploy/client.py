@@ -38,6 +38,7 @@ class BridgeClient:
             curve.apply(self.sock)
         self.sock.connect(endpoint)
         self.num_joints = 0
+        self.session = 0
         self.seq = 0
         self.latest: StateMessage | None = None
         self.latest_at = -np.inf
@@ -58,7 +59,14 @@ class BridgeClient:
                 names = message.get("joint_names")
                 if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                     raise BridgeUnavailableError(f"{self.endpoint}: welcome without joint_names")
+                session = message.get("session")
+                if not isinstance(session, int) or isinstance(session, bool):
+                    raise BridgeUnavailableError(
+                        f"{self.endpoint}: welcome without a session (a bridge older than protocol "
+                        f"v{protocol.PROTOCOL_VERSION}?)"
+                    )
                 self.num_joints = len(names)
+                self.session = session
                 return message
             if message["type"] == "error":
                 raise BridgeUnavailableError(
@@ -71,11 +79,12 @@ class BridgeClient:
         self._sent_at[self.seq] = time.perf_counter()
         if len(self._sent_at) > 64:  # commands the bridge never acknowledged (dropped, rejected)
             self._sent_at.pop(min(self._sent_at))
-        self.sock.send(protocol.command_message(self.seq, phase, **arrays))
+        self.sock.send(protocol.command_message(self.seq, self.session, phase, **arrays))
         return self.seq
 
     def estop(self, release: bool = False) -> None:
-        self.sock.send(protocol.encode({"type": "clear_estop" if release else "estop"}))
+        message = {"type": "clear_estop", "session": self.session} if release else {"type": "estop"}
+        self.sock.send(protocol.encode(message))
 
     def receive(self, timeout_s: float) -> None:
         """Read every message that arrives within ``timeout_s`` (at least everything queued now)."""

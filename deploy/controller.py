@@ -8,6 +8,9 @@ runs the state machine on absolute deadlines (``t0 + k * control_dt``, never ``s
     zero_torque --start--> interpolate (to the default pose, standby gains) --done--> hold
     hold --policy--> policy;  any --damping--> damping;  quit: damping, then exit
 
+It starts in the mode the bridge reports: a robot that an earlier controller, watchdog or lost state
+left in damping stays in damping (never limp) until start moves it to the default pose.
+
 Transitions come from the keyboard (stdin lines: s start, p policy, d damping, e e-stop, q quit; Ctrl-C
 and SIGTERM quit too), the
 robot's remote (state ``remote``: start, A, select edge-triggered) or a ``--sequence`` of timed
@@ -300,7 +303,7 @@ class Controller:
         if client.latest is None:
             raise BridgeUnavailableError(f"no state from {self.config.robot} after the welcome")
         start = time.monotonic()
-        self._set_phase(Phase.zero_torque, 0.0)
+        self._set_phase(Phase.damping if client.latest.mode == "damping" else Phase.zero_torque, 0.0)
         k, last_log, previous_start = 0, start, None
         stop_reason = "quit"
         sequence = list(self.sequence)
@@ -376,7 +379,7 @@ class Controller:
                 self._set_phase(Phase.damping, t)
             elif event == "damping":
                 self._set_phase(Phase.damping, t)
-            elif event == "interpolate" and self.phase == Phase.zero_torque:
+            elif event == "interpolate" and self.phase in (Phase.zero_torque, Phase.damping):
                 self._interp_from = joints.to_policy(client.latest.q).copy()
                 self._set_phase(Phase.interpolate, t)
             elif event == "policy" and self.phase in (Phase.interpolate, Phase.hold):

@@ -2,9 +2,11 @@
 `striata deploy --intervene tcp://HOST:PORT` the way it takes over a sim env of a training job.
 
 The port is ``actors.intervention.InterventionPort`` with one env (index 0, the robot), speaking
-actors/INTERVENTION.md unchanged. The controller owns a ``RobotHumanLoop`` and calls it from its control
-loop without ever blocking: ``poll`` once per control step, ``begin`` when the policy phase starts,
-``policy_step`` on each policy step, ``end`` when the phase is left. What it means on a robot:
+actors/INTERVENTION.md unchanged; it answers its clients from a thread of its own, so a console is
+answered whatever the control loop is doing. The controller owns a ``RobotHumanLoop`` and calls it from
+its control loop without ever blocking: ``poll`` once per control step (it sends the camera's frames),
+``begin`` when the policy phase starts, ``policy_step`` on each policy step, ``end`` when the phase is
+left. What it means on a robot:
 
 - takeover: in the policy phase the person's action replaces the policy's, in the policy's action space
   (target = default pose + action_scale * action), and goes to the bridge as an ordinary command, so the
@@ -124,8 +126,7 @@ class RobotHumanLoop:
 
     # ----------------------------------------------------------------- the control loop's calls
     def poll(self) -> None:
-        """Handle what arrived, without waiting; send the camera's latest frame where one is due."""
-        self.port.poll()
+        """Send the camera's latest frame where one is due (the port's thread handles what arrives)."""
         frame = self.camera.latest() if self.camera is not None and self.port.watched() else None
         if frame is not None:
             step = np.array([max(self.t, 0)])

@@ -1,7 +1,9 @@
 """The robot bridge wire protocol: message schema, msgpack encoding and validation (see PROTOCOL.md).
 
 Every message is one ZMQ frame holding one msgpack map with ``"v": PROTOCOL_VERSION`` and a
-``"type"``. Arrays are msgpack arrays of numbers (float64 on encode) in the robot's joint order.
+``"type"``. A welcome hands the controller a ``session`` number that its commands and ``clear_estop``
+carry, so a new connection (even one that reuses a routing id) must say hello first. Arrays are
+msgpack arrays of numbers (float64 on encode) in the robot's joint order.
 ``decode_client_message`` is the bridge's gate: anything that is not a well-formed hello, command,
 estop or clear_estop of this version raises ``ProtocolError`` with a short ``reason`` (the key the
 bridge counts rejections under); it never evaluates or unpickles anything.
@@ -16,7 +18,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 64 * 1024
 
 PHASES = ("zero_torque", "interpolate", "hold", "policy", "damping")
@@ -60,6 +62,7 @@ class Hello:
 @dataclass
 class Command:
     seq: int
+    session: int
     phase: str
     q_target: np.ndarray | None
     dq_target: np.ndarray | None
@@ -71,6 +74,7 @@ class Command:
 @dataclass
 class Estop:
     release: bool
+    session: int | None  # only a release (clear_estop) must name the session
 
 
 ClientMessage = Hello | Command | Estop
@@ -138,17 +142,20 @@ def decode_client_message(data: bytes, num_joints: int) -> ClientMessage:
         return Hello(client=client, joint_names=names)
     if kind == "command":
         seq = _int_field(message, "seq")
+        session = _int_field(message, "session")
         phase = message.get("phase")
         if phase not in PHASES:
             raise ProtocolError("bad_phase", f"phase={phase!r}; allowed: {', '.join(PHASES)}")
         if phase not in POSITION_PHASES:
-            return Command(seq, phase, None, None, None, None, None)
+            return Command(seq, session, phase, None, None, None, None, None)
         arrays = {key: float_array(message, key, num_joints) for key in COMMAND_ARRAYS}
         if np.any(arrays["kp"] < 0) or np.any(arrays["kd"] < 0):
             raise ProtocolError("bad_gains", "kp and kd must be >= 0")
-        return Command(seq=seq, phase=phase, **arrays)
-    if kind in ("estop", "clear_estop"):
-        return Estop(release=kind == "clear_estop")
+        return Command(seq=seq, session=session, phase=phase, **arrays)
+    if kind == "estop":
+        return Estop(release=False, session=None)
+    if kind == "clear_estop":
+        return Estop(release=True, session=_int_field(message, "session"))
     raise ProtocolError("unknown_type", f"type={kind!r}")
 
 
@@ -158,6 +165,7 @@ def hello_message(client: str, joint_names: list[str]) -> bytes:
 
 def command_message(
     seq: int,
+    session: int,
     phase: str,
     q_target: np.ndarray | None = None,
     dq_target: np.ndarray | None = None,
@@ -165,7 +173,7 @@ def command_message(
     kd: np.ndarray | None = None,
     tau_ff: np.ndarray | None = None,
 ) -> bytes:
-    message: dict[str, Any] = {"type": "command", "seq": seq, "phase": phase}
+    message: dict[str, Any] = {"type": "command", "seq": seq, "session": session, "phase": phase}
     if phase in POSITION_PHASES:
         message.update(q_target=q_target, dq_target=dq_target, kp=kp, kd=kd, tau_ff=tau_ff)
     return encode(message)

@@ -45,6 +45,7 @@ class RobotBackend(Protocol):
     control_period_s: float  # the low-level tick: 0.002 for the G1 (500 Hz)
     joint_limits: np.ndarray  # [J, 2] lower, upper (rad) from the robot model
     effort_limits: np.ndarray  # [J] N m
+    velocity_limits: np.ndarray  # [J] rad/s
 
     def read_state(self) -> RobotState: ...
 
@@ -53,3 +54,7 @@ class RobotBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StateLost(RuntimeError):
+    """The robot's state stopped arriving (a backend's read_state raises it; the bridge damps)."""

@@ -9,8 +9,19 @@ low-level tick:
 - per-tick target change limit: a target moves at most ``max_target_step`` rad per tick from the
   last applied one (starting from the measured position), so a jump becomes a ramp;
 - gains clipped to ``max_kp`` / ``max_kd``;
+- speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits, and
+  a joint faster than that is braked (below), which keeps a whole limb from whipping its light distal
+  joints through their limits;
 - torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
-  PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state.
+  PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state;
+- limit envelope: moving toward a soft limit at distance d, a joint may go at most
+  ``sqrt(2 limit_brake_accel d)`` (the speed from which braking at that deceleration stops it at the
+  limit); velocity targets are clipped to that envelope, and a joint faster than it (or past the limit)
+  is braked by the bridge, whatever the command: target where it is (inside the soft range), no
+  velocity target, no feed-forward torque, at least ``damping_kd`` of damping.
+
+Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
+clipped before they are multiplied, so 1e308 cannot overflow.
 """
 
 from __future__ import annotations
@@ -32,17 +43,37 @@ class SafetyConfig(BaseModel):
     max_kp: float = Field(default=500.0, ge=0)
     max_kd: float = Field(default=50.0, ge=0)
     torque_limit_factor: float = Field(default=1.0, gt=0, le=1, description="share of the effort limit")
+    velocity_limit_factor: float = Field(
+        default=0.5, gt=0, le=1, description="share of the model's joint velocity limits a joint may reach"
+    )
+    limit_brake_accel: float = Field(
+        default=200.0,
+        gt=0,
+        description="rad/s^2 of braking assumed near a soft limit: speed toward it kept to sqrt(2 a d)",
+    )
+    exit_damping_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="s of damping the bridge keeps sending when it stops, whatever stopped it",
+    )
 
 
 class SafetyFilter:
     """Stateful per-tick filter; one per bridge (it remembers the last applied target)."""
 
-    def __init__(self, cfg: SafetyConfig, joint_limits: np.ndarray, effort_limits: np.ndarray) -> None:
+    def __init__(
+        self,
+        cfg: SafetyConfig,
+        joint_limits: np.ndarray,
+        effort_limits: np.ndarray,
+        velocity_limits: np.ndarray,
+    ) -> None:
         self.cfg = cfg
         mid = joint_limits.mean(axis=1)
         half = (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * cfg.soft_limit_factor
         self.lower, self.upper = mid - half, mid + half
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
+        self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self._last_target: np.ndarray | None = None
 
     def passive(self, state: RobotState, damping: bool) -> JointCommand:
@@ -63,13 +94,25 @@ class SafetyFilter:
         kd = np.minimum(command.kd, self.cfg.max_kd)
         limit = self.torque_limit
         tau_ff = np.clip(command.tau_ff, -limit, limit)
-        rest = kd * (command.dq_target - state.dq) + tau_ff
+        dq_target = np.clip(command.dq_target, -self.velocity_limit, self.velocity_limit)
+        q, dq = state.q, state.dq
+        brake = 2.0 * self.cfg.limit_brake_accel
+        up_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(self.upper - q, 0.0)))
+        down_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(q - self.lower, 0.0)))
+        dq_target = np.clip(dq_target, -down_speed, up_speed)
+        rest = kd * (dq_target - dq) + tau_ff
         # Where kp > 0 the target alone decides the remaining torque headroom around q.
         stiff = kp > 1e-9
         safe_kp = np.where(stiff, kp, 1.0)
-        low = np.where(stiff, state.q + (-limit - rest) / safe_kp, -np.inf)
-        high = np.where(stiff, state.q + (limit - rest) / safe_kp, np.inf)
+        low = np.where(stiff, q + (-limit - rest) / safe_kp, -np.inf)
+        high = np.where(stiff, q + (limit - rest) / safe_kp, np.inf)
         target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
         target = np.clip(target, self.lower, self.upper)
+        # Too fast toward a soft limit to stop before it, or past it: this joint brakes, whatever was asked.
+        braking = (dq >= up_speed) | (-dq >= down_speed)
+        target = np.where(braking, np.clip(q, self.lower, self.upper), target)
+        dq_target = np.where(braking, 0.0, dq_target)
+        tau_ff = np.where(braking, 0.0, tau_ff)
+        kd = np.where(braking, np.maximum(kd, self.cfg.damping_kd), kd)
         self._last_target = target
-        return JointCommand(target, command.dq_target.copy(), kp, kd, tau_ff)
+        return JointCommand(target, dq_target, kp, kd, tau_ff)

@@ -69,6 +69,7 @@ class SimRobot:
         self.actuator_ids = np.array([model.actuator(n).id for n in self.joint_names])
         self.joint_limits = model.jnt_range[joint_ids].copy()
         self.effort_limits = np.asarray(config.effort_limit, dtype=np.float64)
+        self.velocity_limits = np.asarray(config.velocity_limit, dtype=np.float64)
         self.data = mujoco.MjData(model)
         n = len(self.joint_names)
         self._command = JointCommand(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
@@ -38,6 +38,10 @@ class ScoreOutput:
 
 
 class RewardBackend(Protocol):
+    """What the server needs of a backend. Two attributes are optional and reach clients in ``health``:
+    ``modes`` (the modes it answers; default every mode) and ``cameras`` (the cameras it needs a frame
+    from; default None, any camera)."""
+
     model_id: str
     revision: str
     max_batch: int  # the most inputs one ``score`` call takes
@@ -45,6 +49,17 @@ class RewardBackend(Protocol):
     def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
         """One output per input, in order; failures are statuses, never exceptions or defaults."""
         ...
+
+
+def served_modes(backend: RewardBackend) -> tuple[str, ...]:
+    """The modes ``backend`` answers (its optional ``modes``; every mode when it does not say)."""
+    return tuple(getattr(backend, "modes", None) or get_args(Mode))
+
+
+def needed_cameras(backend: RewardBackend) -> tuple[str, ...] | None:
+    """The cameras ``backend`` needs a frame from (its optional ``cameras``), None when any will do."""
+    cameras = getattr(backend, "cameras", None)
+    return tuple(cameras) if cameras else None
 
 
 def backend_device(name: str) -> str:

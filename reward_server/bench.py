@@ -78,9 +78,11 @@ def bench_reward(
 
 
 def _config(backend: BackendConfig, max_batch: int) -> RewardServerConfig:
+    # The throughput runs are one client submitting every frame at once: its burst is the whole pool.
     return RewardServerConfig(
-        port=0, max_batch=max_batch, max_wait_ms=5.0, max_queue=100_000, cache_size=0, backend=backend
-    )
+        port=0, max_batch=max_batch, max_wait_ms=5.0, max_queue=100_000, peer_burst_messages=100_000,
+        cache_size=0, backend=backend,
+    )  # fmt: skip
 
 
 def _throughput(config: RewardServerConfig, pool: np.ndarray) -> float:

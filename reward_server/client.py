@@ -160,6 +160,11 @@ class RewardClient:
                     return True
         return False
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` until a reply is there for ``poll`` (scripts and benchmarks; an actor
+        stepping envs never waits, it polls)."""
+        return bool(self._socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN))
+
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)

@@ -21,6 +21,8 @@ MAX_BATCH = 64
 
 
 class ClipBackend:
+    modes = ("progress", "success")
+
     def __init__(
         self,
         config: ClipBackendConfig,
@@ -95,9 +97,10 @@ class ClipBackend:
         images: list[np.ndarray] = []
         owners: list[int] = []
         for index, item in enumerate(inputs):
-            if item.mode not in ("progress", "success"):
+            if item.mode not in self.modes:
                 outputs[index] = ScoreOutput(
-                    "bad_request", detail="clip backend takes modes progress, success"
+                    "bad_request",
+                    detail=f"mode {item.mode!r}: the clip backend takes {', '.join(self.modes)}",
                 )
                 continue
             # Several cameras of one request: their embeddings are averaged.

@@ -1,4 +1,5 @@
-"""The reward server's config schema (configs/reward_*.yaml): socket, batching, queue, cache, backend.
+"""The reward server's config schema (configs/reward_*.yaml): socket, client limits, batching, queue, cache,
+backend.
 
 Unknown keys and wrong types are errors that name the key (pydantic, ``extra="forbid"``).
 """
@@ -10,7 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from common.transport import TransportLimits
+from reward_server.protocol import MAX_HEADER_BYTES, Limits
 
 
 class Section(BaseModel):
@@ -96,11 +100,61 @@ class RewardServerConfig(Section):
     max_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch waits to fill")
     max_queue: int = Field(default=1024, ge=1, description="queued requests before replies are 'overloaded'")
     cache_size: int = Field(default=4096, ge=0, description="LRU entries; 0 turns the cache off")
-    max_images: int = Field(default=16, ge=1, description="images in one request")
+    max_images: int = Field(default=16, ge=1, description="images in one request (frames and references)")
     max_side: int = Field(default=1024, ge=1, description="largest image side accepted, pixels")
-    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="largest image frame accepted")
+    max_image_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, description="largest image frame accepted (a raw 1024^2 RGB is 3 MiB)"
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="largest request, header and images together"
+    )
+    peer_messages_per_s: float = Field(
+        default=2000.0, gt=0, description="requests one client may send per second, after a burst"
+    )
+    peer_burst_messages: int = Field(default=1024, ge=1, description="requests one client may send at once")
+    peer_bytes_per_s: float = Field(
+        default=256e6, gt=0, description="bytes one client may send per second, after a burst"
+    )
+    peer_burst_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="bytes one client may send at once (>= max_request_bytes)",
+    )
+    decode_threads: int = Field(
+        default=2,
+        ge=1,
+        description="threads that decode images, fairly across clients, off the socket thread",
+    )
     torch_threads: int = Field(default=1, ge=1, description="CPU threads for in-process models")
     backend: BackendConfig
+
+    @model_validator(mode="after")
+    def _a_request_can_pass(self) -> RewardServerConfig:
+        if self.peer_burst_bytes < self.max_request_bytes:
+            raise ValueError(
+                f"peer_burst_bytes ({self.peer_burst_bytes}) < max_request_bytes ({self.max_request_bytes}): "
+                "no request that large could ever pass"
+            )
+        return self
+
+    def image_limits(self) -> Limits:
+        """What one request may hold, checked when it is parsed and decoded."""
+        return Limits(
+            max_images=self.max_images, max_side=self.max_side, max_image_bytes=self.max_image_bytes
+        )
+
+    def transport_limits(self) -> TransportLimits:
+        """Bounds on what a client sends, applied before a message is parsed: a header frame and at most
+        ``max_images`` image frames of at most ``max_image_bytes`` each."""
+        return TransportLimits(
+            max_frames=1 + self.max_images,
+            max_frame_bytes=max(self.max_image_bytes, MAX_HEADER_BYTES),
+            max_message_bytes=self.max_request_bytes,
+            peer_bytes_per_s=self.peer_bytes_per_s,
+            peer_burst_bytes=self.peer_burst_bytes,
+            peer_messages_per_s=self.peer_messages_per_s,
+            peer_burst_messages=self.peer_burst_messages,
+        )
 
     @property
     def endpoint(self) -> str:

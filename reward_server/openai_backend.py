@@ -34,6 +34,7 @@ class OpenAIBackend:
     def __init__(self, config: OpenAIBackendConfig) -> None:
         self.config = config
         self.profile = PROFILES[config.profile]
+        self.modes = self.profile.modes
         self.model_id = config.model
         self.revision = f"openai:{config.profile}"  # the profile is part of the cache key
         self.max_batch = 4 * config.concurrency

@@ -1,25 +1,117 @@
-"""The reward request/response wire format (DESIGN.md "Reward request/response").
+"""The reward request/response wire format (DESIGN.md "Reward request/response"), written so that a client
+can be built in any language from this text alone.
 
-A request is a multipart ZMQ message: one msgpack header, then one frame per image. The header's
-``images`` list describes the image frames in order (camera, role, encoding, shape). A reply is one
-msgpack header. Every message carries ``v`` (the protocol version). Decoding never trusts the peer:
-any wrong type, missing field, oversized or truncated image raises ``ProtocolError``, which the
-server turns into a ``bad_request`` reply.
+Transport
+---------
+ZMQ: the server binds a ROUTER socket (``tcp://127.0.0.1:5790`` by default), a client connects a
+DEALER. Every message is msgpack; every header carries ``v`` (the protocol version, 1). Nothing else
+crosses the socket (no pickle). Before a message is even parsed, the server's transport
+(``common.transport``) bounds it; the bounds are in the ``health`` reply under ``limits``:
 
-Request header::
+- a frame over ``max_frame_bytes``: libzmq refuses it as it arrives and closes the connection (the
+  client's ZMQ reconnects on its own);
+- a message of more than ``max_frames`` frames or ``max_message_bytes`` bytes, or from a peer over
+  ``peer_messages_per_s`` / ``peer_bytes_per_s`` (after a burst): dropped **without a reply**,
+  counted in the ``metrics`` reply's ``dropped`` by reason (``too_many_frames``,
+  ``message_too_large``, ``peer_over_message_rate``, ``peer_over_byte_rate``). A client sees it as
+  no reply (``RewardClient`` labels it ``late``).
+
+Requests
+--------
+A score request is a multipart message: one msgpack header, then one frame per image, in the order
+of the header's ``images`` list::
 
     {"v": 1, "type": "score", "request_id": int, "actor_id": int, "episode_id": int, "t": int,
-     "task": str, "mode": "progress", "deadline_ms": float,
-     "images": [{"camera": "front", "role": "frame" | "reference", "encoding": "raw" | "jpeg",
-                 "shape": [H, W, 3]}]}                     # shape only for raw
+     "task": str, "mode": "progress" | "pairwise_delta" | "episode_score" | "success" | "preference",
+     "deadline_ms": float,
+     "images": [{"camera": str, "role": "frame" | "reference", "encoding": "raw" | "jpeg",
+                 "shape": [H, W, 3]}]}            # shape only for raw (uint8 RGB, row-major)
 
-``{"v": 1, "type": "health"}`` and ``{"v": 1, "type": "metrics"}`` ask for the server's state.
+At least one image has role ``frame``; a camera appears at most once per role. ``health["cameras"]``
+names the cameras the server's model needs a frame from (``None``: any camera) and
+``health["modes"]`` the modes it answers. ``{"v": 1, "type": "health"}`` and
+``{"v": 1, "type": "metrics"}`` are one-frame requests for the server's state.
 
-Reply header::
+Images are checked before they are decoded: a raw frame's size must match its shape, a JPEG's
+width and height are read from its header and refused when a side is over ``max_side`` or when the
+file is too short for the pixels its header claims (under one bit per 8x8 block: a lying header);
+then it is decoded fully, off the socket thread, and any decoder error is a ``bad_request`` naming
+the image and its camera. Arithmetic-coded JPEGs of nearly flat images can fall under that floor;
+send baseline (Huffman) JPEGs, as PIL and libjpeg write by default.
+
+Deadlines
+---------
+``deadline_ms`` counts from the moment the server reads the request off its socket. A request whose
+deadline passes while it waits to be decoded or scored is answered ``timeout`` without being
+scored; a score that is ready only after the deadline is also sent as ``timeout`` (NaN values, the
+``detail`` says by how much it was late): an ``ok`` reply is always on time. Other statuses are sent
+as they are whenever they are ready.
+
+Replies
+-------
+One msgpack header::
 
     {"v": 1, "type": "score", "request_id", "actor_id", "episode_id", "t", "status", "progress",
      "delta", "done_prob", "uncertainty", "model_id", "revision", "cache_hit", "detail",
-     "latency_ms": {"queue": float, "model": float, "total": float}}
+     "latency_ms": {"decode": float, "queue": float, "model": float, "total": float}}
+
+The ids are ``None`` when the request could not be read that far. ``status`` is one of
+
+- ``ok``: scored in time; ``progress`` in [0, 1] and/or ``delta``, ``done_prob`` as the mode gives;
+- ``timeout``: the deadline passed before the score was ready (see Deadlines);
+- ``overloaded``: ``max_queue`` requests were already waiting; refused at once;
+- ``bad_request``: the request breaks this protocol or asks what this server does not take;
+  ``detail`` names the field and the value. The reasons, by the field named:
+
+  - ``header``: over ``max_header_bytes``, not msgpack, not a map; ``v``: not this version;
+    ``type``: not ``score``, ``health`` or ``metrics``;
+  - ``request_id``, ``actor_id``, ``episode_id``, ``t``, ``task``, ``mode``, ``deadline_ms``,
+    ``images``: missing or of the wrong type (a bool is not an int);
+  - ``mode``: unknown, or not among the modes this server answers; ``task``: over
+    ``max_task_chars``; ``deadline_ms``: not a positive finite number;
+  - ``images``: empty, over ``max_images``, not as many as the image frames, none with role
+    ``frame``, or no frame from a camera the model needs (``images: no frame from camera
+    'workspace'; this server takes cameras workspace, side (got front)``);
+  - ``images[i]``: not a map; ``.camera`` missing, empty, over 64 characters or twice in one role;
+    ``.role`` / ``.encoding`` unknown; ``.shape`` not ``[H, W, 3]`` integers or a side over
+    ``max_side``;
+  - ``images[i] (camera 'name')``: over ``max_image_bytes``, raw bytes that do not fill its shape, a
+    JPEG side over ``max_side``, a JPEG too short for the size its header claims, a JPEG the
+    decoder refuses (``not a decodable JPEG (OSError: image file is truncated ...)``);
+  - what a backend cannot use, found when it scores (e.g. the progress model: an empty task text,
+    a missing reference frame);
+- ``parse_error``: the model answered something its profile cannot parse (VLM backends);
+- ``model_error``: the backend failed, or gave a value out of range.
+
+Every status but ``ok`` carries NaN values, never a default score. ``health`` replies
+``{"type": "health", "status": "ok", "model_id", "revision", "protocol", "cameras", "modes",
+"encodings", "limits", "queue_depth", "uptime_s"}``; ``metrics`` replies counts by status, batch sizes,
+latency percentiles and the transport's ``dropped`` counts.
+
+Example: a client with nothing but pyzmq and msgpack, against a server on the default endpoint
+(the README shows how to start one; ``RewardClient`` does all this and never blocks):
+
+>>> import msgpack, numpy as np, zmq
+>>> socket = zmq.Context.instance().socket(zmq.DEALER)
+>>> socket.connect("tcp://127.0.0.1:5790")
+<SocketContext(connect='tcp://127.0.0.1:...')>
+>>> socket.send(msgpack.packb({"v": 1, "type": "health"}))
+>>> socket.poll(30_000)
+1
+>>> health = msgpack.unpackb(socket.recv())
+>>> cameras = health["cameras"] or ["front"]
+>>> header = {"v": 1, "type": "score", "request_id": 1, "actor_id": 0, "episode_id": 0, "t": 0,
+...           "task": "pick up the cube and lift it", "mode": "progress", "deadline_ms": 5000,
+...           "images": [{"camera": c, "role": "frame", "encoding": "raw", "shape": [80, 80, 3]}
+...                      for c in cameras]}
+>>> pixels = np.zeros((80, 80, 3), np.uint8).tobytes()  # one raw 80x80 RGB frame per camera
+>>> socket.send_multipart([msgpack.packb(header), *[pixels] * len(cameras)])
+>>> socket.poll(30_000)
+1
+>>> reply = msgpack.unpackb(socket.recv())
+>>> reply["status"], reply["request_id"], 0.0 <= reply["progress"] <= 1.0
+('ok', 1, True)
+>>> socket.close()
 """
 
 from __future__ import annotations
@@ -41,6 +133,10 @@ MODES: tuple[str, ...] = get_args(Mode)
 ROLES = ("frame", "reference")
 ENCODINGS = ("raw", "jpeg")
 MAX_HEADER_BYTES = 64 * 1024
+MAX_CAMERA_CHARS = 64
+# A Huffman-coded JPEG spends at least one bit on every 8x8 block (its DC code), so a file shorter than
+# that cannot hold the pixels its header claims; libjpeg would pad it silently and decode it "ok".
+JPEG_MIN_BITS_PER_BLOCK = 1
 
 
 class ProtocolError(ValueError):
@@ -49,12 +145,38 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What the server accepts, so that a huge or hostile message costs little."""
+    """What the server accepts in a request, so that a huge or hostile one costs little."""
 
     max_images: int = 16
     max_side: int = 1024
-    max_image_bytes: int = 8 * 1024 * 1024
+    max_image_bytes: int = 4 * 1024 * 1024
     max_task_chars: int = 2048
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "max_images": self.max_images,
+            "max_side": self.max_side,
+            "max_image_bytes": self.max_image_bytes,
+            "max_task_chars": self.max_task_chars,
+            "max_header_bytes": MAX_HEADER_BYTES,
+        }
+
+
+@dataclass
+class EncodedImage:
+    """One image frame as it came off the socket: its descriptor checked, its pixels not yet decoded."""
+
+    index: int
+    camera: str
+    role: str
+    encoding: str
+    payload: bytes
+    shape: tuple[int, int, int] | None = None  # raw only
+
+    @property
+    def where(self) -> str:
+        """How replies name it: its place in the request and its camera."""
+        return f"images[{self.index}] (camera {self.camera!r})"
 
 
 @dataclass
@@ -66,7 +188,8 @@ class ScoreRequest:
     task: str
     mode: str
     deadline_ms: float
-    frames: dict[str, np.ndarray]
+    images: list[EncodedImage] = field(default_factory=list)
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
     reference_frames: dict[str, np.ndarray] = field(default_factory=dict)
     frame_digest: str = ""
 
@@ -74,6 +197,18 @@ class ScoreRequest:
         return ScoreInput(
             task=self.task, mode=self.mode, frames=self.frames, reference_frames=self.reference_frames
         )  # type: ignore[arg-type]
+
+    def set_pixels(self, arrays: list[np.ndarray]) -> None:
+        """Place the decoded images (``images`` order) by role and camera, digest them, drop the payloads."""
+        # xxh3: a cache key, not a signature, at ~1 us a frame where blake2b took ~20.
+        digest = xxhash.xxh3_128()
+        for image, array in zip(self.images, arrays, strict=True):
+            target = self.frames if image.role == "frame" else self.reference_frames
+            target[image.camera] = array
+            digest.update(f"{image.role}:{image.camera}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+        self.frame_digest = digest.hexdigest()
+        self.images = []
 
 
 def pack(header: dict[str, Any]) -> bytes:
@@ -148,13 +283,14 @@ def encode_request(
     return [header, *payloads]
 
 
-def _field(header: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+def _field(header: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    label = f"{where}.{name}" if where else name
     if name not in header:
-        raise ProtocolError(f"{name}: missing")
+        raise ProtocolError(f"{label}: missing")
     value = header[name]
     # bool is an int in Python; a flag where a number belongs is a client bug worth naming.
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProtocolError(f"{name}: expected {_kind_name(kind)}, got {type(value).__name__}")
+        raise ProtocolError(f"{label}: expected {_kind_name(kind)}, got {type(value).__name__}")
     return value
 
 
@@ -163,8 +299,11 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def decode_score_request(header: dict[str, Any], frames: list[bytes], limits: Limits) -> ScoreRequest:
-    """Validate a score request and decode its images; raises ``ProtocolError`` naming the bad field."""
+def parse_score_request(header: dict[str, Any], frames: list[bytes], limits: Limits) -> ScoreRequest:
+    """Validate a score request without decoding any pixel (cheap: the socket thread runs it).
+
+    Raises ``ProtocolError`` naming the bad field; ``decode_image`` then decodes each of ``images``.
+    """
     request = ScoreRequest(
         request_id=_field(header, "request_id", int),
         actor_id=_field(header, "actor_id", int),
@@ -173,7 +312,6 @@ def decode_score_request(header: dict[str, Any], frames: list[bytes], limits: Li
         task=_field(header, "task", str),
         mode=_field(header, "mode", str),
         deadline_ms=float(_field(header, "deadline_ms", (int, float))),
-        frames={},
     )
     if request.mode not in MODES:
         raise ProtocolError(f"mode: unknown {request.mode!r}; allowed: {', '.join(MODES)}")
@@ -190,46 +328,41 @@ def decode_score_request(header: dict[str, Any], frames: list[bytes], limits: Li
         raise ProtocolError(
             f"images: header lists {len(descriptors)} images, message has {len(frames)} frames"
         )
-    # xxh3: a cache key, not a signature, at ~1 us a frame where blake2b took ~20 (per request, on the
-    # socket thread).
-    digest = xxhash.xxh3_128()
+    seen: set[tuple[str, str]] = set()
     for index, (descriptor, payload) in enumerate(zip(descriptors, frames, strict=True)):
-        image = _decode_image(descriptor, payload, limits, index)
-        camera, role = descriptor["camera"], descriptor["role"]
-        target = request.frames if role == "frame" else request.reference_frames
-        if camera in target:
-            raise ProtocolError(f"images[{index}].camera: {camera!r} appears twice as {role}")
-        target[camera] = image
-        digest.update(f"{role}:{camera}:{image.shape}".encode())
-        digest.update(image.data)
-    if not request.frames:
+        image = _parse_image(descriptor, payload, limits, index)
+        if (image.role, image.camera) in seen:
+            raise ProtocolError(f"images[{index}].camera: {image.camera!r} appears twice as {image.role}")
+        seen.add((image.role, image.camera))
+        request.images.append(image)
+    if not any(image.role == "frame" for image in request.images):
         raise ProtocolError("images: no image has role 'frame'")
-    request.frame_digest = digest.hexdigest()
     return request
 
 
-def _decode_image(descriptor: Any, payload: bytes, limits: Limits, index: int) -> np.ndarray:
+def _parse_image(descriptor: Any, payload: bytes, limits: Limits, index: int) -> EncodedImage:
     where = f"images[{index}]"
     if not isinstance(descriptor, dict):
         raise ProtocolError(f"{where}: expected a map, got {type(descriptor).__name__}")
-    camera = _field(descriptor, "camera", str)
-    if not camera or len(camera) > 64:
-        raise ProtocolError(f"{where}.camera: must be 1 to 64 characters")
-    role = _field(descriptor, "role", str)
+    camera = _field(descriptor, "camera", str, where)
+    if not camera or len(camera) > MAX_CAMERA_CHARS:
+        raise ProtocolError(f"{where}.camera: must be 1 to {MAX_CAMERA_CHARS} characters, got {len(camera)}")
+    role = _field(descriptor, "role", str, where)
     if role not in ROLES:
         raise ProtocolError(f"{where}.role: unknown {role!r}; allowed: {', '.join(ROLES)}")
-    encoding = _field(descriptor, "encoding", str)
+    encoding = _field(descriptor, "encoding", str, where)
     if encoding not in ENCODINGS:
         raise ProtocolError(f"{where}.encoding: unknown {encoding!r}; allowed: {', '.join(ENCODINGS)}")
+    image = EncodedImage(index, camera, role, encoding, payload)
     if len(payload) > limits.max_image_bytes:
-        raise ProtocolError(f"{where}: {len(payload)} bytes, more than {limits.max_image_bytes}")
+        raise ProtocolError(f"{image.where}: {len(payload)} bytes, more than {limits.max_image_bytes}")
     if encoding == "raw":
-        return _decode_raw(descriptor, payload, limits, where)
-    return _decode_jpeg(payload, limits, where)
+        image.shape = _raw_shape(descriptor, len(payload), limits, image.where)
+    return image
 
 
-def _decode_raw(descriptor: dict[str, Any], payload: bytes, limits: Limits, where: str) -> np.ndarray:
-    shape = _field(descriptor, "shape", list)
+def _raw_shape(descriptor: dict[str, Any], size: int, limits: Limits, where: str) -> tuple[int, int, int]:
+    shape = _field(descriptor, "shape", list, where)
     if (
         len(shape) != 3
         or shape[2] != 3
@@ -239,9 +372,17 @@ def _decode_raw(descriptor: dict[str, Any], payload: bytes, limits: Limits, wher
     height, width, _ = shape
     if not (0 < height <= limits.max_side and 0 < width <= limits.max_side):
         raise ProtocolError(f"{where}.shape: sides must be 1 to {limits.max_side}, got {shape}")
-    if len(payload) != height * width * 3:
-        raise ProtocolError(f"{where}: {len(payload)} bytes, shape {shape} needs {height * width * 3}")
-    return np.frombuffer(payload, dtype=np.uint8).reshape(height, width, 3)
+    if size != height * width * 3:
+        raise ProtocolError(f"{where}: {size} bytes, shape {shape} needs {height * width * 3}")
+    return height, width, 3
+
+
+def decode_image(image: EncodedImage, limits: Limits) -> np.ndarray:
+    """The pixels of one checked image, uint8 [H, W, 3]; raises ``ProtocolError`` naming it and its camera."""
+    if image.encoding == "raw":
+        assert image.shape is not None  # set by _parse_image for every raw image
+        return np.frombuffer(image.payload, dtype=np.uint8).reshape(image.shape)
+    return _decode_jpeg(image.payload, limits, image.where)
 
 
 def _decode_jpeg(payload: bytes, limits: Limits, where: str) -> np.ndarray:
@@ -252,6 +393,14 @@ def _decode_jpeg(payload: bytes, limits: Limits, where: str) -> np.ndarray:
                 raise ProtocolError(
                     f"{where}: JPEG is {width}x{height}, sides must be 1 to {limits.max_side}"
                 )
+            blocks = math.ceil(width / 8) * math.ceil(height / 8)
+            needed = math.ceil(blocks * JPEG_MIN_BITS_PER_BLOCK / 8)
+            if len(payload) < needed:
+                raise ProtocolError(
+                    f"{where}: JPEG header claims {width}x{height}, which needs at least {needed} bytes; "
+                    f"the image has {len(payload)}"
+                )
+            image.load()
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except ProtocolError:
         raise
@@ -260,40 +409,55 @@ def _decode_jpeg(payload: bytes, limits: Limits, where: str) -> np.ndarray:
     return array
 
 
-def score_reply(
+def reply_header(
     request: ScoreRequest | None,
     output: ScoreOutput,
     *,
     model_id: str,
     revision: str,
-    cache_hit: bool,
-    latency_ms: dict[str, float],
+    cache_hit: bool = False,
     request_id: Any = None,
-) -> bytes:
-    """The reply header; ``request`` is None when the request could not be decoded."""
+) -> dict[str, Any]:
+    """A score reply's fields, unpacked (the server adds ``latency_ms`` when it sends it).
+
+    ``request`` is None when the request could not be decoded; ``request_id`` is then echoed if it is
+    an int.
+    """
     ids = (
         {"request_id": request.request_id, "actor_id": request.actor_id, "episode_id": request.episode_id,
          "t": request.t}
         if request is not None
-        else {"request_id": request_id if isinstance(request_id, int) else None, "actor_id": None,
-              "episode_id": None, "t": None}
+        else {"request_id": request_id if isinstance(request_id, int) and not isinstance(request_id, bool)
+              else None, "actor_id": None, "episode_id": None, "t": None}
     )  # fmt: skip
-    return pack(
-        {
-            "type": "score",
-            **ids,
-            "status": output.status,
-            "progress": output.progress,
-            "delta": output.delta,
-            "done_prob": output.done_prob,
-            "uncertainty": output.uncertainty,
-            "detail": output.detail,
-            "model_id": model_id,
-            "revision": revision,
-            "cache_hit": cache_hit,
-            "latency_ms": latency_ms,
-        }
-    )
+    return {
+        "type": "score",
+        **ids,
+        "status": output.status,
+        "progress": output.progress,
+        "delta": output.delta,
+        "done_prob": output.done_prob,
+        "uncertainty": output.uncertainty,
+        "detail": output.detail,
+        "model_id": model_id,
+        "revision": revision,
+        "cache_hit": cache_hit,
+    }
+
+
+def past_deadline(reply: dict[str, Any], late_ms: float) -> dict[str, Any]:
+    """``reply`` as it must go out when it is ready ``late_ms`` after its deadline: no ``ok``, no values."""
+    if reply["status"] != "ok":
+        return reply
+    return {
+        **reply,
+        "status": "timeout",
+        "progress": math.nan,
+        "delta": math.nan,
+        "done_prob": math.nan,
+        "uncertainty": math.nan,
+        "detail": f"scored {late_ms:.1f} ms after the deadline",
+    }
 
 
 def decode_reply(raw: bytes) -> dict[str, Any]:

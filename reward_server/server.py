@@ -1,10 +1,14 @@
-"""The reward service: a ZMQ ROUTER socket loop in front of a model thread that scores micro-batches.
+"""The reward service: a ZMQ ROUTER socket loop, decode threads and a model thread that scores micro-batches.
 
-The socket loop decodes and validates requests, answers cache hits, health and metrics itself,
-refuses at once when the queue is full (``overloaded``), and forwards replies the model thread
-hands back over an inproc socket. The model thread takes batches from ``MicroBatcher``; it is the
-only place the backend runs, so the socket loop never waits on a model. Anything malformed a peer
-sends is answered with ``bad_request`` and the loop goes on.
+The socket loop is the only thread that touches the ROUTER socket. It reads it only through
+``common.transport.BoundedRouter`` (frames, bytes and per-client rates bounded before anything is
+parsed, a time budget per read), answers ``health`` and ``metrics`` itself, checks each score request's
+header and image descriptors (cheap: no pixel is decoded there), answers what is malformed with
+``bad_request``, refuses at once when ``max_queue`` requests wait (``overloaded``), and hands the rest
+to the decode threads. These decode images fairly across clients (``reward_server.decoding``), answer
+cache hits, and queue the rest for the model thread, the only place the backend runs. Replies from the
+other threads reach the socket loop through an outbox and an inproc doorbell; the socket loop checks
+every reply against its request's deadline as it sends it, so an ``ok`` is never late.
 
 Run it standalone with ``python -m reward_server.server --config-json '{...}'`` (what
 ``start_reward_server`` does) or ``striata serve-reward --config X.yaml``.
@@ -21,31 +25,50 @@ import os
 import sys
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from reward_server.backend import RewardBackend, ScoreOutput
-from reward_server.batching import MicroBatcher, Pending
+from common.transport import BoundedRouter, Inbound, apply_limits
+from reward_server.backend import RewardBackend, ScoreOutput, needed_cameras, served_modes
+from reward_server.batching import Backlog, MicroBatcher, Pending
 from reward_server.cache import CacheKey, ScoreCache
 from reward_server.config import RewardServerConfig
+from reward_server.decoding import DecodeJob, FairQueue
 from reward_server.metrics import ServerMetrics
 from reward_server.protocol import (
+    ENCODINGS,
     PROTOCOL_VERSION,
-    Limits,
     ProtocolError,
     ScoreRequest,
-    decode_score_request,
+    decode_image,
     pack,
-    score_reply,
+    parse_score_request,
+    past_deadline,
+    reply_header,
     unpack_header,
 )
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 50
-MAX_MESSAGES_PER_TURN = 256  # keeps replies flowing while a flood of requests arrives
-RESULTS_ENDPOINT = "inproc://reward-results-{}"
+# How long one read of the socket may take before the loop sends the replies that are ready.
+RECEIVE_BUDGET_S = 0.005
+# Drops of messages libzmq held whole in memory before the server saw a frame of them.
+DOORBELL_ENDPOINT = "inproc://reward-doorbell-{}"
+
+
+@dataclass
+class _Outgoing:
+    """A reply waiting for the socket loop; ``deadline`` None for a request that was never admitted."""
+
+    identity: bytes
+    reply: dict[str, Any]
+    received: float
+    deadline: float | None
+    latency_ms: dict[str, float] = field(default_factory=dict)
 
 
 class RewardServer:
@@ -58,18 +81,23 @@ class RewardServer:
             backend = make_backend(config.backend)
         self.config = config
         self.backend = backend
-        self.limits = Limits(
-            max_images=config.max_images, max_side=config.max_side, max_image_bytes=config.max_image_bytes
-        )
+        self.limits = config.image_limits()
+        self.transport_limits = config.transport_limits()
+        self.modes = served_modes(backend)
+        self.cameras = needed_cameras(backend)
+        self.backlog = Backlog(config.max_queue)
+        self.decode_queue = FairQueue()
         self.batcher = MicroBatcher(
-            config.max_queue, min(config.max_batch, max(1, backend.max_batch)), config.max_wait_ms / 1000
+            min(config.max_batch, max(1, backend.max_batch)), config.max_wait_ms / 1000
         )
         self.cache = ScoreCache(config.cache_size)
         self._cache_lock = threading.Lock()
         self.metrics = ServerMetrics()
         self._context = zmq.Context()
-        self._router: zmq.Socket | None = None
-        self._results_endpoint = RESULTS_ENDPOINT.format(id(self))
+        self._reader: BoundedRouter | None = None
+        self._dropped: dict[str, int] = {}  # the reader's counts, copied by the socket loop for other threads
+        self._outbox: deque[_Outgoing] = deque()
+        self._doorbell_endpoint = DOORBELL_ENDPOINT.format(id(self))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started = time.monotonic()
@@ -79,35 +107,40 @@ class RewardServer:
     def bind(self) -> str:
         """Bind the ROUTER socket; port 0 picks a free port. Returns the endpoint clients connect to."""
         router = self._context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
+        apply_limits(router, self.transport_limits)  # before bind: a frame over the limit is never read
         router.setsockopt(zmq.SNDHWM, 10_000)
-        router.setsockopt(zmq.RCVHWM, 10_000)
         port = "*" if self.config.port == 0 else str(self.config.port)
         router.bind(f"tcp://{self.config.host}:{port}")
-        self._router = router
+        self._reader = BoundedRouter(router, self.transport_limits)
         bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "*") else self.config.host
         self.endpoint = f"tcp://{host}:{bound.rsplit(':', 1)[1]}"
         return self.endpoint
 
     def serve(self) -> None:
-        """Run the socket loop and the model thread until ``stop()``."""
-        if self._router is None:
+        """Run the socket loop, the decode threads and the model thread until ``stop()``."""
+        if self._reader is None:
             self.bind()
-        results = self._context.socket(zmq.PAIR)
-        results.setsockopt(zmq.LINGER, 0)
-        results.bind(self._results_endpoint)
-        worker = threading.Thread(target=self._model_loop, name="reward-model", daemon=True)
-        worker.start()
-        self._threads.append(worker)
+        doorbell = self._context.socket(zmq.PULL)
+        doorbell.setsockopt(zmq.LINGER, 0)
+        doorbell.bind(self._doorbell_endpoint)
+        workers = [threading.Thread(target=self._model_loop, name="reward-model", daemon=True)]
+        workers += [
+            threading.Thread(target=self._decode_loop, name=f"reward-decode-{i}", daemon=True)
+            for i in range(self.config.decode_threads)
+        ]
+        for worker in workers:
+            worker.start()
+        self._threads.extend(workers)
         try:
-            self._socket_loop(results)
+            self._socket_loop(doorbell)
         finally:
             self._stop.set()
-            worker.join(timeout=10)
-            results.close(0)
-            assert self._router is not None
-            self._router.close(0)
+            for worker in workers:
+                worker.join(timeout=10)
+            doorbell.close(0)
+            assert self._reader is not None
+            self._reader.sock.close(0)
 
     def start(self) -> str:
         """Serve in a background thread (tests, the Ray actor); returns the endpoint."""
@@ -125,31 +158,42 @@ class RewardServer:
         self._context.destroy(linger=0)
 
     # ----------------------------------------------------------------- socket loop
-    def _socket_loop(self, results: zmq.Socket) -> None:
-        router = self._router
-        assert router is not None
+    def _socket_loop(self, doorbell: zmq.Socket) -> None:
+        reader = self._reader
+        assert reader is not None
+        router = reader.sock
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
+        poller.register(doorbell, zmq.POLLIN)
         while not self._stop.is_set():
             events = dict(poller.poll(POLL_MS))
-            if results in events:
-                self._forward_results(results, router)
+            if doorbell in events:
+                with contextlib.suppress(zmq.Again):
+                    while True:
+                        doorbell.recv(zmq.NOBLOCK)
+            self._send_outbox(router)
             if router in events:
-                for _ in range(MAX_MESSAGES_PER_TURN):
-                    try:
-                        parts = router.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                    self._handle(router, parts)
+                for message in reader.receive(until=time.monotonic() + RECEIVE_BUDGET_S):
+                    self._handle(router, message)
+                if reader.dropped != self._dropped:
+                    self._after_drops(reader)
 
-    def _forward_results(self, results: zmq.Socket, router: zmq.Socket) -> None:
-        for _ in range(MAX_MESSAGES_PER_TURN):
-            try:
-                identity, reply = results.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._send(router, identity, reply)
+    def _after_drops(self, reader: BoundedRouter) -> None:
+        """Publish the new drop counts (the reader returns a dropped message's memory itself)."""
+        self._dropped = dict(reader.dropped)
+
+    def _send_outbox(self, router: zmq.Socket) -> None:
+        while self._outbox:
+            self._send_reply(router, self._outbox.popleft())
+
+    def _send_reply(self, router: zmq.Socket, out: _Outgoing) -> None:
+        now = time.monotonic()
+        reply = out.reply
+        if out.deadline is not None and now > out.deadline:
+            reply = past_deadline(reply, (now - out.deadline) * 1000)
+        total = (now - out.received) * 1000
+        self.metrics.record_reply(reply["status"], total)
+        self._send(router, out.identity, pack({**reply, "latency_ms": {**out.latency_ms, "total": total}}))
 
     @staticmethod
     def _send(router: zmq.Socket, identity: bytes, reply: bytes) -> None:
@@ -157,14 +201,13 @@ class RewardServer:
         with contextlib.suppress(zmq.ZMQError):
             router.send_multipart([identity, reply], zmq.NOBLOCK)
 
-    def _handle(self, router: zmq.Socket, parts: list[bytes]) -> None:
+    def _handle(self, router: zmq.Socket, message: Inbound) -> None:
         received = time.monotonic()
-        identity, frames = parts[0], parts[1:]
+        identity, frames = message.identity, message.frames
         self.metrics.record_request()
         header: dict[str, Any] = {}
+        request: ScoreRequest | None = None
         try:
-            if not frames:
-                raise ProtocolError("message: no header frame")
             header = unpack_header(frames[0])
             kind = header.get("type")
             if kind == "health":
@@ -175,41 +218,52 @@ class RewardServer:
                 return
             if kind != "score":
                 raise ProtocolError(f"type: unknown {kind!r}; allowed: score, health, metrics")
-            request = decode_score_request(header, frames[1:], self.limits)
+            request = parse_score_request(header, frames[1:], self.limits)
+            self._check_served(request)
         except ProtocolError as exc:
-            self._reply(router, identity, None, ScoreOutput("bad_request", detail=str(exc)), received,
-                        request_id=header.get("request_id"))  # fmt: skip
-            return
-        cached = self._cache_get(self._cache_key(request))
-        if cached is not None:
-            self._reply(router, identity, request, cached, received, cache_hit=True)
+            reply = self._reply(
+                request, ScoreOutput("bad_request", detail=str(exc)), request_id=header.get("request_id")
+            )
+            self._send_reply(router, _Outgoing(identity, reply, received, None))
             return
         deadline = received + request.deadline_ms / 1000
-        if not self.batcher.put(Pending(identity, request, received, deadline)):
-            self._reply(router, identity, request, ScoreOutput("overloaded", detail="queue full"), received)
+        if not self.backlog.admit():
+            output = ScoreOutput("overloaded", detail=f"{self.backlog.max_queue} requests already wait")
+            self._send_reply(router, _Outgoing(identity, self._reply(request, output), received, deadline))
+            return
+        self.decode_queue.put(DecodeJob(Pending(identity, request, received, deadline)))
+
+    def _check_served(self, request: ScoreRequest) -> None:
+        """What the backend cannot take is refused here, before any decoding, naming what it takes."""
+        if request.mode not in self.modes:
+            raise ProtocolError(
+                f"mode: {request.mode!r} is not served here; this server takes {', '.join(self.modes)}"
+            )
+        if self.cameras is None:
+            return
+        sent = sorted({image.camera for image in request.images if image.role == "frame"})
+        missing = [camera for camera in self.cameras if camera not in sent]
+        if missing:
+            raise ProtocolError(
+                f"images: no frame from camera {missing[0]!r}; this server takes cameras "
+                f"{', '.join(self.cameras)} (got {', '.join(sent)})"
+            )
 
     def _reply(
         self,
-        router: zmq.Socket,
-        identity: bytes,
         request: ScoreRequest | None,
         output: ScoreOutput,
-        received: float,
         cache_hit: bool = False,
         request_id: Any = None,
-    ) -> None:
-        total = (time.monotonic() - received) * 1000
-        reply = score_reply(
+    ) -> dict[str, Any]:
+        return reply_header(
             request,
             output,
             model_id=self.backend.model_id,
             revision=self.backend.revision,
             cache_hit=cache_hit,
-            latency_ms={"queue": 0.0, "model": 0.0, "total": total},
             request_id=request_id,
         )
-        self.metrics.record_reply(output.status, total)
-        self._send(router, identity, reply)
 
     def _health(self) -> bytes:
         return pack(
@@ -218,7 +272,17 @@ class RewardServer:
                 "status": "ok",
                 "model_id": self.backend.model_id,
                 "revision": self.backend.revision,
-                "queue_depth": len(self.batcher),
+                "protocol": PROTOCOL_VERSION,
+                "cameras": list(self.cameras) if self.cameras is not None else None,
+                "modes": list(self.modes),
+                "encodings": list(ENCODINGS),
+                "limits": {
+                    **self.transport_limits.as_dict(),
+                    **self.limits.as_dict(),
+                    "max_queue": self.backlog.max_queue,
+                    "max_batch": self.batcher.max_batch,
+                },
+                "queue_depth": len(self.backlog),
                 "uptime_s": time.monotonic() - self._started,
             }
         )
@@ -231,8 +295,10 @@ class RewardServer:
         return {
             "model_id": self.backend.model_id,
             "revision": self.backend.revision,
-            "queue_depth": len(self.batcher),
+            "queue_depth": len(self.backlog),
+            "decode_queue_depth": len(self.decode_queue),
             "max_batch": self.batcher.max_batch,
+            "dropped": dict(self._dropped),
             **cache,
             **self.metrics.snapshot(),
         }
@@ -255,24 +321,88 @@ class RewardServer:
         with self._cache_lock:
             self.cache.put(key, output)
 
-    # ----------------------------------------------------------------- model thread
+    # ----------------------------------------------------------------- decode and model threads
+    def _doorbell(self) -> zmq.Socket:
+        """A thread's own socket to wake the socket loop when it posts replies (sockets are per thread)."""
+        bell = self._context.socket(zmq.PUSH)
+        bell.setsockopt(zmq.LINGER, 0)
+        bell.connect(self._doorbell_endpoint)
+        return bell
+
+    def _post(
+        self,
+        bell: zmq.Socket,
+        item: Pending,
+        output: ScoreOutput,
+        cache_hit: bool = False,
+        **latency_ms: float,
+    ) -> None:
+        """Leave a reply for the socket loop to send, and wake it."""
+        reply = self._reply(item.request, output, cache_hit=cache_hit)
+        latency = {"decode": item.decode_ms, **latency_ms}
+        self._outbox.append(_Outgoing(item.identity, reply, item.received, item.deadline, latency))
+        # A full doorbell means the socket loop has wake-ups pending already.
+        with contextlib.suppress(zmq.Again):
+            bell.send(b"", zmq.NOBLOCK)
+
+    def _decode_loop(self) -> None:
+        bell = self._doorbell()
+        try:
+            while not self._stop.is_set():
+                job = self.decode_queue.take(timeout_s=POLL_MS / 1000)
+                if job is not None:
+                    self._decode(job, bell)
+        finally:
+            bell.close(0)
+
+    def _decode(self, job: DecodeJob, bell: zmq.Socket) -> None:
+        """Decode ``job``'s next images; hand it back after one image when another client waits."""
+        item = job.pending
+        request = item.request
+        start = time.monotonic()
+        if start >= item.deadline:
+            self.backlog.release()
+            self._post(
+                bell, item, ScoreOutput("timeout", detail="deadline passed before its images were decoded")
+            )
+            return
+        try:
+            while not job.done:
+                job.arrays.append(decode_image(request.images[len(job.arrays)], self.limits))
+                if not job.done and self.decode_queue.others_waiting(job.identity):
+                    item.decode_ms += (time.monotonic() - start) * 1000
+                    self.decode_queue.give_back(job)
+                    return
+        except ProtocolError as exc:
+            item.decode_ms += (time.monotonic() - start) * 1000
+            self.backlog.release()
+            self._post(bell, item, ScoreOutput("bad_request", detail=str(exc)))
+            return
+        request.set_pixels(job.arrays)
+        item.decode_ms += (time.monotonic() - start) * 1000
+        cached = self._cache_get(self._cache_key(request))
+        if cached is not None:
+            self.backlog.release()
+            self._post(bell, item, cached, cache_hit=True)
+            return
+        self.batcher.put(item)
+
     def _model_loop(self) -> None:
-        results = self._context.socket(zmq.PAIR)
-        results.setsockopt(zmq.LINGER, 0)
-        results.connect(self._results_endpoint)
+        bell = self._doorbell()
         try:
             while not self._stop.is_set():
                 batch, expired = self.batcher.next_batch(timeout_s=POLL_MS / 1000)
+                self.backlog.release(len(batch) + len(expired))
                 for item in expired:
-                    waited_ms = (time.monotonic() - item.received) * 1000
+                    waited_ms = (time.monotonic() - item.received) * 1000 - item.decode_ms
                     timeout = ScoreOutput("timeout", detail="deadline passed in the queue")
-                    self._model_reply(results, item, timeout, queue_ms=waited_ms, model_ms=0.0)
+                    self._post(bell, item, timeout, queue=waited_ms, model=0.0)
                 if batch:
-                    self._score_batch(results, batch)
+                    self._score_batch(bell, batch)
         finally:
-            results.close(0)
+            bell.close(0)
 
-    def _score_batch(self, results: zmq.Socket, batch: list[Pending]) -> None:
+    def _score_batch(self, bell: zmq.Socket, batch: list[Pending]) -> None:
         start = time.monotonic()
         try:
             outputs = list(self.backend.score([item.request.score_input() for item in batch]))
@@ -286,24 +416,8 @@ class RewardServer:
         for item, output in zip(batch, outputs, strict=True):
             output = _checked(output)
             self._cache_put(self._cache_key(item.request), output)
-            self._model_reply(
-                results, item, output, queue_ms=(start - item.received) * 1000, model_ms=model_ms
-            )
-
-    def _model_reply(
-        self, results: zmq.Socket, item: Pending, output: ScoreOutput, *, queue_ms: float, model_ms: float
-    ) -> None:
-        total = (time.monotonic() - item.received) * 1000
-        reply = score_reply(
-            item.request,
-            output,
-            model_id=self.backend.model_id,
-            revision=self.backend.revision,
-            cache_hit=False,
-            latency_ms={"queue": queue_ms, "model": model_ms, "total": total},
-        )
-        self.metrics.record_reply(output.status, total)
-        results.send_multipart([item.identity, reply])
+            queue_ms = (start - item.received) * 1000 - item.decode_ms
+            self._post(bell, item, output, queue=queue_ms, model=model_ms)
 
 
 def _checked(output: Any) -> ScoreOutput:

@@ -332,3 +332,20 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
 
             result = bench_deploy(policy, seconds, prime_cache_s, bridge_spin)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+    @bench_app.command("bridge-attacks")
+    def bench_bridge_attacks_command(
+        as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+        robot: Annotated[
+            SimRobotChoice, typer.Option(help="sim robot behind the bridge")
+        ] = SimRobotChoice.panda,
+        command_s: Annotated[
+            float, typer.Option(min=0.5, help="seconds the controller commands during each attack")
+        ] = 1.5,
+    ) -> None:
+        """Tick gaps, watchdog and memory of a sim bridge under hostile peers, beside a quiet baseline."""
+        with user_errors():
+            from deploy.attack_bench import bench_bridge_attacks
+
+            result = bench_bridge_attacks(robot.value, command_s)
+        print(json.dumps(result) if as_json else json.dumps(result, indent=2))

@@ -1,4 +1,4 @@
-"""`striata serve-reward` and `striata bench reward`."""
+"""`striata serve-reward`, `audit-reward`, `bench reward` and `bench reward-attacks`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command("serve-reward")(serve_reward)
     app.command("audit-reward")(audit_reward_command)
     bench_app.command("reward")(bench_reward_command)
+    bench_app.command("reward-attacks")(bench_reward_attacks_command)
 
 
 def serve_reward(
@@ -102,5 +103,38 @@ def bench_reward_command(
             latency_s=latency_s,
             every_k=every_k,
             on_stage=lambda text: console.print(f"bench reward: {text}"),
+        )
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+def bench_reward_attacks_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+    attack: Annotated[
+        list[str] | None, typer.Option(help="run only this attack (repeatable); default: all of them")
+    ] = None,
+    window_s: Annotated[float, typer.Option(min=1, help="length of each baseline and attack window")] = 4.0,
+    rate_hz: Annotated[float, typer.Option(min=1, help="the honest client's requests per second")] = 100.0,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="trained progress model; default: random weights")
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="the model's device: auto (CUDA when present), cpu, cuda:N")
+    ] = "auto",
+) -> None:
+    """Another client's p99 latency under each attack on the server's port, against a quiet baseline."""
+    from reward_server.bench_attacks import ATTACKS, bench_reward_attacks
+
+    unknown = sorted(set(attack or []) - set(ATTACKS))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {unknown[0]!r}; allowed: {', '.join(ATTACKS)}", param_hint="--attack"
+        )
+    with user_errors(TorchBackendConfig, extra=(RewardServerUnavailable, RewardConfigError)):
+        result = bench_reward_attacks(
+            backend=TorchBackendConfig(checkpoint=checkpoint, device=device),
+            attacks=tuple(attack) if attack else ATTACKS,
+            window_s=window_s,
+            rate_hz=rate_hz,
+            on_stage=lambda text: console.print(f"bench reward-attacks: {text}"),
         )
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))

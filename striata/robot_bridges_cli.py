@@ -6,11 +6,14 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from striata.errors import user_errors
+
+if TYPE_CHECKING:
+    from deploy.gain_stability import GainLimits
 
 SafetyOption = Annotated[
     list[str] | None,
@@ -68,21 +71,73 @@ def _serve(
     return stats.as_dict()
 
 
+def _sim_gain_limits(
+    sim_model: Path | None, sim_timestep: float | None, state_lag_steps: int, joint_names: tuple[str, ...]
+) -> GainLimits | None:
+    """The gain bounds of a simulated G1 (None without --sim-model); both options or neither."""
+    if sim_model is None and sim_timestep is None:
+        return None
+    from deploy.gain_stability import UnstableGainsError, gain_limits, load_model
+    from envs.robots.g1 import G1
+
+    if sim_model is None or sim_timestep is None or sim_timestep <= 0:
+        raise UnstableGainsError(
+            "sim_model, sim_timestep: give both (the simulator's MJCF and its physics step > 0 s), or neither"
+        )
+    model = load_model(sim_model)
+    default_pose = dict(zip(G1.joint_names, G1.default_pos, strict=True))
+    return gain_limits(
+        model,
+        sim_timestep,
+        joint_names,
+        state_lag_steps=state_lag_steps,
+        joint_positions=[[default_pose[name] for name in joint_names]],
+        model_name=sim_model.name,
+    )
+
+
 def register(bridge_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
 
     @bridge_app.command("unitree-g1")
     def unitree_g1(
         interface: Annotated[
-            str, typer.Option(help="network interface the G1 is on (lo: simulated G1)")
+            str, typer.Option(help="network interface the G1 (or Unitree's simulator: lo) is on")
         ] = "lo",
         domain_id: Annotated[int, typer.Option(help="DDS domain id (the G1 uses 0)")] = 0,
+        peer: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--peer",
+                help="unicast discovery to this address, multicast off (repeatable); default: the vendor "
+                "SDK's multicast discovery on --interface",
+            ),
+        ] = None,
+        dds_config: Annotated[
+            Path | None,
+            typer.Option(help="a Cyclone DDS XML file that replaces the settings from --interface/--peer"),
+        ] = None,
         endpoint: EndpointOption = "tcp://127.0.0.1:6000",
         state_timeout_ms: Annotated[
-            float, typer.Option(help="no LowState for this long is an error")
+            float, typer.Option(help="no LowState for this long: the bridge damps until it is back")
         ] = 100.0,
         connect_timeout_s: Annotated[float, typer.Option(help="wait this long for the first LowState")] = 5.0,
         mode_pr: Annotated[int, typer.Option(help="0: ankle pitch/roll joint space, 1: A/B motors")] = 0,
+        sim_model: Annotated[
+            Path | None,
+            typer.Option(
+                help="a simulated G1: its MJCF (e.g. unitree_mujoco's g1_29dof.xml); gains that model "
+                "cannot hold at --sim-timestep are brought within its bounds (deploy/gain_stability.py)"
+            ),
+        ] = None,
+        sim_timestep: Annotated[
+            float | None,
+            typer.Option(help="the simulator's physics step in s (unitree_mujoco's config.py: 0.005)"),
+        ] = None,
+        sim_state_lag_steps: Annotated[
+            int,
+            typer.Option(help="1: bound as for a PD that reads the state one step old (a limb in the air)"),
+        ] = 0,
         safety: SafetyOption = None,
         allow_remote: AllowRemoteOption = False,
         duration_s: DurationOption = None,
@@ -91,20 +146,31 @@ def register(bridge_app: typer.Typer) -> None:
     ) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
         from deploy.bridge_server import BridgeConfigError
+        from deploy.gain_stability import UnstableGainsError
         from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
-        from deploy.unitree.dds import DdsConfigError
+        from deploy.unitree.dds import DdsConfigError, cyclonedds_config, read_config_file
+        from deploy.unitree.hg_idl import LOWSTATE_TOPIC
 
-        with user_errors(extra=(G1ConnectionError, DdsConfigError, BridgeConfigError)):
+        with user_errors(extra=(G1ConnectionError, DdsConfigError, BridgeConfigError, UnstableGainsError)):
             config = UnitreeG1Config(
                 interface=interface,
                 domain_id=domain_id,
+                peers=tuple(peer or ()),
+                dds_config_xml=read_config_file(dds_config) if dds_config is not None else None,
                 state_timeout_ms=state_timeout_ms,
                 connect_timeout_s=connect_timeout_s,
                 mode_pr=mode_pr,
             )
-            backend = UnitreeG1Backend(config)
+            limits = _sim_gain_limits(sim_model, sim_timestep, sim_state_lag_steps, config.joint_names)
+            xml = config.dds_config_xml or cyclonedds_config(config.interface, config.peers)
+            typer.echo(f"[bridge] DDS config (domain {domain_id}):\n{xml}", err=True)
+            backend = UnitreeG1Backend(config, gain_limits=limits)
+            typer.echo(f"[bridge] first {LOWSTATE_TOPIC} after {backend.connect_s:.3f} s", err=True)
             stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s, realtime, spin)
+            stats["connect_s"] = round(backend.connect_s, 4)
             stats["lowcmds_sent"] = backend.lowcmds_sent
+            stats["lowstates_dropped"] = backend.lowstates_dropped
+            stats["gains_clipped"] = backend.gains_clipped
         print(json.dumps(stats))
 
     @bridge_app.command("arm")

@@ -24,7 +24,7 @@ STRIATA = [sys.executable, "-m", "striata"]
 # panda_pick, 2 actors x 2 envs, with the intervention ports on; budgets far beyond a test's length
 # (the test stops the run), no evaluation or checkpoint in between. The learner receives every chunk
 # but starts no SAC update within a test: on a small shared machine the updates would hold the actors
-# between chunks, and an actor serves its port only while it steps.
+# between chunks, and the test's takeovers want steps to act on.
 HIL_JOB = [
     "configs/panda_pick.yaml",
     *("--set", "hil.enabled=true"),

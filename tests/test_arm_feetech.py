@@ -272,7 +272,16 @@ def test_cli_bridge_arm_moves_the_servos_for_a_controller(bus: FakeFeetechBus, t
         target = np.array([0.3, -0.2, 0.1, 0.0, 0.0, 0.0])
         for seq in range(40):  # 0.8 s at 50 Hz: the bridge ramps the targets by its step limit
             sock.send(
-                command_message(seq, "hold", target, np.zeros(n), np.full(n, 20.0), np.ones(n), np.zeros(n))
+                command_message(
+                    seq,
+                    welcome["session"],
+                    "hold",
+                    target,
+                    np.zeros(n),
+                    np.full(n, 20.0),
+                    np.ones(n),
+                    np.zeros(n),
+                )
             )
             time.sleep(0.02)
         expected_pan = 2048 + round(0.3 / RAD_PER_STEP)

@@ -89,7 +89,7 @@ def _recv_until(sock: zmq.Socket, kind: str, timeout_s: float = 5.0, ack: int | 
 
 def _garbage(rng: np.random.Generator, i: int, n: int) -> list[bytes]:
     """Message number ``i``: one of many ways to be wrong, in frames as a DEALER sends them."""
-    good = {"v": protocol.PROTOCOL_VERSION, "type": "command", "seq": i + 1, "phase": "hold"}
+    good = {"v": protocol.PROTOCOL_VERSION, "type": "command", "seq": i + 1, "session": 1, "phase": "hold"}
     arrays = {k: [0.0] * n for k in protocol.COMMAND_ARRAYS}
     kind = i % 16
     if kind == 0:
@@ -113,7 +113,7 @@ def _garbage(rng: np.random.Generator, i: int, n: int) -> list[bytes]:
     if kind == 9:
         return [msgpack.packb({"v": 1, "type": "launch_missiles"})]
     if kind == 10:
-        return [b"\x00" * 100_000]  # above the 64 KiB message limit
+        return [b"\x00" * 60_000]  # under the frame limit, over no bound: not msgpack
     if kind == 11:
         return [msgpack.packb({**good, **arrays}), b"extra frame"]
     if kind == 12:
@@ -125,32 +125,47 @@ def _garbage(rng: np.random.Generator, i: int, n: int) -> list[bytes]:
     return [b"\x93\x01"]  # truncated msgpack
 
 
-def test_fuzz_10000_malformed_messages_are_all_rejected_then_commands_work(bridge: RunningBridge) -> None:
+def _hello(sock: zmq.Socket, names: list[str], timeout_s: float = 5.0) -> dict:
+    """Say hello until a welcome comes (a flooding peer's first hellos may be over its rate)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        sock.send(protocol.hello_message("test", names))
+        try:
+            return _recv_until(sock, "welcome", timeout_s=0.5)
+        except AssertionError:
+            continue
+    raise AssertionError(f"no welcome within {timeout_s} s")
+
+
+def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_work(
+    bridge: RunningBridge,
+) -> None:
     rng = np.random.default_rng(0)
     n = len(bridge.sim.joint_names)
     attacker = _dealer(bridge.endpoint)
     total = 10_000
     for i in range(total):
         attacker.send_multipart(_garbage(rng, i, n))
-        if i % 500 == 499:
-            time.sleep(0.01)  # let the bridge's bounded drain keep up without hitting queue limits
-    status = bridge.wait_for(lambda s: s["rejected_total"] >= total, 60.0, "all garbage counted")
-    assert status["rejected_total"] == total
-    assert status["accepted"] == 0
-    assert set(status["rejected"]) >= {"not_msgpack", "bad_version", "not_finite", "bad_size", "too_large"}
+        if i % 200 == 199:
+            time.sleep(0.2)  # under the per-peer message rate, so most garbage is read and judged
+    # The attacker's own hello, sent after all its garbage, is answered: everything before it was handled.
+    _hello(attacker, bridge.sim.joint_names, timeout_s=30.0)
+    status = bridge.server.status()
+    assert status["accepted"] == 1  # that hello
+    assert set(status["rejected"]) >= {"not_msgpack", "bad_version", "not_finite", "bad_size", "not_owner"}
+    assert status["dropped"].get("too_many_frames", 0) > 0
     assert bridge.thread.is_alive()
+    attacker.close()
 
     controller = _dealer(bridge.endpoint)
-    controller.send(protocol.hello_message("test", bridge.sim.joint_names))
-    welcome = _recv_until(controller, "welcome")
+    welcome = _hello(controller, bridge.sim.joint_names)
     assert welcome["joint_names"] == bridge.sim.joint_names
     q = np.zeros(n)
-    controller.send(protocol.command_message(1, "hold", q, q, np.full(n, 50.0), np.full(n, 2.0), q))
+    session = welcome["session"]
+    controller.send(protocol.command_message(1, session, "hold", q, q, np.full(n, 50.0), np.full(n, 2.0), q))
     state = _recv_until(controller, "state", ack=1)
     assert state["v"] == protocol.PROTOCOL_VERSION
     bridge.wait_for(lambda s: s["mode"] == "position", 2.0, "the valid command applied")
-    assert bridge.server.status()["rejected_total"] == total
-    attacker.close()
     controller.close()
 
 
@@ -302,13 +317,15 @@ def test_protocol_round_trip_and_validation() -> None:
     n = 3
     q = np.array([0.1, -0.2, 0.3])
     gains = np.abs(q)
-    message = protocol.decode_client_message(protocol.command_message(5, "policy", q, q, gains, gains, q), n)
-    assert isinstance(message, Command) and message.seq == 5
+    message = protocol.decode_client_message(
+        protocol.command_message(5, 9, "policy", q, q, gains, gains, q), n
+    )
+    assert isinstance(message, Command) and message.seq == 5 and message.session == 9
     np.testing.assert_array_equal(message.q_target, q)
-    damping = protocol.decode_client_message(protocol.command_message(6, "damping"), n)
+    damping = protocol.decode_client_message(protocol.command_message(6, 9, "damping"), n)
     assert isinstance(damping, Command) and damping.q_target is None
     with pytest.raises(ProtocolError) as err:
-        protocol.decode_client_message(protocol.command_message(7, "hold", q[:2], q, q, q, q), n)
+        protocol.decode_client_message(protocol.command_message(7, 9, "hold", q[:2], q, q, q, q), n)
     assert err.value.reason == "bad_size"
     with pytest.raises(ProtocolError) as err:
         protocol.decode_client_message(msgpack.packb({"v": True, "type": "hello"}), n)
@@ -318,12 +335,13 @@ def test_protocol_round_trip_and_validation() -> None:
 def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     limits = np.array([[-1.0, 1.0], [-1.0, 1.0]])
     cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_kp=100.0)
-    safety = SafetyFilter(cfg, limits, effort_limits=np.array([10.0, 10.0]))
+    fast = np.full(2, 1e3)  # velocity limits out of the way: this test is about targets and torque
+    safety = SafetyFilter(cfg, limits, effort_limits=np.array([10.0, 10.0]), velocity_limits=fast)
     state = RobotState(q=np.zeros(2), dq=np.zeros(2))
     zeros = np.zeros(2)
 
     def command(target: list[float], kp: list[float]) -> Command:
-        return Command(1, "policy", np.array(target, float), zeros, np.array(kp, float), zeros, zeros)
+        return Command(1, 1, "policy", np.array(target, float), zeros, np.array(kp, float), zeros, zeros)
 
     out = safety.position(command([5.0, -0.05], [50.0, 50.0]), state)
     np.testing.assert_allclose(out.q_target, [0.1, -0.05])  # ramped, not jumped
@@ -331,7 +349,7 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
         out = safety.position(command([5.0, -0.05], [50.0, 500.0]), state)
     assert out.q_target[0] == pytest.approx(0.2)  # torque limit: 50 * 0.2 = 10 N m at q = 0
     assert out.kp[1] == 100.0
-    safety = SafetyFilter(cfg, limits, effort_limits=np.array([1e6, 1e6]))
+    safety = SafetyFilter(cfg, limits, effort_limits=np.array([1e6, 1e6]), velocity_limits=fast)
     for _ in range(30):
         out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
     np.testing.assert_allclose(out.q_target, [0.9, -0.9])  # soft joint limits
@@ -359,13 +377,13 @@ def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
     controller = _dealer(endpoint)
     try:
         controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-        _recv_until(controller, "welcome", timeout_s=60.0)
+        session = _recv_until(controller, "welcome", timeout_s=60.0)["session"]
         kp, kd = PANDA.standby_kp_kd
         target, zeros = PANDA.default_pos, np.zeros(7)
         round_trips = []
         for seq in range(1, 21):
             sent = time.perf_counter()
-            controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+            controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
             state = _recv_until(controller, "state", ack=seq)
             round_trips.append(time.perf_counter() - sent)
             time.sleep(0.01)
@@ -401,13 +419,15 @@ def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
     controller = _dealer(running.endpoint)
     try:
         controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-        assert _recv_until(controller, "welcome")["joint_names"] == list(PANDA.joint_names)
+        welcome = _recv_until(controller, "welcome")
+        assert welcome["joint_names"] == list(PANDA.joint_names)
+        session = welcome["session"]
         kp, kd = PANDA.standby_kp_kd
         target, zeros = PANDA.default_pos, np.zeros(7)
         seq = 0
         for _ in range(50):  # 0.5 s of hold at 100 Hz
             seq += 1
-            controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+            controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
             state = _recv_until(controller, "state", ack=seq)
             time.sleep(0.01)
         np.testing.assert_allclose(state["q"], target, atol=0.02)
@@ -416,11 +436,11 @@ def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
         controller.send(protocol.encode({"type": "estop"}))
         running.wait_for(lambda s: s["estop"] and s["mode"] == "damping", 1.0, "e-stop damping")
         seq += 1
-        controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+        controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
         assert _recv_until(controller, "state", ack=seq)["mode"] == "estop"  # accepted, not applied
-        controller.send(protocol.encode({"type": "clear_estop"}))
+        controller.send(protocol.encode({"type": "clear_estop", "session": session}))
         seq += 1
-        controller.send(protocol.command_message(seq, "hold", target, zeros, kp, kd, zeros))
+        controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
         running.wait_for(lambda s: not s["estop"] and s["mode"] == "position", 1.0, "released e-stop")
     finally:
         controller.close()

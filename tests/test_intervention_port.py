@@ -69,14 +69,13 @@ class Client:
         self.context.term()
 
 
-def settle(actor: EnvActor, client: Client, timeout_s: float = 5.0) -> None:
-    """Have the actor handle everything ``client`` sent so far: ping, serve the port until the pong."""
+def settle(client: Client, timeout_s: float = 5.0) -> None:
+    """Wait until the port has handled everything ``client`` sent so far: it answers in order, so the
+    pong to a ping sent now comes after the replies to everything before it."""
     client.send(type="ping")
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with actor.hil.lock:  # the actor's own thread serves the port between chunks too
-            actor.hil.port.poll(0.01)
-        if any(m["type"] == "pong" for m in client.receive(0.01)):
+    while (left := deadline - time.monotonic()) > 0:
+        if any(m["type"] == "pong" for m in client.receive(left)):
             return
     pytest.fail("the port did not answer a ping")
 
@@ -113,12 +112,12 @@ def opened():
 
 def test_hello_watch_sends_steps_and_jpeg_frames(opened):
     new_actor, new_client = opened
-    # This client cannot ping while the actor steps in the same thread (the first frame sets up GL).
+    # This client does not ping while the test steps the actor (the first frame sets up GL: seconds).
     actor = new_actor(client_timeout_s=30.0)
     client = new_client(actor.hil.port.endpoint)
     client.send(type="hello", client="test")
     client.send(type="watch", env=1, fps=60)
-    settle(actor, client)
+    settle(client)
     welcome = client.of_type("welcome")[0]
     assert welcome["task"] == "panda_pick" and welcome["num_envs"] == 3 and welcome["action_dim"] == 4
     assert welcome["action_low"] == [-1.0] * 4 and welcome["action_high"] == [1.0] * 4
@@ -142,7 +141,7 @@ def test_hello_watch_sends_steps_and_jpeg_frames(opened):
     assert images[0].std() > 5  # a rendered scene, not a blank frame
 
     client.send(type="unwatch")
-    settle(actor, client)
+    settle(client)
     client.inbox.clear()
     actor.step_chunk()
     client.receive(0.2)
@@ -157,12 +156,12 @@ def test_takeover_actions_reach_the_chunk_flagged_and_paced(opened):
     client.send(type="watch", env=1)
     client.send(type="takeover", env=1)
     client.send(type="action", env=1, action=[0.5, -0.25, 1.0, 2.0])  # 2.0 is clipped to 1.0
-    settle(actor, client)
+    settle(client)
     assert client.of_type("control") == [{"v": 1, "type": "control", "env": 1, "controlled": True}]
     other.send(type="takeover", env=1)
     other.send(type="action", env=1, action=[0.0, 0.0, 0.0, 0.0])
     other.send(type="label", env=1, success=True)
-    settle(actor, other)
+    settle(other)
     assert [m["reason"] for m in other.of_type("error")] == ["busy", "not_controller", "busy"]
 
     start = time.monotonic()
@@ -181,7 +180,7 @@ def test_takeover_actions_reach_the_chunk_flagged_and_paced(opened):
     assert all(m["intervention"] for m in client.of_type("step"))
 
     client.send(type="handback", env=1)
-    settle(actor, client)
+    settle(client)
     assert client.of_type("control")[-1]["controlled"] is False
     assert not actor.step_chunk()["chunk"]["intervention"].any()
 
@@ -192,7 +191,7 @@ def test_a_stale_action_becomes_the_neutral_one(opened):
     client = new_client(actor.hil.port.endpoint)
     client.send(type="takeover", env=0)
     client.send(type="action", env=0, action=[1.0, 1.0, 1.0, 1.0])
-    settle(actor, client)
+    settle(client)
     time.sleep(0.1)
     chunk = actor.step_chunk()["chunk"]
     assert chunk["intervention"][:, 0].all()
@@ -207,7 +206,7 @@ def test_labels_end_episodes_with_the_label(opened):
     client.send(type="takeover", env=0)
     client.send(type="label", env=0, success=True)
     client.send(type="label", env=2, success=False)
-    settle(actor, client)
+    settle(client)
     result = actor.step_chunk()
     chunk, stats = result["chunk"], result["stats"]
     validate_chunk(chunk)
@@ -236,12 +235,12 @@ def test_a_silent_client_loses_its_takeover(opened):
     alive = new_client(actor.hil.port.endpoint)
     silent.send(type="takeover", env=1)
     silent.send(type="watch", env=1)
-    settle(actor, silent)
+    settle(silent)
     alive.send(type="takeover", env=2)
-    settle(actor, alive)
+    settle(alive)
     quiet_until = time.monotonic() + 0.7
     while time.monotonic() < quiet_until:  # only the alive client keeps pinging
-        settle(actor, alive)
+        settle(alive)
         time.sleep(0.1)
     silent.inbox.clear()
     # Two steps at real-time pace stay within the alive client's timeout.
@@ -253,7 +252,7 @@ def test_a_silent_client_loses_its_takeover(opened):
     assert not silent.of_type("step")  # its watch ended with it
     # Once gone, the env can be taken over by another client.
     alive.send(type="takeover", env=1)
-    settle(actor, alive)
+    settle(alive)
     assert alive.of_type("control")[-1] == {"v": 1, "type": "control", "env": 1, "controlled": True}
 
 
@@ -286,7 +285,7 @@ def test_garbage_gets_errors_and_the_actor_keeps_stepping(opened):
     for payload, _ in bad:
         client.sock.send(payload)
     client.sock.send_multipart([msgpack.packb({"v": 1, "type": "ping"}), b"extra"])
-    settle(actor, client)
+    settle(client)
     reasons = [m["reason"] for m in client.of_type("error")]
     assert reasons == [reason for _, reason in bad] + ["bad_message"]
     assert all(isinstance(m["detail"], str) and m["detail"] for m in client.of_type("error"))
@@ -295,7 +294,7 @@ def test_garbage_gets_errors_and_the_actor_keeps_stepping(opened):
     assert result["stats"]["env_steps"] == 3 * CHUNK
     assert not result["chunk"]["intervention"].any()
     client.send(type="hello", client="still here")
-    settle(actor, client)
+    settle(client)
     assert client.of_type("welcome")
 
 
@@ -305,7 +304,7 @@ def test_ppo_stores_the_log_prob_of_the_human_action(opened):
     client = new_client(actor.hil.port.endpoint)
     client.send(type="takeover", env=0)
     client.send(type="action", env=0, action=[0.9, -0.9, 0.9, -0.9])
-    settle(actor, client)
+    settle(client)
     chunk = actor.step_chunk()["chunk"]
     validate_chunk(chunk, require=("log_prob", "value"))
     assert chunk["intervention"][:, 0].all()
@@ -320,7 +319,7 @@ def test_pause_holds_the_actor_for_at_most_max_pause_s(opened):
     actor = new_actor(max_pause_s=0.5, client_timeout_s=30.0)
     client = new_client(actor.hil.port.endpoint)
     client.send(type="pause", paused=True)
-    settle(actor, client)
+    settle(client)
     start = time.monotonic()
     actor.step_chunk()
     assert 0.45 <= time.monotonic() - start < 5.0
@@ -346,13 +345,8 @@ def test_curve_keys_admit_listed_consoles_only(tmp_path):
     try:
         for client in clients:
             client.send(type="hello", client="curve")
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not clients[0].of_type("welcome"):
-            port.poll(0.05)
-            clients[0].receive(0.01)
-        assert clients[0].of_type("welcome")[0]["task_text"] == "lift the cube"
-        port.poll(0.2)
-        assert not clients[1].receive(0.3)  # an unlisted key never gets through
+        assert clients[0].receive(5.0)[0]["task_text"] == "lift the cube"
+        assert not clients[1].receive(0.5)  # an unlisted key never gets through
     finally:
         for client in clients:
             client.close()

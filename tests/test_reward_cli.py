@@ -102,3 +102,17 @@ def test_audit_reward_needs_a_reward_server_in_the_config():
     result = CliRunner().invoke(app, ["audit-reward", str(CONFIGS / "panda_pick.yaml"), "--steps", "2"])
     assert result.exit_code == 2
     assert "config: reward_model: Value error, give exactly one of reward_model.server and" in result.output
+
+
+def test_client_limits_that_no_request_could_pass_are_refused_in_one_line():
+    config = str(CONFIGS / "reward_torch.yaml")
+    result = CliRunner().invoke(app, ["serve-reward", "--config", config, "--set", "peer_burst_bytes=1000"])
+    assert result.exit_code == 2
+    assert "peer_burst_bytes (1000) < max_request_bytes (67108864)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bench_reward_attacks_names_an_unknown_attack():
+    result = CliRunner().invoke(app, ["bench", "reward-attacks", "--attack", "teardrop"])
+    assert result.exit_code == 2
+    assert "unknown 'teardrop'; allowed: frame_400mb" in result.output

@@ -28,7 +28,8 @@ TASK = "pick up the cube"
 
 
 class BrightnessBackend:
-    """progress = mean pixel value / 255 of the first camera; records every batch size."""
+    """progress = mean pixel value / 255 of the first camera; records every batch size. ``release`` holds
+    ``score`` until set; ``entered`` is set once a batch is inside."""
 
     model_id = "brightness"
     revision = "1"
@@ -39,8 +40,10 @@ class BrightnessBackend:
         self.batch_sizes: list[int] = []
         self.release = threading.Event()
         self.release.set()
+        self.entered = threading.Event()
 
     def score(self, inputs: list[ScoreInput]) -> list[ScoreOutput]:
+        self.entered.set()
         self.release.wait(timeout=10)
         self.batch_sizes.append(len(inputs))
         time.sleep(self.delay_s)
@@ -84,9 +87,19 @@ def collect(client: RewardClient, count: int, timeout_s: float = 10.0) -> list:
     labels: list = []
     give_up = time.monotonic() + timeout_s
     while len(labels) < count and time.monotonic() < give_up:
+        client.wait(give_up - time.monotonic())
         labels += client.poll()
-        time.sleep(0.002)
     return labels
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes."""
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_labels_match_actor_episode_and_step(serve):
@@ -117,12 +130,16 @@ def test_flood_is_micro_batched_up_to_max_batch(serve):
 def test_request_past_its_deadline_in_the_queue_times_out(serve):
     backend = BrightnessBackend(max_batch=1)
     backend.release.clear()  # the model is stuck on the first request
-    _, client = serve(backend, max_batch=1)
+    server, client = serve(backend, max_batch=1)
     client.late_grace_ms = 5000  # the server's answer, not the client's own verdict, is under test
     client.submit(0, 0, TASK, {"front": frame(1)}, deadline_ms=5000)
-    time.sleep(0.2)
+    assert backend.entered.wait(10)  # the model holds the first request
+    sent = time.monotonic()
     client.submit(0, 1, TASK, {"front": frame(2)}, deadline_ms=50)
-    time.sleep(0.3)
+    assert wait_for(lambda: query_server(server.endpoint, "metrics")["queue_depth"] == 1)
+    # A clock condition, not a synchronisation: the second request's deadline is over before the model
+    # is free to take it.
+    time.sleep(max(0.0, sent + 0.1 - time.monotonic()))
     backend.release.set()
     labels = {label.t: label for label in collect(client, 2)}
     assert labels[0].status == "ok"
@@ -134,7 +151,7 @@ def test_full_queue_answers_overloaded_at_once(serve):
     backend.release.clear()
     _, client = serve(backend, max_batch=1, max_queue=4)
     client.submit(0, 0, TASK, {"front": frame(0)})
-    time.sleep(0.2)  # the model thread has taken it
+    assert backend.entered.wait(10)  # the model thread has taken it
     for t in range(1, 12):
         client.submit(0, t, TASK, {"front": frame(t)})
     early = collect(client, 7, timeout_s=3)  # 12 - 1 in the model - 4 queued, before any model result
@@ -233,7 +250,7 @@ def _bad_messages() -> dict[str, list[bytes]]:
         "shape lies": with_header(images=[{**raw, "shape": [64, 64, 3]}]),
         "shape not rgb": with_header(images=[{**raw, "shape": [32, 32, 4]}]),
         "shape with floats": with_header(images=[{**raw, "shape": [32.0, 32, 3]}]),
-        "huge raw image": with_header([bytes(300 * 1024)], images=[{**raw, "shape": [4096, 4096, 3]}]),
+        "huge raw image": with_header([bytes(100 * 1024)], images=[{**raw, "shape": [4096, 4096, 3]}]),
         "unknown encoding": with_header(images=[{**raw, "encoding": "png"}]),
         "unknown role": with_header(images=[{**raw, "role": "goal", "shape": [32, 32, 3]}]),
         "only reference images": with_header(images=[{**raw, "role": "reference", "shape": [32, 32, 3]}]),

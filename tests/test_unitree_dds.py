@@ -1,8 +1,10 @@
-"""Unitree G1 backend against the simulated G1 on loopback DDS: state in, CRC-valid commands out."""
+"""Unitree G1 backend against the simulated G1 on loopback DDS: state in, CRC-valid commands out, with
+the vendor SDK's discovery settings (multicast on the interface), unicast peers or a user's own XML."""
 
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -10,17 +12,19 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.topic import Topic
 from pydantic import ValidationError
 
-from deploy.robot import JointCommand
+from deploy.gain_stability import gain_limits
+from deploy.robot import JointCommand, StateLost
 from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
 from deploy.unitree.crc import lowcmd_crc
-from deploy.unitree.dds import delete_entities, open_participant
+from deploy.unitree.dds import DdsConfigError, cyclonedds_config, delete_entities, open_participant
 from deploy.unitree.hg_idl import LOWCMD_TOPIC, LowCmd_, zero_lowcmd
 from deploy.unitree.motor_map import G1_MOTOR_INDEX
-from deploy.unitree.sim_g1 import SimulatedG1
+from deploy.unitree.sim_g1 import SimulatedG1, build_g1_motor_scene
 from envs.robots.g1 import G1, G1_JOINT_NAMES
 
 # One DDS domain per test, so that no test hears another's robot.
 DOMAIN_ROUND_TRIP, DOMAIN_TIMEOUT, DOMAIN_BAD_CRC, DOMAIN_EMPTY = 41, 42, 43, 44
+DOMAIN_PEERS, DOMAIN_XML, DOMAIN_BAD_XML, DOMAIN_GAINS = 48, 49, 50, 54
 
 
 def _wait_until(predicate, timeout_s: float) -> bool:
@@ -93,25 +97,60 @@ def test_round_trip_state_in_crc_valid_commands_out_in_policy_order() -> None:
     assert stats.lowstates_published > 400
 
 
-def test_no_lowstate_is_a_clear_error_not_a_hang() -> None:
+def test_no_lowstate_at_start_is_an_error_and_a_lost_state_is_state_lost_not_a_hang() -> None:
     config = UnitreeG1Config(domain_id=DOMAIN_EMPTY, connect_timeout_s=0.3)
     started = time.monotonic()
     with pytest.raises(G1ConnectionError, match=r"no rt/lowstate from a G1 within 0\.3 s on interface 'lo'"):
         UnitreeG1Backend(config)
     assert time.monotonic() - started < 2.0
 
-    sim = SimulatedG1(DOMAIN_TIMEOUT).start()
+    sim = SimulatedG1(DOMAIN_TIMEOUT, mode_machine=9).start()
     backend = UnitreeG1Backend(UnitreeG1Config(domain_id=DOMAIN_TIMEOUT, state_timeout_ms=50))
     try:
         backend.read_state()
         sim.stop()
-        with pytest.raises(G1ConnectionError, match="state_timeout_ms=50"):
+        with pytest.raises(StateLost, match="state_timeout_ms=50"):
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
                 backend.read_state()
                 time.sleep(0.005)
+        # The bridge damps while the state is lost: commands still go out, mode_machine as last seen.
+        damping = _hold_command(backend.joint_names)
+        damping.kp[:] = 0.0
+        backend.write_command(damping)
+        assert backend.lowcmds_sent == 1
+        assert backend.build_lowcmd(damping).mode_machine == 9
     finally:
         backend.close()
+
+
+def test_default_dds_config_is_the_vendor_sdks_and_peers_or_a_users_xml_replace_it() -> None:
+    # unitree_sdk2py's ChannelFactoryInitialize(domain, "lo"): one interface, default priority and
+    # multicast, nothing else that changes discovery.
+    domain = ET.fromstring(cyclonedds_config("lo").split("?>", 1)[1]).find("Domain")
+    interface = domain.find("General/Interfaces/NetworkInterface")
+    assert interface.attrib == {"name": "lo", "priority": "default", "multicast": "default"}
+    assert domain.find("General/AllowMulticast") is None and domain.find("Discovery") is None
+
+    unicast = ET.fromstring(cyclonedds_config("lo", ("127.0.0.1",)).split("?>", 1)[1]).find("Domain")
+    assert unicast.find("General/AllowMulticast").text == "false"
+    assert [p.attrib["Address"] for p in unicast.iterfind("Discovery/Peers/Peer")] == ["127.0.0.1"]
+
+    # Unicast discovery and a user's own XML both reach the simulated G1 (same process, same config).
+    with SimulatedG1(DOMAIN_PEERS, peers=("127.0.0.1",)) as sim:
+        backend = UnitreeG1Backend(UnitreeG1Config(domain_id=DOMAIN_PEERS, peers=("127.0.0.1",)))
+        backend.close()
+    assert sim.stats.lowstates_published > 0
+    xml = cyclonedds_config("lo")
+    with SimulatedG1(DOMAIN_XML, dds_config_xml=xml):
+        backend = UnitreeG1Backend(UnitreeG1Config(domain_id=DOMAIN_XML, dds_config_xml=xml))
+        backend.read_state()
+        backend.close()
+    with pytest.raises(DdsConfigError, match=f"domain_id: {DOMAIN_XML} is already open"):
+        open_participant(DOMAIN_XML, "lo", ("127.0.0.1",))
+    with pytest.raises(DdsConfigError, match="on the given DDS config"):
+        bad = "<CycloneDDS><Domain><General><Nonsense/></General></Domain></CycloneDDS>"
+        open_participant(DOMAIN_BAD_XML, "lo", config_xml=bad)
 
 
 def test_sim_drops_and_counts_lowcmds_with_a_bad_crc() -> None:
@@ -144,3 +183,29 @@ def test_config_errors_name_the_field() -> None:
         UnitreeG1Config(mode_pr=2)
     with pytest.raises(ValidationError, match="state_timeout_ms"):
         UnitreeG1Config(state_timeout_ms=0)
+
+
+def test_gain_limits_of_a_simulated_g1_lower_what_it_cannot_hold_and_say_so_once_per_joint() -> None:
+    limits = gain_limits(
+        build_g1_motor_scene(0.002), 0.005, G1_JOINT_NAMES, joint_positions=[G1.default_pos], model_name="g1"
+    )
+    reports: list[str] = []
+    with SimulatedG1(DOMAIN_GAINS):
+        backend = UnitreeG1Backend(
+            UnitreeG1Config(domain_id=DOMAIN_GAINS), gain_limits=limits, report=reports.append
+        )
+        try:
+            hold = _hold_command(backend.joint_names)
+            backend.write_command(hold)  # the standby gains hold at 5 ms: sent as they are
+            assert backend.gains_clipped == 0 and reports == []
+            damping = JointCommand(hold.q_target, hold.dq_target, np.zeros(29), np.full(29, 5.0), hold.tau_ff)
+            backend.write_command(damping)
+            backend.write_command(damping)
+        finally:
+            backend.close()
+    assert backend.gains_clipped == 2 and backend.lowcmds_sent == 3
+    _, expected_kd = limits.clip(damping.kp, damping.kd)
+    lowered = [G1_JOINT_NAMES[j] for j in np.flatnonzero(expected_kd < 5.0)]
+    assert "left_ankle_roll_joint" in lowered and "left_knee_joint" not in lowered
+    assert [line.split()[2] for line in reports] == lowered  # "[bridge] gains: <joint> ..."
+    assert all("kp=0 kd=5 is unstable on g1 at a 0.005 s step" in line for line in reports)

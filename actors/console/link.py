@@ -20,8 +20,8 @@ import zmq.asyncio
 
 PROTOCOL_VERSION = 1
 PING_S = 0.5
-# No message for this long (pings are answered) and the port counts as lost. An actor serves its port
-# while it steps, so one that waits for the learner between chunks is silent for a while: not lost yet.
+# No message for this long (pings are answered at once by the port's own thread) and the port counts as
+# lost: a loaded machine may still starve the actor's process for a few seconds.
 SILENT_S = 5.0
 
 

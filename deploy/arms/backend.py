@@ -27,6 +27,7 @@ class ArmBackend:
         self.control_period_s = arm.control_period_s
         self.joint_limits = np.array([[j.lower, j.upper] for j in arm.joints], dtype=np.float64)
         self.effort_limits = np.array([j.effort for j in arm.joints], dtype=np.float64)
+        self.velocity_limits = np.array([j.velocity for j in arm.joints], dtype=np.float64)
         self._q = arm.read_positions()
         self._torque: bool | None = None
 

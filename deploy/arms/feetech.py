@@ -27,6 +27,7 @@ ADDR_PRESENT_POSITION = 56  # 2 bytes position, then 2 bytes speed (steps/s)
 ADDR_PRESENT_SPEED = 58
 SIGN_BIT = 15
 STS3215_STALL_TORQUE_NM = 2.94  # 30 kg cm, the 12 V STS3215; the 7.4 V one gives ~1.9: set per joint
+STS3215_MAX_SPEED_RAD_S = 4.7  # no-load 0.222 s per 60 degrees (datasheet)
 
 
 class FeetechBusError(RuntimeError):
@@ -43,6 +44,7 @@ class FeetechJoint(BaseModel):
     lower: float = Field(description="rad")
     upper: float = Field(description="rad")
     effort: float = Field(STS3215_STALL_TORQUE_NM, gt=0, description="N m")
+    velocity: float = Field(STS3215_MAX_SPEED_RAD_S, gt=0, description="rad/s")
 
     @model_validator(mode="after")
     def _ordered(self) -> FeetechJoint:
@@ -116,7 +118,7 @@ class FeetechArm:
         self.config = config
         self.name = config.name
         self.control_period_s = config.control_period_s
-        self.joints = tuple(ArmJoint(j.name, j.lower, j.upper, j.effort) for j in config.joints)
+        self.joints = tuple(ArmJoint(j.name, j.lower, j.upper, j.effort, j.velocity) for j in config.joints)
         self._ids = [j.id for j in config.joints]
         self._offset = np.array([j.homing_offset for j in config.joints], dtype=np.float64)
         self._direction = np.array([j.direction for j in config.joints], dtype=np.float64)

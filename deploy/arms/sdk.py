@@ -15,12 +15,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ArmJoint:
-    """One joint: its name and limits in SI units (rad, N m)."""
+    """One joint: its name and limits in SI units (rad, N m, rad/s)."""
 
     name: str
     lower: float
     upper: float
     effort: float
+    velocity: float
 
 
 class ArmSDK(Protocol):

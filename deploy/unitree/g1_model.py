@@ -1,4 +1,4 @@
-"""The G1 facts a bridge needs from the robot model: joint ranges (MJCF) and effort limits (motors)."""
+"""The G1 facts a bridge needs from its model: joint ranges (MJCF), effort and velocity limits (motors)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def g1_joint_limits(joint_names: Sequence[str]) -> np.ndarray:
 def g1_effort_limits(joint_names: Sequence[str]) -> np.ndarray:
     """[J] motor torque limits (N m) from the G1's motor families, in ``joint_names`` order."""
     return np.array([G1.family_of(name).effort_limit for name in joint_names], dtype=np.float64)
+
+
+def g1_velocity_limits(joint_names: Sequence[str]) -> np.ndarray:
+    """[J] motor velocity limits (rad/s) from the G1's motor families, in ``joint_names`` order."""
+    return np.array([G1.family_of(name).velocity_limit for name in joint_names], dtype=np.float64)

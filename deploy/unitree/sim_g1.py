@@ -5,7 +5,8 @@ G1's motor drivers run, tau = kp (q* - q) + kd (dq* - dq) + tau, clipped to each
 Like the robot it drops LowCmds with a bad CRC, and it counts them, and the ones whose
 mode_machine does not echo its own, so tests can check every command that reached the "robot".
 An elastic band holds the pelvis up, as a gantry does at the start of a real deploy. Loopback
-(``lo``) only is what the tests use; the interface is a parameter like on the real bridge.
+(``lo``) only is what the tests use; the interface, unicast peers or a whole Cyclone XML are
+parameters like on the real bridge (default: the vendor SDK's multicast discovery).
 
 Run it alone with ``python -m deploy.unitree.sim_g1 --domain-id 7``.
 """
@@ -97,6 +98,8 @@ class SimulatedG1:
         mode_machine: int = G1_MODE_MACHINE,
         physics_dt: float = 0.002,
         elastic_band: bool = True,
+        peers: tuple[str, ...] = (),
+        dds_config_xml: str | None = None,
     ) -> None:
         self.physics_dt = physics_dt
         self.mode_machine = mode_machine
@@ -126,7 +129,7 @@ class SimulatedG1:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-        self._participant = open_participant(domain_id, interface)
+        self._participant = open_participant(domain_id, interface, peers, dds_config_xml)
         self._state_topic = Topic(self._participant, LOWSTATE_TOPIC, type(self._lowstate))
         self._cmd_topic = Topic(self._participant, LOWCMD_TOPIC, LowCmd_)
         self._writer = DataWriter(self._participant, self._state_topic, qos=Qos(Policy.History.KeepLast(1)))

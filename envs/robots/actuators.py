@@ -82,6 +82,10 @@ class RobotConfig:
         return self._per_joint(lambda f: f.effort_limit)
 
     @property
+    def velocity_limit(self) -> np.ndarray:
+        return self._per_joint(lambda f: f.velocity_limit)
+
+    @property
     def action_scale(self) -> np.ndarray:
         """Policy action to joint-target offset: factor x effort_limit / kp (mjlab)."""
         return self.action_scale_factor * self.effort_limit / self.kp

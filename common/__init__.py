@@ -1,0 +1,1 @@
+"""Pieces every part shares at the bottom layer: bounded ZMQ transport (and, per DESIGN.md, more to come)."""

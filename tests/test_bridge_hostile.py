@@ -1,0 +1,249 @@
+"""The bridge against peers that break the rules: hellos that must not change the robot's mode, a new
+connection that reuses a routing id, a robot whose state stops arriving, commands at the limits of
+float64, and floods of frames and messages (issue 18). Timing targets live in
+`striata bench bridge-attacks`; here only what must hold on any machine is asserted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import zmq
+
+from deploy import protocol
+from deploy.attack_bench import ATTACKS, bench_bridge_attacks
+from deploy.bench import free_port
+from deploy.bridge_server import BridgeServer
+from deploy.robot import JointCommand, RobotState, StateLost
+from deploy.safety import SafetyConfig, SafetyFilter
+from deploy.sim_robot import SimRobot
+from envs.robots.panda import PANDA
+
+HUGE = 1e308  # finite, so the protocol accepts it: only the bridge's safety stands in its way
+
+
+@dataclass
+class WatchedRobot:
+    """A sim Panda as a RobotBackend that can lose its state on demand and records every write."""
+
+    sim: SimRobot = field(default_factory=lambda: SimRobot("panda"))
+    lost: threading.Event = field(default_factory=threading.Event)
+    writes: list[tuple[float, JointCommand]] = field(default_factory=list)
+    worst_excursion: float = 0.0
+    soft: SafetyFilter | None = None
+
+    def __post_init__(self) -> None:
+        sim = self.sim
+        self.joint_names, self.control_period_s = sim.joint_names, sim.control_period_s
+        self.joint_limits, self.effort_limits = sim.joint_limits, sim.effort_limits
+        self.velocity_limits = sim.velocity_limits
+        self.soft = SafetyFilter(SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits)
+
+    def read_state(self) -> RobotState:
+        if self.lost.is_set():
+            raise StateLost("test: the robot went quiet")
+        state = self.sim.read_state()
+        beyond = np.maximum(state.q - self.soft.upper, self.soft.lower - state.q).max()
+        self.worst_excursion = max(self.worst_excursion, float(beyond))
+        return state
+
+    def write_command(self, command: JointCommand) -> None:
+        self.writes.append((time.monotonic(), command))
+        self.sim.write_command(command)
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+@dataclass
+class Served:
+    robot: WatchedRobot
+    server: BridgeServer
+    stop: threading.Event
+    thread: threading.Thread
+    endpoint: str
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> dict:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            status = self.server.status()
+            if predicate(status):
+                return status
+            time.sleep(0.005)
+        raise AssertionError(f"timed out waiting for {what}: {self.server.status()}")
+
+    def ticks_pass(self, n: int) -> dict:
+        start = self.server.status()["ticks"]
+        return self.wait_for(lambda s: s["ticks"] >= start + n, 30.0, f"{n} ticks")
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    robot = WatchedRobot()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    server = BridgeServer(robot, endpoint, SafetyConfig())
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    running = Served(robot, server, stop, thread, endpoint)
+    running.wait_for(lambda s: s["ticks"] > 0, 30.0, "the first tick")
+    yield running
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def _dealer(endpoint: str, routing_id: bytes | None = None) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    sock.connect(endpoint)
+    return sock
+
+
+def _recv(sock: zmq.Socket, kind: str, timeout_s: float = 10.0, ack: int | None = None) -> dict:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if sock.poll(50):
+            message = protocol.decode_map(sock.recv())
+            if message["type"] == kind and (ack is None or message.get("ack_seq") == ack):
+                return message
+    raise AssertionError(f"no {kind!r} within {timeout_s} s")
+
+
+def _hold(sock: zmq.Socket, seq: int, session: int, **extreme: np.ndarray) -> None:
+    kp, kd = PANDA.standby_kp_kd
+    arrays = {
+        "q_target": PANDA.default_pos,
+        "dq_target": np.zeros(7),
+        "kp": kp,
+        "kd": kd,
+        "tau_ff": np.zeros(7),
+    }
+    arrays.update(extreme)
+    sock.send(protocol.command_message(seq, session, "hold", **arrays))
+
+
+def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: Served) -> None:
+    names = list(PANDA.joint_names)
+    first = _dealer(served.endpoint, b"controller-a")
+    first.send(protocol.hello_message("a", names))
+    welcome = _recv(first, "welcome")
+    assert welcome["mode"] == "zero_torque"
+    assert served.ticks_pass(50)["mode"] == "zero_torque"  # a bare hello at start: still limp, as before
+    _hold(first, 1, welcome["session"])
+    served.wait_for(lambda s: s["mode"] == "position", 5.0, "the hold applied")
+    served.wait_for(lambda s: s["watchdog_fired"] and s["mode"] == "damping", 5.0, "the watchdog")
+    first.close()
+
+    second = _dealer(served.endpoint, b"controller-b")
+    second.send(protocol.hello_message("b", names))
+    session = _recv(second, "welcome")["session"]
+    assert served.ticks_pass(100)["mode"] == "damping"  # the damped robot does not go limp on a hello
+    # What a new connection on a reused routing id can send (libzmq itself refuses the id while the old
+    # connection lingers): commands from that id without the session this welcome gave are refused.
+    for guess in (0, 1, session + 1):
+        _hold(second, 1, guess)
+        assert _recv(second, "error")["reason"] == "not_owner"
+    _hold(second, 1, session)
+    served.wait_for(lambda s: s["mode"] == "position", 5.0, "the second controller's hold")
+    assert served.server.status()["accepted"] == 4  # two hellos, two holds
+    second.close()
+
+
+def test_a_lost_state_damps_without_exiting_and_every_exit_damps_for_half_a_second(
+    served: Served, capfd: pytest.CaptureFixture[str]
+) -> None:
+    controller = _dealer(served.endpoint)
+    controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
+    session = _recv(controller, "welcome")["session"]
+    _hold(controller, 1, session)
+    served.wait_for(lambda s: s["mode"] == "position", 5.0, "the hold applied")
+
+    served.robot.lost.set()
+    status = served.wait_for(
+        lambda s: s["state_lost"] and s["mode"] == "damping", 5.0, "damping on state loss"
+    )
+    lost_at = served.robot.writes[-1][0]
+    served.ticks_pass(100)
+    assert served.thread.is_alive()
+    late = [c for t, c in served.robot.writes if t > lost_at]
+    assert late and all(np.all(c.kp == 0) and np.all(c.kd > 0) for c in late)  # damping every tick
+    assert "robot state lost" in capfd.readouterr().err
+
+    served.robot.lost.clear()
+    assert served.ticks_pass(20)["mode"] == "damping"  # the state is back, but only a hello re-arms
+    controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
+    session = _recv(controller, "welcome")["session"]
+    _hold(controller, 1, session)
+    served.wait_for(lambda s: not s["state_lost"] and s["mode"] == "position", 5.0, "commanding again")
+    controller.close()
+
+    served.stop.set()
+    served.thread.join(timeout=10)
+    assert status["state_lost_ticks"] > 0
+    stopped_at = next(t for t, c in reversed(served.robot.writes) if np.any(c.kp > 0))
+    after = [(t, c) for t, c in served.robot.writes if t > stopped_at]
+    assert all(np.all(c.kp == 0) and np.all(c.kd > 0) for _, c in after)
+    assert after[-1][0] - after[0][0] >= SafetyConfig().exit_damping_s - 0.01
+
+
+def test_a_broken_robot_still_gets_damping_for_half_a_second() -> None:
+    robot = WatchedRobot()
+    server = BridgeServer(robot, f"tcp://127.0.0.1:{free_port()}", SafetyConfig())
+    calls = {"n": 0}
+    read = robot.read_state
+
+    def failing() -> RobotState:
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError("test: the robot's driver crashed")
+        return read()
+
+    robot.read_state = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        server.serve(duration_s=10.0)
+    times = [t for t, c in robot.writes if np.all(c.kp == 0) and np.all(c.kd > 0)]
+    assert times and times[-1] - times[0] >= SafetyConfig().exit_damping_s - 0.01
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: Served, sign: float) -> None:
+    controller = _dealer(served.endpoint)
+    controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
+    session = _recv(controller, "welcome")["session"]
+    huge = np.full(7, HUGE)
+    streams = [
+        {"dq_target": sign * huge, "kd": np.full(7, 50.0)},
+        {"q_target": sign * huge},
+        {"tau_ff": sign * huge},
+        {"q_target": sign * huge, "dq_target": sign * huge, "tau_ff": sign * huge, "kp": huge, "kd": huge},
+        {"q_target": -sign * huge, "dq_target": -sign * huge, "tau_ff": -sign * huge, "kp": huge, "kd": huge},
+    ]
+    seq = 0
+    for stream in streams:
+        start = served.server.status()["ticks"]
+        while served.server.status()["ticks"] < start + 500:  # 1 s of robot time per stream, at 50 Hz
+            seq += 1
+            _hold(controller, seq, session, **stream)
+            _recv(controller, "state", ack=seq)
+            served.ticks_pass(10)
+    controller.close()
+    assert served.server.status()["rejected_total"] == 0  # all accepted: the safety bounded them
+    assert served.robot.worst_excursion <= 0.05, served.robot.worst_excursion
+
+
+def test_the_bridge_keeps_control_under_floods_of_frames_and_messages() -> None:
+    figures = bench_bridge_attacks("panda", command_s=1.0, settle_s=0.5)
+    for kind in ATTACKS:
+        result = figures[kind]
+        assert result["acked_commands"] > 0, (kind, result)  # the controller kept getting through
+        assert result["watchdog_ms"] is not None and result["watchdog_ms"] < 1000.0, (kind, result)
+        assert result["rss_growth_mb"] < 50.0, (kind, result)
+    assert figures["million_frames"]["dropped"] == {"too_many_frames": 1}
+    assert figures["garbage"]["dropped"].get("peer_over_message_rate", 0) > 0
