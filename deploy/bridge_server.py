@@ -162,6 +162,8 @@ class BridgeServer:
             np.asarray(backend.joint_limits),
             np.asarray(backend.effort_limits),
             np.asarray(backend.velocity_limits),
+            backend.control_period_s,
+            backend.brake_accel,
         )
         self.num_joints = len(backend.joint_names)
         self.stats = BridgeStats()

@@ -46,6 +46,7 @@ class RobotBackend(Protocol):
     joint_limits: np.ndarray  # [J, 2] lower, upper (rad) from the robot model
     effort_limits: np.ndarray  # [J] N m
     velocity_limits: np.ndarray  # [J] rad/s
+    brake_accel: np.ndarray | None  # [J] rad/s^2 its motors surely brake each joint at; None: unknown
 
     def read_state(self) -> RobotState: ...
 

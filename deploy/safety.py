@@ -9,16 +9,17 @@ low-level tick:
 - per-tick target change limit: a target moves at most ``max_target_step`` rad per tick from the
   last applied one (starting from the measured position), so a jump becomes a ramp;
 - gains clipped to ``max_kp`` / ``max_kd``;
-- speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits, and
-  a joint faster than that is braked (below), which keeps a whole limb from whipping its light distal
-  joints through their limits;
+- speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits;
 - torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
   PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state;
-- limit envelope: moving toward a soft limit at distance d, a joint may go at most
-  ``sqrt(2 limit_brake_accel d)`` (the speed from which braking at that deceleration stops it at the
-  limit); velocity targets are clipped to that envelope, and a joint faster than it (or past the limit)
-  is braked by the bridge, whatever the command: target where it is (inside the soft range), no
-  velocity target, no feed-forward torque, at least ``damping_kd`` of damping.
+- limit envelope: moving toward a soft limit at distance d, a joint may go at most ``sqrt(2 a d)``,
+  the speed from which braking at deceleration ``a`` stops it at the limit (``a``: ``limit_brake_accel``,
+  or less where the robot model says the joint's motor cannot brake its limb that fast). Targets and
+  velocity targets move no faster than that envelope, feed-forward torque outward fades to nothing over
+  the last ``limit_zone``, and a joint faster than the envelope is braked by the bridge, whatever the
+  command: target where it is (inside the soft range), no velocity target, no feed-forward torque, at
+  least ``damping_kd`` of damping. (A harder brake, a target behind the joint, made Unitree's simulator
+  at 5 ms, whose 200 Hz states the bridge reads at 500 Hz, drop the G1 in hold: measured.)
 
 Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
 clipped before they are multiplied, so 1e308 cannot overflow.
@@ -51,6 +52,9 @@ class SafetyConfig(BaseModel):
         gt=0,
         description="rad/s^2 of braking assumed near a soft limit: speed toward it kept to sqrt(2 a d)",
     )
+    limit_zone: float = Field(
+        default=0.2, gt=0, description="rad before a soft limit over which feed-forward torque outward fades"
+    )
     exit_damping_s: float = Field(
         default=0.5,
         ge=0,
@@ -67,8 +71,15 @@ class SafetyFilter:
         joint_limits: np.ndarray,
         effort_limits: np.ndarray,
         velocity_limits: np.ndarray,
+        control_period_s: float,
+        brake_accel: np.ndarray | None = None,
     ) -> None:
         self.cfg = cfg
+        self.period = control_period_s
+        # Per joint: the config's braking rate, or less where the robot model says its motor cannot.
+        self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
+        if brake_accel is not None:
+            self.brake_accel = np.minimum(self.brake_accel, brake_accel)
         mid = joint_limits.mean(axis=1)
         half = (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * cfg.soft_limit_factor
         self.lower, self.upper = mid - half, mid + half
@@ -88,18 +99,28 @@ class SafetyFilter:
         assert command.q_target is not None  # decode_client_message guarantees arrays for these phases
         target = np.clip(command.q_target, self.lower, self.upper)
         previous = state.q if self._last_target is None else self._last_target
+        # The target slows down near a soft limit as a braking joint would: it never runs faster than
+        # the limit envelope below, so a limb is not slammed into its limit by its own target.
+        brake = 2.0 * self.brake_accel
         step = self.cfg.max_target_step
-        target = np.clip(target, previous - step, previous + step)
+        up_step = np.minimum(step, np.sqrt(brake * np.maximum(self.upper - previous, 0.0)) * self.period)
+        down_step = np.minimum(step, np.sqrt(brake * np.maximum(previous - self.lower, 0.0)) * self.period)
+        target = np.clip(target, previous - down_step, previous + up_step)
         kp = np.minimum(command.kp, self.cfg.max_kp)
         kd = np.minimum(command.kd, self.cfg.max_kd)
         limit = self.torque_limit
         tau_ff = np.clip(command.tau_ff, -limit, limit)
         dq_target = np.clip(command.dq_target, -self.velocity_limit, self.velocity_limit)
         q, dq = state.q, state.dq
-        brake = 2.0 * self.cfg.limit_brake_accel
         up_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(self.upper - q, 0.0)))
         down_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(q - self.lower, 0.0)))
         dq_target = np.clip(dq_target, -down_speed, up_speed)
+        # Feed-forward torque outward fades to nothing over the last ``limit_zone`` before a soft limit:
+        # one tick of full effort would otherwise add effort/I x dt of speed to a light joint.
+        zone = self.cfg.limit_zone
+        up_room = np.clip((self.upper - q) / zone, 0.0, 1.0)
+        down_room = np.clip((q - self.lower) / zone, 0.0, 1.0)
+        tau_ff = np.clip(tau_ff, -limit * down_room, limit * up_room)
         rest = kd * (dq_target - dq) + tau_ff
         # Where kp > 0 the target alone decides the remaining torque headroom around q.
         stiff = kp > 1e-9

@@ -6,6 +6,9 @@ tick computes ``tau = kp (q* - q) + kd (dq* - dq) + tau_ff`` from the latest com
 the effort limits and takes one physics step of ``control_period_s`` (500 Hz). ``read_state``
 advances the physics by one tick and returns the new reading, so physics runs exactly at the bridge's
 tick rate, in real time. The G1's IMU is the pelvis: its orientation and body-frame angular velocity.
+Because that PD law is explicit at the tick, gains the model cannot hold at that step (a light joint
+with a high kd oscillates and diverges where a motor driver's kHz loop would not) are brought inside
+the stable region first (``deploy.gain_stability``), as the real robot's own loop would hold them.
 
 G1 support: the real G1 hangs on a gantry while it is limp and while it moves to its default pose.
 The sim does the same with an elastic band (spring-dampers on the pelvis position and uprightness,
@@ -21,6 +24,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from deploy.gain_stability import braking_deceleration, gain_limits
 from deploy.robot import JointCommand, RobotState
 
 SUPPORTED_PHASES = ("zero_torque", "interpolate")
@@ -70,6 +74,12 @@ class SimRobot:
         self.joint_limits = model.jnt_range[joint_ids].copy()
         self.effort_limits = np.asarray(config.effort_limit, dtype=np.float64)
         self.velocity_limits = np.asarray(config.velocity_limit, dtype=np.float64)
+        self.gain_limits = gain_limits(
+            model, control_period_s, self.joint_names, joint_positions=[config.default_pos], model_name=robot
+        )
+        self.brake_accel = braking_deceleration(
+            model, self.joint_names, self.effort_limits, joint_positions=[config.default_pos]
+        )
         self.data = mujoco.MjData(model)
         n = len(self.joint_names)
         self._command = JointCommand(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
@@ -108,7 +118,8 @@ class SimRobot:
         )
 
     def write_command(self, command: JointCommand) -> None:
-        self._command = command
+        kp, kd = self.gain_limits.clip(command.kp, command.kd)
+        self._command = JointCommand(command.q_target, command.dq_target, kp, kd, command.tau_ff)
 
     def close(self) -> None:
         if self._viewer is not None:

@@ -41,7 +41,10 @@ class WatchedRobot:
         self.joint_names, self.control_period_s = sim.joint_names, sim.control_period_s
         self.joint_limits, self.effort_limits = sim.joint_limits, sim.effort_limits
         self.velocity_limits = sim.velocity_limits
-        self.soft = SafetyFilter(SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits)
+        self.brake_accel = sim.brake_accel
+        self.soft = SafetyFilter(
+            SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, sim.control_period_s
+        )
 
     def read_state(self) -> RobotState:
         if self.lost.is_set():

@@ -336,7 +336,7 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     limits = np.array([[-1.0, 1.0], [-1.0, 1.0]])
     cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_kp=100.0)
     fast = np.full(2, 1e3)  # velocity limits out of the way: this test is about targets and torque
-    safety = SafetyFilter(cfg, limits, effort_limits=np.array([10.0, 10.0]), velocity_limits=fast)
+    safety = SafetyFilter(cfg, limits, np.array([10.0, 10.0]), fast, control_period_s=0.01)
     state = RobotState(q=np.zeros(2), dq=np.zeros(2))
     zeros = np.zeros(2)
 
@@ -349,7 +349,7 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
         out = safety.position(command([5.0, -0.05], [50.0, 500.0]), state)
     assert out.q_target[0] == pytest.approx(0.2)  # torque limit: 50 * 0.2 = 10 N m at q = 0
     assert out.kp[1] == 100.0
-    safety = SafetyFilter(cfg, limits, effort_limits=np.array([1e6, 1e6]), velocity_limits=fast)
+    safety = SafetyFilter(cfg, limits, np.array([1e6, 1e6]), fast, control_period_s=0.01)
     for _ in range(30):
         out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
     np.testing.assert_allclose(out.q_target, [0.9, -0.9])  # soft joint limits

@@ -3,6 +3,7 @@ the vendor SDK's discovery settings (multicast on the interface), unicast peers 
 
 from __future__ import annotations
 
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -17,14 +18,14 @@ from deploy.robot import JointCommand, StateLost
 from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
 from deploy.unitree.crc import lowcmd_crc
 from deploy.unitree.dds import DdsConfigError, cyclonedds_config, delete_entities, open_participant
-from deploy.unitree.hg_idl import LOWCMD_TOPIC, LowCmd_, zero_lowcmd
+from deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd, zero_lowstate
 from deploy.unitree.motor_map import G1_MOTOR_INDEX
 from deploy.unitree.sim_g1 import SimulatedG1, build_g1_motor_scene
 from envs.robots.g1 import G1, G1_JOINT_NAMES
 
 # One DDS domain per test, so that no test hears another's robot.
 DOMAIN_ROUND_TRIP, DOMAIN_TIMEOUT, DOMAIN_BAD_CRC, DOMAIN_EMPTY = 41, 42, 43, 44
-DOMAIN_PEERS, DOMAIN_XML, DOMAIN_BAD_XML, DOMAIN_GAINS = 48, 49, 50, 54
+DOMAIN_PEERS, DOMAIN_XML, DOMAIN_BAD_XML, DOMAIN_GAINS, DOMAIN_TORN = 48, 49, 50, 54, 55
 
 
 def _wait_until(predicate, timeout_s: float) -> bool:
@@ -209,3 +210,37 @@ def test_gain_limits_of_a_simulated_g1_lower_what_it_cannot_hold_and_say_so_once
     assert "left_ankle_roll_joint" in lowered and "left_knee_joint" not in lowered
     assert [line.split()[2] for line in reports] == lowered  # "[bridge] gains: <joint> ..."
     assert all("kp=0 kd=5 is unstable on g1 at a 0.005 s step" in line for line in reports)
+
+
+def test_a_torn_lowstate_is_dropped_like_a_late_one() -> None:
+    # Unitree's simulator sometimes publishes a LowState copied while mj_step had cleared sensordata.
+    participant = open_participant(DOMAIN_TORN, "lo")
+    topic = Topic(participant, LOWSTATE_TOPIC, LowState_)
+    writer = DataWriter(participant, topic)
+    good, torn = zero_lowstate(), zero_lowstate()
+    torn.imu_state.quaternion = [0.0, 0.0, 0.0, 0.0]
+    connected, stop = threading.Event(), threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            writer.write(torn if connected.is_set() else good)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        backend = UnitreeG1Backend(UnitreeG1Config(domain_id=DOMAIN_TORN))
+        connected.set()
+        try:
+            with pytest.raises(StateLost):
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    assert np.linalg.norm(backend.read_state().imu_quat_wxyz) == pytest.approx(1.0)
+                    time.sleep(0.005)
+            assert backend.lowstates_dropped > 10
+        finally:
+            backend.close()
+    finally:
+        stop.set()
+        thread.join()
+        delete_entities(writer, topic, participant)

@@ -166,8 +166,7 @@ def _lines(stream, into: queue.Queue) -> threading.Thread:
 
 @needs_vendor
 @pytest.mark.timeout(180)
-# The 5 ms case (the vendor default) does not hold yet: the G1 falls in hold (issue 18, still open).
-@pytest.mark.parametrize("timestep", [0.002])
+@pytest.mark.parametrize("timestep", [0.005, 0.002])
 def test_vendor_simulator_stands_the_g1_through_the_state_machine(tmp_path: Path, timestep: float) -> None:
     domain = 60 + int(timestep * 1000)
     endpoint = f"tcp://127.0.0.1:{free_port()}"

@@ -28,6 +28,7 @@ class ArmBackend:
         self.joint_limits = np.array([[j.lower, j.upper] for j in arm.joints], dtype=np.float64)
         self.effort_limits = np.array([j.effort for j in arm.joints], dtype=np.float64)
         self.velocity_limits = np.array([j.velocity for j in arm.joints], dtype=np.float64)
+        self.brake_accel = None  # no model of the arm's links here: the bridge's configured rate applies
         self._q = arm.read_positions()
         self._torque: bool | None = None
 

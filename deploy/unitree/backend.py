@@ -31,7 +31,7 @@ from deploy.gain_stability import GainLimits
 from deploy.robot import JointCommand, RobotState, StateLost
 from deploy.unitree.crc import lowcmd_crc
 from deploy.unitree.dds import delete_entities, open_participant
-from deploy.unitree.g1_model import g1_effort_limits, g1_joint_limits, g1_velocity_limits
+from deploy.unitree.g1_model import g1_brake_accel, g1_effort_limits, g1_joint_limits, g1_velocity_limits
 from deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd
 from deploy.unitree.motor_map import MotorMap
 from deploy.unitree.remote import pressed_buttons
@@ -86,6 +86,7 @@ class UnitreeG1Backend:
         self.joint_limits = g1_joint_limits(self.joint_names)
         self.effort_limits = g1_effort_limits(self.joint_names)
         self.velocity_limits = g1_velocity_limits(self.joint_names)
+        self.brake_accel = g1_brake_accel(self.joint_names)
         self._participant = open_participant(
             config.domain_id, config.interface, config.peers, config.dds_config_xml
         )
@@ -141,10 +142,10 @@ class UnitreeG1Backend:
     def _plausible(self, state: LowState_) -> bool:
         """A LowState a controller can use: finite joints and a unit IMU quaternion.
 
-        Unitree's simulator publishes the state from another thread than the one that steps it, with
-        no lock, and now and then sends a torn one (an all-zero quaternion, measured in
-        tests/test_vendor_g1_sim.py): a policy fed that computes NaN. Such a state is dropped, as a
-        late one would be, and counted.
+        Unitree's simulator copies ``mjData.sensordata`` into LowState on another thread than the one
+        that steps it, with no lock, and ``mj_step`` clears sensordata while it runs: about 2 in 10,000
+        such reads give a non-unit quaternion (measured here), and one reached a policy, which computed
+        NaN, so the bridge's watchdog fired. Such a state is dropped, as a late one would be, and counted.
         """
         motors = state.motor_state
         joints = [value for s in self._map.slots.tolist() for value in (motors[s].q, motors[s].dq)]

@@ -8,6 +8,7 @@ from functools import cache
 import mujoco
 import numpy as np
 
+from deploy.gain_stability import braking_deceleration
 from envs.robots.g1 import G1, g1_spec
 
 
@@ -30,3 +31,13 @@ def g1_effort_limits(joint_names: Sequence[str]) -> np.ndarray:
 def g1_velocity_limits(joint_names: Sequence[str]) -> np.ndarray:
     """[J] motor velocity limits (rad/s) from the G1's motor families, in ``joint_names`` order."""
     return np.array([G1.family_of(name).velocity_limit for name in joint_names], dtype=np.float64)
+
+
+def g1_brake_accel(joint_names: Sequence[str]) -> np.ndarray:
+    """[J] rad/s^2 the G1's motors surely brake each joint at (``braking_deceleration`` on its model)."""
+    return braking_deceleration(
+        _g1_model(),
+        joint_names,
+        g1_effort_limits(joint_names),
+        [G1.default_pos[[G1.joint_names.index(n) for n in joint_names]]],
+    )
