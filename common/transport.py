@@ -24,6 +24,7 @@ A peer is not told about a drop: answering a flood would only multiply it.
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -138,20 +139,17 @@ class BoundedRouter:
         """Messages that are ready now, reading at most ``frames_per_call`` frames and stopping at ``until``
         (monotonic seconds); never blocks."""
         out: list[Inbound] = []
-        limits = self.limits
-        for n in range(limits.frames_per_call):
+        budget = self.limits.frames_per_call
+        for n in range(budget):
             if until is not None and n % _CLOCK_EVERY == _CLOCK_EVERY - 1 and time.monotonic() >= until:
                 break
             try:
                 frame = self.sock.recv(zmq.NOBLOCK, copy=False)
-                if self._partial is not None and self._partial.dropped:
-                    # Skipping a dropped message: the cheapest loop there is, in slices of the budget.
-                    for _ in range(limits.frames_per_call * 4):
-                        if not frame.more:
-                            break
-                        frame = self.sock.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            partial = self._partial
+            if partial is not None and partial.dropped and frame.more:
+                continue  # inside a dropped message: only its end matters
             message = self._take(frame)
             if message is not None:
                 out.append(message)
@@ -182,7 +180,9 @@ class BoundedRouter:
             now = time.monotonic()
             if partial.dropped in _LARGE_DROPS and now - self._trimmed_at >= _TRIM_EVERY_S:
                 self._trimmed_at = now
-                return_freed_memory()
+                # On its own thread (ctypes lets go of the GIL): trimming 64 MB takes ~9 ms, a control
+                # loop's tick must not wait for it.
+                threading.Thread(target=return_freed_memory, name="return-freed-memory", daemon=True).start()
             return None
         over = self._charge(partial.identity, partial.size)
         if over:
