@@ -34,6 +34,15 @@ CAMERA = DatasetConfig().camera
 FRAME_SIZE = DatasetConfig().image_size
 
 
+def resolved_backend(backend: BackendConfig | None) -> BackendConfig:
+    """The benchmarked backend (random-weight torch by default) with its device resolved here: the server
+    subprocesses see this process's devices, so the figures can say where the model ran."""
+    backend = backend or TorchBackendConfig()
+    if isinstance(backend, TorchBackendConfig):
+        backend = backend.model_copy(update={"device": backend_device(backend.device)})
+    return backend
+
+
 def bench_reward(
     *,
     backend: BackendConfig | None = None,
@@ -48,11 +57,7 @@ def bench_reward(
     block_steps: int = 20,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    backend = backend or TorchBackendConfig()
-    if isinstance(backend, TorchBackendConfig):
-        # Resolved here (the server subprocesses see this process's devices), so the figures say where
-        # the model ran.
-        backend = backend.model_copy(update={"device": backend_device(backend.device)})
+    backend = resolved_backend(backend)
     stage = on_stage or (lambda _: None)
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, size=(frames, image_size, image_size, 3), dtype=np.uint8)

@@ -41,10 +41,9 @@ import zmq
 from PIL import Image
 from zmq.utils.monitor import recv_monitor_message
 
-from reward_server.backend import backend_device
-from reward_server.bench import CAMERA, FRAME_SIZE, TASK_TEXT
+from reward_server.bench import CAMERA, FRAME_SIZE, TASK_TEXT, resolved_backend
 from reward_server.client import RewardClient, query_server
-from reward_server.config import BackendConfig, RewardServerConfig, TorchBackendConfig
+from reward_server.config import BackendConfig, RewardServerConfig
 from reward_server.launch import start_reward_server
 
 ATTACKS = ("frame_400mb", "frames_1m", "frames_300x1mb", "garbage_10k", "lying_jpegs", "padded_jpegs")
@@ -281,9 +280,7 @@ def bench_reward_attacks(
     rate_hz: float = 100.0,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    backend = backend or TorchBackendConfig()
-    if isinstance(backend, TorchBackendConfig):
-        backend = backend.model_copy(update={"device": backend_device(backend.device)})
+    backend = resolved_backend(backend)
     stage = on_stage or (lambda _: None)
     config = RewardServerConfig(port=0, cache_size=0, backend=backend)
     frames = np.random.default_rng(0).integers(0, 256, size=(64, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)

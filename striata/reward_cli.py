@@ -77,6 +77,14 @@ def audit_reward_command(
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
+BenchCheckpointOption = Annotated[
+    Path | None, typer.Option(help="trained progress model; default: random weights")
+]
+BenchDeviceOption = Annotated[
+    str, typer.Option(help="the model's device: auto (CUDA when present), cpu, cuda:N")
+]
+
+
 def bench_reward_command(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
     frames: Annotated[int, typer.Option(min=16, help="distinct frames per throughput run")] = 512,
@@ -84,12 +92,8 @@ def bench_reward_command(
     clients: Annotated[int, typer.Option(min=1, help="concurrent clients in the latency run")] = 8,
     latency_s: Annotated[float, typer.Option(min=1, help="length of the latency run")] = 5.0,
     every_k: Annotated[int, typer.Option(min=1, help="actor loop: render and submit every k steps")] = 5,
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="trained progress model; default: random weights")
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="the model's device: auto (CUDA when present), cpu, cuda:N")
-    ] = "auto",
+    checkpoint: BenchCheckpointOption = None,
+    device: BenchDeviceOption = "auto",
 ) -> None:
     """Torch backend frames/s batched vs batch 1, latency with concurrent clients, actor steps/s on vs off."""
     with user_errors(TorchBackendConfig, extra=(RewardServerUnavailable, RewardConfigError)):
@@ -114,12 +118,8 @@ def bench_reward_attacks_command(
     ] = None,
     window_s: Annotated[float, typer.Option(min=1, help="length of each baseline and attack window")] = 4.0,
     rate_hz: Annotated[float, typer.Option(min=1, help="the honest client's requests per second")] = 100.0,
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="trained progress model; default: random weights")
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="the model's device: auto (CUDA when present), cpu, cuda:N")
-    ] = "auto",
+    checkpoint: BenchCheckpointOption = None,
+    device: BenchDeviceOption = "auto",
 ) -> None:
     """Another client's p99 latency under each attack on the server's port, against a quiet baseline."""
     from reward_server.bench_attacks import ATTACKS, bench_reward_attacks

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import zmq
+from bridge_peer import dealer, recv_until
 
 from deploy import protocol
 from deploy.attack_bench import ATTACKS, bench_bridge_attacks
@@ -100,25 +101,6 @@ def served() -> Iterator[Served]:
     assert not thread.is_alive()
 
 
-def _dealer(endpoint: str, routing_id: bytes | None = None) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    if routing_id is not None:
-        sock.setsockopt(zmq.ROUTING_ID, routing_id)
-    sock.connect(endpoint)
-    return sock
-
-
-def _recv(sock: zmq.Socket, kind: str, timeout_s: float = 10.0, ack: int | None = None) -> dict:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if sock.poll(50):
-            message = protocol.decode_map(sock.recv())
-            if message["type"] == kind and (ack is None or message.get("ack_seq") == ack):
-                return message
-    raise AssertionError(f"no {kind!r} within {timeout_s} s")
-
-
 def _hold(sock: zmq.Socket, seq: int, session: int, **extreme: np.ndarray) -> None:
     kp, kd = PANDA.standby_kp_kd
     arrays = {
@@ -134,9 +116,9 @@ def _hold(sock: zmq.Socket, seq: int, session: int, **extreme: np.ndarray) -> No
 
 def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: Served) -> None:
     names = list(PANDA.joint_names)
-    first = _dealer(served.endpoint, b"controller-a")
+    first = dealer(served.endpoint, b"controller-a")
     first.send(protocol.hello_message("a", names))
-    welcome = _recv(first, "welcome")
+    welcome = recv_until(first, "welcome")
     assert welcome["mode"] == "zero_torque"
     assert served.ticks_pass(50)["mode"] == "zero_torque"  # a bare hello at start: still limp, as before
     _hold(first, 1, welcome["session"])
@@ -144,15 +126,15 @@ def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: 
     served.wait_for(lambda s: s["watchdog_fired"] and s["mode"] == "damping", 5.0, "the watchdog")
     first.close()
 
-    second = _dealer(served.endpoint, b"controller-b")
+    second = dealer(served.endpoint, b"controller-b")
     second.send(protocol.hello_message("b", names))
-    session = _recv(second, "welcome")["session"]
+    session = recv_until(second, "welcome")["session"]
     assert served.ticks_pass(100)["mode"] == "damping"  # the damped robot does not go limp on a hello
     # What a new connection on a reused routing id can send (libzmq itself refuses the id while the old
     # connection lingers): commands from that id without the session this welcome gave are refused.
     for guess in (0, 1, session + 1):
         _hold(second, 1, guess)
-        assert _recv(second, "error")["reason"] == "not_owner"
+        assert recv_until(second, "error")["reason"] == "not_owner"
     _hold(second, 1, session)
     served.wait_for(lambda s: s["mode"] == "position", 5.0, "the second controller's hold")
     assert served.server.status()["accepted"] == 4  # two hellos, two holds
@@ -162,9 +144,9 @@ def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: 
 def test_a_lost_state_damps_without_exiting_and_every_exit_damps_for_half_a_second(
     served: Served, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    controller = _dealer(served.endpoint)
+    controller = dealer(served.endpoint)
     controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-    session = _recv(controller, "welcome")["session"]
+    session = recv_until(controller, "welcome")["session"]
     _hold(controller, 1, session)
     served.wait_for(lambda s: s["mode"] == "position", 5.0, "the hold applied")
 
@@ -182,7 +164,7 @@ def test_a_lost_state_damps_without_exiting_and_every_exit_damps_for_half_a_seco
     served.robot.lost.clear()
     assert served.ticks_pass(20)["mode"] == "damping"  # the state is back, but only a hello re-arms
     controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-    session = _recv(controller, "welcome")["session"]
+    session = recv_until(controller, "welcome")["session"]
     _hold(controller, 1, session)
     served.wait_for(lambda s: not s["state_lost"] and s["mode"] == "position", 5.0, "commanding again")
     controller.close()
@@ -217,9 +199,9 @@ def test_a_broken_robot_still_gets_damping_for_half_a_second() -> None:
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: Served, sign: float) -> None:
-    controller = _dealer(served.endpoint)
+    controller = dealer(served.endpoint)
     controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-    session = _recv(controller, "welcome")["session"]
+    session = recv_until(controller, "welcome")["session"]
     huge = np.full(7, HUGE)
     streams = [
         {"dq_target": sign * huge, "kd": np.full(7, 50.0)},
@@ -234,7 +216,7 @@ def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: Served
         while served.server.status()["ticks"] < start + 500:  # 1 s of robot time per stream, at 50 Hz
             seq += 1
             _hold(controller, seq, session, **stream)
-            _recv(controller, "state", ack=seq)
+            recv_until(controller, "state", ack=seq)
             served.ticks_pass(10)
     controller.close()
     assert served.server.status()["rejected_total"] == 0  # all accepted: the safety bounded them

@@ -18,6 +18,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from bridge_peer import FULL_RUN_PHASES, dealer, recv_until
 from typer.testing import CliRunner, Result
 
 from deploy import protocol
@@ -70,23 +71,6 @@ def bridge() -> Iterator[RunningBridge]:
     assert not running.thread.is_alive()
 
 
-def _dealer(endpoint: str) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    return sock
-
-
-def _recv_until(sock: zmq.Socket, kind: str, timeout_s: float = 5.0, ack: int | None = None) -> dict:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if sock.poll(50):
-            message = msgpack.unpackb(sock.recv(), raw=False)
-            if message["type"] == kind and (ack is None or message.get("ack_seq") == ack):
-                return message
-    raise AssertionError(f"no {kind!r} message within {timeout_s} s")
-
-
 def _garbage(rng: np.random.Generator, i: int, n: int) -> list[bytes]:
     """Message number ``i``: one of many ways to be wrong, in frames as a DEALER sends them."""
     good = {"v": protocol.PROTOCOL_VERSION, "type": "command", "seq": i + 1, "session": 1, "phase": "hold"}
@@ -131,7 +115,7 @@ def _hello(sock: zmq.Socket, names: list[str], timeout_s: float = 5.0) -> dict:
     while time.monotonic() < end:
         sock.send(protocol.hello_message("test", names))
         try:
-            return _recv_until(sock, "welcome", timeout_s=0.5)
+            return recv_until(sock, "welcome", timeout_s=0.5)
         except AssertionError:
             continue
     raise AssertionError(f"no welcome within {timeout_s} s")
@@ -142,7 +126,7 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
 ) -> None:
     rng = np.random.default_rng(0)
     n = len(bridge.sim.joint_names)
-    attacker = _dealer(bridge.endpoint)
+    attacker = dealer(bridge.endpoint)
     total = 10_000
     for i in range(total):
         attacker.send_multipart(_garbage(rng, i, n))
@@ -157,13 +141,13 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
     assert bridge.thread.is_alive()
     attacker.close()
 
-    controller = _dealer(bridge.endpoint)
+    controller = dealer(bridge.endpoint)
     welcome = _hello(controller, bridge.sim.joint_names)
     assert welcome["joint_names"] == bridge.sim.joint_names
     q = np.zeros(n)
     session = welcome["session"]
     controller.send(protocol.command_message(1, session, "hold", q, q, np.full(n, 50.0), np.full(n, 2.0), q))
-    state = _recv_until(controller, "state", ack=1)
+    state = recv_until(controller, "state", ack=1)
     assert state["v"] == protocol.PROTOCOL_VERSION
     bridge.wait_for(lambda s: s["mode"] == "position", 2.0, "the valid command applied")
     controller.close()
@@ -374,17 +358,17 @@ def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    controller = _dealer(endpoint)
+    controller = dealer(endpoint)
     try:
         controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-        session = _recv_until(controller, "welcome", timeout_s=60.0)["session"]
+        session = recv_until(controller, "welcome", timeout_s=60.0)["session"]
         kp, kd = PANDA.standby_kp_kd
         target, zeros = PANDA.default_pos, np.zeros(7)
         round_trips = []
         for seq in range(1, 21):
             sent = time.perf_counter()
             controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
-            state = _recv_until(controller, "state", ack=seq)
+            state = recv_until(controller, "state", ack=seq)
             round_trips.append(time.perf_counter() - sent)
             time.sleep(0.01)
         assert state["mode"] == "position"
@@ -392,7 +376,7 @@ def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
         # No more commands: the watchdog still fires while the loop spins instead of sleeping.
         end = time.monotonic() + 2.0
         while state["mode"] != "damping" and time.monotonic() < end:
-            state = _recv_until(controller, "state")
+            state = recv_until(controller, "state")
         assert state["mode"] == "damping"
     finally:
         controller.close()
@@ -416,10 +400,10 @@ def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
 
     running = RunningBridge(SimRobot("panda"))
     running.thread.start()
-    controller = _dealer(running.endpoint)
+    controller = dealer(running.endpoint)
     try:
         controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
-        welcome = _recv_until(controller, "welcome")
+        welcome = recv_until(controller, "welcome")
         assert welcome["joint_names"] == list(PANDA.joint_names)
         session = welcome["session"]
         kp, kd = PANDA.standby_kp_kd
@@ -428,7 +412,7 @@ def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
         for _ in range(50):  # 0.5 s of hold at 100 Hz
             seq += 1
             controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
-            state = _recv_until(controller, "state", ack=seq)
+            state = recv_until(controller, "state", ack=seq)
             time.sleep(0.01)
         np.testing.assert_allclose(state["q"], target, atol=0.02)
         assert state["mode"] == "position"
@@ -437,7 +421,7 @@ def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
         running.wait_for(lambda s: s["estop"] and s["mode"] == "damping", 1.0, "e-stop damping")
         seq += 1
         controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
-        assert _recv_until(controller, "state", ack=seq)["mode"] == "estop"  # accepted, not applied
+        assert recv_until(controller, "state", ack=seq)["mode"] == "estop"  # accepted, not applied
         controller.send(protocol.encode({"type": "clear_estop", "session": session}))
         seq += 1
         controller.send(protocol.command_message(seq, session, "hold", target, zeros, kp, kd, zeros))
@@ -501,13 +485,7 @@ def test_controller_runs_every_phase_and_its_recording_replays(
     before = current_scheduling()
     summary = Controller(config, log=io.StringIO()).run()
     assert current_scheduling() == before  # the real-time loop gave this thread its priority back
-    assert [phase for _, phase in summary["phases"]] == [
-        "zero_torque",
-        "interpolate",
-        "hold",
-        "policy",
-        "damping",
-    ]
+    assert [phase for _, phase in summary["phases"]] == FULL_RUN_PHASES
     assert summary["stop_reason"] == "quit"
     assert summary["onnx_latency_us"]["p50"] is not None and summary["bridge_rtt_ms"]["p50"] is not None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bridge_peer import FULL_RUN_PHASES
 
 from deploy.bench import free_port
 
@@ -49,13 +50,7 @@ def test_trained_g1_policy_stands_20s_on_the_sim_bridge(tmp_path: Path) -> None:
         bridge_out, bridge_err = bridge.communicate(timeout=30)
     assert controller.returncode == 0, controller.stderr[-3000:] + bridge_out[-1000:]
     summary = json.loads(controller.stdout)
-    assert [phase for _, phase in summary["phases"]] == [
-        "zero_torque",
-        "interpolate",
-        "hold",
-        "policy",
-        "damping",
-    ]
+    assert [phase for _, phase in summary["phases"]] == FULL_RUN_PHASES
     assert summary["stop_reason"] == "quit"
 
     assert bridge.returncode == 0, bridge_err[-3000:]

@@ -19,6 +19,7 @@ import mujoco
 import numpy as np
 import onnx
 import pytest
+from bridge_peer import FULL_RUN_PHASES
 
 from deploy.bench import free_port
 from deploy.gain_stability import GainLimits, UnstableGainsError, check_gains, gain_limits, stable_gain_limits
@@ -232,13 +233,7 @@ def test_vendor_simulator_stands_the_g1_through_the_state_machine(tmp_path: Path
     bridge_stats = json.loads(bridge_out.strip().splitlines()[-1])
     assert bridge_stats["connect_s"] < 5.0
     summary = json.loads(controller_out)
-    assert [phase for _, phase in summary["phases"]][:5] == [
-        "zero_torque",
-        "interpolate",
-        "hold",
-        "policy",
-        "damping",
-    ]
+    assert [phase for _, phase in summary["phases"]][:5] == FULL_RUN_PHASES
     assert summary["stop_reason"] == "quit"
 
     windows = {w["name"]: w for w in report["windows"]}
