@@ -43,17 +43,16 @@ import ray
 import torch
 
 from actors.frame_labels import FrameLabeller, RewardSpec
-from actors.intervention import (
+from actors.intervention import obs_row, port_cameras
+from actors.policy import ActingPolicy, PPOPolicy, make_acting_policy
+from common.intervention_port import (
     FREE_CAMERA,
     LABEL_NONE,
     LABEL_SUCCESS,
     HilConfig,
     InterventionPort,
     PortInfo,
-    obs_row,
-    port_cameras,
 )
-from actors.policy import ActingPolicy, PPOPolicy, make_acting_policy
 from envs.episodes import EpisodeLog
 from envs.registry import make_env, task_entry
 from learner.chunk import ChunkBuilder

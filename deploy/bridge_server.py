@@ -36,7 +36,7 @@ everything else) the serving thread asks for SCHED_FIFO scheduling first (``depl
 socket between ticks instead of sleeping, which takes the CPU's wake-up out of the command round
 trip; it cannot be combined with ``realtime``, because the kernel throttles a real-time thread that
 never sleeps for tens of ms.
-``curve`` (``deploy.curve.CurveServer``) encrypts the socket and admits only listed controllers.
+``curve`` (``common.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from urllib.parse import urlparse
 import numpy as np
 import zmq
 
+from common.curve import CurveServer
 from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
 from deploy import protocol
-from deploy.curve import CurveServer
 from deploy.protocol import Command, Estop, Hello, ProtocolError
 from deploy.realtime import current_scheduling, request_realtime, restore_scheduling
 from deploy.robot import JointCommand, RobotBackend, RobotState, StateLost

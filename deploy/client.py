@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import zmq
 
+from common.curve import CurveClient
 from deploy import protocol
-from deploy.curve import CurveClient
 from deploy.protocol import ProtocolError, StateMessage
 from deploy.zmq_wait import wait_readable
 

@@ -41,10 +41,10 @@ from typing import Any, TextIO
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from actors.intervention import HilConfig
+from common.curve import CurveClient, CurveKeyError
+from common.intervention_port import HilConfig
 from deploy.camera import CameraStream
 from deploy.client import BridgeClient, BridgeUnavailableError
-from deploy.curve import CurveClient, CurveKeyError
 from deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
 from deploy.observers import make_observer
 from deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling

@@ -1,7 +1,7 @@
 """A deployed robot's intervention port: `striata intervene --job tcp://HOST:PORT` takes over a robot under
 `striata deploy --intervene tcp://HOST:PORT` the way it takes over a sim env of a training job.
 
-The port is ``actors.intervention.InterventionPort`` with one env (index 0, the robot), speaking
+The port is ``common.intervention_port.InterventionPort`` with one env (index 0, the robot), speaking
 actors/INTERVENTION.md unchanged; it answers its clients from a thread of its own, so a console is
 answered whatever the control loop is doing. The controller owns a ``RobotHumanLoop`` and calls it from
 its control loop without ever blocking: ``poll`` once per control step (it sends the camera's frames),
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from actors.intervention import (
+from common.intervention_port import (
     LABEL_NONE,
     LABEL_SUCCESS,
     LOOPBACK_HOSTS,

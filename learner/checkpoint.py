@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from learner.files import atomic_write
+from common.files import atomic_write
 from learner.replay import DemoBuffer, ReplayBuffer
 
 FORMAT_VERSION = 1

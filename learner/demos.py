@@ -18,8 +18,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from actors.session_dataset import load_session_transitions, read_session_episodes
 from learner.replay import FIELDS, DemoBuffer, ReplayBuffer
+from learner.session_dataset import load_session_transitions, read_session_episodes
 
 
 class DemoError(ValueError):

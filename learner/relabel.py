@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from learner.chunk import Chunk, slice_chunk, validate_chunk
+from learner.progress_audit import audit
 
 READY, WAITING, FAILED = 0, 1, 2
 LABEL_KEYS = ("frame_ids", "ok", "progress", "done_prob")
@@ -305,8 +306,6 @@ class AuditWindow:
 
     def figures(self) -> dict[str, float]:
         """Spearman of predicted vs true progress, success precision/recall/F1; NaN where undefined."""
-        from reward_server.progress_model.audit import audit
-
         if not self._rows:
             return {}
         progress, true_progress, done, true_success = (

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from learner.files import atomic_write
+from common.files import atomic_write
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "intervention")
 _DTYPES = {"actions": np.float32, "rewards": np.float32, "terminated": np.bool_, "intervention": np.bool_}

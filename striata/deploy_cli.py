@@ -18,11 +18,11 @@ from striata.robot_bridges_cli import RealtimeOption, SpinOption
 
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
+    from common.curve import CurveKeyError
     from deploy.bridge_server import BridgeConfigError
     from deploy.camera import CameraError
     from deploy.client import BridgeUnavailableError
     from deploy.controller import JointMismatchError, SequenceError
-    from deploy.curve import CurveKeyError
     from deploy.intervention import InterventionAddressError
     from deploy.observers import ObservationLayoutError
     from learner.export import PolicyArtifactError
@@ -275,8 +275,8 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         ] = None,
     ) -> None:
         """A MuJoCo G1 or Panda at 500 Hz behind the bridge protocol, with the bridge's safety."""
+        from common.curve import CurveKeyError, CurveServer
         from deploy.bridge_server import BridgeServer
-        from deploy.curve import CurveKeyError, CurveServer
         from deploy.safety import SafetyConfig
         from deploy.sim_robot import SimRobot
 

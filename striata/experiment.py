@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from actors.intervention import HilConfig
+from common.intervention_port import HilConfig
 from envs.registry import TASKS, make_config
 from envs.tasks.base import TaskConfig
 from learner.config import PPOConfig, SACConfig

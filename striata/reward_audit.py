@@ -5,7 +5,7 @@ goes where no data set went. Before such a run (or after one, on its exported po
 the experiment's env with a policy, renders and sends frames exactly as the run's actors do
 (``actors.frame_labels.FrameLabeller``: every ``every_k`` steps and each episode's last state, to
 the reward server the experiment configures) and scores the labels against the simulator's own
-progress and success (``reward_server.progress_model.audit``), the figures ``reward_model/*``
+progress and success (``learner.progress_audit``), the figures ``reward_model/*``
 logs during training.
 """
 
@@ -24,7 +24,7 @@ from rich.console import Console
 from actors.frame_labels import FrameLabeller
 from envs.registry import make_env
 from envs.rollout import POLICIES, make_policy, run_episodes
-from reward_server.progress_model.audit import audit
+from learner.progress_audit import audit
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig, RewardModelSection
 from striata.train import RewardService, reward_spec

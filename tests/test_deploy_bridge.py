@@ -502,7 +502,7 @@ def test_controller_runs_every_phase_and_its_recording_replays(
 def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: Path) -> None:
     import zmq.auth
 
-    from deploy.curve import CurveServer
+    from common.curve import CurveServer
 
     keys, clients = tmp_path / "keys", tmp_path / "clients"
     keys.mkdir()

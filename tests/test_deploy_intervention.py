@@ -18,7 +18,6 @@ import pytest
 import zmq
 from typer.testing import CliRunner
 
-from actors.session_dataset import SessionWriter, load_session_transitions
 from deploy.bench import free_port
 from deploy.bridge_server import BridgeServer
 from deploy.controller import Controller, ControllerConfig, JointMap
@@ -26,6 +25,7 @@ from deploy.robot import JointCommand
 from deploy.safety import SafetyConfig
 from deploy.sim_robot import SimRobot
 from learner.export import make_session, read_metadata
+from learner.session_dataset import SessionWriter, load_session_transitions
 
 
 class ObservedSim(SimRobot):

@@ -26,8 +26,8 @@ import zmq.auth
 from PIL import Image
 
 from actors.env_actor import ActorSpec, EnvActor
-from actors.intervention import MAX_MESSAGE_BYTES, HilConfig, InterventionPort, PortInfo
-from deploy.curve import CurveClient
+from common.curve import CurveClient
+from common.intervention_port import MAX_MESSAGE_BYTES, HilConfig, InterventionPort, PortInfo
 from learner.chunk import validate_chunk
 from learner.config import PPOConfig, SACConfig
 

@@ -28,7 +28,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from actors.env_actor import ActorSpec, EnvActor
-from actors.intervention import HilConfig, InterventionPort, PortInfo
+from common.intervention_port import HilConfig, InterventionPort, PortInfo
 from learner.config import SACConfig
 
 REPLY_BOUND_S = 1.0  # functional bound for the default suite; the benchmark holds p99 to BENCH_P99_S

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from common.files import atomic_write
 from learner import checkpoint as ckpt
 from learner.checkpoint import buffer_path, load_checkpoint, save_checkpoint
 from learner.config import NetworkConfig, PPOConfig, SACConfig
-from learner.files import atomic_write
 from learner.ppo import PPO
 from learner.replay import DemoBuffer, ReplayBuffer
 from learner.sac import SAC

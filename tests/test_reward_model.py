@@ -12,10 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from learner.progress_audit import audit, progress_spearman, success_scores
 from reward_server.backend import ScoreInput
 from reward_server.backends import make_backend
 from reward_server.config import TorchBackendConfig
-from reward_server.progress_model.audit import audit, progress_spearman, success_scores
 from reward_server.progress_model.backend import ProgressModelBackend
 from reward_server.progress_model.config import (
     DatasetConfig,

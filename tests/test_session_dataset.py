@@ -1,4 +1,4 @@
-"""Sessions on disk (actors/session_dataset.py): LeRobotDataset v2.1 layout, exact round trip of the
+"""Sessions on disk (learner/session_dataset.py): LeRobotDataset v2.1 layout, exact round trip of the
 intervention port's messages, videos, appending, and no half episode after a crash."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from actors.session_dataset import SessionWriter, load_session_transitions, read_session_episodes
+from learner.session_dataset import SessionWriter, load_session_transitions, read_session_episodes
 
 REPO = Path(__file__).resolve().parents[1]
 INFO_KEYS = {
@@ -287,7 +287,7 @@ def test_reopening_appends_and_checks_the_layout(tmp_path, messages) -> None:
 
 CRASH = """
 import json, os, sys
-import actors.session_dataset as sd
+import learner.session_dataset as sd
 from pathlib import Path
 
 messages = json.loads(Path(sys.argv[2]).read_text())
@@ -309,7 +309,7 @@ for m in messages:
 
 DROPPED = """
 import json, os, sys
-import actors.session_dataset as sd
+import learner.session_dataset as sd
 from pathlib import Path
 
 messages = json.loads(Path(sys.argv[2]).read_text())

@@ -15,12 +15,12 @@ import pytest
 import yaml
 from test_session_dataset import feed, panda_messages
 
-from actors.session_dataset import SessionWriter
 from learner.checkpoint import buffer_path
 from learner.chunk import ChunkBuilder
 from learner.demos import DemoError, load_demos
 from learner.relabel import READY, Relabeller, ShapingConfig, resolve
 from learner.replay import ReplayBuffer
+from learner.session_dataset import SessionWriter
 
 REPO = Path(__file__).resolve().parents[1]
 STRIATA = [sys.executable, "-m", "striata"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from reward_server.progress_model.audit import audit
+from learner.progress_audit import audit
 from reward_server.progress_model.checkpoint import save_checkpoint
 from reward_server.progress_model.config import RewardModelConfig
 from reward_server.progress_model.dataset import (

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from learner.files import atomic_write
+from common.files import atomic_write
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000

@@ -1,0 +1,583 @@
+"""The intervention port: how a person reaches the envs of a running job or a deployed robot
+(protocol: actors/INTERVENTION.md). Both actors (training envs) and deploy (a robot) serve it, so it
+lives here, below both.
+
+``InterventionPort`` binds a ZMQ ROUTER and serves it from a thread of its own, so that a client is
+answered at once whatever the port's owner (``EnvActor``, or the deploy controller's ``RobotHumanLoop``;
+anything with batched envs can own one) is doing: stepping a slow env, rendering, in a policy forward,
+waiting on Ray between chunks. The port knows no env. Its thread keeps what clients asked for (who
+controls which env, their latest actions, the episodes to end, a pause) behind a lock, and the owner
+reads it before each step: which actions to replace (``actions``), which episodes to end
+(``take_ends``), whether to wait (``paused``, ``hold``). What the owner sends (``send_frames``,
+``send_to_watchers``) is queued to the port's thread over an inproc socket: a ZMQ socket is used by one
+thread only, and here that is the port's.
+
+Inbound traffic is read through ``common.transport.BoundedRouter`` within ``LIMITS``, so a flood from
+one peer is dropped (counted in ``stats``) instead of reaching the handlers. Every message that gets
+through is checked (version, type, fields, env index, finite numbers, size); a bad one is answered with
+``error`` and otherwise ignored. One client controls an env at a time; a client silent for
+``client_timeout_s`` is dropped and its envs go back to the policy. Sends never block: a client too slow
+to read loses messages.
+
+``HilConfig`` is the ``hil`` section of an experiment config (a training job's and a robot's ports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from common.curve import CurveServer
+from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024  # the protocol's limit: a larger message is answered ``too_large``
+MAX_CLIENTS = 32
+MAX_FPS = 60.0
+# What reaches the port's handlers at all (common/transport.py); beyond these a message is dropped
+# unanswered. Clients send one small map per message, tens a second: two frames or a message up to twice
+# the protocol's limit still get an ``error`` that says what is wrong, larger floods only cost a count.
+LIMITS = TransportLimits(
+    max_frames=2,
+    max_frame_bytes=2 * MAX_MESSAGE_BYTES,  # libzmq disconnects a peer that sends a larger frame
+    max_message_bytes=2 * MAX_MESSAGE_BYTES,
+    peer_bytes_per_s=1e6,
+    peer_burst_bytes=1 << 20,
+    peer_messages_per_s=500.0,
+    peer_burst_messages=200,
+)
+OUTBOX_HWM = 1000  # messages the owner may have queued to the port's thread; more are lost
+OUTBOX_PER_TURN = 256  # sent per turn of the port's thread, so that replies are not held up behind them
+TURN_S = 0.02  # the port's thread wakes at least this often: to drop silent clients, to see ``close``
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+FREE_CAMERA = "free"  # MuJoCo's free camera (-1), offered when a model has no camera of its own
+LABEL_NONE, LABEL_FAILURE, LABEL_SUCCESS = -1, 0, 1
+HIL_FILE = "hil.json"
+
+
+class HilConfig(BaseModel):
+    """Human-in-the-loop: each actor serves an intervention port (off by default)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = False
+    allow_remote: bool = Field(default=False, description="allow hil.host beyond loopback (then use Curve)")
+    host: str = Field(default="127.0.0.1", description="address each actor's port binds (a free port)")
+    curve_secret: Path | None = Field(default=None, description="CurveZMQ: the ports' .key_secret")
+    curve_clients: Path | None = Field(
+        default=None, description="CurveZMQ: folder of the authorised consoles' .key files"
+    )
+    client_timeout_s: float = Field(default=2.0, gt=0, description="a client silent this long is dropped")
+    action_timeout_s: float = Field(
+        default=0.3, gt=0, description="a person's action older than this is replaced by the neutral one"
+    )
+    max_pause_s: float = Field(default=60.0, ge=0, description="longest pause a client can hold an actor in")
+    takeover_speed: float = Field(
+        default=1.0, gt=0, description="pace while an env is taken over: 1.0 = real time (control_dt a step)"
+    )
+    camera: str | None = Field(default=None, description="frames' default camera; default: the task's first")
+    width: int = Field(default=160, ge=16, le=1920)
+    height: int = Field(default=120, ge=16, le=1080)
+    jpeg_quality: int = Field(default=80, ge=1, le=95)
+    shadows: bool = Field(
+        default=False, description="render shadows and reflections (several times slower on software GL)"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_allowed(cls, host: str, info: ValidationInfo) -> str:
+        if host not in LOOPBACK_HOSTS and not info.data.get("allow_remote", False):
+            raise ValueError(f"{host!r} binds beyond loopback; set hil.allow_remote: true (and Curve keys)")
+        return host
+
+    @model_validator(mode="after")
+    def _curve_pair(self) -> HilConfig:
+        if (self.curve_secret is None) != (self.curve_clients is None):
+            raise ValueError("hil.curve_secret and hil.curve_clients are given together or not at all")
+        return self
+
+    def chunk_allowance_s(self, chunk_length: int, control_dt: float) -> float:
+        """Extra seconds a chunk may take with the port on: one full pause, every step at takeover pace."""
+        if not self.enabled:
+            return 0.0
+        return self.max_pause_s + chunk_length * control_dt / self.takeover_speed
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """What a ``welcome`` tells a client about the envs behind the port."""
+
+    actor_id: int
+    task: str
+    task_text: str
+    num_envs: int
+    action_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    control_dt: float
+    cameras: tuple[str, ...]
+
+
+@dataclass
+class _Client:
+    name: str
+    last_seen: float
+    watch: int | None = None
+    camera: str = ""
+    fps: float = 10.0  # 0: no frames (after a render failed)
+    next_frame_at: float = 0.0
+
+
+class _Refusal(Exception):
+    """A client message the port does not act on; becomes an ``error`` reply."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """uint8 [H, W, 3] RGB as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+class InterventionPort:
+    """The ROUTER socket of one actor, served by its own thread, and what its clients asked for (see the
+    module docstring). Every method is for the owner's threads; the port's thread runs ``_serve``."""
+
+    def __init__(
+        self, cfg: HilConfig, info: PortInfo, default_camera: str | None = None, port: int | None = None
+    ) -> None:
+        """Bind at ``cfg.host`` on ``port``, or on a free port when it is None (``endpoint`` says which),
+        and start serving."""
+        if not info.cameras:
+            raise ValueError("an intervention port needs at least one camera name (FREE_CAMERA for none)")
+        self.cfg = cfg
+        self.info = info
+        self.default_camera = default_camera or info.cameras[0]
+        if self.default_camera not in info.cameras:
+            raise ValueError(f"hil.camera: {self.default_camera!r} is not among {list(info.cameras)}")
+        n, a = info.num_envs, info.action_dim
+        self.low = np.broadcast_to(np.asarray(info.action_low, dtype=np.float64), (a,)).copy()
+        self.high = np.broadcast_to(np.asarray(info.action_high, dtype=np.float64), (a,)).copy()
+        self.neutral = np.clip(np.zeros(a), self.low, self.high)
+        # What clients asked for, written by the port's thread and read by the owner: under ``_lock``.
+        self._lock = threading.Lock()
+        self._resumed = threading.Condition(self._lock)  # notified when a pause ends
+        self._controller: list[bytes | None] = [None] * n
+        self._action = np.zeros((n, a))
+        self._action_time = np.full(n, -math.inf)
+        self._ends: dict[int, int] = {}
+        self._clients: dict[bytes, _Client] = {}
+        self._paused_by: bytes | None = None
+        self._paused_since = 0.0
+        self._received = 0
+        self._dropped: dict[str, int] = {}
+        self._context = zmq.Context()
+        self._sock = self._context.socket(zmq.ROUTER)
+        apply_limits(self._sock, LIMITS)
+        self._sock.setsockopt(zmq.SNDHWM, 1000)
+        self._auth = None
+        if cfg.curve_secret is not None and cfg.curve_clients is not None:
+            self._auth = CurveServer(cfg.curve_secret, cfg.curve_clients).apply(self._context, self._sock)
+        try:
+            self.endpoint = self._bind(cfg.host, port)
+        except zmq.ZMQError:  # an address in use: release the socket and the auth thread
+            self._sock.close(linger=0)
+            self._release()
+            raise
+        self._router = BoundedRouter(self._sock, LIMITS)
+        # The owner's messages reach the port's thread through an inproc pipe (``_outbox`` in, ``_queued``
+        # out); ``_outbox_lock`` lets any of the owner's threads send.
+        self._queued = self._context.socket(zmq.PULL)
+        self._queued.setsockopt(zmq.RCVHWM, OUTBOX_HWM)
+        self._queued.bind("inproc://outbox")
+        self._outbox = self._context.socket(zmq.PUSH)
+        self._outbox.setsockopt(zmq.SNDHWM, OUTBOX_HWM)
+        self._outbox.setsockopt(zmq.LINGER, 0)
+        self._outbox.connect("inproc://outbox")
+        self._outbox_lock = threading.Lock()
+        self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
+            "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,
+            "unwatch": self._unwatch, "takeover": self._takeover, "handback": self._handback,
+            "action": self._action_msg, "label": self._label, "reset": self._reset, "pause": self._pause,
+        }  # fmt: skip
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._serve, name=f"intervention-port-{info.actor_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _bind(self, host: str, port: int | None) -> str:
+        if ":" in host:
+            self._sock.setsockopt(zmq.IPV6, 1)
+            host = f"[{host}]"
+        if port is None:
+            port = self._sock.bind_to_random_port(f"tcp://{host}")
+        else:
+            self._sock.bind(f"tcp://{host}:{port}")
+        return f"tcp://{host}:{port}"
+
+    # ----------------------------------------------------------------- what the owner asks
+    @property
+    def controlled(self) -> np.ndarray:
+        """[N] bool: envs a client has taken over."""
+        with self._lock:
+            return np.array([c is not None for c in self._controller], dtype=bool)
+
+    def actions(self, policy_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The actions to execute and the envs a person acted in ([N] bool).
+
+        A controlled env gets its client's latest action while it is younger than ``action_timeout_s``,
+        the neutral action (zeros, clipped to the bounds) after that or before the first one. Raises if
+        the port's thread has failed (the port would be deaf).
+        """
+        if self._failure is not None:
+            raise RuntimeError("the intervention port's thread failed") from self._failure
+        with self._lock:
+            controlled = np.array([c is not None for c in self._controller], dtype=bool)
+            if not controlled.any():
+                return policy_actions, controlled
+            fresh = time.monotonic() - self._action_time < self.cfg.action_timeout_s
+            human = np.where(fresh[:, None], self._action, self.neutral)
+        out = np.array(policy_actions, copy=True)
+        out[controlled] = human[controlled]
+        return out, controlled
+
+    def take_ends(self) -> dict[int, int]:
+        """Episodes to end at the coming step: env -> LABEL_SUCCESS, LABEL_FAILURE or LABEL_NONE (a reset)."""
+        with self._lock:
+            ends, self._ends = self._ends, {}
+        return ends
+
+    def watched(self) -> set[int]:
+        """Envs some client watches."""
+        with self._lock:
+            return {c.watch for c in self._clients.values() if c.watch is not None}
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused_by is not None
+
+    def hold(self, budget_s: float) -> float:
+        """Wait while a client has paused the port, at most ``budget_s`` (then the pause ends); returns
+        seconds held.
+
+        A pause also ends after ``max_pause_s``, when its client resumes, or when that client is dropped.
+        """
+        start = time.monotonic()
+        with self._resumed:
+            while self._paused_by is not None:
+                now = time.monotonic()
+                left = min(budget_s - (now - start), self.cfg.max_pause_s - (now - self._paused_since))
+                if left <= 0:
+                    self._unpause("max_pause_s")
+                    break
+                self._resumed.wait(left)
+        return time.monotonic() - start
+
+    def send_frames(
+        self, render: Callable[[int, str], np.ndarray], t: np.ndarray, episode: np.ndarray
+    ) -> None:
+        """Render (``render(env, camera) -> uint8 [H, W, 3]``) and send the frames that are due.
+
+        A frame is due for a watcher when its ``fps`` allows; each (env, camera) is rendered once for all
+        its watchers. ``t`` and ``episode`` [N] name the step whose observation the frame shows.
+        """
+        now = time.monotonic()
+        due: dict[tuple[int, str], list[bytes]] = {}
+        with self._lock:
+            for identity, client in self._clients.items():
+                if client.watch is not None and client.fps > 0 and now >= client.next_frame_at:
+                    due.setdefault((client.watch, client.camera), []).append(identity)
+                    client.next_frame_at = max(client.next_frame_at + 1.0 / client.fps, now)
+        # Rendering takes tens of ms (hundreds on a busy machine): outside the lock, so the port's
+        # thread takes messages meanwhile.
+        for (env, camera), identities in due.items():
+            try:
+                image = render(env, camera)
+            except (ValueError, RuntimeError) as exc:  # e.g. a frame larger than the model's framebuffer
+                with self._lock:
+                    for identity in identities:
+                        client = self._clients.get(identity)
+                        if client is not None and (client.watch, client.camera) == (env, camera):
+                            client.fps = 0.0
+                        self._error(identity, "render_failed", f"camera {camera!r} of env {env}: {exc}")
+                continue
+            message = self._pack({
+                "type": "frame", "env": env, "episode": int(episode[env]), "t": int(t[env]),
+                "camera": camera, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                "jpeg": encode_jpeg(image, self.cfg.jpeg_quality),
+            })  # fmt: skip
+            for identity in identities:
+                self._out(identity, message)
+
+    def send_to_watchers(self, env: int, message: dict[str, Any]) -> None:
+        """Send ``message`` (``step`` or ``episode_end``, without ``v``) to every client watching ``env``."""
+        with self._lock:
+            identities = [identity for identity, client in self._clients.items() if client.watch == env]
+        if identities:
+            packed = self._pack(message)
+            for identity in identities:
+                self._out(identity, packed)
+
+    def stats(self) -> dict[str, Any]:
+        """Clients now, messages that reached the handlers, and those the transport dropped by reason."""
+        with self._lock:
+            return {"clients": len(self._clients), "received": self._received, "dropped": dict(self._dropped)}
+
+    def close(self) -> None:
+        """Stop the port's thread (within ``TURN_S``) and release the sockets."""
+        self._stopping.set()
+        self._thread.join()
+        self._outbox.close(linger=0)
+        self._release()
+
+    def _release(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+        self._context.term()
+
+    # ----------------------------------------------------------------- the port's thread
+    def _serve(self) -> None:
+        """Read, handle and answer what arrives, send what the owner queued, drop silent clients."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._queued, zmq.POLLIN)
+        try:
+            while not self._stopping.is_set():
+                poller.poll(TURN_S * 1000)
+                now = time.monotonic()
+                inbound = self._router.receive(until=now + TURN_S)
+                with self._lock:
+                    for message in inbound:
+                        self._handle(message, now)
+                    self._expire(now)
+                    self._received, self._dropped = self._router.received, dict(self._router.dropped)
+                self._send_queued()
+        except BaseException as exc:
+            self._failure = exc  # the owner's next ``actions`` raises it
+            raise
+        finally:
+            self._sock.close(linger=0)
+            self._queued.close(linger=0)
+
+    def _send_queued(self) -> None:
+        for _ in range(OUTBOX_PER_TURN):
+            try:
+                frames = self._queued.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._send_now(frames)
+
+    def _send_now(self, frames: list[Any]) -> None:
+        # A client whose queue is full misses this message; the env goes on.
+        with contextlib.suppress(zmq.Again):
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+
+    # ----------------------------------------------------------------- messages in (port's thread, locked)
+    def _handle(self, inbound: Inbound, now: float) -> None:
+        identity = inbound.identity
+        try:
+            message = self._decode(inbound.frames)
+            client = self._clients.get(identity)
+            if client is None:
+                if len(self._clients) >= MAX_CLIENTS:
+                    raise _Refusal("too_many_clients", f"this port serves at most {MAX_CLIENTS} clients")
+                client = self._clients[identity] = _Client(name="", last_seen=now)
+            client.last_seen = now
+            self._handlers[message["type"]](identity, client, message, now)
+        except _Refusal as refusal:
+            self._error(identity, refusal.reason, refusal.detail)
+
+    def _decode(self, frames: list[bytes]) -> dict[str, Any]:
+        if len(frames) != 1:
+            raise _Refusal("bad_message", f"expected one frame per message, got {len(frames)}")
+        payload = frames[0]
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise _Refusal("too_large", f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+        try:
+            message = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:  # any undecodable bytes from a peer are that peer's error
+            raise _Refusal("bad_message", f"not msgpack ({type(exc).__name__})") from None
+        if not isinstance(message, dict):
+            raise _Refusal("bad_message", f"expected a msgpack map, got {type(message).__name__}")
+        if message.get("v") != PROTOCOL_VERSION:
+            raise _Refusal(
+                "bad_version", f"v: {_short(message.get('v'))}; this port speaks v {PROTOCOL_VERSION}"
+            )
+        kind = message.get("type")
+        if not isinstance(kind, str) or kind not in self._handlers:
+            raise _Refusal("unknown_type", f"type {_short(kind)}; known: {', '.join(self._handlers)}")
+        return message
+
+    def _env(self, message: dict[str, Any]) -> int:
+        env = message.get("env")
+        if not isinstance(env, int) or isinstance(env, bool):
+            raise _Refusal("bad_field", f"env: expected an int, got {_short(env)}")
+        if not 0 <= env < self.info.num_envs:
+            raise _Refusal("bad_env", f"env {env} is out of range 0..{self.info.num_envs - 1}")
+        return env
+
+    def _bool(self, message: dict[str, Any], key: str) -> bool:
+        value = message.get(key)
+        if not isinstance(value, bool):
+            raise _Refusal("bad_field", f"{key}: expected true or false, got {_short(value)}")
+        return value
+
+    def _free_or_mine(self, identity: bytes, env: int) -> None:
+        holder = self._controller[env]
+        if holder is not None and holder != identity:
+            raise _Refusal("busy", f"env {env} is controlled by another client")
+
+    def _hello(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        name = message.get("client", "")
+        if not isinstance(name, str) or len(name) > 100:
+            raise _Refusal(
+                "bad_field", f"client: expected a name of at most 100 characters, got {_short(name)}"
+            )
+        client.name = name
+        self._send(identity, {"type": "welcome", **asdict(self.info), "default_camera": self.default_camera})
+
+    def _ping(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        self._send(identity, {"type": "pong"})
+
+    def _bye(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        self._drop(identity)
+
+    def _watch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        camera = message.get("camera")
+        if camera is None:
+            camera = self.default_camera
+        elif not isinstance(camera, str) or camera not in self.info.cameras:
+            raise _Refusal("bad_field", f"camera: {_short(camera)} is not among {list(self.info.cameras)}")
+        fps = message.get("fps", 10.0)
+        if not _is_number(fps) or not 0 < fps <= MAX_FPS:
+            raise _Refusal("bad_field", f"fps: expected a number in (0, {MAX_FPS:g}], got {_short(fps)}")
+        client.watch, client.camera, client.fps, client.next_frame_at = env, camera, float(fps), now
+
+    def _unwatch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        client.watch = None
+
+    def _takeover(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        self._free_or_mine(identity, env)
+        if self._controller[env] is None:
+            self._controller[env] = identity
+            self._action_time[env] = -math.inf  # neutral until the client's first action
+        self._send(identity, {"type": "control", "env": env, "controlled": True})
+
+    def _handback(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        if self._controller[env] != identity:
+            raise _Refusal("not_controller", f"env {env} is not controlled by this client")
+        self._controller[env] = None
+        self._send(identity, {"type": "control", "env": env, "controlled": False})
+
+    def _action_msg(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        action = message.get("action")
+        a = self.info.action_dim
+        if not isinstance(action, list | tuple) or len(action) != a or not all(map(_is_number, action)):
+            raise _Refusal("bad_field", f"action: expected a list of {a} numbers, got {_short(action)}")
+        values = np.asarray(action, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise _Refusal("bad_field", f"action: values must be finite, got {_short(action)}")
+        if self._controller[env] != identity:
+            raise _Refusal(
+                "not_controller", f"env {env} is not controlled by this client; send takeover first"
+            )
+        self._action[env] = np.clip(values, self.low, self.high)
+        self._action_time[env] = now
+
+    def _label(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        env = self._env(message)
+        success = self._bool(message, "success")
+        self._end(identity, env, LABEL_SUCCESS if success else LABEL_FAILURE)
+
+    def _reset(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        self._end(identity, self._env(message), LABEL_NONE)
+
+    def _end(self, identity: bytes, env: int, label: int) -> None:
+        self._free_or_mine(identity, env)
+        self._ends[env] = label
+        self._send(identity, {"type": "queued", "env": env, "label": label})
+
+    def _pause(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+        if self._bool(message, "paused"):
+            if self._paused_by is None:
+                self._paused_since = now
+            self._paused_by = identity
+            self._broadcast({"type": "paused", "paused": True, "reason": "client"})
+        elif self._paused_by is not None:
+            self._unpause("client")
+
+    # ----------------------------------------------------------------- bookkeeping (locked)
+    def _unpause(self, reason: str) -> None:
+        self._paused_by = None
+        self._resumed.notify_all()
+        self._broadcast({"type": "paused", "paused": False, "reason": reason})
+
+    def _expire(self, now: float) -> None:
+        timeout = self.cfg.client_timeout_s
+        for identity in [i for i, c in self._clients.items() if now - c.last_seen > timeout]:
+            self._drop(identity)
+
+    def _drop(self, identity: bytes) -> None:
+        """Forget a client: its watch ends, its envs go back to the policy, its pause ends."""
+        self._clients.pop(identity, None)
+        self._controller = [None if c == identity else c for c in self._controller]
+        if self._paused_by == identity:
+            self._unpause("client_gone")
+
+    # ----------------------------------------------------------------- messages out
+    def _pack(self, message: dict[str, Any]) -> bytes:
+        return msgpack.packb({"v": PROTOCOL_VERSION, **message}, use_bin_type=True)
+
+    def _out(self, identity: bytes, payload: bytes) -> None:
+        """Send from the port's thread, queue from any other (the socket is the port's thread's)."""
+        if threading.current_thread() is self._thread:
+            self._send_now([identity, payload])
+            return
+        # A full queue (the port's thread starved, clients too slow) loses the message, as a client would.
+        with self._outbox_lock, contextlib.suppress(zmq.Again):
+            self._outbox.send_multipart([identity, payload], zmq.NOBLOCK, copy=False)
+
+    def _send(self, identity: bytes, message: dict[str, Any]) -> None:
+        self._out(identity, self._pack(message))
+
+    def _error(self, identity: bytes, reason: str, detail: str) -> None:
+        self._send(identity, {"type": "error", "reason": reason, "detail": detail})
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        payload = self._pack(message)
+        for identity in self._clients:
+            self._out(identity, payload)
