@@ -4,7 +4,9 @@ For each task, N envs take uniformly random actions. Every physics call the env 
 recorded (its input state rows), then replayed as bare ``mj_step x decimation`` on the same
 batch: the baseline is the physics of exactly the states the env visited, so contacts, falls
 and resets weigh the same on both sides, and the ratio is the share of time the env spends in
-physics rather than in task code.
+physics rather than in task code. The same actions also step the task's Gymnasium vector view
+(``envs.vector_view``, its own envs of the same seed) in the same alternation: ``vector_ratio`` is its
+env steps/s over the batched env's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import mujoco
 import numpy as np
 
 from envs.registry import TASKS, make_env
+from envs.vector_view import BatchedVectorEnv
 
 BENCH_TASKS = ("g1_tracking", "panda_pick", "panda_reach")
 
@@ -44,13 +47,17 @@ def bench_task(
     even when the machine is busy with other work.
     """
     env = make_env(task, num_envs=num_envs, seed=seed)
+    vector = BatchedVectorEnv(task, num_envs)
     rng = np.random.default_rng(seed)
     env.reset()
+    vector.reset(seed=seed)
     for _ in range(warmup):
-        env.step(rng.uniform(-1, 1, size=(num_envs, env.action_dim)))
+        actions = rng.uniform(-1, 1, size=(num_envs, env.action_dim))
+        env.step(actions)
+        vector.step(actions.astype(np.float32))
     batch = env.batch
     recorder = _RecordingBatch(batch)
-    env_time = physics_time = 0.0
+    env_time = physics_time = vector_time = 0.0
     physics_calls = 0
     for _ in range(max(1, steps // chunk)):
         actions = rng.uniform(-1, 1, size=(chunk, num_envs, env.action_dim))
@@ -61,6 +68,11 @@ def bench_task(
             env.step(actions[k])
         env_time += time.perf_counter() - start
         env.batch = batch
+        vector_actions = actions.astype(np.float32)
+        start = time.perf_counter()
+        for k in range(chunk):
+            vector.step(vector_actions[k])
+        vector_time += time.perf_counter() - start
 
         resume = env.snapshot()
         for state in recorder.inputs:
@@ -71,13 +83,17 @@ def bench_task(
         physics_calls += len(recorder.inputs)
         env.restore(resume)
     env.close()
+    vector.close()
     env_rate = max(1, steps // chunk) * chunk * num_envs / env_time
+    vector_rate = max(1, steps // chunk) * chunk * num_envs / vector_time
     physics_rate = physics_calls * num_envs / physics_time
     return {
         "num_envs": num_envs,
         "env_steps_per_s": round(env_rate, 1),
         "physics_env_steps_per_s": round(physics_rate, 1),
         "ratio": round(env_rate / physics_rate, 3),
+        "vector_env_steps_per_s": round(vector_rate, 1),
+        "vector_ratio": round(vector_rate / env_rate, 3),
         "decimation": env.decimation,
         "physics_threads": batch.nthread,
     }

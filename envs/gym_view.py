@@ -1,4 +1,5 @@
-"""Gymnasium single-env view of every batched task, registered as ``striata/<Task>-v0``.
+"""Gymnasium single-env view of every batched task, registered as ``striata/<Task>-v0`` (the vector
+view of the same id is ``envs.vector_view``).
 
 ``gymnasium.make("striata/PandaPick-v0")`` gives a standard ``gym.Env`` backed by a batched
 env with one environment, for tools that expect Gymnasium (evaluation scripts, wrappers).
@@ -27,7 +28,7 @@ class SingleEnvView(gym.Env):
         self.env = self._make(seed=None)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.env.step_dt)}
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.env.action_dim,), dtype=np.float32)
-        self.observation_space = _space_of(self.env.reset())
+        self.observation_space = space_of(_first(self.env.reset()))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
@@ -65,10 +66,11 @@ def _first(obs: Obs) -> Any:
     return obs[0]
 
 
-def _space_of(obs: Obs) -> spaces.Space:
+def space_of(obs: Any) -> spaces.Space:
+    """The space of one env's observation (an array, or a dict of arrays)."""
     if isinstance(obs, dict):
-        return spaces.Dict({k: _box(v[0]) for k, v in obs.items()})
-    return _box(obs[0])
+        return spaces.Dict({k: _box(v) for k, v in obs.items()})
+    return _box(obs)
 
 
 def _box(x: np.ndarray) -> spaces.Box:
@@ -78,6 +80,12 @@ def _box(x: np.ndarray) -> spaces.Box:
 
 
 def register_all() -> None:
+    """Every task as ``gym.make(id)`` (one env) and ``gym.make_vec(id, num_envs=N)`` (one batched env)."""
     for name, entry in TASKS.items():
         if entry.gym_id not in gym.registry:
-            gym.register(entry.gym_id, entry_point=SingleEnvView, kwargs={"task": name})
+            gym.register(
+                entry.gym_id,
+                entry_point=SingleEnvView,
+                vector_entry_point="envs.vector_view:BatchedVectorEnv",
+                kwargs={"task": name},
+            )
