@@ -224,6 +224,11 @@ class HumanLoop:
         self.port.close()
 
 
+def actor_seed(run_seed: int, actor_id: int, restart_count: int) -> int:
+    """The seed of an actor's envs and policy sampling: distinct per actor and per restart, < 2^31."""
+    return int(np.random.SeedSequence([run_seed, actor_id, restart_count]).generate_state(1)[0] >> 1)
+
+
 class EnvActor:
     def __init__(self, spec: ActorSpec, store: Any) -> None:
         # Actors share the machine with each other and the learner: one BLAS thread each.
@@ -231,13 +236,16 @@ class EnvActor:
         self.spec = spec
         self.store = store
         config = {**spec.task_config, "num_threads": spec.physics_threads}
-        # A restarted actor gets a new seed, so it does not replay the episodes of the one it replaces.
+        # A restarted actor gets a new seed, so it does not replay the episodes of the one it replaces,
+        # and every seed follows from (run seed, actor id, restart count): a run can be reproduced.
         self.started_at = time.time()
-        seed = spec.seed * 1000 + spec.actor_id + int(self.started_at * 1000) % 1_000_000
+        # Without a store (an actor used outside a run) there are no restarts to count.
+        self.restart_count = 0 if store is None else ray.get(store.start.remote(spec.actor_id))
+        seed = actor_seed(spec.seed, spec.actor_id, self.restart_count)
         self.env = make_env(spec.task, num_envs=spec.num_envs, seed=seed, **config)
         self.obs = self.env.reset()
         self.policy: ActingPolicy = make_acting_policy(
-            spec.algo, spec.algo_config, self.obs, self.env.action_dim, seed % (1 << 31)
+            spec.algo, spec.algo_config, self.obs, self.env.action_dim, seed
         )
         self.version = -1
         self.labeller = FrameLabeller(spec.reward, spec.actor_id, self.env) if spec.reward else None
@@ -249,6 +257,7 @@ class EnvActor:
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
             "started_at": self.started_at,
+            "restart_count": self.restart_count,
             "hil_endpoint": self.hil.port.endpoint if self.hil else None,
         }
 

@@ -2,7 +2,8 @@
 
 The learner ``ray.put``s a version's weights once and posts the reference here. An actor asks for
 what is newer than the version it holds and gets only the latest reference, so versions it never
-saw are skipped rather than queued.
+saw are skipped rather than queued. It also counts each actor's starts (``start``), so that an actor's
+seeds follow from (run seed, actor id, restart count) alone and a run's rollouts can be reproduced.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ class ParameterStore:
     def __init__(self) -> None:
         self.version = -1
         self._weights: list[Any] = []
+        self._starts: dict[int, int] = {}
+
+    def start(self, actor_id: int) -> int:
+        """How many times actor ``actor_id`` started before this start (0 first, then its restarts)."""
+        count = self._starts.get(actor_id, 0)
+        self._starts[actor_id] = count + 1
+        return count
 
     def publish(self, version: int, weights: list[Any]) -> None:
         """``weights`` is ``[ObjectRef]``: wrapped in a list so Ray passes the reference, not the data."""
