@@ -103,7 +103,7 @@ def launch(
 
     with user_errors(ExperimentConfig, extra=(_launch_error(),)):
         from striata.experiment import load_experiment
-        from striata.launch import follow_logs, submit
+        from striata.launch import follow_logs, job_table, submit
 
         experiment = load_experiment(config, parse_overrides(overrides or []))
         job_id = submit(config, overrides or [], experiment, cluster, Path.cwd(), runs=runs)
@@ -112,6 +112,8 @@ def launch(
             status = follow_logs(cluster, job_id, echo=lambda text: console.out(text, end=""))
             console.print(f"job {job_id}: {status}")
             if status != "SUCCEEDED":
+                # Why, in Ray's words (a runtime env that failed to set up never reaches the logs).
+                console.print(f"job {job_id}: {job_table(cluster, job_id)[0]['message']}")
                 raise typer.Exit(1)
     print(json.dumps({"job_id": job_id}))
 

@@ -10,7 +10,6 @@ file and the ``--set`` overrides travel with the job, after they were validated 
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from striata.experiment import ExperimentConfig
-from striata.train import FORWARDED_ENV
+from striata.train import forwarded_env
 
 PACKAGE_EXCLUDES = [".git", ".venv", "runs", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"]
 DEFAULT_DASHBOARD_PORT = 8265
@@ -70,7 +69,7 @@ def submit(
         ) from None
     sets = [arg for override in overrides for arg in ("--set", override)]
     train_args = ["train", config_arg, *sets, "--address", "auto", "--runs", runs]
-    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    env_vars = forwarded_env()
     learner = experiment.learner
     return job_client(cluster).submit_job(
         entrypoint=shlex.join(["python", "-m", "striata", *train_args]),

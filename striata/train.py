@@ -51,6 +51,19 @@ from striata.run_loop import RunLoop
 
 MAX_MISSED_DEADLINES = 3
 FORWARDED_ENV = ("STRIATA_ASSETS", "STRIATA_DATA", "STRIATA_CACHE", "MUJOCO_GL")
+PATH_ENV = ("STRIATA_ASSETS", "STRIATA_DATA", "STRIATA_CACHE")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The variables Ray workers and jobs get from this process; folders as absolute paths, since a
+    worker or a job's driver runs in a working directory of its own."""
+    return {
+        name: os.path.abspath(os.environ[name]) if name in PATH_ENV else os.environ[name]
+        for name in FORWARDED_ENV
+        if name in os.environ
+    }
+
+
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's driver
 
 
@@ -78,9 +91,11 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
         # A job's driver (striata launch): the job's runtime env already carries these variables.
         ray.init(address=address, log_to_driver=True, configure_logging=False)
     else:
-        env_vars = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
         ray.init(
-            address=address, log_to_driver=True, configure_logging=False, runtime_env={"env_vars": env_vars}
+            address=address,
+            log_to_driver=True,
+            configure_logging=False,
+            runtime_env={"env_vars": forwarded_env()},
         )
 
 

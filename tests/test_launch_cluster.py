@@ -44,8 +44,9 @@ PLACEMENT = {
 }
 
 
-# Slow (about 2 minutes: three Ray nodes, a job package, a training run); run with `-m slow`.
-pytestmark = pytest.mark.slow
+# About 1.5 minutes (three Ray nodes, a job package, a training run): in the default suite, so that CI
+# runs `striata launch` on a fresh install as a new user would (it needs ray[default]).
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
