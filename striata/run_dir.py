@@ -14,14 +14,13 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from common.files import atomic_write
 from striata.experiment import ExperimentConfig, check_experiment, merge_overrides
 
 
@@ -79,10 +78,8 @@ def prune_checkpoints(run_dir: Path, keep: int = KEEP_CHECKPOINTS) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temp file and rename, so readers never see a half-written file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    """Write ``text`` so that readers never see a half-written file (``common.files.atomic_write``)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
+from common.files import atomic_write
 from envs.motion.loaders import RawMotion, load_motion
 from envs.rotations import angular_velocity_from_quats, quat_slerp
 
@@ -58,9 +58,7 @@ class MotionReference:
         arrays = {f.name: getattr(self, f.name) for f in fields(self)}
         arrays["body_names"] = np.array(self.body_names)
         arrays["cache_version"] = np.array(CACHE_VERSION)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **arrays)
-        os.replace(tmp.name, path)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> MotionReference:

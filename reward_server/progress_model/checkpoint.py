@@ -7,12 +7,12 @@ loading reads tensors only (safetensors), never pickled objects.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from common.files import atomic_write
 from reward_server.progress_model.config import RewardModelConfig
 from reward_server.progress_model.model import ProgressModel
 from reward_server.progress_model.text_encoder import file_revision
@@ -32,18 +32,15 @@ def save_checkpoint(
     """Write weights and card atomically (temp file + rename); returns the card."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, folder / WEIGHTS)
+    weights = save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    atomic_write(folder / WEIGHTS, lambda f: f.write(weights))
     card = {
         "model_id": f"{MODEL_ID_PREFIX}/{cfg.name}",
         "revision": file_revision(folder / WEIGHTS),
         "config": cfg.model_dump(mode="json"),
         **extra,
     }
-    tmp = folder / f".{CARD}.tmp"
-    tmp.write_text(json.dumps(card, indent=2))
-    os.replace(tmp, folder / CARD)
+    atomic_write(folder / CARD, lambda f: f.write(json.dumps(card, indent=2).encode()))
     return card
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from common.files import atomic_write
 from envs.tasks.panda.config import PandaPickConfig
 from envs.tasks.panda.env import CAMERAS
 from envs.tasks.panda.pick import PandaPickEnv
@@ -132,10 +132,7 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
     ) as bar:
         for split, seed, out in todo:
             shard = _rollout_round(cfg, split, seed, on_step=bar.update)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **shard)
-            os.replace(tmp, out)
+            atomic_write(out, lambda f, shard=shard: np.savez_compressed(f, **shard))
     counts = {split: {"frames": 0, "rows": 0, "success_frames": 0} for split in SPLITS}
     for split in SPLITS:
         for name in shards[split]:
