@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from learner.chunk import Chunk, slice_chunk, validate_chunk
 from learner.progress_audit import audit
@@ -52,14 +53,35 @@ READY, WAITING, FAILED = 0, 1, 2
 LABEL_KEYS = ("frame_ids", "ok", "progress", "done_prob")
 
 
-@dataclass(frozen=True)
-class ShapingConfig:
-    gamma: float
-    shaping_lambda: float = 1.0
-    env_reward_weight: float = 1.0
-    success_reward: float = 0.0
-    success_threshold: float = 0.5
-    success_ends_episode: bool = True  # only where a success pays (success_reward > 0)
+class Shaping(BaseModel):
+    """How a reward model's labels become rewards; the one definition of these settings (an experiment's
+    ``reward_model`` section carries them as its own fields)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    shaping_lambda: float = Field(default=1.0, ge=0)
+    env_reward_weight: float = Field(
+        default=1.0, ge=0, description="0: the model's rewards replace the env's"
+    )
+    success_reward: float = Field(default=0.0, ge=0, description="bonus when done_prob > threshold; 0 = off")
+    success_threshold: float = Field(default=0.5, ge=0, le=1)
+    success_ends_episode: bool = Field(
+        default=True,
+        description="a step the model calls a success is terminal for learning (HIL-SERL): its bonus is paid "
+        "once, not at every step of a state the model wrongly calls done (only where success_reward > 0)",
+    )
+
+
+class ShapingConfig(Shaping):
+    """The shaping settings with the learner's discount, as the relabeller applies them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gamma: float = Field(gt=0, le=1)
+
+    @classmethod
+    def of(cls, settings: Shaping, gamma: float) -> ShapingConfig:
+        return cls(gamma=gamma, **{name: getattr(settings, name) for name in Shaping.model_fields})
 
 
 def potential_frames(chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from common.intervention_port import HilConfig
 from envs.registry import TASKS, make_config
 from envs.tasks.base import TaskConfig
 from learner.config import PPOConfig, SACConfig
+from learner.relabel import Shaping
 from reward_server.config import RewardServerConfig, TorchBackendConfig
 from striata.errors import ConfigFileError, format_validation_error
 
@@ -69,7 +70,7 @@ class EvalConfig(Section):
     )
 
 
-class RewardModelSection(Section):
+class RewardModelSection(Section, Shaping):
     """Rewards from a reward server: potential-based shaping on its progress, its success as a bonus.
 
     ``r = env_reward_weight * r_env + shaping_lambda * (gamma * phi(s') - phi(s)) + success_reward *
@@ -103,17 +104,6 @@ class RewardModelSection(Section):
     deadline_ms: float = Field(default=2000.0, gt=0, description="per-request deadline at the server")
     label_timeout_s: float = Field(
         default=10.0, gt=0, description="learner: longest wait for a chunk's labels before dropping/masking"
-    )
-    shaping_lambda: float = Field(default=1.0, ge=0)
-    env_reward_weight: float = Field(
-        default=1.0, ge=0, description="0: the model's rewards replace the env's"
-    )
-    success_reward: float = Field(default=0.0, ge=0, description="bonus when done_prob > threshold; 0 = off")
-    success_threshold: float = Field(default=0.5, ge=0, le=1)
-    success_ends_episode: bool = Field(
-        default=True,
-        description="a step the model calls a success is terminal for learning (HIL-SERL): its bonus is paid "
-        "once, not at every step of a state the model wrongly calls done",
     )
     audit_every_s: float = Field(
         default=30.0, gt=0, description="how often reward_model/* audit figures go out"

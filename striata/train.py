@@ -188,11 +188,7 @@ def reward_spec(config: ExperimentConfig, endpoint: str) -> RewardSpec:
 
 def make_relabeller(config: ExperimentConfig) -> Relabeller:
     cfg = config.reward_model
-    shaping = ShapingConfig(
-        gamma=getattr(config, config.algo).gamma, shaping_lambda=cfg.shaping_lambda,
-        env_reward_weight=cfg.env_reward_weight, success_reward=cfg.success_reward,
-        success_threshold=cfg.success_threshold, success_ends_episode=cfg.success_ends_episode,
-    )  # fmt: skip
+    shaping = ShapingConfig.of(cfg, gamma=getattr(config, config.algo).gamma)
     return Relabeller(shaping, cfg.label_timeout_s, incremental=config.algo == "sac")
 
 
