@@ -15,7 +15,7 @@ starts fresh episodes. Nothing here decides what to learn; it only acts and repo
 With a reward model (``ActorSpec.reward``), a ``FrameLabeller`` sends frames to the reward server
 after each step without waiting on it; every step of the chunk is ``reward_pending`` (its reward
 needs labels), the chunk names its frames, and the labels that came back meanwhile (for this chunk
-or earlier ones) travel in ``result["labels"]`` for the learner's relabeller.
+or earlier ones) travel in ``ActorResult.labels`` for the learner's relabeller.
 
 With ``ActorSpec.hil`` enabled, the actor serves an intervention port (actors/INTERVENTION.md,
 ``HumanLoop``): the port answers its clients from a thread of its own, whatever the actor is doing,
@@ -45,6 +45,7 @@ import torch
 from actors.frame_labels import FrameLabeller, RewardSpec
 from actors.intervention import obs_row, port_cameras
 from actors.policy import ActingPolicy, PPOPolicy, make_acting_policy
+from actors.result import ActorResult, ActorStats
 from common.intervention_port import (
     FREE_CAMERA,
     LABEL_NONE,
@@ -267,12 +268,12 @@ class EnvActor:
             self.policy.load(ray.get(weights[0]))
             self.version = version
 
-    def rollout(self) -> dict[str, Any]:
+    def rollout(self) -> ActorResult:
         """One chunk with the newest weights of the parameter store."""
         self._sync_weights()
         return self.step_chunk()
 
-    def step_chunk(self) -> dict[str, Any]:
+    def step_chunk(self) -> ActorResult:
         """One chunk with the weights this actor holds: the chunk, the labels, the statistics."""
         builder = ChunkBuilder(self.env.num_envs)
         episodes = EpisodeLog()
@@ -309,35 +310,40 @@ class EnvActor:
             obs = next_obs
         self.obs = obs
         elapsed = time.perf_counter() - start
-        result: dict[str, Any] = {"chunk": builder.build(obs, start_frame_ids=start_frames)}
+        result = ActorResult(
+            chunk=builder.build(obs, start_frame_ids=start_frames),
+            stats=self._stats(episodes, term_sums, elapsed),
+        )
         if labeller:
-            result["labels"], result["label_stats"] = labeller.take_labels()
+            result.labels, result.label_stats = labeller.take_labels()
             if hil:
-                hil.note_labels(result["labels"])
-        return {**result, "stats": self._stats(episodes, term_sums, elapsed)}
+                hil.note_labels(result.labels)
+        return result
 
-    def _stats(self, episodes: EpisodeLog, term_sums: dict[str, float], elapsed: float) -> dict[str, Any]:
+    def _stats(self, episodes: EpisodeLog, term_sums: dict[str, float], elapsed: float) -> ActorStats:
         hil = self.hil
         steps = self.spec.chunk_length * self.env.num_envs
-        return {
-            "actor_id": self.spec.actor_id,
-            "pid": os.getpid(),
-            "env_steps": steps,
-            "env_steps_per_s": steps / elapsed,
-            "policy_version": self.version,
-            "episode_returns": episodes.returns,
-            "episode_lengths": episodes.lengths,
-            "episode_successes": episodes.successes,
-            "episode_interventions": hil.finished_interventions if hil else [0] * len(episodes),
-            "episode_takeovers": hil.finished_takeovers if hil else [0] * len(episodes),
-            "intervention_steps": hil.intervention_steps if hil else 0,
-            "human_labels": {"success": hil.labels["success"], "failure": hil.labels["failure"]}
-            if hil
-            else {"success": 0, "failure": 0},
-            "hil_endpoint": hil.port.endpoint if hil else None,
-            "hil_port": hil.port.stats() if hil else None,
-            "reward_terms": {name: total / self.spec.chunk_length for name, total in term_sums.items()},
-        }
+        stats = ActorStats(
+            actor_id=self.spec.actor_id,
+            pid=os.getpid(),
+            env_steps=steps,
+            env_steps_per_s=steps / elapsed,
+            policy_version=self.version,
+            episode_returns=episodes.returns,
+            episode_lengths=episodes.lengths,
+            episode_successes=episodes.successes,
+            reward_terms={name: total / self.spec.chunk_length for name, total in term_sums.items()},
+            episode_interventions=[0] * len(episodes),
+            episode_takeovers=[0] * len(episodes),
+        )
+        if hil:
+            stats.episode_interventions = hil.finished_interventions
+            stats.episode_takeovers = hil.finished_takeovers
+            stats.intervention_steps = hil.intervention_steps
+            stats.human_labels = {"success": hil.labels["success"], "failure": hil.labels["failure"]}
+            stats.hil_endpoint = hil.port.endpoint
+            stats.hil_port = hil.port.stats()
+        return stats
 
     def close(self) -> None:
         """Close the sockets (the reward client, the intervention port)."""

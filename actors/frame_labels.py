@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.result import LabelStats
 from envs.backend import FrameRequest
 from reward_server.client import RewardClient, RewardLabel
 
@@ -129,7 +130,7 @@ class FrameLabeller:
             frame_id, truth, success = sent
             self._rows.append((frame_id, label.ok, label.progress, label.done_prob, truth, success))
 
-    def take_labels(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def take_labels(self) -> tuple[dict[str, np.ndarray], LabelStats]:
         """Labels settled since the last call (arrays for ``learner.relabel``) and the label statistics."""
         self._collect(self.client.poll())
         rows, self._rows = self._rows, []
@@ -142,13 +143,13 @@ class FrameLabeller:
             "true_progress": np.array(columns[4], dtype=np.float32),
             "true_success": np.array(columns[5], dtype=np.float32),
         }
-        stats = {
-            "statuses": dict(self.statuses),
-            "frames_sent": self.frames_sent,
-            "render_s": self.render_s,
-            "in_flight": self.client.in_flight,
-            "round_trip_ms": float(np.mean(self._round_trip_ms)) if self._round_trip_ms else math.nan,
-        }
+        stats = LabelStats(
+            statuses=dict(self.statuses),
+            frames_sent=self.frames_sent,
+            render_s=self.render_s,
+            in_flight=self.client.in_flight,
+            round_trip_ms=float(np.mean(self._round_trip_ms)) if self._round_trip_ms else math.nan,
+        )
         self.statuses.clear()
         self.frames_sent = 0
         self.render_s = 0.0

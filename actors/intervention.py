@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.result import ActorStats
 from common.files import atomic_write
 from common.intervention_port import FREE_CAMERA, HIL_FILE, PROTOCOL_VERSION
 
@@ -65,13 +66,13 @@ class InterventionLog:
         self.intervention_transitions = 0
         self.human_labels = {"success": 0, "failure": 0}
 
-    def add_stats(self, stats: dict[str, Any]) -> None:
+    def add_stats(self, stats: ActorStats) -> None:
         """An actor result's ``stats``: its finished episodes and the labels people gave."""
-        self.interventions.extend(stats["episode_interventions"])
-        self.lengths.extend(stats["episode_lengths"])
-        self.takeovers.extend(stats["episode_takeovers"])
+        self.interventions.extend(stats.episode_interventions)
+        self.lengths.extend(stats.episode_lengths)
+        self.takeovers.extend(stats.episode_takeovers)
         for key in self.human_labels:
-            self.human_labels[key] += int(stats["human_labels"][key])
+            self.human_labels[key] += int(stats.human_labels[key])
 
     def add_learner_chunk(self, chunk: dict[str, Any]) -> None:
         """A chunk handed to the learner: its flagged steps with a reward count as received."""

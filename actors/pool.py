@@ -17,6 +17,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.env_actor import ActorSpec, EnvActor
+from actors.result import ActorResult
 
 IN_FLIGHT = 2
 
@@ -65,7 +66,7 @@ class ActorPool:
     def _submit(self, index: int) -> None:
         self._in_flight[self.records[index].handle.rollout.remote()] = index
 
-    def next_results(self, timeout_s: float) -> list[dict[str, Any]]:
+    def next_results(self, timeout_s: float) -> list[ActorResult]:
         """Chunks that are ready (at least one unless the deadline passes, then ActorTimeoutError)."""
         ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout_s)
         if not ready:
@@ -85,13 +86,13 @@ class ActorPool:
                     record._failed_at = time.monotonic()
                 self._submit(index)
                 continue
-            pid = result["stats"]["pid"]
+            pid = result.stats.pid
             if record.pid is not None and pid != record.pid:
                 record.restarts += 1
                 if record._failed_at is not None:
                     record.restart_seconds.append(time.monotonic() - record._failed_at)
             record.pid, record._failed_at = pid, None
-            record.hil_endpoint = result["stats"].get("hil_endpoint")
+            record.hil_endpoint = result.stats.hil_endpoint
             self._submit(index)
             results.append(result)
         return results

@@ -37,6 +37,7 @@ from actors.frame_labels import RewardSpec
 from actors.intervention import InterventionLog, write_hil_file
 from actors.parameter_store import create_parameter_store
 from actors.pool import ActorPool, ActorTimeoutError
+from actors.result import ActorResult
 from envs.registry import make_env
 from learner.demos import load_demos
 from learner.relabel import AuditWindow, Relabeller, ShapingConfig
@@ -372,20 +373,20 @@ class Training(RunLoop):
         return summary
 
     # ----------------------------------------------------------------- steps of the loop
-    def _consume(self, result: dict[str, Any], store: Any) -> None:
-        stats = result["stats"]
+    def _consume(self, result: ActorResult, store: Any) -> None:
+        stats = result.stats
         if self._first_chunk is None:
             self._first_chunk = (time.monotonic(), self.counters.env_steps)
-        self.counters.env_steps += stats["env_steps"]
+        self.counters.env_steps += stats.env_steps
         self.counters.chunks += 1
-        if stats["policy_version"] >= 0:
-            lag = self.trainer.version - stats["policy_version"]
+        if stats.policy_version >= 0:
+            lag = self.trainer.version - stats.policy_version
             self._lag_sum += lag
             self._lag_count += 1
             self._lag_max = max(self._lag_max, lag)
-        self.returns.extend(stats["episode_returns"])
-        self.lengths.extend(stats["episode_lengths"])
-        self.successes.extend(stats["episode_successes"])
+        self.returns.extend(stats.episode_returns)
+        self.lengths.extend(stats.episode_lengths)
+        self.successes.extend(stats.episode_successes)
         before = self.trainer.version
         metrics: dict[str, float] = {}
         for chunk in self._relabelled(result):
@@ -395,8 +396,8 @@ class Training(RunLoop):
         step = self.counters.env_steps
         for key, value in metrics.items():
             self.writer.add_scalar(f"learner/{key}", value, step)
-        self.writer.add_scalar("actors/env_steps_per_s", stats["env_steps_per_s"], step)
-        for name, value in stats["reward_terms"].items():
+        self.writer.add_scalar("actors/env_steps_per_s", stats.env_steps_per_s, step)
+        for name, value in stats.reward_terms.items():
             self.writer.add_scalar(f"reward_terms/{name}", value, step)
         if self.returns:
             self.writer.add_scalar("episode/return", float(np.mean(self.returns)), step)
@@ -409,26 +410,27 @@ class Training(RunLoop):
         if self.trainer.version != before:
             self._publish(store)
 
-    def _relabelled(self, result: dict[str, Any]) -> list[Any]:
+    def _relabelled(self, result: ActorResult) -> list[Any]:
         """The chunks the learner gets now: the result's own, or what the relabeller lets through."""
         if self.relabeller is None:
-            return [result["chunk"]]
-        stats = result["stats"]
-        source = (stats["actor_id"], stats["pid"])
-        self.relabeller.add_labels(source, result["labels"])
-        self.relabeller.add_chunk(source, result["chunk"])
-        self.audit.add(result["labels"])
-        label_stats = result["label_stats"]
-        for status, count in label_stats["statuses"].items():
+            return [result.chunk]
+        stats = result.stats
+        source = (stats.actor_id, stats.pid)
+        assert result.labels is not None and result.label_stats is not None  # actors label with a model
+        self.relabeller.add_labels(source, result.labels)
+        self.relabeller.add_chunk(source, result.chunk)
+        self.audit.add(result.labels)
+        label_stats = result.label_stats
+        for status, count in label_stats.statuses.items():
             self.label_statuses[status] = self.label_statuses.get(status, 0) + count
         step = self.counters.env_steps
         chunks = self.relabeller.ready()
         counts = self.relabeller.counts
         scalars = {
             "labelled_steps": counts.labelled, "failed_steps": counts.failed, "expired_steps": counts.expired,
-            "waiting_steps": self.relabeller.waiting_steps, "frames_sent": label_stats["frames_sent"],
-            "render_s_per_chunk": label_stats["render_s"], "in_flight": label_stats["in_flight"],
-            "round_trip_ms": label_stats["round_trip_ms"],
+            "waiting_steps": self.relabeller.waiting_steps, "frames_sent": label_stats.frames_sent,
+            "render_s_per_chunk": label_stats.render_s, "in_flight": label_stats.in_flight,
+            "round_trip_ms": label_stats.round_trip_ms,
         }  # fmt: skip
         scalars.update({f"labels_{status}": count for status, count in self.label_statuses.items()})
         for key, value in scalars.items():

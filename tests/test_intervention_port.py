@@ -129,9 +129,9 @@ def test_hello_watch_sends_steps_and_jpeg_frames(opened):
     steps = client.of_type("step")
     assert [m["env"] for m in steps] == [1] * CHUNK
     assert [m["t"] for m in steps] == list(range(CHUNK))
-    np.testing.assert_allclose([m["action"] for m in steps], result["chunk"]["actions"][:, 1], rtol=1e-6)
-    np.testing.assert_allclose(steps[0]["obs"]["state"], result["chunk"]["obs"][0, 1], rtol=1e-5)
-    np.testing.assert_allclose(steps[0]["next_obs"]["state"], result["chunk"]["obs"][1, 1], rtol=1e-5)
+    np.testing.assert_allclose([m["action"] for m in steps], result.chunk["actions"][:, 1], rtol=1e-6)
+    np.testing.assert_allclose(steps[0]["obs"]["state"], result.chunk["obs"][0, 1], rtol=1e-5)
+    np.testing.assert_allclose(steps[0]["next_obs"]["state"], result.chunk["obs"][1, 1], rtol=1e-5)
     assert not any(m["intervention"] for m in steps) and all(m["label"] == -1 for m in steps)
     assert all(0.0 <= m["progress"] <= 1.0 for m in steps)  # panda_pick's own progress (no reward model)
     frames = client.of_type("frame")
@@ -167,12 +167,12 @@ def test_takeover_actions_reach_the_chunk_flagged_and_paced(opened):
     start = time.monotonic()
     result = actor.step_chunk()
     elapsed = time.monotonic() - start
-    chunk = result["chunk"]
+    chunk = result.chunk
     validate_chunk(chunk)
     np.testing.assert_allclose(chunk["actions"][:, 1], np.tile([0.5, -0.25, 1.0, 1.0], (CHUNK, 1)))
     assert chunk["intervention"][:, 1].all() and not chunk["intervention"][:, [0, 2]].any()
     assert not np.allclose(chunk["actions"][:, 0], [0.5, -0.25, 1.0, 1.0])
-    assert result["stats"]["intervention_steps"] == CHUNK
+    assert result.stats.intervention_steps == CHUNK
     assert (chunk["human_label"] == -1).all()
     # Taken over: real time, control_dt = 0.1 s a step (the first step starts at once).
     assert elapsed >= (CHUNK - 1) * 0.1 * 0.9
@@ -182,7 +182,7 @@ def test_takeover_actions_reach_the_chunk_flagged_and_paced(opened):
     client.send(type="handback", env=1)
     settle(client)
     assert client.of_type("control")[-1]["controlled"] is False
-    assert not actor.step_chunk()["chunk"]["intervention"].any()
+    assert not actor.step_chunk().chunk["intervention"].any()
 
 
 def test_a_stale_action_becomes_the_neutral_one(opened):
@@ -193,7 +193,7 @@ def test_a_stale_action_becomes_the_neutral_one(opened):
     client.send(type="action", env=0, action=[1.0, 1.0, 1.0, 1.0])
     settle(client)
     time.sleep(0.1)
-    chunk = actor.step_chunk()["chunk"]
+    chunk = actor.step_chunk().chunk
     assert chunk["intervention"][:, 0].all()
     np.testing.assert_array_equal(chunk["actions"][:, 0], np.zeros((CHUNK, 4)))
 
@@ -208,17 +208,17 @@ def test_labels_end_episodes_with_the_label(opened):
     client.send(type="label", env=2, success=False)
     settle(client)
     result = actor.step_chunk()
-    chunk, stats = result["chunk"], result["stats"]
+    chunk, stats = result.chunk, result.stats
     validate_chunk(chunk)
     assert chunk["terminated"][0, 0] and not chunk["truncated"][0, 0] and chunk["human_label"][0, 0] == 1
     assert chunk["truncated"][0, 2] and not chunk["terminated"][0, 2] and chunk["human_label"][0, 2] == 0
     assert (chunk["human_label"][1:] == -1).all() and (chunk["human_label"][:, 1] == -1).all()
     assert chunk["final_obs"].shape[0] == chunk["truncated"].sum()
     # Episodes are reported in env order of the step they ended: env 0 (success), env 2 (failure).
-    assert stats["episode_successes"] == [True, False]
-    assert stats["episode_lengths"] == [1, 1]
-    assert stats["episode_interventions"] == [1, 0] and stats["episode_takeovers"] == [1, 0]
-    assert stats["human_labels"] == {"success": 1, "failure": 1}
+    assert stats.episode_successes == [True, False]
+    assert stats.episode_lengths == [1, 1]
+    assert stats.episode_interventions == [1, 0] and stats.episode_takeovers == [1, 0]
+    assert stats.human_labels == {"success": 1, "failure": 1}
     client.receive(1.0)
     ends = client.of_type("episode_end")
     assert len(ends) == 1 and ends[0]["env"] == 0 and ends[0]["label"] == 1 and ends[0]["success"] is True
@@ -245,7 +245,7 @@ def test_a_silent_client_loses_its_takeover(opened):
     silent.inbox.clear()
     # Two steps at real-time pace stay within the alive client's timeout.
     actor.spec = dataclasses.replace(actor.spec, chunk_length=2)
-    chunk = actor.step_chunk()["chunk"]
+    chunk = actor.step_chunk().chunk
     assert not chunk["intervention"][:, 1].any()
     assert chunk["intervention"][:, 2].all()
     silent.receive(0.2)
@@ -291,8 +291,8 @@ def test_garbage_gets_errors_and_the_actor_keeps_stepping(opened):
     assert all(isinstance(m["detail"], str) and m["detail"] for m in client.of_type("error"))
 
     result = actor.step_chunk()
-    assert result["stats"]["env_steps"] == 3 * CHUNK
-    assert not result["chunk"]["intervention"].any()
+    assert result.stats.env_steps == 3 * CHUNK
+    assert not result.chunk["intervention"].any()
     client.send(type="hello", client="still here")
     settle(client)
     assert client.of_type("welcome")
@@ -305,7 +305,7 @@ def test_ppo_stores_the_log_prob_of_the_human_action(opened):
     client.send(type="takeover", env=0)
     client.send(type="action", env=0, action=[0.9, -0.9, 0.9, -0.9])
     settle(client)
-    chunk = actor.step_chunk()["chunk"]
+    chunk = actor.step_chunk().chunk
     validate_chunk(chunk, require=("log_prob", "value"))
     assert chunk["intervention"][:, 0].all()
     for t in range(CHUNK):

@@ -178,7 +178,7 @@ def test_control_messages_are_answered_while_the_actor_is_blocked_in_a_step(clos
     assert max(took.values()) < REPLY_BOUND_S, took
 
     # What was asked while the actor was blocked applies from its next step.
-    chunk = result["chunk"]
+    chunk = result.chunk
     assert not chunk["intervention"][0].any()
     assert chunk["intervention"][1:, 0].all() and not chunk["intervention"][:, 1:].any()
     np.testing.assert_allclose(chunk["actions"][1:, 0], np.tile(ACTION, (CHUNK - 1, 1)))
@@ -186,7 +186,7 @@ def test_control_messages_are_answered_while_the_actor_is_blocked_in_a_step(clos
     assert chunk["human_label"][1, 1] == -1 and chunk["truncated"][1, 1]
     steps = [client.wait_for("step") for _ in range(CHUNK)]  # the blocked step's too: watched meanwhile
     assert [m["t"] for m in steps] == [0, 1, 2] and [m["intervention"] for m in steps] == [False, True, True]
-    assert result["stats"]["hil_port"]["clients"] == 1 and not result["stats"]["hil_port"]["dropped"]
+    assert result.stats.hil_port["clients"] == 1 and not result.stats.hil_port["dropped"]
 
 
 def _reply_latencies(actor: EnvActor, rounds: int) -> dict[str, list[float]]:
