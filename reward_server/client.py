@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from reward_server.protocol import ProtocolError, decode_reply, encode_request, pack
+from reward_server.protocol import ProtocolError, ScoreReply, decode_reply, encode_request, pack
 
 CLIENT_STATUSES = ("dropped", "late")
 
@@ -178,30 +178,32 @@ class RewardClient:
         if reply.get("type") == "health":
             self._healthy = reply.get("status") == "ok"
             return
-        flight = (
-            self._in_flight.pop(reply.get("request_id"), None) if _is_int(reply.get("request_id")) else None
-        )
+        try:
+            score = ScoreReply.of(reply)
+        except ProtocolError:
+            self.counts["bad_replies"] += 1
+            return
+        flight = self._in_flight.pop(score.request_id, None)
         if flight is None:
             # Already reported late, or an answer to a request that could not be decoded at all.
             self.counts["unmatched_replies"] += 1
             return
-        status = str(reply.get("status"))
-        self.counts[status] += 1
+        self.counts[score.status] += 1
         self._settled.append(
             RewardLabel(
-                request_id=reply["request_id"],
+                request_id=score.request_id,
                 actor_id=self.actor_id,
                 episode_id=flight.episode_id,
                 t=flight.t,
-                status=status,
-                progress=_float(reply.get("progress")),
-                delta=_float(reply.get("delta")),
-                done_prob=_float(reply.get("done_prob")),
-                uncertainty=_float(reply.get("uncertainty")),
-                cache_hit=bool(reply.get("cache_hit")),
+                status=score.status,
+                progress=score.progress,
+                delta=score.delta,
+                done_prob=score.done_prob,
+                uncertainty=score.uncertainty,
+                cache_hit=score.cache_hit,
                 round_trip_ms=(time.monotonic() - flight.sent) * 1000,
-                model_id=str(reply.get("model_id", "")),
-                detail=str(reply.get("detail", "")),
+                model_id=score.model_id,
+                detail=score.detail,
             )
         )
 
@@ -247,11 +249,3 @@ def _dealer(context: zmq.Context, endpoint: str, send_hwm: int, immediate: bool 
     socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2000)
     socket.connect(endpoint)
     return socket
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _float(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan

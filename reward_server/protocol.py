@@ -460,6 +460,43 @@ def past_deadline(reply: dict[str, Any], late_ms: float) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ScoreReply:
+    """A scoring reply as a client reads it: the values are NaN unless ``status`` is ``ok``."""
+
+    request_id: int
+    status: str
+    progress: float
+    delta: float
+    done_prob: float
+    uncertainty: float
+    cache_hit: bool
+    model_id: str
+    detail: str
+
+    @classmethod
+    def of(cls, reply: dict[str, Any]) -> ScoreReply:
+        """The typed reply of a decoded reply map; ``ProtocolError`` without an integer ``request_id``."""
+        request_id = reply.get("request_id")
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            raise ProtocolError(f"reply: request_id {request_id!r} is not an integer")
+        return cls(
+            request_id=request_id,
+            status=str(reply.get("status")),
+            progress=_number(reply.get("progress")),
+            delta=_number(reply.get("delta")),
+            done_prob=_number(reply.get("done_prob")),
+            uncertainty=_number(reply.get("uncertainty")),
+            cache_hit=bool(reply.get("cache_hit")),
+            model_id=str(reply.get("model_id", "")),
+            detail=str(reply.get("detail", "")),
+        )
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
 def decode_reply(raw: bytes) -> dict[str, Any]:
     """A reply header as a dict; raises ``ProtocolError`` for anything else."""
     try:

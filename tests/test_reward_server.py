@@ -309,3 +309,16 @@ def test_request_without_reply_is_reported_late(serve):
     (label,) = collect(client, 1, timeout_s=3)
     assert (label.status, label.episode_id, label.t) == ("late", 4, 9)
     backend.release.set()
+
+
+def test_a_reply_is_read_into_a_typed_score_reply_or_refused() -> None:
+    from reward_server.protocol import ProtocolError, ScoreReply
+
+    ok = ScoreReply.of({"request_id": 7, "status": "ok", "progress": 0.25, "done_prob": 1, "cache_hit": True})
+    assert (ok.request_id, ok.status, ok.progress, ok.done_prob, ok.cache_hit) == (7, "ok", 0.25, 1.0, True)
+    assert math.isnan(ok.delta) and math.isnan(ok.uncertainty)
+    failed = ScoreReply.of({"request_id": 8, "status": "timeout", "progress": None, "done_prob": True})
+    assert math.isnan(failed.progress) and math.isnan(failed.done_prob)  # never a default score
+    for bad in ("7", None, True, 7.0):
+        with pytest.raises(ProtocolError, match="request_id"):
+            ScoreReply.of({"request_id": bad, "status": "ok"})
