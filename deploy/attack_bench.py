@@ -25,10 +25,11 @@ import numpy as np
 import psutil
 import zmq
 
+from common.floods import FLOODS
 from deploy import protocol
 from deploy.bench import free_port
 
-ATTACKS = ("baseline", "million_frames", "big_frames", "garbage")
+ATTACKS = ("baseline", *FLOODS)
 
 
 def attack(kind: str, endpoint: str) -> None:
@@ -38,14 +39,7 @@ def attack(kind: str, endpoint: str) -> None:
     sock.setsockopt(zmq.LINGER, 10_000)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.connect(endpoint)
-    if kind == "million_frames":
-        sock.send_multipart([b"x"] * 1_000_000)
-    elif kind == "big_frames":
-        sock.send_multipart([b"y" * (1 << 20)] * 300)
-    elif kind == "garbage":
-        rng = np.random.default_rng(0)
-        for _ in range(10_000):
-            sock.send(rng.bytes(int(rng.integers(1, 200))))
+    FLOODS[kind](sock)
     sock.close()
     context.term()
 

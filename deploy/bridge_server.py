@@ -269,13 +269,12 @@ class BridgeServer:
                 return
             time.sleep(period)
 
-    def _read_state(self) -> bool:
-        """Read the backend's newest state; a lost one latches damping (said once on stderr), not an exit.
-        False when this read found no fresh state."""
+    def _read_state(self) -> None:
+        """Read the backend's newest state (``_state_fresh`` says whether this read found one); a lost
+        state latches damping (said once on stderr), not an exit."""
         try:
             self._state = self.backend.read_state()
             self._state_fresh = True
-            return True
         except StateLost as exc:
             self._state_fresh = False
             if not self._state_lost:
@@ -287,7 +286,6 @@ class BridgeServer:
                 with self._lock:
                     self._state_lost = True
             self.stats.state_lost_ticks += 1
-            return False
 
     # ----------------------------------------------------------------- loop parts
     def _wait_and_receive(self, router: BoundedRouter, deadline: float) -> None:
@@ -400,7 +398,7 @@ class BridgeServer:
         now = time.monotonic()
         self.stats.max_tick_gap_s = max(self.stats.max_tick_gap_s, now - self._last_tick_at)
         self._last_tick_at = now
-        fresh = self._read_state()
+        self._read_state()
         state = self._state
         if state is None:  # lost before the first reading: nothing to command yet
             return
@@ -418,7 +416,7 @@ class BridgeServer:
             mode, joint_command = "position", self.filter.position(command, state)
         self._apply(mode, joint_command)
         self.stats.ticks += 1
-        if fresh and self._owner is not None and self.stats.ticks % self.state_every == 0:
+        if self._state_fresh and self._owner is not None and self.stats.ticks % self.state_every == 0:
             self._publish_state(sock)
 
     def _apply(self, mode: str, command: JointCommand) -> None:

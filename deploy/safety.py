@@ -87,6 +87,13 @@ class SafetyFilter:
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self._last_target: np.ndarray | None = None
 
+    def _envelope(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per joint at ``q``: the speed up and down from which braking stops it at the soft limit."""
+        brake = 2.0 * self.brake_accel
+        up = np.sqrt(brake * np.maximum(self.upper - q, 0.0))
+        down = np.sqrt(brake * np.maximum(q - self.lower, 0.0))
+        return up, down
+
     def passive(self, state: RobotState, damping: bool) -> JointCommand:
         """Zero torque, or damping (kp 0, kd ``damping_kd``); resets the target ramp."""
         self._last_target = None
@@ -101,20 +108,20 @@ class SafetyFilter:
         previous = state.q if self._last_target is None else self._last_target
         # The target slows down near a soft limit as a braking joint would: it never runs faster than
         # the limit envelope below, so a limb is not slammed into its limit by its own target.
-        brake = 2.0 * self.brake_accel
         step = self.cfg.max_target_step
-        up_step = np.minimum(step, np.sqrt(brake * np.maximum(self.upper - previous, 0.0)) * self.period)
-        down_step = np.minimum(step, np.sqrt(brake * np.maximum(previous - self.lower, 0.0)) * self.period)
-        target = np.clip(target, previous - down_step, previous + up_step)
+        target_up, target_down = self._envelope(previous)
+        target = np.clip(
+            target,
+            previous - np.minimum(step, target_down * self.period),
+            previous + np.minimum(step, target_up * self.period),
+        )
         kp = np.minimum(command.kp, self.cfg.max_kp)
         kd = np.minimum(command.kd, self.cfg.max_kd)
         limit = self.torque_limit
         tau_ff = np.clip(command.tau_ff, -limit, limit)
-        dq_target = np.clip(command.dq_target, -self.velocity_limit, self.velocity_limit)
         q, dq = state.q, state.dq
-        up_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(self.upper - q, 0.0)))
-        down_speed = np.minimum(self.velocity_limit, np.sqrt(brake * np.maximum(q - self.lower, 0.0)))
-        dq_target = np.clip(dq_target, -down_speed, up_speed)
+        up_speed, down_speed = (np.minimum(self.velocity_limit, v) for v in self._envelope(q))
+        dq_target = np.clip(command.dq_target, -down_speed, up_speed)
         # Feed-forward torque outward fades to nothing over the last ``limit_zone`` before a soft limit:
         # one tick of full effort would otherwise add effort/I x dt of speed to a light joint.
         zone = self.cfg.limit_zone

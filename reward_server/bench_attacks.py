@@ -41,6 +41,7 @@ import zmq
 from PIL import Image
 from zmq.utils.monitor import recv_monitor_message
 
+from common.floods import FLOODS, GARBAGE_MESSAGES
 from reward_server.bench import CAMERA, FRAME_SIZE, TASK_TEXT, resolved_backend
 from reward_server.client import RewardClient, query_server
 from reward_server.config import BackendConfig, RewardServerConfig
@@ -160,24 +161,15 @@ def _frame_400mb(sock: zmq.Socket, monitor: zmq.Socket, cameras: list[str]) -> d
     return {"disconnected": disconnected, "answered_after": answered}
 
 
-def _many_frames(count: int, size: int) -> Callable[[zmq.Socket, zmq.Socket, list[str]], dict[str, Any]]:
+def _flood(name: str, **sent: int) -> Callable[[zmq.Socket, zmq.Socket, list[str]], dict[str, Any]]:
+    """``common.floods``' flood ``name``, then the replies it drew; ``sent`` says how much it was."""
+
     def attack(sock: zmq.Socket, monitor: zmq.Socket, cameras: list[str]) -> dict[str, Any]:
-        frame = b"x" * size
-        for _ in range(count - 1):
-            sock.send(frame, zmq.SNDMORE, copy=size < 4096)
-        sock.send(frame)
+        FLOODS[name](sock)
         answered, statuses = _replies_until_health(sock, ATTACK_TIMEOUT_S)
-        return {"frames": count, "answered_after": answered, "replies": dict(statuses)}
+        return {**sent, "answered_after": answered, "replies": dict(statuses)}
 
     return attack
-
-
-def _garbage(sock: zmq.Socket, monitor: zmq.Socket, cameras: list[str]) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    for _ in range(10_000):
-        sock.send(b"\xc1" + rng.bytes(int(rng.integers(1, 200))))
-    answered, statuses = _replies_until_health(sock, ATTACK_TIMEOUT_S)
-    return {"messages": 10_000, "answered_after": answered, "replies": dict(statuses)}
 
 
 def _jpegs(padding: int) -> Callable[[zmq.Socket, zmq.Socket, list[str]], dict[str, Any]]:
@@ -214,9 +206,9 @@ def _padding_past_the_floor() -> int:
 
 ATTACK_SENDERS: dict[str, Callable[[zmq.Socket, zmq.Socket, list[str]], dict[str, Any]]] = {
     "frame_400mb": _frame_400mb,
-    "frames_1m": _many_frames(1_000_000, 1),
-    "frames_300x1mb": _many_frames(300, 1 << 20),
-    "garbage_10k": _garbage,
+    "frames_1m": _flood("million_frames", frames=1_000_000),
+    "frames_300x1mb": _flood("big_frames", frames=300),
+    "garbage_10k": _flood("garbage", messages=GARBAGE_MESSAGES),
     "lying_jpegs": _jpegs(padding=0),
     "padded_jpegs": _jpegs(padding=_padding_past_the_floor()),
 }

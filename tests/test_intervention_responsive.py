@@ -28,6 +28,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from actors.env_actor import ActorSpec, EnvActor
+from common.floods import GARBAGE_MESSAGES, send_big_frames, send_garbage, send_million_frames
 from common.intervention_port import HilConfig, InterventionPort, PortInfo
 from learner.config import SACConfig
 
@@ -262,35 +263,13 @@ def test_reply_latency_benchmark(closing):
 
 
 # ----------------------------------------------------------------- floods
-def _flood_frames(sock: zmq.Socket) -> None:
-    """One message of 1,000,000 one-byte frames."""
-    for _ in range(999_999):
-        sock.send(b"x", zmq.SNDMORE)
-    sock.send(b"x")
-
-
-def _flood_megabytes(sock: zmq.Socket) -> None:
-    """One message of 300 frames of 1 MB each (the same buffer, not copied)."""
-    frame = b"\0" * 1_000_000
-    for _ in range(299):
-        sock.send(frame, zmq.SNDMORE, copy=False)
-    sock.send(frame, copy=False)
-
-
-def _flood_garbage(sock: zmq.Socket) -> None:
-    """10,000 messages of bytes that are not msgpack."""
-    rng = np.random.default_rng(0)
-    for n in range(10_000):
-        sock.send(b"\xc1" + rng.bytes(n % 64))
-
-
 def _frames_dropped(port: InterventionPort, pings: int) -> bool:
     return port.stats()["dropped"].get("too_many_frames", 0) >= 1
 
 
 def _garbage_seen(port: InterventionPort, pings: int) -> bool:
     stats = port.stats()
-    return stats["received"] + sum(stats["dropped"].values()) >= 10_000 + 1 + pings  # + the hello
+    return stats["received"] + sum(stats["dropped"].values()) >= GARBAGE_MESSAGES + 1 + pings  # + the hello
 
 
 @pytest.mark.parametrize(
@@ -298,9 +277,9 @@ def _garbage_seen(port: InterventionPort, pings: int) -> bool:
     [
         # libzmq delivers a message whole: the port skips its million frames (about 1 us each, ~1 s)
         # before another client's turn.
-        (_flood_frames, _frames_dropped, FRAME_FLOOD_BOUND_S),
-        (_flood_megabytes, None, REPLY_BOUND_S),
-        (_flood_garbage, _garbage_seen, REPLY_BOUND_S),
+        (send_million_frames, _frames_dropped, FRAME_FLOOD_BOUND_S),
+        (send_big_frames, None, REPLY_BOUND_S),
+        (send_garbage, _garbage_seen, REPLY_BOUND_S),
     ],
     ids=["1M_one_byte_frames", "300x1MB_frames", "10k_garbage_messages"],
 )
@@ -339,7 +318,7 @@ def test_a_flood_from_one_peer_leaves_pings_answered(closing, flood, done, bound
     print(f"{flood.__doc__.strip()} pings answered: {len(took)}, longest {max(took) * 1e3:.1f} ms; {stats}")
     assert max(took) < bound_s
     assert stats["received"] >= len(took) + 1  # the hello and every ping reached the handlers
-    if flood is _flood_garbage:
+    if flood is send_garbage:
         assert stats["dropped"]["peer_over_message_rate"] > 0  # the attacker's rate, not the bystander's
     # The port still serves: a takeover is answered.
     assert client.ask("control", type="takeover", env=0)[0]["controlled"] is True
