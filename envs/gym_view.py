@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.backend import Obs
+from envs.backend import BatchedEnv, Obs
 from envs.registry import TASKS, make_env
 
 
@@ -25,22 +25,17 @@ class SingleEnvView(gym.Env):
         self.render_mode = render_mode
         self.camera = camera
         self._overrides = overrides
-        self.env = self._make(seed=None)
+        self.env = view_env(task, 1, None, overrides)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.env.step_dt)}
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(self.env.action_dim,), dtype=np.float32)
-        self.observation_space = space_of(_first(self.env.reset()))
+        self.action_space = action_box(self.env)
+        self.observation_space = space_of(env_row(self.env.reset(), 0))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
         if seed is not None:
             self.env.close()
-            self.env = self._make(seed)
-        return _first(self.env.reset()), {}
-
-    def _make(self, seed: int | None):
-        env = make_env(self.task, num_envs=1, seed=seed, **self._overrides)
-        env.final_obs_on_termination = True  # Gymnasium hands back every episode's last observation
-        return env
+            self.env = view_env(self.task, 1, seed, self._overrides)
+        return env_row(self.env.reset(), 0), {}
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float64)[None])
@@ -49,7 +44,7 @@ class SingleEnvView(gym.Env):
             obs = info["final_obs"]
         terms = {k: float(v[0]) for k, v in info["reward_terms"].items()}
         out_info = {"success": bool(info["success"][0]), "reward_terms": terms}
-        return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), out_info
+        return env_row(obs, 0), float(reward[0]), bool(terminated[0]), bool(truncated[0]), out_info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -60,10 +55,24 @@ class SingleEnvView(gym.Env):
         self.env.close()
 
 
-def _first(obs: Obs) -> Any:
+def view_env(task: str, num_envs: int, seed: int | None, overrides: dict[str, Any]) -> BatchedEnv:
+    """The batched env behind a Gymnasium view: it hands back every ended episode's last observation
+    (Gymnasium's contract), not only the time-outs' that learners bootstrap from."""
+    env = make_env(task, num_envs=num_envs, seed=seed, **overrides)
+    env.final_obs_on_termination = True
+    return env
+
+
+def action_box(env: BatchedEnv) -> spaces.Box:
+    """One env's action space: every task acts in [-1, 1]."""
+    return spaces.Box(-1.0, 1.0, shape=(env.action_dim,), dtype=np.float32)
+
+
+def env_row(obs: Obs, k: int) -> Any:
+    """Env ``k``'s observation out of a batch (an array, or a dict of arrays)."""
     if isinstance(obs, dict):
-        return {k: v[0] for k, v in obs.items()}
-    return obs[0]
+        return {key: value[k] for key, value in obs.items()}
+    return obs[k]
 
 
 def space_of(obs: Any) -> spaces.Space:

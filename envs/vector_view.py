@@ -14,13 +14,11 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs.backend import Obs
-from envs.gym_view import space_of
-from envs.registry import make_env
+from envs.gym_view import action_box, env_row, space_of, view_env
 
 
 class BatchedVectorEnv(gym.vector.VectorEnv):
@@ -44,24 +42,18 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self.render_mode = render_mode
         self.camera = camera
         self._overrides = overrides
-        self.env = self._make(seed=None)
+        self.env = view_env(task, num_envs, None, overrides)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.env.step_dt)}
-        self.single_action_space = spaces.Box(-1.0, 1.0, shape=(self.env.action_dim,), dtype=np.float32)
+        self.single_action_space = action_box(self.env)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        first = self.env.reset()
-        self.single_observation_space = space_of(_row(first, 0))
+        self.single_observation_space = space_of(env_row(self.env.reset(), 0))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
-
-    def _make(self, seed: int | None):
-        env = make_env(self.task, num_envs=self.num_envs, seed=seed, **self._overrides)
-        env.final_obs_on_termination = True  # every ended episode's last observation, not only time-outs
-        return env
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
         super().reset(seed=seed)
         if seed is not None:
             self.env.close()
-            self.env = self._make(seed)
+            self.env = view_env(self.task, self.num_envs, seed, self._overrides)
         return self.env.reset(), {}
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -72,7 +64,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         if "final_ids" in info:
             final = np.full(self.num_envs, None, dtype=object)
             for k, env_id in enumerate(info["final_ids"].tolist()):
-                final[env_id] = _row(info["final_obs"], k)
+                final[env_id] = env_row(info["final_obs"], k)
             out["final_obs"] = final
             out["_final_obs"] = np.isin(np.arange(self.num_envs), info["final_ids"])
         return obs, reward, terminated, truncated, out
@@ -84,9 +76,3 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self.env.close()
-
-
-def _row(obs: Obs, k: int) -> Any:
-    if isinstance(obs, dict):
-        return {key: value[k] for key, value in obs.items()}
-    return obs[k]

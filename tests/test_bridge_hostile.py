@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import zmq
-from bridge_peer import dealer, recv_until
+from bridge_peer import RunningBridge, dealer, recv_until
 
 from deploy import protocol
 from deploy.attack_bench import ATTACKS, bench_bridge_attacks
@@ -63,42 +63,15 @@ class WatchedRobot:
         self.sim.close()
 
 
-@dataclass
-class Served:
-    robot: WatchedRobot
-    server: BridgeServer
-    stop: threading.Event
-    thread: threading.Thread
-    endpoint: str
-
-    def wait_for(self, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> dict:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            status = self.server.status()
-            if predicate(status):
-                return status
-            time.sleep(0.005)
-        raise AssertionError(f"timed out waiting for {what}: {self.server.status()}")
-
-    def ticks_pass(self, n: int) -> dict:
-        start = self.server.status()["ticks"]
-        return self.wait_for(lambda s: s["ticks"] >= start + n, 30.0, f"{n} ticks")
-
-
 @pytest.fixture
-def served() -> Iterator[Served]:
-    robot = WatchedRobot()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    server = BridgeServer(robot, endpoint, SafetyConfig())
-    stop = threading.Event()
-    thread = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
-    thread.start()
-    running = Served(robot, server, stop, thread, endpoint)
+def served() -> Iterator[RunningBridge]:
+    running = RunningBridge(WatchedRobot())
+    running.thread.start()
     running.wait_for(lambda s: s["ticks"] > 0, 30.0, "the first tick")
     yield running
-    stop.set()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    running.stop.set()
+    running.thread.join(timeout=10)
+    assert not running.thread.is_alive()
 
 
 def _hold(sock: zmq.Socket, seq: int, session: int, **extreme: np.ndarray) -> None:
@@ -114,7 +87,7 @@ def _hold(sock: zmq.Socket, seq: int, session: int, **extreme: np.ndarray) -> No
     sock.send(protocol.command_message(seq, session, "hold", **arrays))
 
 
-def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: Served) -> None:
+def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: RunningBridge) -> None:
     names = list(PANDA.joint_names)
     first = dealer(served.endpoint, b"controller-a")
     first.send(protocol.hello_message("a", names))
@@ -142,7 +115,7 @@ def test_a_hello_changes_no_mode_and_a_reused_routing_id_must_say_hello(served: 
 
 
 def test_a_lost_state_damps_without_exiting_and_every_exit_damps_for_half_a_second(
-    served: Served, capfd: pytest.CaptureFixture[str]
+    served: RunningBridge, capfd: pytest.CaptureFixture[str]
 ) -> None:
     controller = dealer(served.endpoint)
     controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
@@ -198,7 +171,7 @@ def test_a_broken_robot_still_gets_damping_for_half_a_second() -> None:
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: Served, sign: float) -> None:
+def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: RunningBridge, sign: float) -> None:
     controller = dealer(served.endpoint)
     controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
     session = recv_until(controller, "welcome")["session"]

@@ -18,7 +18,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from bridge_peer import FULL_RUN_PHASES, dealer, recv_until
+from bridge_peer import FULL_RUN_PHASES, RunningBridge, dealer, recv_until
 from typer.testing import CliRunner, Result
 
 from deploy import protocol
@@ -41,29 +41,10 @@ from deploy.sim_robot import SimRobot
 STRIATA = (sys.executable, "-m", "striata")
 
 
-class RunningBridge:
-    """A sim G1 behind a bridge server, served from a thread of the test process."""
-
-    def __init__(self, sim: SimRobot) -> None:
-        self.sim = sim
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.server = BridgeServer(sim, self.endpoint, SafetyConfig(), on_phase=sim.on_controller_phase)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.server.serve, kwargs={"stop": self.stop}, daemon=True)
-
-    def wait_for(self, predicate, timeout_s: float, what: str) -> dict:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            status = self.server.status()
-            if predicate(status):
-                return status
-            time.sleep(0.002)
-        raise AssertionError(f"timed out waiting for {what}: {self.server.status()}")
-
-
 @pytest.fixture
 def bridge() -> Iterator[RunningBridge]:
-    running = RunningBridge(SimRobot("g1"))
+    sim = SimRobot("g1")
+    running = RunningBridge(sim, on_phase=sim.on_controller_phase)
     running.thread.start()
     yield running
     running.stop.set()
@@ -125,7 +106,7 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
     bridge: RunningBridge,
 ) -> None:
     rng = np.random.default_rng(0)
-    n = len(bridge.sim.joint_names)
+    n = len(bridge.robot.joint_names)
     attacker = dealer(bridge.endpoint)
     total = 10_000
     for i in range(total):
@@ -133,7 +114,7 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
         if i % 200 == 199:
             time.sleep(0.2)  # under the per-peer message rate, so most garbage is read and judged
     # The attacker's own hello, sent after all its garbage, is answered: everything before it was handled.
-    _hello(attacker, bridge.sim.joint_names, timeout_s=30.0)
+    _hello(attacker, bridge.robot.joint_names, timeout_s=30.0)
     status = bridge.server.status()
     assert status["accepted"] == 1  # that hello
     assert set(status["rejected"]) >= {"not_msgpack", "bad_version", "not_finite", "bad_size", "not_owner"}
@@ -142,8 +123,8 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
     attacker.close()
 
     controller = dealer(bridge.endpoint)
-    welcome = _hello(controller, bridge.sim.joint_names)
-    assert welcome["joint_names"] == bridge.sim.joint_names
+    welcome = _hello(controller, bridge.robot.joint_names)
+    assert welcome["joint_names"] == bridge.robot.joint_names
     q = np.zeros(n)
     session = welcome["session"]
     controller.send(protocol.command_message(1, session, "hold", q, q, np.full(n, 50.0), np.full(n, 2.0), q))
@@ -212,7 +193,7 @@ def test_swapped_joint_order_is_mapped_by_name_or_refused_on_request(g1_policy: 
     order = list(range(29))
     order[3], order[9] = 9, 3  # the knees swap places in the robot's list
     _reorder(sim, order)
-    running = RunningBridge(sim)
+    running = RunningBridge(sim, on_phase=sim.on_controller_phase)
     running.thread.start()
     try:
         strict = _deploy_cli(g1_policy, running.endpoint, "--require-same-order", "--sequence", "quit@0.1")
@@ -258,7 +239,7 @@ def _deploy_cli(policy: Path, endpoint: str, *args: str) -> Result:
 def test_renamed_joints_refuse_to_start_and_list_the_differences(g1_policy: Path) -> None:
     sim = SimRobot("g1")
     sim.joint_names[12] = "torso_joint"
-    running = RunningBridge(sim)
+    running = RunningBridge(sim, on_phase=sim.on_controller_phase)
     running.thread.start()
     try:
         result = _deploy_cli(g1_policy, running.endpoint)
@@ -398,7 +379,8 @@ def test_spin_with_realtime_is_refused_in_one_line() -> None:
 def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
     from envs.robots.panda import PANDA
 
-    running = RunningBridge(SimRobot("panda"))
+    panda = SimRobot("panda")
+    running = RunningBridge(panda, on_phase=panda.on_controller_phase)
     running.thread.start()
     controller = dealer(running.endpoint)
     try:
