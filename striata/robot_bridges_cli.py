@@ -14,6 +14,7 @@ from striata.errors import user_errors
 
 if TYPE_CHECKING:
     from deploy.gain_stability import GainLimits
+    from deploy.safety import SafetyConfig
 
 SafetyOption = Annotated[
     list[str] | None,
@@ -36,10 +37,21 @@ SpinOption = Annotated[
 ]
 
 
+def _checked_settings(safety: list[str] | None, endpoint: str, allow_remote: bool) -> SafetyConfig:
+    """The bridge's safety settings and endpoint, checked before any robot is touched (a typo is one
+    line at once, not after the connection to the robot)."""
+    from deploy.bridge_server import check_endpoint
+    from deploy.safety import SafetyConfig
+    from striata.overrides import parse_overrides
+
+    check_endpoint(endpoint, allow_remote)
+    return SafetyConfig(**parse_overrides(safety or []))
+
+
 def _serve(
     backend,
     endpoint: str,
-    safety: list[str] | None,
+    safety: SafetyConfig,
     robot_name: str,
     allow_remote: bool,
     duration_s: float | None,
@@ -48,14 +60,12 @@ def _serve(
 ) -> dict:
     """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
     from deploy.bridge_server import BridgeServer
-    from deploy.safety import SafetyConfig
-    from striata.overrides import parse_overrides
 
     try:
         server = BridgeServer(
             backend,
             endpoint,
-            SafetyConfig(**parse_overrides(safety or [])),
+            safety,
             robot_name=robot_name,
             allow_remote=allow_remote,
             realtime=realtime,
@@ -152,6 +162,7 @@ def register(bridge_app: typer.Typer) -> None:
         from deploy.unitree.hg_idl import LOWSTATE_TOPIC
 
         with user_errors(extra=(G1ConnectionError, DdsConfigError, BridgeConfigError, UnstableGainsError)):
+            settings = _checked_settings(safety, endpoint, allow_remote)
             config = UnitreeG1Config(
                 interface=interface,
                 domain_id=domain_id,
@@ -166,7 +177,9 @@ def register(bridge_app: typer.Typer) -> None:
             typer.echo(f"[bridge] DDS config (domain {domain_id}):\n{xml}", err=True)
             backend = UnitreeG1Backend(config, gain_limits=limits)
             typer.echo(f"[bridge] first {LOWSTATE_TOPIC} after {backend.connect_s:.3f} s", err=True)
-            stats = _serve(backend, endpoint, safety, "unitree_g1", allow_remote, duration_s, realtime, spin)
+            stats = _serve(
+                backend, endpoint, settings, "unitree_g1", allow_remote, duration_s, realtime, spin
+            )
             stats["connect_s"] = round(backend.connect_s, 4)
             stats["lowcmds_sent"] = backend.lowcmds_sent
             stats["lowstates_dropped"] = backend.lowstates_dropped
@@ -194,8 +207,9 @@ def register(bridge_app: typer.Typer) -> None:
         from deploy.bridge_server import BridgeConfigError
 
         with user_errors(extra=(FeetechBusError, BridgeConfigError)):
+            settings = _checked_settings(safety, endpoint, allow_remote)
             arm_config = load_feetech_config(config, port=port)
             backend = ArmBackend(FeetechArm(arm_config))
             name = arm_config.name
-            stats = _serve(backend, endpoint, safety, name, allow_remote, duration_s, realtime, spin)
+            stats = _serve(backend, endpoint, settings, name, allow_remote, duration_s, realtime, spin)
         print(json.dumps(stats))
