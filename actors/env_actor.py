@@ -2,7 +2,7 @@
 
 Each ``rollout`` call steps the env for one chunk (``chunk_length`` steps of all its envs) with the
 newest weights it can get from the parameter store, and returns the chunk (numpy, DESIGN.md
-contract, built by ``learner.chunk.ChunkBuilder``) with the actor's statistics: env steps/s,
+contract, built by ``striata.learner.chunk.ChunkBuilder``) with the actor's statistics: env steps/s,
 finished episodes (return, length, success, steps a person acted in, takeovers) and the policy
 version that acted.
 
@@ -42,11 +42,11 @@ import numpy as np
 import ray
 import torch
 
-from actors.frame_labels import FrameLabeller, RewardSpec
-from actors.intervention import obs_row, port_cameras
-from actors.policy import ActingPolicy, PPOPolicy, make_acting_policy
-from actors.result import ActorResult, ActorStats
-from common.intervention_port import (
+from striata.actors.frame_labels import FrameLabeller, RewardSpec
+from striata.actors.intervention import obs_row, port_cameras
+from striata.actors.policy import ActingPolicy, PPOPolicy, make_acting_policy
+from striata.actors.result import ActorResult, ActorStats
+from striata.common.intervention_port import (
     FREE_CAMERA,
     LABEL_NONE,
     LABEL_SUCCESS,
@@ -54,9 +54,10 @@ from common.intervention_port import (
     InterventionPort,
     PortInfo,
 )
-from envs.episodes import EpisodeLog
-from envs.registry import make_env, task_entry
-from learner.chunk import ChunkBuilder
+from striata.envs.episodes import EpisodeLog
+from striata.envs.registry import make_env, task_entry
+from striata.learner.chunk import ChunkBuilder
+from striata.learner.labels import Labels
 
 MAX_TRACKED_FRAMES = 100_000  # reward-model frames awaiting a label, for the console's progress plot
 
@@ -214,9 +215,9 @@ class HumanLoop:
         while len(self._frame_env) > MAX_TRACKED_FRAMES:  # labels that never came back
             del self._frame_env[next(iter(self._frame_env))]
 
-    def note_labels(self, labels: dict[str, np.ndarray]) -> None:
+    def note_labels(self, labels: Labels) -> None:
         """The reward model's labels that came back: the latest progress of each env's running episode."""
-        for frame_id, ok, progress in zip(labels["frame_ids"], labels["ok"], labels["progress"], strict=True):
+        for frame_id, ok, progress in zip(labels.frame_ids, labels.ok, labels.progress, strict=True):
             where = self._frame_env.pop(int(frame_id), None)
             if where is not None and ok and self.episode[where[0]] == where[1]:
                 self.progress[where[0]] = float(progress)

@@ -1,11 +1,11 @@
 """The actor's side of the reward model: render frames every k steps, submit them, collect the labels.
 
 ``FrameLabeller`` runs in the actor's stepping thread. After every env step it renders the frame of
-each labelled env and submits it through ``reward_server.client.RewardClient``, which never blocks
+each labelled env and submits it through ``striata.reward_server.client.RewardClient``, which never blocks
 (a dead or full server turns into ``dropped`` labels). Every ``every_k`` steps all envs are labelled;
 an episode that ended is always labelled, with the frame of its last state, which the env renders
 before its auto-reset when ``env.render_ended`` is set. A frame is the state *after* the step, so
-``frame_ids[t, n]`` of the chunk names the potential of ``s_{t+1}`` (see ``learner.relabel``).
+``frame_ids[t, n]`` of the chunk names the potential of ``s_{t+1}`` (see ``striata.learner.relabel``).
 
 With several cameras, a request carries one frame of each, rendered at the same state.
 
@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from actors.result import LabelStats
-from envs.backend import FrameRequest
-from reward_server.client import RewardClient, RewardLabel
+from striata.actors.result import LabelStats
+from striata.envs.backend import FrameRequest
+from striata.learner.labels import Labels
+from striata.reward_server.client import RewardClient, RewardLabel
 
 
 @dataclass(frozen=True)
@@ -130,19 +131,11 @@ class FrameLabeller:
             frame_id, truth, success = sent
             self._rows.append((frame_id, label.ok, label.progress, label.done_prob, truth, success))
 
-    def take_labels(self) -> tuple[dict[str, np.ndarray], LabelStats]:
-        """Labels settled since the last call (arrays for ``learner.relabel``) and the label statistics."""
+    def take_labels(self) -> tuple[Labels, LabelStats]:
+        """Labels settled since the last call (for ``striata.learner.relabel``), label statistics."""
         self._collect(self.client.poll())
         rows, self._rows = self._rows, []
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
-        labels = {
-            "frame_ids": np.array(columns[0], dtype=np.int64),
-            "ok": np.array(columns[1], dtype=bool),
-            "progress": np.array(columns[2], dtype=np.float32),
-            "done_prob": np.array(columns[3], dtype=np.float32),
-            "true_progress": np.array(columns[4], dtype=np.float32),
-            "true_success": np.array(columns[5], dtype=np.float32),
-        }
+        labels = Labels(*(np.array(column) for column in zip(*rows, strict=True))) if rows else Labels.empty()
         stats = LabelStats(
             statuses=dict(self.statuses),
             frames_sent=self.frames_sent,

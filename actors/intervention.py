@@ -1,4 +1,4 @@
-"""The training job's side of the intervention port (common.intervention_port serves it):
+"""The training job's side of the intervention port (striata.common.intervention_port serves it):
 ``write_hil_file`` publishes a job's ports in ``RUN_DIR/hil.json``, ``InterventionLog`` sums up what
 people did (intervention rate, takeovers per episode, transitions the learner got, labels), and what an
 actor sends its watchers (``obs_row``, ``port_cameras``).
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from actors.result import ActorStats
-from common.files import atomic_write
-from common.intervention_port import FREE_CAMERA, HIL_FILE, PROTOCOL_VERSION
+from striata.actors.result import ActorStats
+from striata.common.files import atomic_write
+from striata.common.intervention_port import FREE_CAMERA, HIL_FILE, PROTOCOL_VERSION
 
 
 def obs_row(obs: np.ndarray | dict[str, np.ndarray], row: int) -> dict[str, list[float]]:

@@ -7,10 +7,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from learner.config import PPOConfig, SACConfig
-from learner.ppo import PPO
-from learner.sac import SAC
-from learner.trainer import ppo_input_dims, sac_input_dim
+from striata.learner.config import PPOConfig, SACConfig
+from striata.learner.ppo import PPO
+from striata.learner.sac import SAC
+from striata.learner.trainer import ppo_input_dims, sac_input_dim
 
 
 class ActingPolicy(Protocol):

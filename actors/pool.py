@@ -16,8 +16,8 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from actors.env_actor import ActorSpec, EnvActor
-from actors.result import ActorResult
+from striata.actors.env_actor import ActorSpec, EnvActor
+from striata.actors.result import ActorResult
 
 IN_FLIGHT = 2
 

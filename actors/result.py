@@ -1,8 +1,8 @@
 """What an actor hands the learner's side for each chunk (``EnvActor.rollout``): one typed contract.
 
-``ActorResult`` carries the trajectory chunk (``learner.chunk``), the actor's statistics for the chunk,
-and, where a reward model labels frames, the labels settled since the last chunk (arrays keyed as
-``learner.relabel.LABEL_KEYS`` plus the simulator's truth for the audit) and the labeller's counters.
+``ActorResult`` carries the trajectory chunk (``striata.learner.chunk``), the actor's statistics for it,
+and, where a reward model labels frames, the labels settled since the last chunk
+(``striata.learner.labels.Labels``) and the labeller's counters.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from learner.chunk import Chunk
+from striata.learner.chunk import Chunk
+from striata.learner.labels import Labels
 
 
 @dataclass
@@ -51,5 +50,5 @@ class ActorStats:
 class ActorResult:
     chunk: Chunk
     stats: ActorStats
-    labels: dict[str, np.ndarray] | None = None
+    labels: Labels | None = None
     label_stats: LabelStats | None = None

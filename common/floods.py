@@ -1,4 +1,4 @@
-"""The floods a hostile peer sends at a ROUTER port, against which ``common.transport``'s bounds are
+"""The floods a hostile peer sends at a ROUTER port, against which ``striata.common.transport``'s bounds are
 measured: by the bridge's and the reward server's attack benchmarks and by the intervention port's tests.
 
 Each ``send_*`` streams its message into a DEALER connected to the port (frame by frame, so the sender

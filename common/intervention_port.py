@@ -12,10 +12,11 @@ reads it before each step: which actions to replace (``actions``), which episode
 ``send_to_watchers``) is queued to the port's thread over an inproc socket: a ZMQ socket is used by one
 thread only, and here that is the port's.
 
-Inbound traffic is read through ``common.transport.BoundedRouter`` within ``LIMITS``, so a flood from
+Inbound traffic is read through ``striata.common.transport.BoundedRouter`` within ``LIMITS``, so a flood from
 one peer is dropped (counted in ``stats``) instead of reaching the handlers. Every message that gets
-through is checked (version, type, fields, env index, finite numbers, size); a bad one is answered with
-``error`` and otherwise ignored. One client controls an env at a time; a client silent for
+through is decoded by ``WIRE`` (``striata.common.wire``) into one of the typed messages below (size,
+version, type, fields, env index, finite numbers checked); a bad one is answered with ``error`` and
+otherwise ignored. One client controls an env at a time; a client silent for
 ``client_timeout_s`` is dropped and its envs go back to the policy. Sends never block: a client too slow
 to read loses messages.
 
@@ -32,19 +33,30 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-import msgpack
 import numpy as np
 import zmq
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from common.curve import CurveServer
-from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+from striata.common.curve import CurveServer
+from striata.common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+from striata.common.wire import Message, Reasons, Wire, WireError, field_error, is_number
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # the protocol's limit: a larger message is answered ``too_large``
+# What a client reads back: a frame of the largest camera image (1920x1080 JPEG at quality 95) fits.
+MAX_SENT_BYTES = 16 * 1024 * 1024
 MAX_CLIENTS = 32
 MAX_FPS = 60.0
 # What reaches the port's handlers at all (common/transport.py); beyond these a message is dropped
@@ -141,22 +153,116 @@ class _Client:
     next_frame_at: float = 0.0
 
 
-class _Refusal(Exception):
-    """A client message the port does not act on; becomes an ``error`` reply."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+class ProtocolError(WireError):
+    """A client message the port does not act on; becomes an ``error`` reply with its reason and detail."""
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+# Validators read the port's ``PortInfo`` from the validation context (``InterventionPort._decode``).
+def _env_index(env: int, info: ValidationInfo) -> int:
+    num_envs = info.context.num_envs
+    if not 0 <= env < num_envs:
+        raise field_error(f"out of range 0..{num_envs - 1}", reason="bad_env")
+    return env
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _action(value: Any, info: ValidationInfo) -> np.ndarray:
+    size = info.context.action_dim
+    if not isinstance(value, list) or len(value) != size or not all(map(is_number, value)):
+        raise field_error(f"expected a list of {size} numbers")
+    action = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(action).all():
+        raise field_error("values must be finite")
+    return action
+
+
+EnvIndex = Annotated[int, AfterValidator(_env_index)]
+
+
+class Hello(Message):
+    TYPE: ClassVar[str] = "hello"
+
+    client: str = Field(default="", max_length=100)
+
+
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+
+
+class Bye(Message):
+    TYPE: ClassVar[str] = "bye"
+
+
+class Watch(Message):
+    TYPE: ClassVar[str] = "watch"
+
+    env: EnvIndex
+    camera: str | None = None  # None: the port's default camera
+    fps: float = Field(default=10.0, gt=0, le=MAX_FPS)
+
+    @field_validator("camera")
+    @classmethod
+    def _offered(cls, camera: str | None, info: ValidationInfo) -> str | None:
+        if camera is not None and camera not in info.context.cameras:
+            raise field_error(f"not among {list(info.context.cameras)}")
+        return camera
+
+
+class Unwatch(Message):
+    TYPE: ClassVar[str] = "unwatch"
+
+
+class Takeover(Message):
+    TYPE: ClassVar[str] = "takeover"
+
+    env: EnvIndex
+
+
+class Handback(Message):
+    TYPE: ClassVar[str] = "handback"
+
+    env: EnvIndex
+
+
+class Action(Message):
+    TYPE: ClassVar[str] = "action"
+
+    env: EnvIndex
+    action: Annotated[np.ndarray, PlainValidator(_action)]
+
+
+class Label(Message):
+    """A person's verdict on the episode of ``env``; it ends at the next step."""
+
+    TYPE: ClassVar[str] = "label"
+
+    env: EnvIndex
+    success: bool
+
+
+class Reset(Message):
+    TYPE: ClassVar[str] = "reset"
+
+    env: EnvIndex
+
+
+class Pause(Message):
+    TYPE: ClassVar[str] = "pause"
+
+    paused: bool
+
+
+WIRE = Wire(
+    version=PROTOCOL_VERSION,
+    max_bytes=MAX_MESSAGE_BYTES,
+    error=ProtocolError,
+    reasons=Reasons(
+        not_msgpack="bad_message",
+        not_a_map="bad_message",
+        bad_type="unknown_type",
+        specific=frozenset({"bad_env"}),
+    ),
+    messages=(Hello, Ping, Bye, Watch, Unwatch, Takeover, Handback, Action, Label, Reset, Pause),
+)
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -222,10 +328,10 @@ class InterventionPort:
         self._outbox.setsockopt(zmq.LINGER, 0)
         self._outbox.connect("inproc://outbox")
         self._outbox_lock = threading.Lock()
-        self._handlers: dict[str, Callable[[bytes, _Client, dict[str, Any], float], None]] = {
-            "hello": self._hello, "ping": self._ping, "bye": self._bye, "watch": self._watch,
-            "unwatch": self._unwatch, "takeover": self._takeover, "handback": self._handback,
-            "action": self._action_msg, "label": self._label, "reset": self._reset, "pause": self._pause,
+        self._handlers: dict[type[Message], Callable[[bytes, _Client, Any, float], None]] = {
+            Hello: self._hello, Ping: self._ping, Bye: self._bye, Watch: self._watch, Unwatch: self._unwatch,
+            Takeover: self._takeover, Handback: self._handback, Action: self._action_msg, Label: self._label,
+            Reset: self._reset, Pause: self._pause,
         }  # fmt: skip
         self._stopping = threading.Event()
         self._failure: BaseException | None = None
@@ -331,7 +437,7 @@ class InterventionPort:
                             client.fps = 0.0
                         self._error(identity, "render_failed", f"camera {camera!r} of env {env}: {exc}")
                 continue
-            message = self._pack({
+            message = WIRE.pack({
                 "type": "frame", "env": env, "episode": int(episode[env]), "t": int(t[env]),
                 "camera": camera, "width": int(image.shape[1]), "height": int(image.shape[0]),
                 "jpeg": encode_jpeg(image, self.cfg.jpeg_quality),
@@ -344,7 +450,7 @@ class InterventionPort:
         with self._lock:
             identities = [identity for identity, client in self._clients.items() if client.watch == env]
         if identities:
-            packed = self._pack(message)
+            packed = WIRE.pack(message)
             for identity in identities:
                 self._out(identity, packed)
 
@@ -410,129 +516,77 @@ class InterventionPort:
             client = self._clients.get(identity)
             if client is None:
                 if len(self._clients) >= MAX_CLIENTS:
-                    raise _Refusal("too_many_clients", f"this port serves at most {MAX_CLIENTS} clients")
+                    raise ProtocolError("too_many_clients", f"this port serves at most {MAX_CLIENTS} clients")
                 client = self._clients[identity] = _Client(name="", last_seen=now)
             client.last_seen = now
-            self._handlers[message["type"]](identity, client, message, now)
-        except _Refusal as refusal:
+            self._handlers[type(message)](identity, client, message, now)
+        except ProtocolError as refusal:
             self._error(identity, refusal.reason, refusal.detail)
 
-    def _decode(self, frames: list[bytes]) -> dict[str, Any]:
+    def _decode(self, frames: list[bytes]) -> Message:
         if len(frames) != 1:
-            raise _Refusal("bad_message", f"expected one frame per message, got {len(frames)}")
-        payload = frames[0]
-        if len(payload) > MAX_MESSAGE_BYTES:
-            raise _Refusal("too_large", f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE_BYTES}")
-        try:
-            message = msgpack.unpackb(payload, raw=False)
-        except Exception as exc:  # any undecodable bytes from a peer are that peer's error
-            raise _Refusal("bad_message", f"not msgpack ({type(exc).__name__})") from None
-        if not isinstance(message, dict):
-            raise _Refusal("bad_message", f"expected a msgpack map, got {type(message).__name__}")
-        if message.get("v") != PROTOCOL_VERSION:
-            raise _Refusal(
-                "bad_version", f"v: {_short(message.get('v'))}; this port speaks v {PROTOCOL_VERSION}"
-            )
-        kind = message.get("type")
-        if not isinstance(kind, str) or kind not in self._handlers:
-            raise _Refusal("unknown_type", f"type {_short(kind)}; known: {', '.join(self._handlers)}")
-        return message
-
-    def _env(self, message: dict[str, Any]) -> int:
-        env = message.get("env")
-        if not isinstance(env, int) or isinstance(env, bool):
-            raise _Refusal("bad_field", f"env: expected an int, got {_short(env)}")
-        if not 0 <= env < self.info.num_envs:
-            raise _Refusal("bad_env", f"env {env} is out of range 0..{self.info.num_envs - 1}")
-        return env
-
-    def _bool(self, message: dict[str, Any], key: str) -> bool:
-        value = message.get(key)
-        if not isinstance(value, bool):
-            raise _Refusal("bad_field", f"{key}: expected true or false, got {_short(value)}")
-        return value
+            raise ProtocolError("bad_message", f"expected one frame per message, got {len(frames)}")
+        return WIRE.decode(frames[0], context=self.info)
 
     def _free_or_mine(self, identity: bytes, env: int) -> None:
         holder = self._controller[env]
         if holder is not None and holder != identity:
-            raise _Refusal("busy", f"env {env} is controlled by another client")
+            raise ProtocolError("busy", f"env {env} is controlled by another client")
 
-    def _hello(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        name = message.get("client", "")
-        if not isinstance(name, str) or len(name) > 100:
-            raise _Refusal(
-                "bad_field", f"client: expected a name of at most 100 characters, got {_short(name)}"
-            )
-        client.name = name
+    def _hello(self, identity: bytes, client: _Client, message: Hello, now: float) -> None:
+        client.name = message.client
         self._send(identity, {"type": "welcome", **asdict(self.info), "default_camera": self.default_camera})
 
-    def _ping(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+    def _ping(self, identity: bytes, client: _Client, message: Ping, now: float) -> None:
         self._send(identity, {"type": "pong"})
 
-    def _bye(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+    def _bye(self, identity: bytes, client: _Client, message: Bye, now: float) -> None:
         self._drop(identity)
 
-    def _watch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
-        camera = message.get("camera")
-        if camera is None:
-            camera = self.default_camera
-        elif not isinstance(camera, str) or camera not in self.info.cameras:
-            raise _Refusal("bad_field", f"camera: {_short(camera)} is not among {list(self.info.cameras)}")
-        fps = message.get("fps", 10.0)
-        if not _is_number(fps) or not 0 < fps <= MAX_FPS:
-            raise _Refusal("bad_field", f"fps: expected a number in (0, {MAX_FPS:g}], got {_short(fps)}")
-        client.watch, client.camera, client.fps, client.next_frame_at = env, camera, float(fps), now
+    def _watch(self, identity: bytes, client: _Client, message: Watch, now: float) -> None:
+        client.watch, client.fps, client.next_frame_at = message.env, message.fps, now
+        client.camera = self.default_camera if message.camera is None else message.camera
 
-    def _unwatch(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
+    def _unwatch(self, identity: bytes, client: _Client, message: Unwatch, now: float) -> None:
         client.watch = None
 
-    def _takeover(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
+    def _takeover(self, identity: bytes, client: _Client, message: Takeover, now: float) -> None:
+        env = message.env
         self._free_or_mine(identity, env)
         if self._controller[env] is None:
             self._controller[env] = identity
             self._action_time[env] = -math.inf  # neutral until the client's first action
         self._send(identity, {"type": "control", "env": env, "controlled": True})
 
-    def _handback(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
+    def _handback(self, identity: bytes, client: _Client, message: Handback, now: float) -> None:
+        env = message.env
         if self._controller[env] != identity:
-            raise _Refusal("not_controller", f"env {env} is not controlled by this client")
+            raise ProtocolError("not_controller", f"env {env} is not controlled by this client")
         self._controller[env] = None
         self._send(identity, {"type": "control", "env": env, "controlled": False})
 
-    def _action_msg(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
-        action = message.get("action")
-        a = self.info.action_dim
-        if not isinstance(action, list | tuple) or len(action) != a or not all(map(_is_number, action)):
-            raise _Refusal("bad_field", f"action: expected a list of {a} numbers, got {_short(action)}")
-        values = np.asarray(action, dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise _Refusal("bad_field", f"action: values must be finite, got {_short(action)}")
+    def _action_msg(self, identity: bytes, client: _Client, message: Action, now: float) -> None:
+        env = message.env
         if self._controller[env] != identity:
-            raise _Refusal(
+            raise ProtocolError(
                 "not_controller", f"env {env} is not controlled by this client; send takeover first"
             )
-        self._action[env] = np.clip(values, self.low, self.high)
+        self._action[env] = np.clip(message.action, self.low, self.high)
         self._action_time[env] = now
 
-    def _label(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        env = self._env(message)
-        success = self._bool(message, "success")
-        self._end(identity, env, LABEL_SUCCESS if success else LABEL_FAILURE)
+    def _label(self, identity: bytes, client: _Client, message: Label, now: float) -> None:
+        self._end(identity, message.env, LABEL_SUCCESS if message.success else LABEL_FAILURE)
 
-    def _reset(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        self._end(identity, self._env(message), LABEL_NONE)
+    def _reset(self, identity: bytes, client: _Client, message: Reset, now: float) -> None:
+        self._end(identity, message.env, LABEL_NONE)
 
     def _end(self, identity: bytes, env: int, label: int) -> None:
         self._free_or_mine(identity, env)
         self._ends[env] = label
         self._send(identity, {"type": "queued", "env": env, "label": label})
 
-    def _pause(self, identity: bytes, client: _Client, message: dict[str, Any], now: float) -> None:
-        if self._bool(message, "paused"):
+    def _pause(self, identity: bytes, client: _Client, message: Pause, now: float) -> None:
+        if message.paused:
             if self._paused_by is None:
                 self._paused_since = now
             self._paused_by = identity
@@ -559,9 +613,6 @@ class InterventionPort:
             self._unpause("client_gone")
 
     # ----------------------------------------------------------------- messages out
-    def _pack(self, message: dict[str, Any]) -> bytes:
-        return msgpack.packb({"v": PROTOCOL_VERSION, **message}, use_bin_type=True)
-
     def _out(self, identity: bytes, payload: bytes) -> None:
         """Send from the port's thread, queue from any other (the socket is the port's thread's)."""
         if threading.current_thread() is self._thread:
@@ -572,12 +623,12 @@ class InterventionPort:
             self._outbox.send_multipart([identity, payload], zmq.NOBLOCK, copy=False)
 
     def _send(self, identity: bytes, message: dict[str, Any]) -> None:
-        self._out(identity, self._pack(message))
+        self._out(identity, WIRE.pack(message))
 
     def _error(self, identity: bytes, reason: str, detail: str) -> None:
         self._send(identity, {"type": "error", "reason": reason, "detail": detail})
 
     def _broadcast(self, message: dict[str, Any]) -> None:
-        payload = self._pack(message)
+        payload = WIRE.pack(message)
         for identity in self._clients:
             self._out(identity, payload)

@@ -25,9 +25,9 @@ import numpy as np
 import psutil
 import zmq
 
-from common.floods import FLOODS
-from deploy import protocol
-from deploy.bench import free_port
+from striata.common.floods import FLOODS
+from striata.deploy import protocol
+from striata.deploy.bench import free_port
 
 ATTACKS = ("baseline", *FLOODS)
 
@@ -49,7 +49,7 @@ class _Controller:
     is set (a fired watchdog needs one); counts acknowledged commands. Its thread alone uses the socket."""
 
     def __init__(self, endpoint: str, joint_names: list[str], target: np.ndarray, kp, kd) -> None:
-        from deploy.client import BridgeClient
+        from striata.deploy.client import BridgeClient
 
         self.client = BridgeClient(endpoint)
         self.joint_names = joint_names
@@ -89,11 +89,11 @@ def bench_bridge_attacks(
     robot: str = "panda", command_s: float = 1.5, settle_s: float = 1.0
 ) -> dict[str, Any]:
     """Every scenario of ``ATTACKS`` against one sim bridge; returns the figures per scenario."""
-    from deploy.bridge_server import BridgeServer
-    from deploy.safety import SafetyConfig
-    from deploy.sim_robot import SimRobot
-    from envs.robots.g1 import G1
-    from envs.robots.panda import PANDA
+    from striata.deploy.bridge_server import BridgeServer
+    from striata.deploy.safety import SafetyConfig
+    from striata.deploy.sim_robot import SimRobot
+    from striata.envs.robots.g1 import G1
+    from striata.envs.robots.panda import PANDA
 
     config = {"panda": PANDA, "g1": G1}[robot]
     sim = SimRobot(robot)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.client import BridgeUnavailableError
-from deploy.controller import Controller, ControllerConfig
+from striata.deploy.client import BridgeUnavailableError
+from striata.deploy.controller import Controller, ControllerConfig
 
 BENCH_WARMUP_S = 3.5  # zero torque 0.5 s, interpolate 2 s, hold 1 s before the policy starts
 
@@ -33,9 +33,9 @@ def free_port() -> int:
 
 def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1", spin: bool = False) -> None:
     """Target of the bridge process: a sim robot behind a bridge server for ``duration_s``."""
-    from deploy.bridge_server import BridgeServer
-    from deploy.safety import SafetyConfig
-    from deploy.sim_robot import SimRobot
+    from striata.deploy.bridge_server import BridgeServer
+    from striata.deploy.safety import SafetyConfig
+    from striata.deploy.sim_robot import SimRobot
 
     sim = SimRobot(robot)
     server = BridgeServer(

@@ -2,8 +2,8 @@
 
 Public API (robot backends plug in here; the wire format is in deploy/PROTOCOL.md)::
 
-    from deploy.bridge_server import BridgeServer
-    from deploy.safety import SafetyConfig
+    from striata.deploy.bridge_server import BridgeServer
+    from striata.deploy.safety import SafetyConfig
 
     server = BridgeServer(backend, "tcp://127.0.0.1:6000", SafetyConfig())
     stats = server.serve(stop=threading.Event(), duration_s=None)   # blocks; returns BridgeStats
@@ -13,7 +13,7 @@ Public API (robot backends plug in here; the wire format is in deploy/PROTOCOL.m
 low-level loop at ``backend.control_period_s`` on absolute deadlines: each tick reads the state,
 applies the latest command through ``SafetyFilter`` and writes it (``backend.write_command``), and
 every ``state_every`` ticks publishes the state to the controller. Between ticks it reads the
-socket through ``common.transport.BoundedRouter``, never past the next tick's deadline: a message of
+socket through ``striata.common.transport.BoundedRouter``, never past the next tick's deadline: a message of
 any size or frame count, or a flood of them, costs the loop a bounded slice of time (what exceeds the
 bounds is dropped unanswered and counted under ``dropped``). A valid command replaces the single
 latest-only slot and is answered at once with a state message carrying ``ack_seq`` (the controller
@@ -24,19 +24,19 @@ A hello changes no mode: the robot stays as it was (limp at start, damping after
 until the new controller's first command.
 The watchdog fires ``safety.watchdog_s`` after the last command, checked between ticks too, and
 puts the robot in damping until a controller says hello again; an ``estop`` latches damping until
-``clear_estop``. A backend whose state stops arriving (``deploy.robot.StateLost``) does not stop the
+``clear_estop``. A backend whose state stops arriving (``striata.deploy.robot.StateLost``) does not stop the
 bridge: it damps every tick, says why on stderr, and stays damping until the state is back and a
 controller says hello again. ``on_phase(phase)`` is called when the controller's phase changes (the
 sim bridge uses it to release its support). However ``serve`` ends (stop, duration, an exception),
 it keeps commanding damping for ``safety.exit_damping_s`` (a robot may drop one message, and a
 vendor queue may drop the last) and closes the socket (not the backend: its owner closes it).
 With ``realtime`` (opt-in: on a shared machine a FIFO thread that busy-waits in a vendor SDK starves
-everything else) the serving thread asks for SCHED_FIFO scheduling first (``deploy.realtime``;
+everything else) the serving thread asks for SCHED_FIFO scheduling first (``striata.deploy.realtime``;
 ``priority`` says what it got). With ``spin`` (opt-in: it keeps a core busy) the loop polls the
 socket between ticks instead of sleeping, which takes the CPU's wake-up out of the command round
 trip; it cannot be combined with ``realtime``, because the kernel throttles a real-time thread that
 never sleeps for tens of ms.
-``curve`` (``common.curve.CurveServer``) encrypts the socket and admits only listed controllers.
+``curve`` (``striata.common.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ from urllib.parse import urlparse
 import numpy as np
 import zmq
 
-from common.curve import CurveServer
-from common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
-from deploy import protocol
-from deploy.protocol import Command, Estop, Hello, ProtocolError
-from deploy.realtime import current_scheduling, request_realtime, restore_scheduling
-from deploy.robot import JointCommand, RobotBackend, RobotState, StateLost
-from deploy.safety import SafetyConfig, SafetyFilter
-from deploy.zmq_wait import poll_readable, wait_readable
+from striata.common.curve import CurveServer
+from striata.common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+from striata.deploy import protocol
+from striata.deploy.protocol import ClearEstop, Command, Estop, Hello, ProtocolError
+from striata.deploy.realtime import current_scheduling, request_realtime, restore_scheduling
+from striata.deploy.robot import JointCommand, RobotBackend, RobotState, StateLost
+from striata.deploy.safety import SafetyConfig, SafetyFilter
+from striata.deploy.zmq_wait import poll_readable, wait_readable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # More than this many ticks behind: re-anchor the schedule instead of running ticks back to back.
@@ -315,7 +315,7 @@ class BridgeServer:
                 self._hello(sock, identity, message)
             elif isinstance(message, Command):
                 self._accept_command(sock, identity, message)
-            elif isinstance(message, Estop):
+            else:
                 self._estop_message(sock, identity, message)
         except ProtocolError as exc:
             self._reject(sock, identity, exc)
@@ -323,7 +323,7 @@ class BridgeServer:
     def _reject(self, sock: zmq.Socket, identity: bytes, exc: ProtocolError) -> None:
         with self._lock:
             self.stats.rejected[exc.reason] += 1
-        self._send(sock, identity, {"type": "error", "reason": exc.reason, "detail": str(exc)})
+        self._send(sock, identity, {"type": "error", "reason": exc.reason, "detail": exc.detail})
 
     def _hello(self, sock: zmq.Socket, identity: bytes, hello: Hello) -> None:
         silent = time.monotonic() - self._last_command_at > self.safety.watchdog_s
@@ -378,11 +378,12 @@ class BridgeServer:
             self.on_phase(command.phase)
         self._publish_state(sock)
 
-    def _estop_message(self, sock: zmq.Socket, identity: bytes, estop: Estop) -> None:
-        if estop.release and (identity != self._owner or estop.session != self._session):
+    def _estop_message(self, sock: zmq.Socket, identity: bytes, message: Estop | ClearEstop) -> None:
+        release = isinstance(message, ClearEstop)
+        if release and (identity != self._owner or message.session != self._session):
             raise ProtocolError("not_owner", "only the connected controller may clear the e-stop")
         with self._lock:
-            self._estop = not estop.release
+            self._estop = not release
             self.stats.accepted += 1
         if self._estop and self._state is not None:
             self._apply("damping", self.filter.passive(self._state, damping=True))

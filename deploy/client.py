@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import zmq
 
-from common.curve import CurveClient
-from deploy import protocol
-from deploy.protocol import ProtocolError, StateMessage
-from deploy.zmq_wait import wait_readable
+from striata.common.curve import CurveClient
+from striata.deploy import protocol
+from striata.deploy.protocol import ProtocolError, StateMessage
+from striata.deploy.zmq_wait import wait_readable
 
 
 class BridgeUnavailableError(RuntimeError):
@@ -56,17 +56,15 @@ class BridgeClient:
                 continue
             message = protocol.decode_map(self.sock.recv(zmq.NOBLOCK))
             if message["type"] == "welcome":
-                names = message.get("joint_names")
-                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                    raise BridgeUnavailableError(f"{self.endpoint}: welcome without joint_names")
-                session = message.get("session")
-                if not isinstance(session, int) or isinstance(session, bool):
+                try:
+                    welcome = protocol.WIRE.validate(protocol.Welcome, message)
+                except ProtocolError as exc:
                     raise BridgeUnavailableError(
-                        f"{self.endpoint}: welcome without a session (a bridge older than protocol "
-                        f"v{protocol.PROTOCOL_VERSION}?)"
-                    )
-                self.num_joints = len(names)
-                self.session = session
+                        f"{self.endpoint}: a welcome that is not protocol v{protocol.PROTOCOL_VERSION}'s: "
+                        f"{exc.detail}"
+                    ) from None
+                self.num_joints = len(welcome.joint_names)
+                self.session = welcome.session
                 return message
             if message["type"] == "error":
                 raise BridgeUnavailableError(

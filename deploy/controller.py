@@ -19,7 +19,7 @@ Measured loop lateness, policy latency and bridge round trips are logged and sum
 step's state, phase and command, and the policy's observations and actions, go to an NPZ recording.
 
 With ``intervene`` set (``--intervene tcp://127.0.0.1:PORT``) the controller also serves an intervention
-port (actors/INTERVENTION.md; ``deploy.intervention``): a person at `striata intervene` can take the
+port (actors/INTERVENTION.md; ``striata.deploy.intervention``): a person at `striata intervene` can take the
 robot over in the policy phase (their actions go through the bridge's safety like the policy's), pause
 it (hold) and label what it did; the recording flags every step a person acted in.
 """
@@ -41,14 +41,14 @@ from typing import Any, TextIO
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from common.curve import CurveClient, CurveKeyError
-from common.intervention_port import HilConfig
-from deploy.camera import CameraStream
-from deploy.client import BridgeClient, BridgeUnavailableError
-from deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
-from deploy.observers import make_observer
-from deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
-from learner.export import PolicyMetadata, load_motion, make_session, read_metadata
+from striata.common.curve import CurveClient, CurveKeyError
+from striata.common.intervention_port import HilConfig
+from striata.deploy.camera import CameraStream
+from striata.deploy.client import BridgeClient, BridgeUnavailableError
+from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
+from striata.deploy.observers import make_observer
+from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
+from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
 
 class Phase(StrEnum):

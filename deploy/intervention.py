@@ -1,7 +1,7 @@
 """A deployed robot's intervention port: `striata intervene --job tcp://HOST:PORT` takes over a robot under
 `striata deploy --intervene tcp://HOST:PORT` the way it takes over a sim env of a training job.
 
-The port is ``common.intervention_port.InterventionPort`` with one env (index 0, the robot), speaking
+The port is ``striata.common.intervention_port.InterventionPort`` with one env (index 0, the robot), speaking
 actors/INTERVENTION.md unchanged; it answers its clients from a thread of its own, so a console is
 answered whatever the control loop is doing. The controller owns a ``RobotHumanLoop`` and calls it from
 its control loop without ever blocking: ``poll`` once per control step (it sends the camera's frames),
@@ -25,7 +25,7 @@ left. What it means on a robot:
   go to watchers one control step late (their ``next_obs`` is the next step's observation); reward and
   return are 0 and ``progress`` null (no reward model on a robot).
 - frames: a robot has no simulator camera. With ``intervene_camera`` (``--intervene-camera 0``, a
-  video file or a stream URL; ``deploy.camera``) the console sees that camera as ``camera``; without,
+  video file or a stream URL; ``striata.deploy.camera``) the console sees that camera as ``camera``; without,
   the welcome offers one camera name, ``none``, that never sends a frame.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from common.intervention_port import (
+from striata.common.intervention_port import (
     LABEL_NONE,
     LABEL_SUCCESS,
     LOOPBACK_HOSTS,
@@ -47,8 +47,8 @@ from common.intervention_port import (
     InterventionPort,
     PortInfo,
 )
-from deploy.camera import CameraStream
-from learner.export import PolicyMetadata
+from striata.deploy.camera import CameraStream
+from striata.learner.export import PolicyMetadata
 
 NO_CAMERA = "none"
 CAMERA = "camera"

@@ -3,7 +3,7 @@
 ``make_observer(metadata, motion)`` picks the builder for the policy's task and refuses, listing the
 terms, any observation layout it cannot build from what a robot measures (a policy trained with
 state estimation, or a layout this code does not know). The G1 tracking builder calls
-``envs.tasks.g1_tracking.observations.measured_policy_terms`` and ``policy_obs``, the functions
+``striata.envs.tasks.g1_tracking.observations.measured_policy_terms`` and ``policy_obs``, the functions
 the env uses, with the anchor orientation from the IMU and joint encoders (``AnchorKinematics``),
 and the reference motion exported beside the policy, turned about z at policy start so the
 reference starts where the robot faces (the IMU's yaw is arbitrary on a real robot).
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.rotations import quat_to_matrix
-from envs.tasks.g1_tracking import observations
-from learner.export import PolicyMetadata
+from striata.envs.rotations import quat_to_matrix
+from striata.envs.tasks.g1_tracking import observations
+from striata.learner.export import PolicyMetadata
 
 
 class ObservationLayoutError(ValueError):
@@ -35,7 +35,7 @@ class TrackingObserver:
     """G1 motion tracking without state estimation: 154 numbers per step, in the trained order."""
 
     def __init__(self, metadata: PolicyMetadata, motion: dict[str, np.ndarray]) -> None:
-        from envs.tasks.g1_tracking.env import build_g1_scene
+        from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
         layout = tuple(zip(metadata.observation_names, metadata.observation_sizes, strict=True))
         deployable = observations.policy_term_layout(state_estimation=False)

@@ -4,19 +4,21 @@ Every message is one ZMQ frame holding one msgpack map with ``"v": PROTOCOL_VERS
 ``"type"``. A welcome hands the controller a ``session`` number that its commands and ``clear_estop``
 carry, so a new connection (even one that reuses a routing id) must say hello first. Arrays are
 msgpack arrays of numbers (float64 on encode) in the robot's joint order.
-``decode_client_message`` is the bridge's gate: anything that is not a well-formed hello, command,
-estop or clear_estop of this version raises ``ProtocolError`` with a short ``reason`` (the key the
-bridge counts rejections under); it never evaluates or unpickles anything.
+``decode_client_message`` is the bridge's gate (``WIRE``, a ``striata.common.wire.Wire``): anything that
+is not a well-formed hello, command, estop or clear_estop of this version raises ``ProtocolError`` with a
+short ``reason`` (the key the bridge counts rejections under); it never evaluates or unpickles anything.
+The controller reads the bridge's ``welcome`` and ``state`` through the same ``WIRE``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, cast
 
-import msgpack
 import numpy as np
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator
+
+from striata.common.wire import Message, Reasons, Wire, WireError, field_error, is_number
 
 PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -45,118 +47,115 @@ REMOTE_BUTTONS = (
 COMMAND_ARRAYS = ("q_target", "dq_target", "kp", "kd", "tau_ff")
 
 
-class ProtocolError(ValueError):
-    """A message that breaks the protocol; ``reason`` names the rule (a counter key on the bridge)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+class ProtocolError(WireError):
+    """A message that breaks the bridge protocol; ``reason`` names the rule (a counter key on the bridge)."""
 
 
-@dataclass
-class Hello:
-    client: str
-    joint_names: list[str]
+# Validators read the robot's joint count from the validation context (``decode_client_message``).
+def _sized_array(size: int | None) -> Callable[[Any, ValidationInfo], np.ndarray]:
+    def validate(value: Any, info: ValidationInfo) -> np.ndarray:
+        """A msgpack array of exactly ``size`` finite numbers (None: the robot's joints) as float64; an
+        array given in code (a ``Command`` built by hand) is taken as it is."""
+        if isinstance(value, np.ndarray):
+            return value.astype(np.float64)
+        expected = info.context if size is None else size
+        if not isinstance(value, list) or not all(map(is_number, value)):
+            raise field_error(f"expected an array of {expected} numbers")
+        if len(value) != expected:
+            raise field_error(f"has {len(value)} entries, expected {expected}", reason="bad_size")
+        array = np.array(value, dtype=np.float64)
+        if not np.all(np.isfinite(array)):
+            raise field_error("holds NaN or inf", reason="not_finite")
+        return array
+
+    return validate
 
 
-@dataclass
-class Command:
-    seq: int
-    session: int
+_joint_array = _sized_array(None)
+
+
+def _command_array(value: Any, info: ValidationInfo) -> np.ndarray | None:
+    """A command's joint array: required in a position phase, ignored (whatever it holds) in the others."""
+    if info.data.get("phase") not in POSITION_PHASES:
+        return None
+    if value is None:
+        raise field_error(f"required in phase {info.data['phase']!r}")
+    array = _joint_array(value, info)
+    if info.field_name in ("kp", "kd") and np.any(array < 0):
+        raise field_error("gains must be >= 0", reason="bad_gains")
+    return array
+
+
+JointArray = Annotated[np.ndarray, PlainValidator(_joint_array)]
+CommandArray = Annotated[np.ndarray | None, PlainValidator(_command_array)]
+Counter63 = Annotated[int, Field(ge=0, lt=2**63)]  # seq, session, tick: what any language's int64 holds
+
+
+class Hello(Message):
+    TYPE: ClassVar[str] = "hello"
+
+    client: str = ""
+    joint_names: list[str] = Field(default_factory=list)
+
+
+class Command(Message):
+    TYPE: ClassVar[str] = "command"
+
+    seq: Counter63
+    session: Counter63
     phase: str
-    q_target: np.ndarray | None
-    dq_target: np.ndarray | None
-    kp: np.ndarray | None
-    kd: np.ndarray | None
-    tau_ff: np.ndarray | None
+    q_target: CommandArray = Field(default=None, validate_default=True)
+    dq_target: CommandArray = Field(default=None, validate_default=True)
+    kp: CommandArray = Field(default=None, validate_default=True)
+    kd: CommandArray = Field(default=None, validate_default=True)
+    tau_ff: CommandArray = Field(default=None, validate_default=True)
+
+    @field_validator("phase")
+    @classmethod
+    def _known_phase(cls, phase: str) -> str:
+        if phase not in PHASES:
+            raise field_error(f"not one of {', '.join(PHASES)}", reason="bad_phase")
+        return phase
 
 
-@dataclass
-class Estop:
-    release: bool
-    session: int | None  # only a release (clear_estop) must name the session
+class Estop(Message):
+    """``estop`` from any peer latches damping."""
+
+    TYPE: ClassVar[str] = "estop"
 
 
-ClientMessage = Hello | Command | Estop
+class ClearEstop(Message):
+    """``clear_estop`` releases it; only the connected controller may, so it names the session."""
+
+    TYPE: ClassVar[str] = "clear_estop"
+
+    session: Counter63
+
+
+ClientMessage = Hello | Command | Estop | ClearEstop
+
+WIRE = Wire(
+    version=PROTOCOL_VERSION,
+    max_bytes=MAX_MESSAGE_BYTES,
+    error=ProtocolError,
+    reasons=Reasons(specific=frozenset({"bad_size", "not_finite", "bad_gains", "bad_phase"})),
+    messages=(Hello, Command, Estop, ClearEstop),
+)
 
 
 def encode(message: dict[str, Any]) -> bytes:
     """msgpack bytes of ``message`` with the protocol version added; numpy arrays become lists."""
-    out = {"v": PROTOCOL_VERSION}
-    for key, value in message.items():
-        out[key] = value.astype(np.float64).tolist() if isinstance(value, np.ndarray) else value
-    return msgpack.packb(out, use_bin_type=True)
+    return WIRE.pack(message)
 
 
 def decode_map(data: bytes) -> dict[str, Any]:
-    """Decode one message to a dict, checking size, msgpack well-formedness and the version."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
-    try:
-        message = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises many types (ExtraData, FormatError, ValueError, ...)
-        raise ProtocolError("not_msgpack", type(exc).__name__) from None
-    if not isinstance(message, dict):
-        raise ProtocolError("not_a_map", type(message).__name__)
-    version = message.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise ProtocolError("bad_version", f"v={version!r}, this side speaks {PROTOCOL_VERSION}")
-    if not isinstance(message.get("type"), str):
-        raise ProtocolError("bad_type", f"type={message.get('type')!r}")
-    return message
-
-
-def float_array(message: dict[str, Any], key: str, size: int) -> np.ndarray:
-    """``message[key]`` as a finite float64 array of exactly ``size`` numbers."""
-    value = message.get(key)
-    if not isinstance(value, list):
-        raise ProtocolError("bad_field", f"{key} must be an array of {size} numbers")
-    if len(value) != size:
-        raise ProtocolError("bad_size", f"{key} has {len(value)} entries, the robot has {size}")
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
-        raise ProtocolError("bad_field", f"{key} holds a non-number")
-    array = np.array(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ProtocolError("not_finite", f"{key} holds NaN or inf")
-    return array
-
-
-def _int_field(message: dict[str, Any], key: str) -> int:
-    value = message.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
-        raise ProtocolError("bad_field", f"{key} must be a non-negative integer")
-    return value
+    """Decode one message to a dict, checking size, msgpack well-formedness, the version and the type."""
+    return WIRE.unpack(data)
 
 
 def decode_client_message(data: bytes, num_joints: int) -> ClientMessage:
     """Validate one controller -> bridge message for a robot with ``num_joints`` joints."""
-    message = decode_map(data)
-    kind = message["type"]
-    if kind == "hello":
-        names = message.get("joint_names", [])
-        client = message.get("client", "")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ProtocolError("bad_field", "joint_names must be an array of strings")
-        if not isinstance(client, str):
-            raise ProtocolError("bad_field", "client must be a string")
-        return Hello(client=client, joint_names=names)
-    if kind == "command":
-        seq = _int_field(message, "seq")
-        session = _int_field(message, "session")
-        phase = message.get("phase")
-        if phase not in PHASES:
-            raise ProtocolError("bad_phase", f"phase={phase!r}; allowed: {', '.join(PHASES)}")
-        if phase not in POSITION_PHASES:
-            return Command(seq, session, phase, None, None, None, None, None)
-        arrays = {key: float_array(message, key, num_joints) for key in COMMAND_ARRAYS}
-        if np.any(arrays["kp"] < 0) or np.any(arrays["kd"] < 0):
-            raise ProtocolError("bad_gains", "kp and kd must be >= 0")
-        return Command(seq=seq, session=session, phase=phase, **arrays)
-    if kind == "estop":
-        return Estop(release=False, session=None)
-    if kind == "clear_estop":
-        return Estop(release=True, session=_int_field(message, "session"))
-    raise ProtocolError("unknown_type", f"type={kind!r}")
+    return cast(ClientMessage, WIRE.decode(data, context=num_joints))
 
 
 def hello_message(client: str, joint_names: list[str]) -> bytes:
@@ -179,43 +178,33 @@ def command_message(
     return encode(message)
 
 
-@dataclass
-class StateMessage:
+class Welcome(Message):
+    """What the controller needs of a ``welcome`` (the rest it reads from the map as information)."""
+
+    TYPE: ClassVar[str] = "welcome"
+
+    joint_names: list[str]
+    session: int
+
+
+class StateMessage(Message):
     """A state message as the controller reads it (arrays in the robot's joint order)."""
 
-    seq: int
-    time: float
-    tick: int
-    q: np.ndarray
-    dq: np.ndarray
-    imu_quat_wxyz: np.ndarray
-    gyro: np.ndarray
-    tau: np.ndarray | None
-    ack_seq: int
-    mode: str
-    remote: list[str]
+    TYPE: ClassVar[str] = "state"
+
+    seq: Counter63
+    time: float = Field(allow_inf_nan=False)
+    tick: Counter63
+    q: JointArray
+    dq: JointArray
+    imu_quat_wxyz: Annotated[np.ndarray, PlainValidator(_sized_array(4))] = Field(alias="imu_quat")
+    gyro: Annotated[np.ndarray, PlainValidator(_sized_array(3))]
+    tau: JointArray | None = None
+    ack_seq: int = -1
+    mode: str = ""
+    remote: list[str] = Field(default_factory=list)
 
 
 def decode_state(message: dict[str, Any], num_joints: int) -> StateMessage:
     """Validate a bridge -> controller ``state`` map (already through ``decode_map``)."""
-    tau = message.get("tau")
-    remote = message.get("remote", [])
-    if not isinstance(remote, list) or not all(isinstance(b, str) for b in remote):
-        raise ProtocolError("bad_field", "remote must be an array of button names")
-    ack = message.get("ack_seq", -1)
-    stamp = message.get("time")
-    if not isinstance(stamp, int | float) or not math.isfinite(stamp):
-        raise ProtocolError("bad_field", "time must be a finite number")
-    return StateMessage(
-        seq=_int_field(message, "seq"),
-        time=float(stamp),
-        tick=_int_field(message, "tick"),
-        q=float_array(message, "q", num_joints),
-        dq=float_array(message, "dq", num_joints),
-        imu_quat_wxyz=float_array(message, "imu_quat", 4),
-        gyro=float_array(message, "gyro", 3),
-        tau=None if tau is None else float_array(message, "tau", num_joints),
-        ack_seq=ack if isinstance(ack, int) else -1,
-        mode=str(message.get("mode", "")),
-        remote=remote,
-    )
+    return WIRE.validate(StateMessage, message, context=num_joints)

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.protocol import Command
-from deploy.robot import JointCommand, RobotState
+from striata.deploy.protocol import Command
+from striata.deploy.robot import JointCommand, RobotState
 
 
 class SafetyConfig(BaseModel):

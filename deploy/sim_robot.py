@@ -8,7 +8,7 @@ advances the physics by one tick and returns the new reading, so physics runs ex
 tick rate, in real time. The G1's IMU is the pelvis: its orientation and body-frame angular velocity.
 Because that PD law is explicit at the tick, gains the model cannot hold at that step (a light joint
 with a high kd oscillates and diverges where a motor driver's kHz loop would not) are brought inside
-the stable region first (``deploy.gain_stability``), as the real robot's own loop would hold them.
+the stable region first (``striata.deploy.gain_stability``), as the real robot's own loop would hold them.
 
 G1 support: the real G1 hangs on a gantry while it is limp and while it moves to its default pose.
 The sim does the same with an elastic band (spring-dampers on the pelvis position and uprightness,
@@ -24,8 +24,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from deploy.gain_stability import braking_deceleration, gain_limits
-from deploy.robot import JointCommand, RobotState
+from striata.deploy.gain_stability import braking_deceleration, gain_limits
+from striata.deploy.robot import JointCommand, RobotState
 
 SUPPORTED_PHASES = ("zero_torque", "interpolate")
 SUPPORT_HEIGHT = 0.80  # pelvis height the band holds (m): straight legs just touch the floor
@@ -39,16 +39,16 @@ class SimRobot:
 
     def __init__(self, robot: str = "g1", control_period_s: float = 0.002, viewer: bool = False) -> None:
         if robot == "g1":
-            from envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT
-            from envs.tasks.g1_tracking.env import build_g1_scene
+            from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT
+            from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
             config = G1
             self.model = build_g1_scene(control_period_s)
             self.has_base = True
             self.default_height = G1_DEFAULT_ROOT_HEIGHT
         elif robot == "panda":
-            from envs.robots.actuators import add_position_actuators
-            from envs.robots.panda import PANDA, compensate_gravity, panda_spec
+            from striata.envs.robots.actuators import add_position_actuators
+            from striata.envs.robots.panda import PANDA, compensate_gravity, panda_spec
 
             config = PANDA
             spec = panda_spec()

@@ -27,7 +27,7 @@ import mujoco
 import numpy as np
 from mujoco import batch as mj_batch
 
-from envs.tasks.base import TaskConfig
+from striata.envs.tasks.base import TaskConfig
 
 Obs = np.ndarray | dict[str, np.ndarray]
 
@@ -38,7 +38,7 @@ def _make_batch(model: mujoco.MjModel, num_envs: int, threads: int, cfg: object)
     Tasks set ``self.cfg`` before calling ``BatchedEnv.__init__``, which is where the choice is read.
     """
     if isinstance(cfg, TaskConfig) and cfg.backend == "warp":
-        from envs.warp_batch import WarpBatch  # mujoco-warp is an optional dependency
+        from striata.envs.warp_batch import WarpBatch  # mujoco-warp is an optional dependency
 
         return WarpBatch(model, num_envs, cfg.warp.device, cfg.warp.nconmax, cfg.warp.njmax)
     return mj_batch.Batch(model, nsim=num_envs, nthread=threads, persistent=True)

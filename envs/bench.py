@@ -5,7 +5,7 @@ recorded (its input state rows), then replayed as bare ``mj_step x decimation`` 
 batch: the baseline is the physics of exactly the states the env visited, so contacts, falls
 and resets weigh the same on both sides, and the ratio is the share of time the env spends in
 physics rather than in task code. The same actions also step the task's Gymnasium vector view
-(``envs.vector_view``, its own envs of the same seed) in the same alternation: ``vector_ratio`` is its
+(``striata.envs.vector_view``, its own envs of the same seed) in the same alternation: ``vector_ratio`` is its
 env steps/s over the batched env's.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from envs.registry import TASKS, make_env
-from envs.vector_view import BatchedVectorEnv
+from striata.envs.registry import TASKS, make_env
+from striata.envs.vector_view import BatchedVectorEnv
 
 BENCH_TASKS = ("g1_tracking", "panda_pick", "panda_reach")
 

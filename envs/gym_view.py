@@ -1,5 +1,5 @@
 """Gymnasium single-env view of every batched task, registered as ``striata/<Task>-v0`` (the vector
-view of the same id is ``envs.vector_view``).
+view of the same id is ``striata.envs.vector_view``).
 
 ``gymnasium.make("striata/PandaPick-v0")`` gives a standard ``gym.Env`` backed by a batched
 env with one environment, for tools that expect Gymnasium (evaluation scripts, wrappers).
@@ -13,8 +13,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.backend import BatchedEnv, Obs
-from envs.registry import TASKS, make_env
+from striata.envs.backend import BatchedEnv, Obs
+from striata.envs.registry import TASKS, make_env
 
 
 class SingleEnvView(gym.Env):
@@ -95,6 +95,6 @@ def register_all() -> None:
             gym.register(
                 entry.gym_id,
                 entry_point=SingleEnvView,
-                vector_entry_point="envs.vector_view:BatchedVectorEnv",
+                vector_entry_point="striata.envs.vector_view:BatchedVectorEnv",
                 kwargs={"task": name},
             )

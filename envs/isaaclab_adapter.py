@@ -7,7 +7,7 @@ Isaac Lab id such as ``Isaac-Velocity-Flat-G1-v0`` is taken as it is), builds th
 simulation device. Isaac Lab's ``terminated`` and ``time_outs`` stay apart (time-outs are
 bootstrapped); ``info["success"]`` comes from a termination term named ``success`` when the task
 has one. ``info`` follows the device env contract of ``G1TrackingDeviceEnv``, so
-``learner.device_rollout`` trains PPO on either without host copies: ``info["final_obs"]`` covers
+``striata.learner.device_rollout`` trains PPO on either without host copies: ``info["final_obs"]`` covers
 all N envs (the time-outs' rows are the ones to bootstrap from) and ``info["episode_length"]`` is
 each ended episode's length (0 elsewhere); nothing in ``step`` waits for the GPU. Isaac Lab resets
 ended envs inside ``step`` and keeps no observation of their last state, so a time-out's final

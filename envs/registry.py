@@ -10,8 +10,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from envs.backend import BatchedEnv
-from envs.tasks.base import TaskConfig
+from striata.envs.backend import BatchedEnv
+from striata.envs.tasks.base import TaskConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ TASKS: dict[str, TaskEntry] = {
     for entry in (
         TaskEntry(
             "g1_tracking",
-            "envs.tasks.g1_tracking.env",
+            "striata.envs.tasks.g1_tracking.env",
             "G1TrackingEnv",
             "G1TrackingConfig",
             "striata/G1Tracking-v0",
@@ -44,7 +44,7 @@ TASKS: dict[str, TaskEntry] = {
         ),
         TaskEntry(
             "g1_tracking_keypoints",
-            "envs.tasks.g1_tracking.env",
+            "striata.envs.tasks.g1_tracking.env",
             "G1TrackingEnv",
             "G1TrackingConfig",
             "striata/G1TrackingKeypoints-v0",
@@ -53,7 +53,7 @@ TASKS: dict[str, TaskEntry] = {
         ),
         TaskEntry(
             "panda_pick",
-            "envs.tasks.panda.pick",
+            "striata.envs.tasks.panda.pick",
             "PandaPickEnv",
             "PandaPickConfig",
             "striata/PandaPick-v0",
@@ -61,7 +61,7 @@ TASKS: dict[str, TaskEntry] = {
         ),
         TaskEntry(
             "panda_reach",
-            "envs.tasks.panda.reach",
+            "striata.envs.tasks.panda.reach",
             "PandaReachEnv",
             "PandaReachConfig",
             "striata/PandaReach-v0",

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.episodes import EpisodeLog
-from envs.registry import make_env
-from envs.tasks.base import TaskConfig
+from striata.envs.episodes import EpisodeLog
+from striata.envs.registry import make_env
+from striata.envs.tasks.base import TaskConfig
 
 POLICIES = ("random", "zero", "scripted")
 
@@ -84,9 +84,9 @@ def make_policy(name: str, env: Any, rng: np.random.Generator) -> Callable[[np.n
         return lambda obs: np.zeros(shape)
     if name == "random":
         return lambda obs: rng.uniform(-1, 1, size=shape)
-    from envs.tasks.panda.pick import PandaPickEnv
-    from envs.tasks.panda.reach import PandaReachEnv
-    from envs.tasks.panda.scripted import ScriptedPickPolicy, ScriptedReachPolicy
+    from striata.envs.tasks.panda.pick import PandaPickEnv
+    from striata.envs.tasks.panda.reach import PandaReachEnv
+    from striata.envs.tasks.panda.scripted import ScriptedPickPolicy, ScriptedReachPolicy
 
     if isinstance(env, PandaPickEnv):
         return ScriptedPickPolicy.for_env(env, seed=int(rng.integers(1 << 31)))

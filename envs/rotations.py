@@ -2,7 +2,7 @@
 
 Quaternions are (w, x, y, z), MuJoCo's convention; every function broadcasts over
 leading axes so that one call serves all environments and all tracked bodies. The functions a
-task's terms use each step take either library's arrays (``envs.arrays.namespace``), so a GPU
+task's terms use each step take either library's arrays (``striata.envs.arrays.namespace``), so a GPU
 backend runs them on device tensors; motion preprocessing (slerp, finite differences) is numpy.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.arrays import Array, namespace
+from striata.envs.arrays import Array, namespace
 
 
 def cross(a: Array, b: Array) -> Array:

@@ -17,8 +17,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.backend import Obs
-from envs.gym_view import action_box, env_row, space_of, view_env
+from striata.envs.backend import Obs
+from striata.envs.gym_view import action_box, env_row, space_of, view_env
 
 
 class BatchedVectorEnv(gym.vector.VectorEnv):

@@ -10,8 +10,9 @@ per-env values with ``expand``. Each call that runs physics first uploads the mi
 fields (qpos, qvel, ctrl, ... as the task may have written them) and of the expanded model fields,
 then runs the kernels for all worlds, then downloads every bound field: one batched copy per field
 per call, never a per-env loop. The physics itself runs in float32 (mujoco-warp's precision).
-``device_array`` gives the device-side array of a field (``wp.to_torch`` makes it a torch tensor
-without a copy) for code that stays on the GPU.
+``device_array`` gives the device-side array of a data field and ``per_world`` that of a model field
+with per-env values (``wp.to_torch`` makes either a torch tensor without a copy) for code that stays
+on the GPU.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class WarpBatch:
             self._state = wp.zeros((nsim, self.nstate), dtype=wp.float32)
         self._bound: dict[str, np.ndarray] = {}
         self._expanded: dict[str, np.ndarray] = {}
+        self._per_world: set[str] = set()
         self.state = _StateRows(self)
 
     # ----------------------------------------------------------------- fields
@@ -69,14 +71,28 @@ class WarpBatch:
     def expand(self, name: str) -> np.ndarray:
         """The live (nsim, ...) per-env values of a model field, uploaded before every physics call."""
         if name not in self._expanded:
-            current = getattr(self.model, name, None)
+            self.per_world(name)
             base = np.asarray(getattr(self.mj_model, name))
-            if not isinstance(current, wp.array) or current.shape != (1, *base.shape[: current.ndim - 1]):
-                raise ValueError(f"expand: model field {name!r} has no per-world values in mujoco_warp")
-            values = np.broadcast_to(base, (self.nsim, *base.shape)).astype(np.float64)
-            setattr(self.model, name, wp.array(values, dtype=current.dtype, device=self.device))
-            self._expanded[name] = values
+            self._expanded[name] = np.broadcast_to(base, (self.nsim, *base.shape)).astype(np.float64)
         return self._expanded[name]
+
+    def per_world(self, name: str) -> wp.array:
+        """The device array (nsim, ...) of a model field with its own values per world, made on first call.
+
+        Code that stays on the device writes it in place (``wp.to_torch``) and steps with mujoco_warp
+        itself; ``expand`` keeps a host mirror of it that this class's physics calls upload.
+        """
+        current = getattr(self.model, name, None)
+        if name in self._per_world:
+            return current
+        base = np.asarray(getattr(self.mj_model, name))
+        if not isinstance(current, wp.array) or current.shape != (1, *base.shape[: current.ndim - 1]):
+            raise ValueError(f"expand: model field {name!r} has no per-world values in mujoco_warp")
+        values = np.broadcast_to(base, (self.nsim, *base.shape))
+        array = wp.array(values, dtype=current.dtype, device=self.device)
+        setattr(self.model, name, array)
+        self._per_world.add(name)
+        return array
 
     def device_array(self, name: str) -> wp.array:
         """The device array of a ``mujoco_warp.Data`` field (nworld, ...), valid after the last call."""

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from common.files import atomic_write
-from learner.replay import DemoBuffer, ReplayBuffer
+from striata.common.files import atomic_write
+from striata.learner.replay import DemoBuffer, ReplayBuffer
 
 FORMAT_VERSION = 1
 _BUFFER_TYPES: dict[str, type[ReplayBuffer]] = {"ReplayBuffer": ReplayBuffer, "DemoBuffer": DemoBuffer}

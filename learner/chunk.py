@@ -32,7 +32,7 @@ key                shape / dtype   meaning
 
 With a reward model, ``frame_ids[t, n]`` names the frame of the state *after* step t (for an
 episode that ended at t, its last state, rendered before the auto-reset), and
-``reward_pending`` marks the steps whose reward awaits labels: ``learner.relabel`` writes the
+``reward_pending`` marks the steps whose reward awaits labels: ``striata.learner.relabel`` writes the
 shaped rewards and clears the flag; steps still pending when it gives up are unlabelled (SAC drops
 them, PPO masks them).
 

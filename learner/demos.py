@@ -1,7 +1,7 @@
 """Demonstrations for SAC/RLPD from disk: intervene sessions and saved buffer files, in one DemoBuffer.
 
 A source is a session root (``meta/info.json``, see actors/SESSIONS.md), a ``.npz`` buffer file
-(``learner.replay`` format) or a folder of them. Each is checked against the task before anything is
+(``striata.learner.replay`` format) or a folder of them. Each is checked against the task before anything is
 trained: its observation (the key the networks read, ``sac.obs_key``, or a session's only
 observation key) and its actions must have the task's shapes; a mismatch is a ``DemoError`` naming
 the source, the field, and both shapes.
@@ -18,8 +18,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from learner.replay import FIELDS, DemoBuffer, ReplayBuffer
-from learner.session_dataset import load_session_transitions, read_session_episodes
+from striata.learner.replay import FIELDS, DemoBuffer, ReplayBuffer
+from striata.learner.session_dataset import load_session_transitions, read_session_episodes
 
 
 class DemoError(ValueError):

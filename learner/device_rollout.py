@@ -1,10 +1,10 @@
 """PPO with a GPU env backend on the learner's device: rollouts are device tensors from end to end.
 
 ``DeviceRollout`` steps an env whose ``step`` takes and returns torch tensors on the learner's
-device (``envs.tasks.g1_tracking.device_env.G1TrackingDeviceEnv`` on MuJoCo Warp, or
-``envs.isaaclab_adapter.IsaacLabEnv``; observations a tensor or a dict of them), acts with
+device (``striata.envs.tasks.g1_tracking.device_env.G1TrackingDeviceEnv`` on MuJoCo Warp, or
+``striata.envs.isaaclab_adapter.IsaacLabEnv``; observations a tensor or a dict of them), acts with
 ``PPO.act_tensors`` and stacks ``T`` steps into a chunk of the trajectory contract
-(``learner.chunk``) whose arrays are tensors on that device; ``PPO.update`` takes it as it is.
+(``striata.learner.chunk``) whose arrays are tensors on that device; ``PPO.update`` takes it as it is.
 Nothing crosses to the host per step; per rollout, one boolean gather picks the final
 observations of the time-outs (its size is data-dependent) and the update reads its metrics once.
 This is rsl_rl's on-policy runner shape, for the single-GPU case where Ray actors would only add
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from learner.ppo import PPO
+from striata.learner.ppo import PPO
 
 
 class DeviceRollout:
@@ -32,6 +32,9 @@ class DeviceRollout:
         self.episode_return = torch.zeros(env.num_envs, device=ppo.device)
         self.finished_returns: list[torch.Tensor] = []
         self.finished_lengths: list[torch.Tensor] = []
+        # Per reward term, the sum over steps of its mean over envs (as the actors report it), on the device.
+        self.term_sums: dict[str, torch.Tensor] = {}
+        self.term_steps = 0
 
     @torch.no_grad()
     def collect(self) -> dict[str, Any]:
@@ -64,6 +67,9 @@ class DeviceRollout:
             self.finished_returns.append(torch.where(done, self.episode_return, torch.nan))
             self.finished_lengths.append(torch.where(done, info["episode_length"], 0))
             self.episode_return = torch.where(done, 0.0, self.episode_return)
+            for name, value in info.get("reward_terms", {}).items():
+                self.term_sums[name] = self.term_sums.get(name, 0.0) + value.float().mean()
+            self.term_steps += 1
             self.obs = next_obs
         chunk: dict[str, Any] = {name: torch.stack(values) for name, values in steps.items()}
         t, n = chunk["rewards"].shape
@@ -96,6 +102,16 @@ class DeviceRollout:
             "mean_return": float(returns[done].mean()),
             "mean_length": float(lengths[done].float().mean()),
         }
+
+    def reward_terms(self) -> dict[str, float]:
+        """Each reward term's mean per env step since the last call (one host read)."""
+        if not self.term_sums:
+            return {}
+        means = (torch.stack(list(self.term_sums.values())) / self.term_steps).tolist()
+        names = list(self.term_sums)
+        self.term_sums.clear()
+        self.term_steps = 0
+        return dict(zip(names, means, strict=True))
 
 
 def train(rollout: DeviceRollout, updates: int, sync: bool = True) -> dict[str, Any]:

@@ -103,8 +103,8 @@ def policy_module(algo: Any) -> nn.Module:
 
     import torch
 
-    from learner.ppo import PPO
-    from learner.sac import SAC
+    from striata.learner.ppo import PPO
+    from striata.learner.sac import SAC
 
     class DeterministicActor(torch.nn.Module):
         """SAC's actor without sampling: tanh of the mean."""

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal
 
-from learner.config import NetworkConfig
-from learner.normalizer import EmpiricalNormalizer
+from striata.learner.config import NetworkConfig
+from striata.learner.normalizer import EmpiricalNormalizer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.chunk import Chunk, ChunkError, validate_chunk
-from learner.config import PPOConfig
-from learner.device import resolve_device, to_device
-from learner.networks import GaussianActorCritic
-from learner.symmetry import Symmetry, make_symmetry
+from striata.learner.chunk import Chunk, ChunkError, validate_chunk
+from striata.learner.config import PPOConfig
+from striata.learner.device import resolve_device, to_device
+from striata.learner.networks import GaussianActorCritic
+from striata.learner.symmetry import Symmetry, make_symmetry
 
 
 def compute_gae(

@@ -1,7 +1,7 @@
 """Agreement of a reward model with the simulator's ground truth: Spearman on progress, P/R/F1 on success.
 
-The learner logs these to TensorBoard during training; ``striata train-reward`` prints them for the
-held-out rollouts.
+The learner logs these to TensorBoard during training (``audit_labels`` of the labels actors send);
+``striata train-reward`` prints them for the held-out rollouts, ``striata audit-reward`` for a policy's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 from scipy.stats import spearmanr
+
+from striata.learner.labels import Labels
 
 
 def progress_spearman(predicted: np.ndarray, true: np.ndarray) -> float:
@@ -57,3 +59,10 @@ def audit(
         "success_f1": scores["f1"],
         "count": float(len(np.ravel(true_progress))),
     }
+
+
+def audit_labels(labels: Labels, threshold: float = 0.5) -> dict[str, float]:
+    """``audit`` of reward-model labels against the simulator's truth they carry (every row given: pass
+    the ``ok`` ones)."""
+    true_success = labels.true_success > 0.5
+    return audit(labels.progress, labels.true_progress, labels.done_prob, true_success, threshold)

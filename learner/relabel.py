@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,11 +46,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from learner.chunk import Chunk, slice_chunk, validate_chunk
-from learner.progress_audit import audit
+from striata.learner.chunk import Chunk, slice_chunk, validate_chunk
+from striata.learner.labels import Labels
+from striata.learner.progress_audit import audit_labels
 
 READY, WAITING, FAILED = 0, 1, 2
-LABEL_KEYS = ("frame_ids", "ok", "progress", "done_prob")
 
 
 class Shaping(BaseModel):
@@ -120,9 +120,10 @@ class LabelTable:
         self.capacity = capacity
         self._tables: dict[Any, OrderedDict[int, tuple[bool, float, float]]] = {}
 
-    def add(self, source: Any, labels: dict[str, np.ndarray]) -> None:
+    def add(self, source: Any, labels: Labels) -> None:
         table = self._tables.setdefault(source, OrderedDict())
-        for frame, ok, progress, done in zip(*(labels[key] for key in LABEL_KEYS), strict=True):
+        rows = zip(labels.frame_ids, labels.ok, labels.progress, labels.done_prob, strict=True)
+        for frame, ok, progress, done in rows:
             table[int(frame)] = (bool(ok), float(progress), float(done))
         while len(table) > self.capacity:
             table.popitem(last=False)
@@ -214,7 +215,7 @@ class Relabeller:
         """Steps held back for their labels (SAC's side table)."""
         return int(sum((~h.settled).sum() for h in self._held))
 
-    def add_labels(self, source: Any, labels: dict[str, np.ndarray]) -> None:
+    def add_labels(self, source: Any, labels: Labels) -> None:
         self.labels.add(source, labels)
 
     def add_chunk(self, source: Any, chunk: Chunk) -> None:
@@ -309,29 +310,19 @@ class AuditWindow:
 
     size: int = 2000
     threshold: float = 0.5
-    _rows: deque = field(default_factory=deque)
+    _window: Labels = field(default_factory=Labels.empty)
 
-    def add(self, labels: dict[str, np.ndarray]) -> None:
-        if "true_progress" not in labels:
-            return
-        for row in zip(
-            labels["progress"], labels["true_progress"], labels["done_prob"], labels["true_success"],
-            labels["ok"], strict=True,
-        ):  # fmt: skip
-            if row[4]:
-                self._rows.append(row[:4])
-        while len(self._rows) > self.size:
-            self._rows.popleft()
+    def add(self, labels: Labels) -> None:
+        """Keep the ``ok`` rows whose success the simulator knows, the latest ``size`` of them."""
+        known = labels.select(labels.ok & np.isfinite(labels.true_success))
+        self._window = Labels.concat([self._window, known]).select(slice(-self.size, None))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._window)
 
     def figures(self) -> dict[str, float]:
         """Spearman of predicted vs true progress, success precision/recall/F1; NaN where undefined."""
-        if not self._rows:
+        if not len(self._window):
             return {}
-        progress, true_progress, done, true_success = (
-            np.array(c, dtype=np.float64) for c in zip(*self._rows, strict=True)
-        )
-        figures = audit(progress, true_progress, done, true_success > 0.5, self.threshold)
+        figures = audit_labels(self._window, self.threshold)
         return {key: value for key, value in figures.items() if not math.isnan(value)}

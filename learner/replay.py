@@ -1,6 +1,6 @@
 """Replay buffers for SAC/RLPD: a numpy ring ``ReplayBuffer`` and a ``DemoBuffer`` of demonstrations.
 
-A buffer holds transitions, the output of ``learner.chunk.flatten_transitions``: ``obs`` and
+A buffer holds transitions, the output of ``striata.learner.chunk.flatten_transitions``: ``obs`` and
 ``next_obs`` (arrays or dicts of arrays, e.g. a state vector plus uint8 camera frames), ``actions``,
 ``rewards``, ``terminated`` and ``intervention``, each with a leading transition axis. Storage is
 allocated on the first ``add`` from the shapes and dtypes seen, then fixed; when full the oldest
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from common.files import atomic_write
+from striata.common.files import atomic_write
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "intervention")
 _DTYPES = {"actions": np.float32, "rewards": np.float32, "terminated": np.bool_, "intervention": np.bool_}

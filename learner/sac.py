@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.config import SACConfig
-from learner.device import resolve_device
-from learner.networks import CriticEnsemble, TanhGaussianActor
-from learner.replay import ReplayBuffer
+from striata.learner.config import SACConfig
+from striata.learner.device import resolve_device
+from striata.learner.networks import CriticEnsemble, TanhGaussianActor
+from striata.learner.replay import ReplayBuffer
 
 
 class SAC:

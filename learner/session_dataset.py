@@ -3,7 +3,7 @@
 ``SessionWriter`` takes the intervention port's ``step``, ``frame`` and ``episode_end`` messages
 (actors/INTERVENTION.md) as the console receives them and writes each ended episode as one parquet
 file plus one mp4 per camera, with LeRobot's meta files; ``load_session_transitions`` reads a
-session back as transitions for ``learner.replay`` (``striata train --demos``), and
+session back as transitions for ``striata.learner.replay`` (``striata train --demos``), and
 ``read_session_episodes`` lists its episodes. The layout, the columns and the crash-safety rules
 are in actors/SESSIONS.md.
 """
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from common.files import atomic_write
+from striata.common.files import atomic_write
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
@@ -571,7 +571,7 @@ def _committed(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def load_session_transitions(
     root: Path, on_episode: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """Every step of every episode in ``root`` as transitions for ``learner.replay``.
+    """Every step of every episode in ``root`` as transitions for ``striata.learner.replay``.
 
     Keys: ``obs`` and ``next_obs`` (dicts of float32 [M, d] by observation key), ``actions`` [M, A],
     ``rewards`` [M], ``terminated`` [M] and ``intervention`` [M]. ``on_episode(done, total)`` is called

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs.robots.g1 import G1_JOINT_NAMES, TRACKED_BODIES
-from envs.tasks.g1_tracking.observations import POLICY_TERMS, TermLayout, policy_term_layout
+from striata.envs.robots.g1 import G1_JOINT_NAMES, TRACKED_BODIES
+from striata.envs.tasks.g1_tracking.observations import POLICY_TERMS, TermLayout, policy_term_layout
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -158,7 +158,7 @@ def _terms_mirror(
 def g1_tracking_symmetry(policy_terms: TermLayout = POLICY_TERMS) -> Symmetry:
     """Mirrors of the G1 tracking task: actions [29], policy obs [160 or 154], critic obs [286].
 
-    The critic layout follows ``envs.tasks.g1_tracking.observations.critic_obs``: the first four
+    The critic layout follows ``striata.envs.tasks.g1_tracking.observations.critic_obs``: the first four
     policy terms, every tracked body's position (3 each) then 6D orientation (6 each) in the anchor
     frame, then the remaining policy terms.
     """

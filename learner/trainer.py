@@ -4,10 +4,10 @@
 update. ``SACTrainer`` files every transition into the replay buffer (interventions also into the
 demo buffer) and runs ``updates_per_env_step`` SAC updates per transition once ``learning_starts``
 transitions are in. Both expose the weights actors need, act deterministically for evaluation,
-and checkpoint everything (buffers included) through ``learner.checkpoint``.
+and checkpoint everything (buffers included) through ``striata.learner.checkpoint``.
 
 Steps still ``reward_pending`` when a chunk arrives were not labelled by the reward model in time
-(``learner.relabel``): SAC leaves them out of the replay buffer, PPO cuts them out of its rollout
+(``striata.learner.relabel``): SAC leaves them out of the replay buffer, PPO cuts them out of its rollout
 (``labelled_segments``), so neither learns from a reward it does not have.
 """
 
@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from envs.episodes import EpisodeLog
-from learner.checkpoint import load_checkpoint, save_checkpoint
-from learner.chunk import Chunk, flatten_transitions
-from learner.config import PPOConfig, SACConfig
-from learner.ppo import PPO
-from learner.relabel import labelled_segments
-from learner.replay import DemoBuffer, ReplayBuffer, add_transitions
-from learner.sac import SAC
+from striata.envs.episodes import EpisodeLog
+from striata.learner.checkpoint import load_checkpoint, save_checkpoint
+from striata.learner.chunk import Chunk, flatten_transitions
+from striata.learner.config import PPOConfig, SACConfig
+from striata.learner.ppo import PPO
+from striata.learner.relabel import labelled_segments
+from striata.learner.replay import DemoBuffer, ReplayBuffer, add_transitions
+from striata.learner.sac import SAC
 
 
 class Trainer(Protocol):

@@ -64,8 +64,8 @@ def needed_cameras(backend: RewardBackend) -> tuple[str, ...] | None:
 
 def backend_device(name: str) -> str:
     """A backend config's ``device`` as this process sees it: ``auto`` resolved, CUDA checked to be there."""
-    from learner.device import resolve_device
-    from reward_server.config import RewardConfigError
+    from striata.learner.device import resolve_device
+    from striata.reward_server.config import RewardConfigError
 
     try:
         return str(resolve_device(name))

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from reward_server.backend import RewardBackend, backend_device
-from reward_server.config import BackendConfig, ClipBackendConfig, OpenAIBackendConfig, TorchBackendConfig
+from striata.reward_server.backend import RewardBackend, backend_device
+from striata.reward_server.config import (
+    BackendConfig,
+    ClipBackendConfig,
+    OpenAIBackendConfig,
+    TorchBackendConfig,
+)
 
 
 def make_backend(config: BackendConfig) -> RewardBackend:
     if isinstance(config, OpenAIBackendConfig):
-        from reward_server.openai_backend import OpenAIBackend
+        from striata.reward_server.openai_backend import OpenAIBackend
 
         return OpenAIBackend(config)
     if isinstance(config, ClipBackendConfig):
-        from reward_server.clip_backend import ClipBackend
+        from striata.reward_server.clip_backend import ClipBackend
 
         return ClipBackend.load(config)
     if isinstance(config, TorchBackendConfig):
-        from reward_server.progress_model.backend import ProgressEnsembleBackend, ProgressModelBackend
+        from striata.reward_server.progress_model.backend import ProgressEnsembleBackend, ProgressModelBackend
 
         device = backend_device(config.device)
         if config.checkpoint is None:

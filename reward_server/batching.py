@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from reward_server.protocol import ScoreRequest
+from striata.reward_server.protocol import ScoreRequest
 
 
 @dataclass

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from reward_server.backend import backend_device
-from reward_server.client import RewardClient, RewardLabel
-from reward_server.config import BackendConfig, RewardServerConfig, TorchBackendConfig
-from reward_server.launch import start_reward_server
-from reward_server.progress_model.config import DatasetConfig
+from striata.reward_server.backend import backend_device
+from striata.reward_server.client import RewardClient, RewardLabel
+from striata.reward_server.config import BackendConfig, RewardServerConfig, TorchBackendConfig
+from striata.reward_server.launch import start_reward_server
+from striata.reward_server.progress_model.config import DatasetConfig
 
 TASK_TEXT = "pick up the cube and lift it"
 # What the progress model is trained on: requests carry this camera's frames at this size, rendered
@@ -154,8 +154,8 @@ def _latency(endpoint: str, pool: np.ndarray, clients: int, seconds: float) -> d
 def _actor_ratio(
     endpoint: str, num_envs: int, every_k: int, blocks: int, block_steps: int, image_size: int
 ) -> dict[str, float]:
-    from envs.registry import make_env
-    from reward_server.progress_model.dataset import SCENE_CAMERAS
+    from striata.envs.registry import make_env
+    from striata.reward_server.progress_model.dataset import SCENE_CAMERAS
 
     env = make_env("panda_pick", num_envs=num_envs, seed=0, image_size=image_size)
     live = RewardClient(endpoint, actor_id=0, deadline_ms=5_000)

@@ -41,11 +41,11 @@ import zmq
 from PIL import Image
 from zmq.utils.monitor import recv_monitor_message
 
-from common.floods import FLOODS, GARBAGE_MESSAGES
-from reward_server.bench import CAMERA, FRAME_SIZE, TASK_TEXT, resolved_backend
-from reward_server.client import RewardClient, query_server
-from reward_server.config import BackendConfig, RewardServerConfig
-from reward_server.launch import start_reward_server
+from striata.common.floods import FLOODS, GARBAGE_MESSAGES
+from striata.reward_server.bench import CAMERA, FRAME_SIZE, TASK_TEXT, resolved_backend
+from striata.reward_server.client import RewardClient, query_server
+from striata.reward_server.config import BackendConfig, RewardServerConfig
+from striata.reward_server.launch import start_reward_server
 
 ATTACKS = ("frame_400mb", "frames_1m", "frames_300x1mb", "garbage_10k", "lying_jpegs", "padded_jpegs")
 LYING_SIDE = 1024
@@ -64,7 +64,7 @@ class AttackProcess:
             raise ValueError(f"attack: unknown {attack!r}; allowed: {', '.join(ATTACKS)}")
         self.attack = attack
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reward_server.bench_attacks", endpoint, attack],
+            [sys.executable, "-m", "striata.reward_server.bench_attacks", endpoint, attack],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -162,7 +162,7 @@ def _frame_400mb(sock: zmq.Socket, monitor: zmq.Socket, cameras: list[str]) -> d
 
 
 def _flood(name: str, **sent: int) -> Callable[[zmq.Socket, zmq.Socket, list[str]], dict[str, Any]]:
-    """``common.floods``' flood ``name``, then the replies it drew; ``sent`` says how much it was."""
+    """``striata.common.floods``' flood ``name``, then the replies it drew; ``sent`` says how much it was."""
 
     def attack(sock: zmq.Socket, monitor: zmq.Socket, cameras: list[str]) -> dict[str, Any]:
         FLOODS[name](sock)
@@ -200,7 +200,7 @@ def _jpegs(padding: int) -> Callable[[zmq.Socket, zmq.Socket, list[str]], dict[s
 
 
 def _padding_past_the_floor() -> int:
-    # One bit per 8x8 block of a LYING_SIDE^2 image (reward_server.protocol's floor), plus a margin.
+    # One bit per 8x8 block of a LYING_SIDE^2 image (striata.reward_server.protocol's floor), plus a margin.
     return math.ceil(LYING_SIDE / 8) ** 2 // 8 + 1024
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from reward_server.backend import ScoreOutput
+from striata.reward_server.backend import ScoreOutput
 
 CacheKey = tuple[str, str, str, str, str]  # model id, revision (profile), mode, task, frame digest
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from reward_server.protocol import ProtocolError, ScoreReply, decode_reply, encode_request, pack
+from striata.reward_server.protocol import ProtocolError, ScoreReply, decode_reply, encode_request, pack
 
 CLIENT_STATUSES = ("dropped", "late")
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from reward_server.backend import ScoreInput, ScoreOutput, backend_device
-from reward_server.config import ClipBackendConfig
+from striata.reward_server.backend import ScoreInput, ScoreOutput, backend_device
+from striata.reward_server.config import ClipBackendConfig
 
 MAX_BATCH = 64
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common.transport import TransportLimits
-from reward_server.protocol import MAX_HEADER_BYTES, Limits
+from striata.common.transport import TransportLimits
+from striata.reward_server.protocol import MAX_HEADER_BYTES, Limits
 
 
 class Section(BaseModel):
@@ -23,7 +23,7 @@ class Section(BaseModel):
 
 def _device_name(name: str) -> str:
     # Spelling only: whether the device exists is known in the server's own process, which may run
-    # on another node (``reward_server.backends`` checks it there).
+    # on another node (``striata.reward_server.backends`` checks it there).
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
         raise ValueError("expected auto, cpu, cuda or cuda:N")
     return name
@@ -37,7 +37,7 @@ Device = Annotated[
 
 
 class TorchBackendConfig(Section):
-    """striata's own progress model, in process (reward_server.progress_model)."""
+    """striata's own progress model, in process (striata.reward_server.progress_model)."""
 
     kind: Literal["torch"] = "torch"
     checkpoint: Path | list[Path] | None = Field(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reward_server.batching import Pending
+from striata.reward_server.batching import Pending
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Starting a reward server for ``striata train`` and tests: a subprocess, or a Ray actor on a chosen node.
 
-``start_reward_server(config)`` runs ``python -m reward_server.server`` and returns once the server
+``start_reward_server(config)`` runs ``python -m striata.reward_server.server`` and returns once the server
 answers ``health``; the handle gives ``endpoint``, ``stop()`` (SIGTERM, then SIGKILL) and ``kill()``.
 ``start_reward_server_actor(config, num_gpus=..., resources=...)`` places the server on a Ray node
 by resources (a GPU node when ``num_gpus`` > 0); it must bind an address other nodes reach.
@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
-from reward_server.client import RewardServerUnavailable, wait_until_healthy
-from reward_server.config import RewardServerConfig
+from striata.reward_server.client import RewardServerUnavailable, wait_until_healthy
+from striata.reward_server.config import RewardServerConfig
 
 
 class RewardServerHandle:
@@ -62,7 +62,7 @@ class RewardServerHandle:
 def start_reward_server(config: RewardServerConfig, timeout_s: float = 120.0) -> RewardServerHandle:
     """Start a server subprocess and wait until it is healthy; raises ``RewardServerUnavailable``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "reward_server.server", "--config-json", config.model_dump_json()],
+        [sys.executable, "-m", "striata.reward_server.server", "--config-json", config.model_dump_json()],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -98,7 +98,7 @@ class RewardServerActor:
     """Body of the Ray actor: the server runs in the actor's background threads."""
 
     def __init__(self, config_json: str) -> None:
-        from reward_server.server import RewardServer
+        from striata.reward_server.server import RewardServer
 
         self._server = RewardServer(RewardServerConfig.model_validate_json(config_json))
         self._endpoint = self._server.start()

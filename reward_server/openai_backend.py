@@ -1,7 +1,7 @@
 """The ``openai`` backend: a VLM behind any OpenAI-compatible chat completions endpoint (vLLM, SGLang).
 
 Images go out as base64 JPEG ``image_url`` parts; the prompt and the reply parser come from a
-profile (``reward_server.profiles``). One ``score`` call sends its inputs concurrently, at most
+profile (``striata.reward_server.profiles``). One ``score`` call sends its inputs concurrently, at most
 ``concurrency`` requests in flight; transport errors, timeouts, 429 and 5xx are retried with
 exponential backoff. A failed call is ``model_error``, a reply that does not parse ``parse_error``.
 """
@@ -19,9 +19,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from reward_server.backend import ScoreInput, ScoreOutput
-from reward_server.config import OpenAIBackendConfig
-from reward_server.profiles import PROFILES
+from striata.reward_server.backend import ScoreInput, ScoreOutput
+from striata.reward_server.config import OpenAIBackendConfig
+from striata.reward_server.profiles import PROFILES
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reward_server.backend import ScoreInput, ScoreOutput
+from striata.reward_server.backend import ScoreInput, ScoreOutput
 
 ImageEncoder = Callable[[np.ndarray], str]  # uint8 [H, W, 3] -> data URL
 ANCHORS = ("anchor_start", "anchor_end")

@@ -5,8 +5,9 @@ Transport
 ---------
 ZMQ: the server binds a ROUTER socket (``tcp://127.0.0.1:5790`` by default), a client connects a
 DEALER. Every message is msgpack; every header carries ``v`` (the protocol version, 1). Nothing else
-crosses the socket (no pickle). Before a message is even parsed, the server's transport
-(``common.transport``) bounds it; the bounds are in the ``health`` reply under ``limits``:
+crosses the socket (no pickle, no msgpack extension types; map keys are strings). Before a message is
+even parsed, the server's transport (``striata.common.transport``) bounds it; the bounds are in the
+``health`` reply under ``limits``:
 
 - a frame over ``max_frame_bytes``: libzmq refuses it as it arrives and closes the connection (the
   client's ZMQ reconnects on its own);
@@ -63,8 +64,8 @@ The ids are ``None`` when the request could not be read that far. ``status`` is 
 - ``bad_request``: the request breaks this protocol or asks what this server does not take;
   ``detail`` names the field and the value. The reasons, by the field named:
 
-  - ``header``: over ``max_header_bytes``, not msgpack, not a map; ``v``: not this version;
-    ``type``: not ``score``, ``health`` or ``metrics``;
+  - ``header``: over ``max_header_bytes``, not msgpack (or with an extension type), not a map of
+    string keys; ``v``: not this version (an int); ``type``: not ``score``, ``health`` or ``metrics``;
   - ``request_id``, ``actor_id``, ``episode_id``, ``t``, ``task``, ``mode``, ``deadline_ms``,
     ``images``: missing or of the wrong type (a bool is not an int);
   - ``mode``: unknown, or not among the modes this server answers; ``task``: over
@@ -119,28 +120,34 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-import msgpack
 import numpy as np
 import xxhash
 from PIL import Image
+from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, field_validator
 
-from reward_server.backend import Mode, ScoreInput, ScoreOutput
+from striata.common.wire import NAMED_BY_FIELD, Message, Wire, WireError, field_error, is_number
+from striata.reward_server.backend import Mode, ScoreInput, ScoreOutput
 
 PROTOCOL_VERSION = 1
+Role = Literal["frame", "reference"]
+Encoding = Literal["raw", "jpeg"]
 MODES: tuple[str, ...] = get_args(Mode)
-ROLES = ("frame", "reference")
-ENCODINGS = ("raw", "jpeg")
+ROLES: tuple[str, ...] = get_args(Role)
+ENCODINGS: tuple[str, ...] = get_args(Encoding)
 MAX_HEADER_BYTES = 64 * 1024
+# What a client reads back: a reply header is small, but ``metrics`` grows with the statuses it counts.
+MAX_REPLY_BYTES = 1024 * 1024
 MAX_CAMERA_CHARS = 64
 # A Huffman-coded JPEG spends at least one bit on every 8x8 block (its DC code), so a file shorter than
 # that cannot hold the pixels its header claims; libjpeg would pad it silently and decode it "ok".
 JPEG_MIN_BITS_PER_BLOCK = 1
 
 
-class ProtocolError(ValueError):
-    """A message that does not follow the protocol; the text names the bad field."""
+class ProtocolError(WireError):
+    """A message that does not follow the protocol; ``reason`` is the bad field's name, ``detail`` what is
+    wrong with it (a ``bad_request`` reply's ``detail`` is both: ``str(error)``)."""
 
 
 @dataclass(frozen=True)
@@ -211,24 +218,92 @@ class ScoreRequest:
         self.images = []
 
 
+def _limits(info: ValidationInfo) -> Limits:
+    return info.context  # the server validates with its ``Limits`` as the context
+
+
+def _raw_shape(value: Any, info: ValidationInfo) -> tuple[int, int, int] | None:
+    """A raw image's ``[H, W, 3]`` (ignored for a JPEG, whose header says its size)."""
+    if info.data.get("encoding") != "raw":
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or value[2] != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in value)
+    ):
+        raise field_error("expected [H, W, 3] integers")
+    height, width, _ = value
+    max_side = _limits(info).max_side
+    if not (0 < height <= max_side and 0 < width <= max_side):
+        raise field_error(f"sides must be 1 to {max_side}")
+    return height, width, 3
+
+
+class ImageDescriptor(Message):
+    """One entry of a score request's ``images``: what the frame at its place holds."""
+
+    camera: str = Field(min_length=1, max_length=MAX_CAMERA_CHARS)
+    role: Role
+    encoding: Encoding
+    shape: Annotated[tuple[int, int, int] | None, PlainValidator(_raw_shape)] = Field(
+        default=None, validate_default=True
+    )
+
+
+class ScoreHeader(Message):
+    """The header of a score request, checked against the server's ``Limits`` (the context)."""
+
+    TYPE: ClassVar[str] = "score"
+
+    request_id: int
+    actor_id: int
+    episode_id: int
+    t: int
+    task: str
+    mode: Mode
+    deadline_ms: float = Field(gt=0, allow_inf_nan=False)
+    images: list[ImageDescriptor]
+
+    @field_validator("task")
+    @classmethod
+    def _task_fits(cls, task: str, info: ValidationInfo) -> str:
+        if len(task) > _limits(info).max_task_chars:
+            raise field_error(f"{len(task)} characters, more than {_limits(info).max_task_chars}")
+        return task
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _image_count(cls, images: Any, info: ValidationInfo) -> Any:
+        # Counted before any descriptor is read: a header may list thousands.
+        if isinstance(images, list) and not images:
+            raise field_error("at least one image is needed")
+        if isinstance(images, list) and len(images) > _limits(info).max_images:
+            raise field_error(f"{len(images)} images, more than {_limits(info).max_images}")
+        return images
+
+
+class HealthRequest(Message):
+    TYPE: ClassVar[str] = "health"
+
+
+class MetricsRequest(Message):
+    TYPE: ClassVar[str] = "metrics"
+
+
+WIRE = Wire(
+    version=PROTOCOL_VERSION,
+    max_bytes=MAX_HEADER_BYTES,
+    error=ProtocolError,
+    reasons=NAMED_BY_FIELD,
+    messages=(ScoreHeader, HealthRequest, MetricsRequest),
+    envelope="header",
+)
+
+
 def pack(header: dict[str, Any]) -> bytes:
-    return msgpack.packb({"v": PROTOCOL_VERSION, **header}, use_bin_type=True)
-
-
-def unpack_header(raw: bytes) -> dict[str, Any]:
-    """The msgpack header of any message, with its version checked."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header: {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
-    try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise ProtocolError(f"header: not msgpack ({type(exc).__name__})") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(f"header: expected a map, got {type(header).__name__}")
-    version = header.get("v")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"v: expected protocol version {PROTOCOL_VERSION}, got {version!r}")
-    return header
+    """msgpack bytes of a header (any message's, a reply's too) with the protocol version added."""
+    return WIRE.pack(header)
 
 
 def encode_images(
@@ -283,98 +358,42 @@ def encode_request(
     return [header, *payloads]
 
 
-def _field(header: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
-    label = f"{where}.{name}" if where else name
-    if name not in header:
-        raise ProtocolError(f"{label}: missing")
-    value = header[name]
-    # bool is an int in Python; a flag where a number belongs is a client bug worth naming.
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProtocolError(f"{label}: expected {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def parse_score_request(header: dict[str, Any], frames: list[bytes], limits: Limits) -> ScoreRequest:
-    """Validate a score request without decoding any pixel (cheap: the socket thread runs it).
+def parse_score_request(header: ScoreHeader, frames: list[bytes], limits: Limits) -> ScoreRequest:
+    """Check a score request's image frames against its header without decoding any pixel (cheap: the
+    socket thread runs it).
 
     Raises ``ProtocolError`` naming the bad field; ``decode_image`` then decodes each of ``images``.
     """
-    request = ScoreRequest(
-        request_id=_field(header, "request_id", int),
-        actor_id=_field(header, "actor_id", int),
-        episode_id=_field(header, "episode_id", int),
-        t=_field(header, "t", int),
-        task=_field(header, "task", str),
-        mode=_field(header, "mode", str),
-        deadline_ms=float(_field(header, "deadline_ms", (int, float))),
-    )
-    if request.mode not in MODES:
-        raise ProtocolError(f"mode: unknown {request.mode!r}; allowed: {', '.join(MODES)}")
-    if len(request.task) > limits.max_task_chars:
-        raise ProtocolError(f"task: {len(request.task)} characters, more than {limits.max_task_chars}")
-    if not math.isfinite(request.deadline_ms) or request.deadline_ms <= 0:
-        raise ProtocolError(f"deadline_ms: must be a positive number, got {request.deadline_ms}")
-    descriptors = _field(header, "images", list)
-    if not descriptors:
-        raise ProtocolError("images: at least one image is needed")
-    if len(descriptors) > limits.max_images:
-        raise ProtocolError(f"images: {len(descriptors)} images, more than {limits.max_images}")
-    if len(descriptors) != len(frames):
+    if len(header.images) != len(frames):
         raise ProtocolError(
-            f"images: header lists {len(descriptors)} images, message has {len(frames)} frames"
+            "images", f"header lists {len(header.images)} images, message has {len(frames)} frames"
         )
+    request = ScoreRequest(
+        request_id=header.request_id,
+        actor_id=header.actor_id,
+        episode_id=header.episode_id,
+        t=header.t,
+        task=header.task,
+        mode=header.mode,
+        deadline_ms=header.deadline_ms,
+    )
     seen: set[tuple[str, str]] = set()
-    for index, (descriptor, payload) in enumerate(zip(descriptors, frames, strict=True)):
-        image = _parse_image(descriptor, payload, limits, index)
+    for index, (descriptor, payload) in enumerate(zip(header.images, frames, strict=True)):
+        image = EncodedImage(index, descriptor.camera, descriptor.role, descriptor.encoding, payload)
         if (image.role, image.camera) in seen:
-            raise ProtocolError(f"images[{index}].camera: {image.camera!r} appears twice as {image.role}")
+            raise ProtocolError(f"images[{index}].camera", f"{image.camera!r} appears twice as {image.role}")
         seen.add((image.role, image.camera))
+        if len(payload) > limits.max_image_bytes:
+            raise ProtocolError(image.where, f"{len(payload)} bytes, more than {limits.max_image_bytes}")
+        if descriptor.shape is not None:
+            height, width, _ = image.shape = descriptor.shape
+            if len(payload) != height * width * 3:
+                needed = f"shape {list(descriptor.shape)} needs {height * width * 3}"
+                raise ProtocolError(image.where, f"{len(payload)} bytes, {needed}")
         request.images.append(image)
     if not any(image.role == "frame" for image in request.images):
-        raise ProtocolError("images: no image has role 'frame'")
+        raise ProtocolError("images", "no image has role 'frame'")
     return request
-
-
-def _parse_image(descriptor: Any, payload: bytes, limits: Limits, index: int) -> EncodedImage:
-    where = f"images[{index}]"
-    if not isinstance(descriptor, dict):
-        raise ProtocolError(f"{where}: expected a map, got {type(descriptor).__name__}")
-    camera = _field(descriptor, "camera", str, where)
-    if not camera or len(camera) > MAX_CAMERA_CHARS:
-        raise ProtocolError(f"{where}.camera: must be 1 to {MAX_CAMERA_CHARS} characters, got {len(camera)}")
-    role = _field(descriptor, "role", str, where)
-    if role not in ROLES:
-        raise ProtocolError(f"{where}.role: unknown {role!r}; allowed: {', '.join(ROLES)}")
-    encoding = _field(descriptor, "encoding", str, where)
-    if encoding not in ENCODINGS:
-        raise ProtocolError(f"{where}.encoding: unknown {encoding!r}; allowed: {', '.join(ENCODINGS)}")
-    image = EncodedImage(index, camera, role, encoding, payload)
-    if len(payload) > limits.max_image_bytes:
-        raise ProtocolError(f"{image.where}: {len(payload)} bytes, more than {limits.max_image_bytes}")
-    if encoding == "raw":
-        image.shape = _raw_shape(descriptor, len(payload), limits, image.where)
-    return image
-
-
-def _raw_shape(descriptor: dict[str, Any], size: int, limits: Limits, where: str) -> tuple[int, int, int]:
-    shape = _field(descriptor, "shape", list, where)
-    if (
-        len(shape) != 3
-        or shape[2] != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-    ):
-        raise ProtocolError(f"{where}.shape: expected [H, W, 3] integers, got {shape!r}")
-    height, width, _ = shape
-    if not (0 < height <= limits.max_side and 0 < width <= limits.max_side):
-        raise ProtocolError(f"{where}.shape: sides must be 1 to {limits.max_side}, got {shape}")
-    if size != height * width * 3:
-        raise ProtocolError(f"{where}: {size} bytes, shape {shape} needs {height * width * 3}")
-    return height, width, 3
 
 
 def decode_image(image: EncodedImage, limits: Limits) -> np.ndarray:
@@ -390,22 +409,21 @@ def _decode_jpeg(payload: bytes, limits: Limits, where: str) -> np.ndarray:
         with Image.open(io.BytesIO(payload), formats=["JPEG"]) as image:
             width, height = image.size  # read from the header, before any pixel is decoded
             if not (0 < height <= limits.max_side and 0 < width <= limits.max_side):
-                raise ProtocolError(
-                    f"{where}: JPEG is {width}x{height}, sides must be 1 to {limits.max_side}"
-                )
+                raise ProtocolError(where, f"JPEG is {width}x{height}, sides must be 1 to {limits.max_side}")
             blocks = math.ceil(width / 8) * math.ceil(height / 8)
             needed = math.ceil(blocks * JPEG_MIN_BITS_PER_BLOCK / 8)
             if len(payload) < needed:
                 raise ProtocolError(
-                    f"{where}: JPEG header claims {width}x{height}, which needs at least {needed} bytes; "
-                    f"the image has {len(payload)}"
+                    where,
+                    f"JPEG header claims {width}x{height}, which needs at least {needed} bytes; "
+                    f"the image has {len(payload)}",
                 )
             image.load()
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except ProtocolError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        raise ProtocolError(f"{where}: not a decodable JPEG ({type(exc).__name__}: {exc})") from None
+        raise ProtocolError(where, f"not a decodable JPEG ({type(exc).__name__}: {exc})") from None
     return array
 
 
@@ -460,49 +478,37 @@ def past_deadline(reply: dict[str, Any], late_ms: float) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class ScoreReply:
+def _number_or_nan(value: Any) -> float:
+    return float(value) if is_number(value) else math.nan
+
+
+# A reply's value: NaN for anything that is not a number (a failure's values are NaN, never a default).
+Score = Annotated[float, BeforeValidator(_number_or_nan)]
+
+
+class ScoreReply(Message):
     """A scoring reply as a client reads it: the values are NaN unless ``status`` is ``ok``."""
+
+    TYPE: ClassVar[str] = "score"
 
     request_id: int
     status: str
-    progress: float
-    delta: float
-    done_prob: float
-    uncertainty: float
-    cache_hit: bool
-    model_id: str
-    detail: str
+    progress: Score = math.nan
+    delta: Score = math.nan
+    done_prob: Score = math.nan
+    uncertainty: Score = math.nan
+    cache_hit: bool = False
+    model_id: str = ""
+    detail: str = ""
 
     @classmethod
     def of(cls, reply: dict[str, Any]) -> ScoreReply:
-        """The typed reply of a decoded reply map; ``ProtocolError`` without an integer ``request_id``."""
-        request_id = reply.get("request_id")
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            raise ProtocolError(f"reply: request_id {request_id!r} is not an integer")
-        return cls(
-            request_id=request_id,
-            status=str(reply.get("status")),
-            progress=_number(reply.get("progress")),
-            delta=_number(reply.get("delta")),
-            done_prob=_number(reply.get("done_prob")),
-            uncertainty=_number(reply.get("uncertainty")),
-            cache_hit=bool(reply.get("cache_hit")),
-            model_id=str(reply.get("model_id", "")),
-            detail=str(reply.get("detail", "")),
-        )
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+        """The typed reply of a decoded reply map; ``ProtocolError`` naming the field it cannot read (a
+        ``request_id`` that is not an integer, a ``status`` that is not a string)."""
+        return WIRE.validate(cls, reply)
 
 
 def decode_reply(raw: bytes) -> dict[str, Any]:
-    """A reply header as a dict; raises ``ProtocolError`` for anything else."""
-    try:
-        reply = msgpack.unpackb(raw, raw=False)
-    except Exception:
-        raise ProtocolError("reply: not msgpack") from None
-    if not isinstance(reply, dict) or reply.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"reply: not a protocol {PROTOCOL_VERSION} message")
-    return reply
+    """A reply header (``score``, ``health`` or ``metrics``) as a dict; raises ``ProtocolError`` for
+    anything else."""
+    return WIRE.unpack(raw, max_bytes=MAX_REPLY_BYTES)

@@ -1,16 +1,16 @@
 """The reward service: a ZMQ ROUTER socket loop, decode threads and a model thread that scores micro-batches.
 
 The socket loop is the only thread that touches the ROUTER socket. It reads it only through
-``common.transport.BoundedRouter`` (frames, bytes and per-client rates bounded before anything is
+``striata.common.transport.BoundedRouter`` (frames, bytes and per-client rates bounded before anything is
 parsed, a time budget per read), answers ``health`` and ``metrics`` itself, checks each score request's
 header and image descriptors (cheap: no pixel is decoded there), answers what is malformed with
 ``bad_request``, refuses at once when ``max_queue`` requests wait (``overloaded``), and hands the rest
-to the decode threads. These decode images fairly across clients (``reward_server.decoding``), answer
+to the decode threads. These decode images fairly across clients (``striata.reward_server.decoding``), answer
 cache hits, and queue the rest for the model thread, the only place the backend runs. Replies from the
 other threads reach the socket loop through an outbox and an inproc doorbell; the socket loop checks
 every reply against its request's deadline as it sends it, so an ``ok`` is never late.
 
-Run it standalone with ``python -m reward_server.server --config-json '{...}'`` (what
+Run it standalone with ``python -m striata.reward_server.server --config-json '{...}'`` (what
 ``start_reward_server`` does) or ``striata serve-reward --config X.yaml``.
 """
 
@@ -31,24 +31,27 @@ from typing import Any
 
 import zmq
 
-from common.transport import BoundedRouter, Inbound, apply_limits
-from reward_server.backend import RewardBackend, ScoreOutput, needed_cameras, served_modes
-from reward_server.batching import Backlog, MicroBatcher, Pending
-from reward_server.cache import CacheKey, ScoreCache
-from reward_server.config import RewardServerConfig
-from reward_server.decoding import DecodeJob, FairQueue
-from reward_server.metrics import ServerMetrics
-from reward_server.protocol import (
+from striata.common.transport import BoundedRouter, Inbound, apply_limits
+from striata.reward_server.backend import RewardBackend, ScoreOutput, needed_cameras, served_modes
+from striata.reward_server.batching import Backlog, MicroBatcher, Pending
+from striata.reward_server.cache import CacheKey, ScoreCache
+from striata.reward_server.config import RewardServerConfig
+from striata.reward_server.decoding import DecodeJob, FairQueue
+from striata.reward_server.metrics import ServerMetrics
+from striata.reward_server.protocol import (
     ENCODINGS,
     PROTOCOL_VERSION,
+    WIRE,
+    HealthRequest,
+    MetricsRequest,
     ProtocolError,
+    ScoreHeader,
     ScoreRequest,
     decode_image,
     pack,
     parse_score_request,
     past_deadline,
     reply_header,
-    unpack_header,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ class RewardServer:
 
     def __init__(self, config: RewardServerConfig, backend: RewardBackend | None = None) -> None:
         if backend is None:
-            from reward_server.backends import make_backend
+            from striata.reward_server.backends import make_backend
 
             backend = make_backend(config.backend)
         self.config = config
@@ -208,17 +211,16 @@ class RewardServer:
         header: dict[str, Any] = {}
         request: ScoreRequest | None = None
         try:
-            header = unpack_header(frames[0])
-            kind = header.get("type")
-            if kind == "health":
+            header = WIRE.unpack(frames[0])
+            message = WIRE.message(header, context=self.limits)
+            if isinstance(message, HealthRequest):
                 self._send(router, identity, self._health())
                 return
-            if kind == "metrics":
+            if isinstance(message, MetricsRequest):
                 self._send(router, identity, pack({"type": "metrics", **self.snapshot()}))
                 return
-            if kind != "score":
-                raise ProtocolError(f"type: unknown {kind!r}; allowed: score, health, metrics")
-            request = parse_score_request(header, frames[1:], self.limits)
+            assert isinstance(message, ScoreHeader)  # the one other type WIRE reads
+            request = parse_score_request(message, frames[1:], self.limits)
             self._check_served(request)
         except ProtocolError as exc:
             reply = self._reply(
@@ -237,7 +239,7 @@ class RewardServer:
         """What the backend cannot take is refused here, before any decoding, naming what it takes."""
         if request.mode not in self.modes:
             raise ProtocolError(
-                f"mode: {request.mode!r} is not served here; this server takes {', '.join(self.modes)}"
+                "mode", f"{request.mode!r} is not served here; this server takes {', '.join(self.modes)}"
             )
         if self.cameras is None:
             return
@@ -245,8 +247,9 @@ class RewardServer:
         missing = [camera for camera in self.cameras if camera not in sent]
         if missing:
             raise ProtocolError(
-                f"images: no frame from camera {missing[0]!r}; this server takes cameras "
-                f"{', '.join(self.cameras)} (got {', '.join(sent)})"
+                "images",
+                f"no frame from camera {missing[0]!r}; this server takes cameras "
+                f"{', '.join(self.cameras)} (got {', '.join(sent)})",
             )
 
     def _reply(

@@ -4,7 +4,7 @@ for the same run with and without interventions.
 Both runs are ``striata train CONFIG`` with the intervention ports on and the same seed; they stop at
 the first evaluation (every ``eval_every`` env steps, deterministic policy) that reaches ``target``.
 In the run with interventions, ``striata intervene`` serves the console on the job and a scripted
-operator (``actors.console.operator``) drives its websocket the way a person's page does: it claims
+operator (``striata.actors.console.operator``) drives its websocket the way a person's page does: it claims
 control, takes over the watched env for its first ``episodes`` episodes and picks the cube, then lets
 go. Its transitions reach the learner flagged, and SAC/RLPD samples them from the demo buffer.
 """
@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from actors.console.operator import ScriptedOperator
+from striata.actors.console.operator import ScriptedOperator
 from striata.experiment import ExperimentConfig
 
 STRIATA = [sys.executable, "-m", "striata"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.registry import make_env
+from striata.envs.registry import make_env
 from striata.experiment import ExperimentConfig
 from striata.run_dir import new_run_dir
 from striata.train import Training, connect_ray

@@ -1,7 +1,7 @@
 """``striata bench warp``: g1_tracking on MuJoCo Warp with the PPO learner on the same device.
 
-Thousands of G1s in one ``mujoco_warp.Data`` (``envs.tasks.g1_tracking.device_env``), PPO acting
-and updating on the same device from device-tensor rollouts (``learner.device_rollout``): env
+Thousands of G1s in one ``mujoco_warp.Data`` (``striata.envs.tasks.g1_tracking.device_env``), PPO acting
+and updating on the same device from device-tensor rollouts (``striata.learner.device_rollout``): env
 steps/s with training (collect + update), env steps/s while collecting, and PPO update samples/s,
 timed with the device synchronised at each boundary. Warp's CPU device runs it too (small
 ``num_envs``: that is what the tests do); the figures that matter come from a CUDA device.
@@ -23,10 +23,10 @@ def bench_warp(
     """Train for ``updates`` PPO iterations of ``steps`` env steps (default: the actors' chunk length)."""
     import warp as wp
 
-    from envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
-    from learner.device_rollout import DeviceRollout, train
-    from learner.ppo import PPO
-    from learner.trainer import ppo_input_dims
+    from striata.envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
+    from striata.learner.device_rollout import DeviceRollout, train
+    from striata.learner.ppo import PPO
+    from striata.learner.trainer import ppo_input_dims
 
     if config.task != "g1_tracking" or config.algo != "ppo":
         raise ConfigFileError(

@@ -50,7 +50,7 @@ def train(
     ] = None,
 ) -> None:
     """Train on Ray: actors step the envs, the learner updates, checkpoints go to the run folder."""
-    from envs.tasks.g1_tracking.device_env import DeviceUnavailableError
+    from striata.envs.tasks.g1_tracking.device_env import DeviceUnavailableError
     from striata.experiment import ExperimentConfig
 
     with user_errors(ExperimentConfig, extra=(_demo_error(), DeviceUnavailableError)):
@@ -141,7 +141,7 @@ def stop(cluster: ClusterOption, job_id: Annotated[str, typer.Argument(help="the
 
 
 def _demo_error() -> type[Exception]:
-    from learner.demos import DemoError
+    from striata.learner.demos import DemoError
 
     return DemoError
 
@@ -155,7 +155,7 @@ def _launch_error() -> type[Exception]:
 @app.command()
 def tasks() -> None:
     """List the tasks."""
-    from envs.registry import TASKS
+    from striata.envs.registry import TASKS
 
     table = Table("task", "gymnasium id", "description")
     for entry in TASKS.values():
@@ -176,8 +176,8 @@ def rollout(
 ) -> None:
     """Step a task's batched env with a simple policy and report episode statistics as JSON."""
     with user_errors():
-        from envs.registry import make_config
-        from envs.rollout import rollout_stats
+        from striata.envs.registry import make_config
+        from striata.envs.rollout import rollout_stats
 
         config = make_config(task, parse_overrides(overrides or []))
         with step_progress(console) as progress:
@@ -197,9 +197,9 @@ def motion(
 ) -> None:
     """Validate a G1 clip, resample it and compute body kinematics; the result is cached as NPZ."""
     with user_errors():
-        from envs.motion.reference import cache_dir, load_reference
-        from envs.robots.g1 import G1
-        from envs.tasks.g1_tracking.env import build_g1_scene
+        from striata.envs.motion.reference import cache_dir, load_reference
+        from striata.envs.robots.g1 import G1
+        from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
         model = build_g1_scene(0.005)
         start = time.perf_counter()
@@ -237,7 +237,7 @@ def bench_envs_command(
 ) -> None:
     """Batched env steps/s against the raw physics rate of the same model, per task."""
     with user_errors():
-        from envs.bench import BENCH_TASKS, bench_envs
+        from striata.envs.bench import BENCH_TASKS, bench_envs
 
         result = bench_envs(tuple(task) if task else BENCH_TASKS, num_envs=num_envs, steps=steps)
     if as_json:
@@ -285,7 +285,7 @@ def bench_warp_command(
     overrides: SetOption = None,
 ) -> None:
     """g1_tracking on MuJoCo Warp with PPO on the same device: env steps/s training, update samples/s."""
-    from envs.tasks.g1_tracking.device_env import DeviceUnavailableError
+    from striata.envs.tasks.g1_tracking.device_env import DeviceUnavailableError
     from striata.experiment import ExperimentConfig
 
     with user_errors(ExperimentConfig, extra=(DeviceUnavailableError,)):

@@ -18,14 +18,14 @@ from striata.robot_bridges_cli import RealtimeOption, SpinOption
 
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
-    from common.curve import CurveKeyError
-    from deploy.bridge_server import BridgeConfigError
-    from deploy.camera import CameraError
-    from deploy.client import BridgeUnavailableError
-    from deploy.controller import JointMismatchError, SequenceError
-    from deploy.intervention import InterventionAddressError
-    from deploy.observers import ObservationLayoutError
-    from learner.export import PolicyArtifactError
+    from striata.common.curve import CurveKeyError
+    from striata.deploy.bridge_server import BridgeConfigError
+    from striata.deploy.camera import CameraError
+    from striata.deploy.client import BridgeUnavailableError
+    from striata.deploy.controller import JointMismatchError, SequenceError
+    from striata.deploy.intervention import InterventionAddressError
+    from striata.deploy.observers import ObservationLayoutError
+    from striata.learner.export import PolicyArtifactError
 
     return (
         BridgeConfigError,
@@ -54,8 +54,8 @@ class CheckpointChoiceError(ValueError):
 
 def _robot_facts(task: str, env: Any) -> dict[str, Any]:
     """The deploy side of a task: the robot, its joint order and gains, and what the actions mean."""
-    from envs.robots.g1 import ANCHOR_BODY, G1
-    from envs.robots.panda import PANDA
+    from striata.envs.robots.g1 import ANCHOR_BODY, G1
+    from striata.envs.robots.panda import PANDA
 
     if task.startswith("g1_tracking"):
         standby_kp, standby_kd = G1.standby_kp_kd
@@ -86,7 +86,7 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
 
 
 def _tracking_motion(env: Any) -> dict[str, np.ndarray]:
-    from envs.robots.g1 import ANCHOR_BODY
+    from striata.envs.robots.g1 import ANCHOR_BODY
 
     ref = env.reference
     anchor = ref.body_indices((ANCHOR_BODY,))[0]
@@ -102,8 +102,8 @@ def export_run(
     run_dir: Path, checkpoint: int | None, output: Path, recorded_steps: int = 100
 ) -> dict[str, Any]:
     """Export a run's checkpoint to ONNX (+ motion side file); returns the parity figures."""
-    from envs.registry import make_env
-    from learner.export import PolicyMetadata, config_hash, export_policy
+    from striata.envs.registry import make_env
+    from striata.learner.export import PolicyMetadata, config_hash, export_policy
     from striata.run_dir import checkpoints, load_run_config
     from striata.train import build_trainer
 
@@ -229,10 +229,10 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         ] = None,
     ) -> None:
         """Run a policy on a robot bridge: zero torque -> default pose -> hold -> policy -> damping."""
-        from deploy.controller import ControllerConfig
+        from striata.deploy.controller import ControllerConfig
 
         with user_errors(ControllerConfig, extra=_deploy_errors()):
-            from deploy.controller import Controller
+            from striata.deploy.controller import Controller
 
             config = ControllerConfig(
                 policy=policy,
@@ -275,10 +275,10 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         ] = None,
     ) -> None:
         """A MuJoCo G1 or Panda at 500 Hz behind the bridge protocol, with the bridge's safety."""
-        from common.curve import CurveKeyError, CurveServer
-        from deploy.bridge_server import BridgeServer
-        from deploy.safety import SafetyConfig
-        from deploy.sim_robot import SimRobot
+        from striata.common.curve import CurveKeyError, CurveServer
+        from striata.deploy.bridge_server import BridgeServer
+        from striata.deploy.safety import SafetyConfig
+        from striata.deploy.sim_robot import SimRobot
 
         with user_errors(extra=_deploy_errors()):
             curve = None
@@ -328,7 +328,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
     ) -> None:
         """ONNX latency, control-period error and bridge round trip of the G1 policy on the sim bridge."""
         with user_errors(extra=_deploy_errors()):
-            from deploy.bench import bench_deploy
+            from striata.deploy.bench import bench_deploy
 
             result = bench_deploy(policy, seconds, prime_cache_s, bridge_spin)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
@@ -345,7 +345,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
     ) -> None:
         """Tick gaps, watchdog and memory of a sim bridge under hostile peers, beside a quiet baseline."""
         with user_errors():
-            from deploy.attack_bench import bench_bridge_attacks
+            from striata.deploy.attack_bench import bench_bridge_attacks
 
             result = bench_bridge_attacks(robot.value, command_s)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))

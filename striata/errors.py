@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import get_origin
 
 import typer
 from pydantic import BaseModel, ValidationError
 
-from envs.assets import AssetNotFoundError
-from envs.backend import ActionError
-from envs.motion import MotionFormatError
-from envs.registry import UnknownTaskError
-from envs.rollout import PolicyChoiceError
+from striata.envs.assets import AssetNotFoundError
+from striata.envs.backend import ActionError
+from striata.envs.motion import MotionFormatError
+from striata.envs.registry import UnknownTaskError
+from striata.envs.rollout import PolicyChoiceError
 from striata.overrides import OverrideError
 
 
@@ -93,8 +94,15 @@ def _union_key_depth(model: type[BaseModel] | None, loc: tuple) -> int | None:
         if loc[depth - 1] not in _allowed_keys(model, loc[:depth]):
             return None
         if _section(model, loc[:depth]) is None:
-            return depth if isinstance(loc[depth], str) else None
+            # After a mapping's key comes a key of that mapping (rewards.body_pos), not a union member.
+            return depth if isinstance(loc[depth], str) and not _is_mapping(model, loc[:depth]) else None
     return None
+
+
+def _is_mapping(model: type[BaseModel] | None, path: tuple) -> bool:
+    """Whether the config key at ``path`` holds a dict (its keys are names the user chose)."""
+    section = _section(model, path[:-1])
+    return section is not None and get_origin(section.model_fields[path[-1]].annotation) is dict
 
 
 def _member_message(err: dict, depth: int) -> str:
@@ -134,7 +142,7 @@ def user_errors(
 
 def _model_of(exc: ValidationError) -> type[BaseModel] | None:
     """The pydantic model class named in the error's title, among the registered task configs."""
-    from envs.registry import TASKS
+    from striata.envs.registry import TASKS
 
     for entry in TASKS.values():
         cls = entry.config_type()

@@ -14,13 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.intervention_port import HilConfig
-from envs.registry import TASKS, make_config
-from envs.tasks.base import TaskConfig
-from learner.config import PPOConfig, SACConfig
-from learner.relabel import Shaping
-from reward_server.config import RewardServerConfig, TorchBackendConfig
+from striata.common.intervention_port import HilConfig
+from striata.envs.registry import TASKS, make_config
+from striata.envs.tasks.base import TaskConfig
 from striata.errors import ConfigFileError, format_validation_error
+from striata.learner.config import PPOConfig, SACConfig
+from striata.learner.relabel import Shaping
+from striata.reward_server.config import RewardServerConfig, TorchBackendConfig
 
 
 class Section(BaseModel):
@@ -222,7 +222,7 @@ def check_cameras(config: ExperimentConfig) -> None:
         named[f"reward_model.{field}"] = list(reward.render_cameras or reward.cameras)
     if not named:
         return
-    from envs import make_env  # compiles the task's model: only when a camera is named
+    from striata.envs import make_env  # compiles the task's model: only when a camera is named
 
     env = make_env(config.task, num_envs=1, config=config.task_settings())
     cameras = env.camera_names

@@ -45,16 +45,16 @@ def intervene(
     ] = True,
 ) -> None:
     """Web console: watch an env of a job, take it over by keyboard, gamepad or SpaceMouse, label episodes."""
-    from actors.console.discovery import ConsoleError
+    from striata.actors.console.discovery import ConsoleError
     from striata.errors import user_errors
 
     with user_errors(extra=(ConsoleError,)):
         import uvicorn
 
-        from actors.console.app import create_app
-        from actors.console.discovery import open_job
-        from actors.console.hub import Hub
-        from actors.console.spacemouse import SpaceMouse
+        from striata.actors.console.app import create_app
+        from striata.actors.console.discovery import open_job
+        from striata.actors.console.hub import Hub
+        from striata.actors.console.spacemouse import SpaceMouse
 
         found = open_job(job)
         chosen = found.port(actor)
@@ -78,7 +78,7 @@ def intervene(
 
 def _check_free(host: str, port: int) -> None:
     """One clear line for a port in use, instead of the server's log."""
-    from actors.console.discovery import ConsoleError
+    from striata.actors.console.discovery import ConsoleError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -3,9 +3,9 @@
 A run on a model's rewards is only as good as the model is where the policy goes, and a learner
 goes where no data set went. Before such a run (or after one, on its exported policy), this steps
 the experiment's env with a policy, renders and sends frames exactly as the run's actors do
-(``actors.frame_labels.FrameLabeller``: every ``every_k`` steps and each episode's last state, to
+(``striata.actors.frame_labels.FrameLabeller``: every ``every_k`` steps and each episode's last state, to
 the reward server the experiment configures) and scores the labels against the simulator's own
-progress and success (``learner.progress_audit``), the figures ``reward_model/*``
+progress and success (``striata.learner.progress_audit``), the figures ``reward_model/*``
 logs during training.
 """
 
@@ -21,12 +21,12 @@ import numpy as np
 from pydantic import ValidationError
 from rich.console import Console
 
-from actors.frame_labels import FrameLabeller
-from envs.registry import make_env
-from envs.rollout import POLICIES, make_policy, run_episodes
-from learner.progress_audit import audit
+from striata.actors.frame_labels import FrameLabeller
+from striata.envs.registry import make_env
+from striata.envs.rollout import POLICIES, make_policy, run_episodes
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig, RewardModelSection
+from striata.learner.progress_audit import audit_labels
 from striata.train import RewardService, reward_spec
 
 
@@ -46,7 +46,7 @@ def audit_reward(
 ) -> dict[str, Any]:
     """Agreement of the experiment's reward model with the simulator on ``policy``'s rollouts.
 
-    ``policy``: an ONNX file from ``striata export`` or one of ``envs.rollout.POLICIES``; ``noise`` is
+    ``policy``: an ONNX file from ``striata export`` or one of ``striata.envs.rollout.POLICIES``; ``noise`` is
     the standard deviation of Gaussian noise added to its actions (a learner explores).
     """
     try:
@@ -75,13 +75,9 @@ def audit_reward(
         episodes = run_episodes(env, act, steps, after_step)
         labeller.settle(timeout_s=section.deadline_ms / 1000 + 5.0)
         labels, stats = labeller.take_labels()
-    ok = labels["ok"]
-    true_success = labels["true_success"][ok] > 0.5
-    figures = audit(
-        labels["progress"][ok], labels["true_progress"][ok], labels["done_prob"][ok], true_success,
-        section.success_threshold,
-    )  # fmt: skip
-    error = np.abs(labels["progress"][ok] - labels["true_progress"][ok])
+    scored = labels.select(labels.ok)
+    figures = audit_labels(scored, section.success_threshold)
+    error = np.abs(scored.progress - scored.true_progress)
     success_rate = episodes.means()["success"]
     return {
         "task": config.task,
@@ -92,10 +88,10 @@ def audit_reward(
         "episodes": len(episodes),
         "episode_success_rate": None if success_rate is None else round(success_rate, 3),
         "frames_sent": int(stats.frames_sent),
-        "labels_ok": int(ok.sum()),
+        "labels_ok": len(scored),
         "label_statuses": stats.statuses,
-        "true_success_frames": int(true_success.sum()),
-        "called_success_frames": int((labels["done_prob"][ok] >= section.success_threshold).sum()),
+        "true_success_frames": int((scored.true_success > 0.5).sum()),
+        "called_success_frames": int((scored.done_prob >= section.success_threshold).sum()),
         **{key: _rounded(value) for key, value in figures.items() if key != "count"},
         "progress_mae": _rounded(float(np.mean(error)) if error.size else math.nan),
     }
@@ -109,7 +105,7 @@ def _policy(
     path = Path(name)
     if path.suffix != ".onnx":
         raise AuditPolicyError(f"policy: {name!r} is neither an ONNX file nor one of {', '.join(POLICIES)}")
-    from reward_server.progress_model.rollout_policies import OnnxPolicy
+    from striata.reward_server.progress_model.rollout_policies import OnnxPolicy
 
     onnx = OnnxPolicy(path)
     if onnx.metadata.task != config.task:

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from reward_server.client import RewardServerUnavailable
-from reward_server.config import RewardConfigError, RewardServerConfig, TorchBackendConfig
 from striata.errors import user_errors
 from striata.overrides import SetOption, parse_overrides
 from striata.progress import step_progress
+from striata.reward_server.client import RewardServerUnavailable
+from striata.reward_server.config import RewardConfigError, RewardServerConfig, TorchBackendConfig
 
 console = Console(stderr=True)
 
@@ -32,8 +32,8 @@ def serve_reward(
 ) -> None:
     """Serve a reward model on a ZMQ ROUTER socket until Ctrl-C (batching, deadlines, cache, metrics)."""
     with user_errors(RewardServerConfig, extra=(RewardConfigError,)):
-        from reward_server.config import load_server_config
-        from reward_server.server import RewardServer
+        from striata.reward_server.config import load_server_config
+        from striata.reward_server.server import RewardServer
 
         server_config = load_server_config(config, parse_overrides(overrides or []))
         server = RewardServer(server_config)
@@ -97,7 +97,7 @@ def bench_reward_command(
 ) -> None:
     """Torch backend frames/s batched vs batch 1, latency with concurrent clients, actor steps/s on vs off."""
     with user_errors(TorchBackendConfig, extra=(RewardServerUnavailable, RewardConfigError)):
-        from reward_server.bench import bench_reward
+        from striata.reward_server.bench import bench_reward
 
         result = bench_reward(
             backend=TorchBackendConfig(checkpoint=checkpoint, device=device),
@@ -122,7 +122,7 @@ def bench_reward_attacks_command(
     device: BenchDeviceOption = "auto",
 ) -> None:
     """Another client's p99 latency under each attack on the server's port, against a quiet baseline."""
-    from reward_server.bench_attacks import ATTACKS, bench_reward_attacks
+    from striata.reward_server.bench_attacks import ATTACKS, bench_reward_attacks
 
     unknown = sorted(set(attack or []) - set(ATTACKS))
     if unknown:

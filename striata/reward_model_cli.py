@@ -23,15 +23,15 @@ def train_reward(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Build the rollout data set, train the progress model, audit it on held-out rollouts (JSON)."""
-    from reward_server.progress_model.checkpoint import CheckpointError
-    from reward_server.progress_model.config import RewardModelConfig
-    from reward_server.progress_model.dataset import DatasetError
-    from reward_server.progress_model.text_encoder import TextEncoderError
     from striata.errors import user_errors
+    from striata.reward_server.progress_model.checkpoint import CheckpointError
+    from striata.reward_server.progress_model.config import RewardModelConfig
+    from striata.reward_server.progress_model.dataset import DatasetError
+    from striata.reward_server.progress_model.text_encoder import TextEncoderError
 
     with user_errors(RewardModelConfig, extra=(CheckpointError, DatasetError, TextEncoderError)):
-        from reward_server.progress_model.train import train_reward_model
         from striata.overrides import parse_overrides
+        from striata.reward_server.progress_model.train import train_reward_model
 
         cfg = load_reward_config(config, parse_overrides(overrides or []))
         result = train_reward_model(cfg, out, show_progress=not quiet)
@@ -40,7 +40,7 @@ def train_reward(
 
 def load_reward_config(path: Path, overrides: dict):
     """The YAML at ``path`` with ``--set`` overrides laid over it, validated."""
-    from reward_server.progress_model.config import RewardModelConfig
     from striata.experiment import merge_overrides, read_yaml_mapping
+    from striata.reward_server.progress_model.config import RewardModelConfig
 
     return RewardModelConfig.model_validate(merge_overrides(read_yaml_mapping(path), overrides))

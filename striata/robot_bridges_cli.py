@@ -13,8 +13,8 @@ import typer
 from striata.errors import user_errors
 
 if TYPE_CHECKING:
-    from deploy.gain_stability import GainLimits
-    from deploy.safety import SafetyConfig
+    from striata.deploy.gain_stability import GainLimits
+    from striata.deploy.safety import SafetyConfig
 
 SafetyOption = Annotated[
     list[str] | None,
@@ -40,8 +40,8 @@ SpinOption = Annotated[
 def _checked_settings(safety: list[str] | None, endpoint: str, allow_remote: bool) -> SafetyConfig:
     """The bridge's safety settings and endpoint, checked before any robot is touched (a typo is one
     line at once, not after the connection to the robot)."""
-    from deploy.bridge_server import check_endpoint
-    from deploy.safety import SafetyConfig
+    from striata.deploy.bridge_server import check_endpoint
+    from striata.deploy.safety import SafetyConfig
     from striata.overrides import parse_overrides
 
     check_endpoint(endpoint, allow_remote)
@@ -59,7 +59,7 @@ def _serve(
     spin: bool,
 ) -> dict:
     """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
-    from deploy.bridge_server import BridgeServer
+    from striata.deploy.bridge_server import BridgeServer
 
     try:
         server = BridgeServer(
@@ -87,8 +87,8 @@ def _sim_gain_limits(
     """The gain bounds of a simulated G1 (None without --sim-model); both options or neither."""
     if sim_model is None and sim_timestep is None:
         return None
-    from deploy.gain_stability import UnstableGainsError, gain_limits, load_model
-    from envs.robots.g1 import G1
+    from striata.deploy.gain_stability import UnstableGainsError, gain_limits, load_model
+    from striata.envs.robots.g1 import G1
 
     if sim_model is None or sim_timestep is None or sim_timestep <= 0:
         raise UnstableGainsError(
@@ -155,11 +155,11 @@ def register(bridge_app: typer.Typer) -> None:
         spin: SpinOption = False,
     ) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
-        from deploy.bridge_server import BridgeConfigError
-        from deploy.gain_stability import UnstableGainsError
-        from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
-        from deploy.unitree.dds import DdsConfigError, cyclonedds_config, read_config_file
-        from deploy.unitree.hg_idl import LOWSTATE_TOPIC
+        from striata.deploy.bridge_server import BridgeConfigError
+        from striata.deploy.gain_stability import UnstableGainsError
+        from striata.deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
+        from striata.deploy.unitree.dds import DdsConfigError, cyclonedds_config, read_config_file
+        from striata.deploy.unitree.hg_idl import LOWSTATE_TOPIC
 
         with user_errors(extra=(G1ConnectionError, DdsConfigError, BridgeConfigError, UnstableGainsError)):
             settings = _checked_settings(safety, endpoint, allow_remote)
@@ -202,9 +202,9 @@ def register(bridge_app: typer.Typer) -> None:
         spin: SpinOption = False,
     ) -> None:
         """Bridge a real arm (Feetech STS bus: SO-100/SO-101) to a deploy controller."""
-        from deploy.arms.backend import ArmBackend
-        from deploy.arms.feetech import FeetechArm, FeetechBusError, load_feetech_config
-        from deploy.bridge_server import BridgeConfigError
+        from striata.deploy.arms.backend import ArmBackend
+        from striata.deploy.arms.feetech import FeetechArm, FeetechBusError, load_feetech_config
+        from striata.deploy.bridge_server import BridgeConfigError
 
         with user_errors(extra=(FeetechBusError, BridgeConfigError)):
             settings = _checked_settings(safety, endpoint, allow_remote)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from common.files import atomic_write
+from striata.common.files import atomic_write
 from striata.experiment import ExperimentConfig, check_experiment, merge_overrides
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from learner.trainer import evaluate
+from striata.learner.trainer import evaluate
 from striata.run_dir import prune_checkpoints
 
 

@@ -1,13 +1,13 @@
 """``striata train``: wire the parts on Ray and run the actor-learner loop.
 
-The driver process holds the learner (``learner.trainer``); Ray actors (``actors.EnvActor``) step
+The driver process holds the learner (``striata.learner.trainer``); Ray actors (``actors.EnvActor``) step
 the envs. Each chunk that arrives is counted, handed to the learner, and the newest weights are
 posted for the actors. Progress goes to a rich bar, metrics to TensorBoard, live counters to
 ``status.json``; checkpoints are written atomically every ``checkpoint_every_s`` and at the end.
 
 With ``reward_model.enabled``, a reward server is started (a subprocess, restarted on the same port
 if it dies, or a Ray actor placed by resources) or reached at an endpoint; actors send it frames,
-and chunks pass through ``learner.relabel.Relabeller`` before the learner sees them. Chunks still
+and chunks pass through ``striata.learner.relabel.Relabeller`` before the learner sees them. Chunks still
 waiting for labels at a checkpoint are not saved (a resumed run starts with an empty side table).
 
 With ``hil.enabled``, every actor serves an intervention port (actors/INTERVENTION.md): their
@@ -32,21 +32,21 @@ import ray
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from actors.env_actor import ActorSpec
-from actors.frame_labels import RewardSpec
-from actors.intervention import InterventionLog, write_hil_file
-from actors.parameter_store import create_parameter_store
-from actors.pool import ActorPool, ActorTimeoutError
-from actors.result import ActorResult
-from envs.registry import make_env
-from learner.demos import load_demos
-from learner.relabel import AuditWindow, Relabeller, ShapingConfig
-from learner.replay import DemoBuffer
-from learner.trainer import PPOTrainer, SACTrainer, Trainer
-from reward_server.client import RewardServerUnavailable, wait_until_healthy
-from reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
+from striata.actors.env_actor import ActorSpec
+from striata.actors.frame_labels import RewardSpec
+from striata.actors.intervention import InterventionLog, write_hil_file
+from striata.actors.parameter_store import create_parameter_store
+from striata.actors.pool import ActorPool, ActorTimeoutError
+from striata.actors.result import ActorResult
+from striata.envs.registry import make_env
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig, RewardModelSection, check_reward_model_files
+from striata.learner.demos import load_demos
+from striata.learner.relabel import AuditWindow, Relabeller, ShapingConfig
+from striata.learner.replay import DemoBuffer
+from striata.learner.trainer import PPOTrainer, SACTrainer, Trainer
+from striata.reward_server.client import RewardServerUnavailable, wait_until_healthy
+from striata.reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
 from striata.run_dir import latest_checkpoint, write_json
 from striata.run_loop import RunLoop
 

@@ -1,11 +1,11 @@
 """``striata train`` with ``runner: device``: g1_tracking on MuJoCo Warp and PPO on one device.
 
 The env (``G1TrackingDeviceEnv``) and the learner share the device and exchange tensors only
-(``learner.device_rollout``): no Ray actors, no chunks through an object store, no copies through
+(``striata.learner.device_rollout``): no Ray actors, no chunks through an object store, no copies through
 the host. Everything else is a normal run: the run folder, TensorBoard under ``learner/``,
-``episode/`` and ``eval/``, checkpoints of the PPO learner (``PPOTrainer``'s format, so ``striata
-export`` and ``--resume`` work), evaluations of the deterministic policy on the CPU env of the same
-task, a progress bar and ``summary.json``.
+``episode/``, ``reward_terms/`` and ``eval/``, checkpoints of the PPO learner (``PPOTrainer``'s
+format, so ``striata export`` and ``--resume`` work), evaluations of the deterministic policy on the
+CPU env of the same task, a progress bar and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from envs.registry import make_env
-from learner.trainer import PPOTrainer
+from striata.envs.registry import make_env
 from striata.errors import ConfigFileError
 from striata.experiment import ExperimentConfig
+from striata.learner.trainer import PPOTrainer
 from striata.run_dir import latest_checkpoint, write_json
 from striata.run_loop import RunLoop
 from striata.train import Counters
@@ -30,8 +30,8 @@ class DeviceTraining(RunLoop):
     """One ``runner: device`` run."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, console: Console | None = None) -> None:
-        from envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
-        from learner.device_rollout import DeviceRollout
+        from striata.envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
+        from striata.learner.device_rollout import DeviceRollout
 
         self.config, self.run_dir = config, run_dir
         self.console = console or Console(stderr=True)
@@ -78,7 +78,7 @@ class DeviceTraining(RunLoop):
                     self.counters.chunks += 1
                     now = time.monotonic()
                     self.counters.seconds = now - start
-                    self._log(metrics, self.rollout.episode_stats())
+                    self._log(metrics, self.rollout.episode_stats(), self.rollout.reward_terms())
                     self.periodic(now)
                     rate = (self.counters.env_steps - began_steps) / max(now - began_at, 1e-9)
                     done = min(self.counters.env_steps, config.total_env_steps)
@@ -110,10 +110,12 @@ class DeviceTraining(RunLoop):
             info += f"  return {self.latest['mean_return']:.2f}  length {self.latest['mean_length']:.0f}"
         return info
 
-    def _log(self, metrics: dict[str, float], episodes: dict[str, float]) -> None:
+    def _log(self, metrics: dict[str, float], episodes: dict[str, float], terms: dict[str, float]) -> None:
         step = self.counters.env_steps
         for key, value in metrics.items():
             self.writer.add_scalar(f"learner/{key}", value, step)
+        for name, value in terms.items():
+            self.writer.add_scalar(f"reward_terms/{name}", value, step)
         if episodes.get("episodes"):
             self.latest = episodes
             self.writer.add_scalar("episode/return", episodes["mean_return"], step)

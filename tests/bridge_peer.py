@@ -11,9 +11,9 @@ from typing import Any
 import msgpack
 import zmq
 
-from deploy.bench import free_port
-from deploy.bridge_server import BridgeServer
-from deploy.safety import SafetyConfig
+from striata.deploy.bench import free_port
+from striata.deploy.bridge_server import BridgeServer
+from striata.deploy.safety import SafetyConfig
 
 # The controller's phases through a whole scripted run, as its summary lists them.
 FULL_RUN_PHASES = ["zero_torque", "interpolate", "hold", "policy", "damping"]

@@ -19,8 +19,8 @@ os.environ.setdefault("STRIATA_CACHE", tempfile.mkdtemp(prefix="striata-test-cac
 @pytest.fixture(scope="session")
 def g1_policy(tmp_path_factory) -> Path:
     """A G1 policy made the way striata makes one: run folder, checkpoint, export (untrained weights)."""
-    from envs.registry import make_env
     from striata.deploy_cli import export_run
+    from striata.envs.registry import make_env
     from striata.experiment import load_experiment
     from striata.run_dir import new_run_dir
     from striata.train import build_trainer

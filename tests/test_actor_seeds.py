@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.env_actor import actor_seed
-from actors.parameter_store import ParameterStore
+from striata.actors.env_actor import actor_seed
+from striata.actors.parameter_store import ParameterStore
 
 
 def test_seeds_are_reproducible_and_distinct_per_actor_and_restart() -> None:

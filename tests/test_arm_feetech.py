@@ -17,8 +17,8 @@ import pytest
 import zmq
 from pydantic import ValidationError
 
-from deploy.arms.backend import ArmBackend
-from deploy.arms.feetech import (
+from striata.deploy.arms.backend import ArmBackend
+from striata.deploy.arms.feetech import (
     ADDR_GOAL_POSITION,
     ADDR_PRESENT_POSITION,
     ADDR_PRESENT_SPEED,
@@ -29,7 +29,7 @@ from deploy.arms.feetech import (
     FeetechBusError,
     FeetechJoint,
 )
-from deploy.robot import JointCommand
+from striata.deploy.robot import JointCommand
 
 PING, READ, WRITE, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 
@@ -229,7 +229,7 @@ def test_missing_servo_and_bad_port_are_clear_errors(bus: FakeFeetechBus) -> Non
 
 def test_cli_bridge_arm_moves_the_servos_for_a_controller(bus: FakeFeetechBus, tmp_path) -> None:
     """`striata bridge arm` on the fake bus; a ZMQ client speaks the deploy protocol to it."""
-    from deploy.protocol import PROTOCOL_VERSION, command_message, hello_message
+    from striata.deploy.protocol import PROTOCOL_VERSION, command_message, hello_message
 
     endpoint = "tcp://127.0.0.1:6741"
     bridge = subprocess.Popen(

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401 - registers the striata/* Gymnasium ids
-from envs.assets import AssetNotFoundError
-from envs.robots.g1 import g1_spec
-from envs.robots.panda import panda_spec
+import striata.envs  # noqa: F401 - registers the striata/* Gymnasium ids
+from striata.envs.assets import AssetNotFoundError
+from striata.envs.robots.g1 import g1_spec
+from striata.envs.robots.panda import panda_spec
 
 
 def test_missing_robot_names_the_robot_and_every_place_looked(tmp_path, monkeypatch):

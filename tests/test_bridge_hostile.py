@@ -15,14 +15,14 @@ import pytest
 import zmq
 from bridge_peer import RunningBridge, dealer, recv_until
 
-from deploy import protocol
-from deploy.attack_bench import ATTACKS, bench_bridge_attacks
-from deploy.bench import free_port
-from deploy.bridge_server import BridgeServer
-from deploy.robot import JointCommand, RobotState, StateLost
-from deploy.safety import SafetyConfig, SafetyFilter
-from deploy.sim_robot import SimRobot
-from envs.robots.panda import PANDA
+from striata.deploy import protocol
+from striata.deploy.attack_bench import ATTACKS, bench_bridge_attacks
+from striata.deploy.bench import free_port
+from striata.deploy.bridge_server import BridgeServer
+from striata.deploy.robot import JointCommand, RobotState, StateLost
+from striata.deploy.safety import SafetyConfig, SafetyFilter
+from striata.deploy.sim_robot import SimRobot
+from striata.envs.robots.panda import PANDA
 
 HUGE = 1e308  # finite, so the protocol accepts it: only the bridge's safety stands in its way
 

@@ -50,7 +50,7 @@ def test_unknown_config_key_is_one_line_naming_key_and_allowed_keys():
     )
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "unknown key 'rewards.body_poss'" in result.stderr
+    assert "rewards.body_poss: unknown reward term 'body_poss'" in result.stderr
     assert "body_pos" in result.stderr and "anchor_ori" in result.stderr
 
 

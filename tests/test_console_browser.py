@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from console_job import hil_job, intervene, wait_for
 
-from learner.session_dataset import read_session_episodes
+from striata.learner.session_dataset import read_session_episodes
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt install chromium)")

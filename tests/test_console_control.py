@@ -17,7 +17,7 @@ import websockets
 from console_job import hil_job, intervene
 from typer.testing import CliRunner
 
-from actors.console.spacemouse import SpaceMouseState
+from striata.actors.console.spacemouse import SpaceMouseState
 from striata.cli import app
 
 HANDBACK_LIMIT_S = 0.2

@@ -21,10 +21,10 @@ import zmq
 from bridge_peer import FULL_RUN_PHASES, RunningBridge, dealer, recv_until
 from typer.testing import CliRunner, Result
 
-from deploy import protocol
-from deploy.bench import free_port
-from deploy.bridge_server import BridgeConfigError, BridgeServer
-from deploy.controller import (
+from striata.deploy import protocol
+from striata.deploy.bench import free_port
+from striata.deploy.bridge_server import BridgeConfigError, BridgeServer
+from striata.deploy.controller import (
     Controller,
     ControllerConfig,
     JointMap,
@@ -32,11 +32,11 @@ from deploy.controller import (
     SequenceError,
     parse_sequence,
 )
-from deploy.protocol import Command, ProtocolError
-from deploy.realtime import current_scheduling
-from deploy.robot import RobotState
-from deploy.safety import SafetyConfig, SafetyFilter
-from deploy.sim_robot import SimRobot
+from striata.deploy.protocol import Command, ProtocolError
+from striata.deploy.realtime import current_scheduling
+from striata.deploy.robot import RobotState
+from striata.deploy.safety import SafetyConfig, SafetyFilter
+from striata.deploy.sim_robot import SimRobot
 
 STRIATA = (sys.executable, "-m", "striata")
 
@@ -134,9 +134,24 @@ def test_fuzz_10000_malformed_messages_are_rejected_or_dropped_then_commands_wor
     controller.close()
 
 
+def test_sigkilled_controller_leaves_the_robot_in_damping(bridge: RunningBridge, g1_policy: Path) -> None:
+    """Functional: the watchdog, not anything the dead controller sent, puts the robot in damping. The
+    100 ms bound is a real-time claim, held on a quiet machine by the ``realtime`` variant below."""
+    latency, since_last_command = _kill_controller_and_wait_for_damping(bridge, g1_policy)
+    assert latency <= 1.0 and since_last_command >= 0.100
+
+
+@pytest.mark.realtime
 def test_sigkilled_controller_leaves_the_robot_in_damping_within_100ms(
     bridge: RunningBridge, g1_policy: Path
 ) -> None:
+    latency, since_last_command = _kill_controller_and_wait_for_damping(bridge, g1_policy)
+    assert latency <= 0.100
+    assert 0.100 <= since_last_command <= 0.120
+
+
+def _kill_controller_and_wait_for_damping(bridge: RunningBridge, g1_policy: Path) -> tuple[float, float]:
+    """SIGKILL a controller holding the G1; the seconds from the kill and from its last command to damping."""
     controller = subprocess.Popen(
         [
             *STRIATA,
@@ -175,8 +190,7 @@ def test_sigkilled_controller_leaves_the_robot_in_damping_within_100ms(
         f"damping {latency * 1e3:.1f} ms after SIGKILL, {since_last_command * 1e3:.1f} ms after the command"
     )
     assert status["watchdog_fired"]
-    assert latency <= 0.100
-    assert 0.100 <= since_last_command <= 0.120
+    return latency, since_last_command
 
 
 def _reorder(sim: SimRobot, order: list[int]) -> None:
@@ -187,7 +201,7 @@ def _reorder(sim: SimRobot, order: list[int]) -> None:
 
 
 def test_swapped_joint_order_is_mapped_by_name_or_refused_on_request(g1_policy: Path) -> None:
-    from envs.robots.g1 import G1
+    from striata.envs.robots.g1 import G1
 
     sim = SimRobot("g1")
     order = list(range(29))
@@ -306,7 +320,10 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     zeros = np.zeros(2)
 
     def command(target: list[float], kp: list[float]) -> Command:
-        return Command(1, 1, "policy", np.array(target, float), zeros, np.array(kp, float), zeros, zeros)
+        return Command(
+            seq=1, session=1, phase="policy", q_target=np.array(target, float), dq_target=zeros,
+            kp=np.array(kp, float), kd=zeros, tau_ff=zeros,
+        )  # fmt: skip
 
     out = safety.position(command([5.0, -0.05], [50.0, 50.0]), state)
     np.testing.assert_allclose(out.q_target, [0.1, -0.05])  # ramped, not jumped
@@ -330,7 +347,7 @@ def test_bridge_refuses_to_bind_beyond_loopback_unless_allowed() -> None:
 
 
 def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
-    from envs.robots.panda import PANDA
+    from striata.envs.robots.panda import PANDA
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     bridge = subprocess.Popen(
@@ -377,7 +394,7 @@ def test_spin_with_realtime_is_refused_in_one_line() -> None:
 
 
 def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
-    from envs.robots.panda import PANDA
+    from striata.envs.robots.panda import PANDA
 
     panda = SimRobot("panda")
     running = RunningBridge(panda, on_phase=panda.on_controller_phase)
@@ -419,9 +436,9 @@ def test_sim_robot_follows_the_training_env_under_the_same_targets() -> None:
     actuators) under the same policy targets: a policy that stands in training stands on the bridge."""
     import mujoco
 
-    from deploy.robot import JointCommand
-    from envs.registry import make_config, make_env
-    from envs.robots.g1 import G1
+    from striata.deploy.robot import JointCommand
+    from striata.envs.registry import make_config, make_env
+    from striata.envs.robots.g1 import G1
 
     overrides = {"motion": {"file": "builtin:stand"}, "observation_noise": {"enabled": False}}
     env = make_env(
@@ -452,7 +469,7 @@ def test_controller_runs_every_phase_and_its_recording_replays(
     bridge: RunningBridge, g1_policy: Path, tmp_path: Path
 ) -> None:
     """The whole state machine on the sim bridge; the NPZ recording replays through the ONNX policy."""
-    from learner.export import make_session
+    from striata.learner.export import make_session
 
     record = tmp_path / "run.npz"
     config = ControllerConfig(
@@ -484,7 +501,7 @@ def test_controller_runs_every_phase_and_its_recording_replays(
 def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: Path) -> None:
     import zmq.auth
 
-    from common.curve import CurveServer
+    from striata.common.curve import CurveServer
 
     keys, clients = tmp_path / "keys", tmp_path / "clients"
     keys.mkdir()

@@ -18,14 +18,14 @@ import pytest
 import zmq
 from typer.testing import CliRunner
 
-from deploy.bench import free_port
-from deploy.bridge_server import BridgeServer
-from deploy.controller import Controller, ControllerConfig, JointMap
-from deploy.robot import JointCommand
-from deploy.safety import SafetyConfig
-from deploy.sim_robot import SimRobot
-from learner.export import make_session, read_metadata
-from learner.session_dataset import SessionWriter, load_session_transitions
+from striata.deploy.bench import free_port
+from striata.deploy.bridge_server import BridgeServer
+from striata.deploy.controller import Controller, ControllerConfig, JointMap
+from striata.deploy.robot import JointCommand
+from striata.deploy.safety import SafetyConfig
+from striata.deploy.sim_robot import SimRobot
+from striata.learner.export import make_session, read_metadata
+from striata.learner.session_dataset import SessionWriter, load_session_transitions
 
 
 class ObservedSim(SimRobot):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from bridge_peer import FULL_RUN_PHASES
 
-from deploy.bench import free_port
+from striata.deploy.bench import free_port
 
 POLICY = Path(__file__).parent / "data" / "g1_stand.onnx"
 STRIATA = (sys.executable, "-m", "striata")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from learner.export import (
+from striata.learner.export import (
     PARITY_TOLERANCE,
     PolicyArtifactError,
     PolicyMetadata,
@@ -24,7 +24,7 @@ from learner.export import (
 @pytest.fixture(scope="module")
 def g1_run(tmp_path_factory) -> Path:
     """A run folder of the G1 standing config with a checkpoint of a freshly built PPO learner."""
-    from envs.registry import make_env
+    from striata.envs.registry import make_env
     from striata.experiment import load_experiment
     from striata.run_dir import new_run_dir
     from striata.train import build_trainer
@@ -39,8 +39,8 @@ def g1_run(tmp_path_factory) -> Path:
 
 
 def test_export_cli_parity_and_metadata_round_trip(g1_run: Path, tmp_path: Path) -> None:
-    from envs.robots.g1 import G1
     from striata.cli import app
+    from striata.envs.robots.g1 import G1
 
     out = tmp_path / "policy.onnx"
     result = CliRunner().invoke(app, ["export", str(g1_run), "-o", str(out), "--checkpoint", "4096"])
@@ -103,8 +103,8 @@ def test_export_refuses_an_unknown_checkpoint(g1_run: Path, tmp_path: Path) -> N
 def test_sac_exports_its_deterministic_tanh_actor(tmp_path: Path) -> None:
     import torch
 
-    from learner.config import SACConfig
-    from learner.sac import SAC
+    from striata.learner.config import SACConfig
+    from striata.learner.sac import SAC
 
     sac = SAC(SACConfig(), obs_dim=18, action_dim=4, device="cpu")
     metadata = PolicyMetadata(
@@ -139,10 +139,10 @@ def test_sac_exports_its_deterministic_tanh_actor(tmp_path: Path) -> None:
 
 def test_controller_observation_equals_the_training_env_observation() -> None:
     """The deploy observer, fed only what a robot measures, rebuilds the env's policy observation."""
-    from deploy.observers import TrackingObserver
-    from envs.registry import make_config, make_env
-    from envs.robots.g1 import ANCHOR_BODY, G1
+    from striata.deploy.observers import TrackingObserver
     from striata.deploy_cli import _robot_facts, _tracking_motion
+    from striata.envs.registry import make_config, make_env
+    from striata.envs.robots.g1 import ANCHOR_BODY, G1
 
     config = make_config(
         "g1_tracking",
@@ -175,7 +175,7 @@ def test_controller_observation_equals_the_training_env_observation() -> None:
         # The env's robot and reference share a heading: no turn (start() would align frame 0 of the clip).
         observer.step = int(env.frame_index[0])
         built = observer.observe(
-            qpos[env.joint_qpos_adr], qvel[env.joint_dof_adr], qpos[3:7], qvel[3:6], actions
+            qpos[env.mdp.joint_qpos_adr], qvel[env.mdp.joint_dof_adr], qpos[3:7], qvel[3:6], actions
         )
         np.testing.assert_allclose(built[0], obs["policy"][0], atol=1e-5)
         actions = rng.uniform(-0.3, 0.3, size=29)

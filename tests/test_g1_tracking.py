@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from envs import ActionError, make_config, make_env
-from envs.robots.actuators import set_actuator_gains
-from envs.robots.g1 import END_EFFECTOR_BODIES, G1, G1_DEFAULT_ROOT_HEIGHT, TRACKED_BODIES
-from envs.tasks.g1_tracking.config import SamplingConfig
-from envs.tasks.g1_tracking.env import build_g1_scene
-from envs.tasks.g1_tracking.observations import POLICY_DIM
-from envs.tasks.g1_tracking.rewards import max_step_reward
-from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
+from striata.envs import ActionError, make_config, make_env
+from striata.envs.robots.actuators import set_actuator_gains
+from striata.envs.robots.g1 import END_EFFECTOR_BODIES, G1, G1_DEFAULT_ROOT_HEIGHT, TRACKED_BODIES
+from striata.envs.tasks.g1_tracking.config import SamplingConfig
+from striata.envs.tasks.g1_tracking.env import build_g1_scene
+from striata.envs.tasks.g1_tracking.observations import POLICY_DIM
+from striata.envs.tasks.g1_tracking.rewards import max_step_reward
+from striata.envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
 
 DETERMINISTIC = {"randomization": {"enabled": False}, "observation_noise": {"enabled": False}}
 
@@ -86,7 +86,7 @@ def test_without_state_estimation_the_policy_sees_only_what_a_robot_measures():
 def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
     env = make_env("g1_tracking", num_envs=4, seed=1, **DETERMINISTIC)
     env.reset()
-    best = max_step_reward(env.cfg.rewards, env.step_dt)
+    best = max_step_reward(env.mdp.rewards, env.step_dt)
     zeros = np.zeros((4, 29))
     rewards = []
     for _ in range(60):
@@ -99,7 +99,7 @@ def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
         assert terms["body_ang_vel"].min() > 0.95
         assert (terms["action_rate"] == 0).all()
         # The clip itself touches the ankle limits (see its SOURCES.md); that penalty is the reference's.
-        penalty = env.cfg.rewards.joint_limit * terms["joint_limit"] * env.step_dt
+        penalty = env.cfg.rewards["joint_limit"].weight * terms["joint_limit"] * env.step_dt
         assert (reward - penalty).min() > 0.97 * best
         rewards.append(reward)
         obs = env._observe()["policy"]
@@ -148,12 +148,12 @@ def test_rendering_returns_non_blank_frames():
 
 def test_keypoint_variant_weights_end_effectors_higher():
     env = make_env("g1_tracking_keypoints", num_envs=1, seed=0)
-    weights = dict(zip(TRACKED_BODIES, env.body_weights, strict=True))
+    weights = dict(zip(TRACKED_BODIES, env.mdp.body_weights, strict=True))
     assert abs(sum(weights.values()) - 1.0) < 1e-9
     for ee in END_EFFECTOR_BODIES:
         assert weights[ee] > weights["pelvis"]
     plain = make_env("g1_tracking", num_envs=1, seed=0)
-    np.testing.assert_allclose(plain.body_weights, 1 / len(TRACKED_BODIES))
+    np.testing.assert_allclose(plain.mdp.body_weights, 1 / len(TRACKED_BODIES))
 
 
 def test_adaptive_sampler_starts_more_episodes_where_failures_happen():
@@ -181,7 +181,7 @@ def test_bad_config_names_the_field():
 
 
 def test_anchor_and_body_frames_match_their_quaternion_definitions():
-    from envs.rotations import quat_apply, quat_conj, quat_mul, quat_to_matrix
+    from striata.envs.rotations import quat_apply, quat_conj, quat_mul, quat_to_matrix
 
     env = make_env("g1_tracking", num_envs=8, seed=5, observation_noise={"enabled": False})
     env.reset()

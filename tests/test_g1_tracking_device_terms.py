@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from envs import make_config, make_env
-from envs.arrays import bincount
-from envs.tasks.g1_tracking import events, observations, rewards, terminations
-from envs.tasks.g1_tracking.config import SamplingConfig
-from envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
+from striata.envs import make_config, make_env
+from striata.envs.arrays import bincount
+from striata.envs.tasks.g1_tracking import events, terminations
+from striata.envs.tasks.g1_tracking.config import SamplingConfig
+from striata.envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
 
 
 def _as_torch(frame):
@@ -37,6 +37,13 @@ def env():
     return env
 
 
+def _torch_mdp(env):
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32 if np.issubdtype(x.dtype, np.floating) else torch.int64)
+
+    return env.mdp.map_arrays(tensor)
+
+
 def test_observations_rewards_and_terminations_agree_on_numpy_and_torch(env) -> None:
     frame = env._gather()
     tframe = _as_torch(frame)
@@ -44,30 +51,39 @@ def test_observations_rewards_and_terminations_agree_on_numpy_and_torch(env) -> 
     for a, b in zip(rel, trel, strict=True):
         np.testing.assert_allclose(b.numpy(), a, atol=1e-5)
 
-    obs = env._observe()
-    terms = observations.policy_terms(tframe)
-    policy = observations.policy_obs(terms, env.observation_terms, None, torch.Generator())
-    assert policy.dtype == torch.float32
-    np.testing.assert_allclose(policy.numpy(), obs["policy"], atol=1e-5)
-    np.testing.assert_allclose(observations.critic_obs(tframe, terms).numpy(), obs["critic"], atol=1e-5)
+    mdp, tmdp = env.mdp, _torch_mdp(env)
+    obs, tobs = mdp.observe(frame, env.rng), tmdp.observe(tframe, torch.Generator())
+    assert tobs["policy"].dtype == torch.float32
+    for group in ("policy", "critic"):
+        np.testing.assert_allclose(tobs[group].numpy(), obs[group], atol=1e-5, err_msg=group)
 
+    reward, terms = mdp.reward(frame, rel)
+    treward, tterms = tmdp.reward(tframe, trel)
+    assert list(tterms) == list(terms) == list(env.cfg.rewards)
+    for name, value in terms.items():
+        np.testing.assert_allclose(tterms[name].numpy(), value, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(treward.numpy(), reward, atol=1e-6)
+    assert float(terms["body_pos"].min()) < 1.0  # the state is off the reference: a real comparison
     cfg = env.cfg
-    weights = torch.as_tensor(env.body_weights, dtype=torch.float32)
-    expected = rewards.tracking_terms(frame, cfg.rewards, env.body_weights, *rel)
-    got = rewards.tracking_terms(tframe, cfg.rewards, weights, *trel)
-    for name, value in expected.items():
-        np.testing.assert_allclose(got[name].numpy(), value, atol=1e-5, err_msg=name)
-    assert float(expected["body_pos"].min()) < 1.0  # the state is off the reference: a real comparison
-    limits = torch.as_tensor(env.soft_lower), torch.as_tensor(env.soft_upper)
-    np.testing.assert_allclose(
-        rewards.joint_limit_violation(torch.as_tensor(frame.joint_pos), *limits).numpy(),
-        rewards.joint_limit_violation(frame.joint_pos, env.soft_lower, env.soft_upper),
-    )
-    ee = torch.as_tensor(env.end_effectors)
-    flags = terminations.terminations(frame, cfg.terminations, rel[0], env.end_effectors)
-    tflags = terminations.terminations(tframe, cfg.terminations, trel[0], ee)
+    flags = terminations.terminations(frame, cfg.terminations, rel[0], mdp.end_effectors)
+    tflags = terminations.terminations(tframe, cfg.terminations, trel[0], tmdp.end_effectors)
     for name, value in flags.items():
         np.testing.assert_array_equal(tflags[name].numpy(), value, err_msg=name)
+    np.testing.assert_array_equal(tmdp.terminated(tframe, trel[0]).numpy(), mdp.terminated(frame, rel[0]))
+
+
+def test_every_array_of_the_mdp_converts_and_resets_sample_on_torch(env) -> None:
+    tmdp = _torch_mdp(env)
+    assert isinstance(tmdp.motion.table, torch.Tensor) and tmdp.motion.layout == env.mdp.motion.layout
+    rng = torch.Generator().manual_seed(0)
+    frames = tmdp.start_sampler(rng).sample(5)
+    qpos, qvel = tmdp.reset_state(frames, rng)
+    assert qpos.shape == (5, env.model.nq) and qvel.shape == (5, env.model.nv)
+    joints = qpos[:, tmdp.joint_qpos_adr]
+    assert (joints >= tmdp.soft_lower - 1e-6).all() and (joints <= tmdp.soft_upper + 1e-6).all()
+    assert torch.allclose(qpos[:, 3:7].norm(dim=1), torch.ones(5))
+    pose = tmdp.default_joint_pos(rng, 3)
+    assert pose.shape == (3, 29) and not torch.equal(pose[0], pose[1])  # per-env calibration offsets
 
 
 def test_randomisation_draws_from_a_torch_generator_within_the_same_bounds(env) -> None:
@@ -79,8 +95,8 @@ def test_randomisation_draws_from_a_torch_generator_within_the_same_bounds(env) 
     assert (kicks.abs() <= bounds).all() and (kicks.abs().amax(0) > 0.9 * bounds).all()
     qpos, qvel = torch.as_tensor(env.qpos[:2].copy()), torch.as_tensor(env.qvel[:2].copy())
     before = qpos.clone()
-    scales = torch.as_tensor(env._reset_noise_scales)
-    events.perturb_reset_state(rng, qpos, qvel, scales, torch.as_tensor(env.joint_qpos_adr))
+    scales = torch.as_tensor(env.mdp.reset_noise)
+    events.perturb_reset_state(rng, qpos, qvel, scales, torch.as_tensor(env.mdp.joint_qpos_adr))
     assert torch.allclose(qpos[:, 3:7].norm(dim=1), torch.ones(2, dtype=qpos.dtype))
     assert not torch.equal(qpos, before)
     friction = events.sample_friction(rng, 4, 2, (0.3, 1.6))

@@ -25,11 +25,11 @@ import zmq
 import zmq.auth
 from PIL import Image
 
-from actors.env_actor import ActorSpec, EnvActor
-from common.curve import CurveClient
-from common.intervention_port import MAX_MESSAGE_BYTES, HilConfig, InterventionPort, PortInfo
-from learner.chunk import validate_chunk
-from learner.config import PPOConfig, SACConfig
+from striata.actors.env_actor import ActorSpec, EnvActor
+from striata.common.curve import CurveClient
+from striata.common.intervention_port import MAX_MESSAGE_BYTES, HilConfig, InterventionPort, PortInfo
+from striata.learner.chunk import validate_chunk
+from striata.learner.config import PPOConfig, SACConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 5

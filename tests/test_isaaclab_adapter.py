@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from envs.isaaclab_adapter import (
+from striata.envs.isaaclab_adapter import (
     ISAACLAB_TASKS,
     IsaacLabTaskError,
     isaaclab_task_id,
@@ -45,10 +45,10 @@ def test_observation_groups():
 @pytest.mark.skipif(not HAS_ISAACLAB, reason="isaaclab is not installed (Isaac Sim + Isaac Lab, GPU)")
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Isaac Lab needs a CUDA GPU")
 def test_isaaclab_env_steps_on_gpu_tensors():
-    from envs.isaaclab_adapter import IsaacLabEnv
-    from learner.config import PPOConfig
-    from learner.device_rollout import DeviceRollout, train
-    from learner.ppo import PPO
+    from striata.envs.isaaclab_adapter import IsaacLabEnv
+    from striata.learner.config import PPOConfig
+    from striata.learner.device_rollout import DeviceRollout, train
+    from striata.learner.ppo import PPO
 
     env = IsaacLabEnv("g1_velocity_flat", num_envs=8)
     obs = env.reset()

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.files import atomic_write
-from learner import checkpoint as ckpt
-from learner.checkpoint import buffer_path, load_checkpoint, save_checkpoint
-from learner.config import NetworkConfig, PPOConfig, SACConfig
-from learner.ppo import PPO
-from learner.replay import DemoBuffer, ReplayBuffer
-from learner.sac import SAC
+from striata.common.files import atomic_write
+from striata.learner import checkpoint as ckpt
+from striata.learner.checkpoint import buffer_path, load_checkpoint, save_checkpoint
+from striata.learner.config import NetworkConfig, PPOConfig, SACConfig
+from striata.learner.ppo import PPO
+from striata.learner.replay import DemoBuffer, ReplayBuffer
+from striata.learner.sac import SAC
 
 torch.set_num_threads(1)
 NET = NetworkConfig(hidden=[32, 32])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learner.chunk import (
+from striata.learner.chunk import (
     ChunkBuilder,
     ChunkError,
     apply_rewards,

@@ -6,8 +6,8 @@ import pydantic
 import pytest
 import torch
 
-from learner.config import NetworkConfig, PPOConfig, SACConfig
-from learner.device import resolve_device
+from striata.learner.config import NetworkConfig, PPOConfig, SACConfig
+from striata.learner.device import resolve_device
 
 
 def test_ppo_defaults_are_rsl_rl_g1_tracking() -> None:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from learner.config import PPOConfig
-from learner.device import to_device
-from learner.ppo import PPO
+from striata.learner.config import PPOConfig
+from striata.learner.device import to_device
+from striata.learner.ppo import PPO
 
 
 def test_to_device_keeps_device_tensors_without_a_copy():

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import torch
 
-from learner.chunk import ChunkBuilder, flatten_transitions
-from learner.config import NetworkConfig, PPOConfig, SACConfig
-from learner.ppo import PPO
-from learner.replay import DemoBuffer, ReplayBuffer, add_transitions
-from learner.sac import SAC
+from striata.learner.chunk import ChunkBuilder, flatten_transitions
+from striata.learner.config import NetworkConfig, PPOConfig, SACConfig
+from striata.learner.ppo import PPO
+from striata.learner.replay import DemoBuffer, ReplayBuffer, add_transitions
+from striata.learner.sac import SAC
 
 torch.set_num_threads(1)
 

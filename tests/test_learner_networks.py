@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from learner.config import NetworkConfig
-from learner.networks import CriticEnsemble, GaussianActorCritic, TanhGaussianActor, mlp
-from learner.normalizer import EmpiricalNormalizer
+from striata.learner.config import NetworkConfig
+from striata.learner.networks import CriticEnsemble, GaussianActorCritic, TanhGaussianActor, mlp
+from striata.learner.normalizer import EmpiricalNormalizer
 
 torch.set_num_threads(1)
 

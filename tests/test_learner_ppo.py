@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from learner.chunk import ChunkError
-from learner.config import NetworkConfig, PPOConfig, SymmetryConfig
-from learner.ppo import PPO, adaptive_learning_rate, compute_gae
-from learner.symmetry import g1_tracking_symmetry
+from striata.learner.chunk import ChunkError
+from striata.learner.config import NetworkConfig, PPOConfig, SymmetryConfig
+from striata.learner.ppo import PPO, adaptive_learning_rate, compute_gae
+from striata.learner.symmetry import g1_tracking_symmetry
 
 torch.set_num_threads(1)
 SMALL = NetworkConfig(hidden=[32, 32], activation="elu")
@@ -194,7 +194,7 @@ def test_symmetry_dims_are_checked() -> None:
 
 
 def test_update_takes_a_chunk_of_device_tensors_as_a_numpy_one() -> None:
-    """A GPU env backend's rollout (learner.device_rollout) reaches PPO as tensors: same update."""
+    """A GPU env backend's rollout (striata.learner.device_rollout) reaches PPO as tensors: same update."""
     chunk = random_chunk(6, 4, 5, 3, critic_dim=7)
 
     def tensors(x):

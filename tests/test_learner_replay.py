@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from learner.replay import DemoBuffer, ReplayBuffer, add_transitions
+from striata.learner.replay import DemoBuffer, ReplayBuffer, add_transitions
 
 
 def transitions(start: int, count: int, intervention: np.ndarray | None = None) -> dict:

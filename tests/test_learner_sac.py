@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from learner.config import NetworkConfig, SACConfig
-from learner.replay import ReplayBuffer
-from learner.sac import SAC
+from striata.learner.config import NetworkConfig, SACConfig
+from striata.learner.replay import ReplayBuffer
+from striata.learner.sac import SAC
 
 torch.set_num_threads(1)
 

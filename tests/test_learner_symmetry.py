@@ -6,10 +6,10 @@ import mujoco
 import numpy as np
 import torch
 
-from envs.robots.g1 import ANCHOR_BODY, G1, G1_JOINT_NAMES, TRACKED_BODIES, g1_spec
-from envs.rotations import quat_to_matrix
-from envs.tasks.g1_tracking.observations import POLICY_DIM
-from learner.symmetry import (
+from striata.envs.robots.g1 import ANCHOR_BODY, G1, G1_JOINT_NAMES, TRACKED_BODIES, g1_spec
+from striata.envs.rotations import quat_to_matrix
+from striata.envs.tasks.g1_tracking.observations import POLICY_DIM
+from striata.learner.symmetry import (
     ROTATION_6D,
     VECTOR,
     g1_joint_mirror,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.motion import MotionFormatError, load_motion, load_reference
-from envs.robots.g1 import G1
-from envs.tasks.g1_tracking.env import build_g1_scene
+from striata.envs.motion import MotionFormatError, load_motion, load_reference
+from striata.envs.robots.g1 import G1
+from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
 CLIP = Path(os.environ["STRIATA_DATA"]) / "motions" / "J_ShortDance16_JazzWalk.csv"
 JOINTS = G1.joint_names

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from envs.backend import ActionError
-from envs.registry import make_config, make_env
-from envs.tasks.panda.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
-from envs.tasks.panda.control import hinge_jacobian
-from envs.tasks.panda.pick import PandaPickEnv
-from envs.tasks.panda.reach import PandaReachEnv
-from envs.tasks.panda.scripted import ScriptedPickPolicy, ScriptedReachPolicy
+from striata.envs.backend import ActionError
+from striata.envs.registry import make_config, make_env
+from striata.envs.tasks.panda.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
+from striata.envs.tasks.panda.control import hinge_jacobian
+from striata.envs.tasks.panda.pick import PandaPickEnv
+from striata.envs.tasks.panda.reach import PandaReachEnv
+from striata.envs.tasks.panda.scripted import ScriptedPickPolicy, ScriptedReachPolicy
 
 PICK = obs_slices(PICK_OBS_TERMS)
 

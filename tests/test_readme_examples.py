@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from reward_server.client import wait_until_healthy
-from reward_server.config import load_server_config
-from reward_server.server import RewardServer
 from striata.overrides import parse_overrides
+from striata.reward_server.client import wait_until_healthy
+from striata.reward_server.config import load_server_config
+from striata.reward_server.server import RewardServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -56,7 +56,7 @@ def docstring_examples() -> list[doctest.DocTest]:
     for path in sorted((ROOT / "reward_server").glob("*.py")):
         if ">>> " not in path.read_text():
             continue
-        module = importlib.import_module(f"reward_server.{path.stem}")
+        module = importlib.import_module(f"striata.reward_server.{path.stem}")
         tests += [test for test in doctest.DocTestFinder().find(module) if test.examples]
     return tests
 

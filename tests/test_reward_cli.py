@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from reward_server.backends import make_backend
-from reward_server.config import TorchBackendConfig, load_server_config
 from striata.cli import app
+from striata.reward_server.backends import make_backend
+from striata.reward_server.config import TorchBackendConfig, load_server_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from reward_server.backend import ScoreInput
-from reward_server.clip_backend import ClipBackend
-from reward_server.config import ClipBackendConfig
+from striata.reward_server.backend import ScoreInput
+from striata.reward_server.clip_backend import ClipBackend
+from striata.reward_server.config import ClipBackendConfig
 
 transformers = pytest.importorskip("transformers")
 

@@ -12,22 +12,22 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from learner.progress_audit import audit, progress_spearman, success_scores
-from reward_server.backend import ScoreInput
-from reward_server.backends import make_backend
-from reward_server.config import TorchBackendConfig
-from reward_server.progress_model.backend import ProgressModelBackend
-from reward_server.progress_model.config import (
+from striata.cli import app
+from striata.learner.progress_audit import audit, progress_spearman, success_scores
+from striata.reward_server.backend import ScoreInput
+from striata.reward_server.backends import make_backend
+from striata.reward_server.config import TorchBackendConfig
+from striata.reward_server.progress_model.backend import ProgressModelBackend
+from striata.reward_server.progress_model.config import (
     DatasetConfig,
     ModelConfig,
     PolicyMix,
     RewardModelConfig,
     TrainConfig,
 )
-from reward_server.progress_model.dataset import load_split
-from reward_server.progress_model.text_encoder import TextEncoder
-from reward_server.progress_model.train import train_reward_model
-from striata.cli import app
+from striata.reward_server.progress_model.dataset import load_split
+from striata.reward_server.progress_model.text_encoder import TextEncoder
+from striata.reward_server.progress_model.train import train_reward_model
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from envs.registry import make_env
-from envs.tasks.panda.scripted import ScriptedPickPolicy
-from reward_server.progress_model.config import DatasetConfig, PolicyMix
-from reward_server.progress_model.dataset import KINDS, MATCHED, MISMATCHED, build_dataset, load_split
+from striata.envs.registry import make_env
+from striata.envs.tasks.panda.scripted import ScriptedPickPolicy
+from striata.reward_server.progress_model.config import DatasetConfig, PolicyMix
+from striata.reward_server.progress_model.dataset import KINDS, MATCHED, MISMATCHED, build_dataset, load_split
 
 
 def tiny_dataset_config(folder) -> DatasetConfig:
@@ -137,9 +137,9 @@ def test_boundary_frames_add_the_states_where_success_begins_and_ends(tmp_path):
 
 
 def test_learned_policies_roll_out_from_their_exported_onnx_files(tmp_path):
-    from learner.config import SACConfig
-    from learner.export import PolicyMetadata, export_policy
-    from learner.sac import SAC
+    from striata.learner.config import SACConfig
+    from striata.learner.export import PolicyMetadata, export_policy
+    from striata.learner.sac import SAC
 
     env = make_env("panda_pick", num_envs=1, seed=0)
     obs_dim, action_dim = env.observation_dim, env.action_dim

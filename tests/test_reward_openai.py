@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reward_server.backend import ScoreInput
-from reward_server.client import RewardClient
-from reward_server.config import OpenAIBackendConfig, RewardServerConfig
-from reward_server.launch import start_reward_server
-from reward_server.openai_backend import OpenAIBackend
-from reward_server.profiles import accumulate_hop
+from striata.reward_server.backend import ScoreInput
+from striata.reward_server.client import RewardClient
+from striata.reward_server.config import OpenAIBackendConfig, RewardServerConfig
+from striata.reward_server.launch import start_reward_server
+from striata.reward_server.openai_backend import OpenAIBackend
+from striata.reward_server.profiles import accumulate_hop
 
 REPLIES = {
     "rr-4": "The gripper holds the cube above the table but it is tilted.\nANSWER: 4",

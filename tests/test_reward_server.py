@@ -18,11 +18,11 @@ import pytest
 import zmq
 from PIL import Image
 
-from reward_server.backend import ScoreInput, ScoreOutput
-from reward_server.client import RewardClient, query_server
-from reward_server.config import RewardServerConfig
-from reward_server.protocol import PROTOCOL_VERSION, decode_reply, encode_request
-from reward_server.server import RewardServer
+from striata.reward_server.backend import ScoreInput, ScoreOutput
+from striata.reward_server.client import RewardClient, query_server
+from striata.reward_server.config import RewardServerConfig
+from striata.reward_server.protocol import PROTOCOL_VERSION, decode_reply, encode_request
+from striata.reward_server.server import RewardServer
 
 TASK = "pick up the cube"
 
@@ -312,7 +312,7 @@ def test_request_without_reply_is_reported_late(serve):
 
 
 def test_a_reply_is_read_into_a_typed_score_reply_or_refused() -> None:
-    from reward_server.protocol import ProtocolError, ScoreReply
+    from striata.reward_server.protocol import ProtocolError, ScoreReply
 
     ok = ScoreReply.of({"request_id": 7, "status": "ok", "progress": 0.25, "done_prob": 1, "cache_hit": True})
     assert (ok.request_id, ok.status, ok.progress, ok.done_prob, ok.cache_hit) == (7, "ok", 0.25, 1.0, True)

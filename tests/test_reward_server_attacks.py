@@ -1,7 +1,7 @@
 """Hostile clients on the reward server's port (issue 18): what each attack leaves another client.
 
 The server runs in this process with a cheap backend; every attack comes from another process
-(``reward_server.bench_attacks.AttackProcess``), so this process's memory is the server's. While the
+(``striata.reward_server.bench_attacks.AttackProcess``), so this process's memory is the server's. While the
 attack lasts, an honest client keeps one request in flight and must get ``ok`` for every one; the
 attacker reports when the server has read everything it sent (a ``health`` answered on the same
 connection). Timing (another client's p99 within 2x a quiet baseline) is not asserted here: it is
@@ -22,14 +22,14 @@ import pytest
 import zmq
 from PIL import Image
 
-from reward_server.backend import ScoreInput, ScoreOutput
-from reward_server.batching import Pending
-from reward_server.bench_attacks import AttackProcess, lying_jpeg, peak_rss_mb, reset_peak_rss, rss_mb
-from reward_server.client import RewardClient, RewardLabel, query_server
-from reward_server.config import RewardServerConfig
-from reward_server.decoding import DecodeJob, FairQueue
-from reward_server.protocol import ScoreRequest, decode_reply, encode_request
-from reward_server.server import RewardServer
+from striata.reward_server.backend import ScoreInput, ScoreOutput
+from striata.reward_server.batching import Pending
+from striata.reward_server.bench_attacks import AttackProcess, lying_jpeg, peak_rss_mb, reset_peak_rss, rss_mb
+from striata.reward_server.client import RewardClient, RewardLabel, query_server
+from striata.reward_server.config import RewardServerConfig
+from striata.reward_server.decoding import DecodeJob, FairQueue
+from striata.reward_server.protocol import ScoreRequest, decode_reply, encode_request
+from striata.reward_server.server import RewardServer
 
 TASK = "pick up the cube"
 
@@ -216,7 +216,7 @@ def test_corrupt_jpegs_are_bad_requests_naming_the_camera(serve, payload, detail
 
 def test_decoding_runs_off_the_socket_thread(serve, monkeypatch):
     """A decode that never ends holds one decode thread: health and another client's request are answered."""
-    import reward_server.server as server_module
+    import striata.reward_server.server as server_module
 
     stuck = threading.Event()
     release = threading.Event()

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from actors.frame_labels import FrameLabeller, RewardSpec
-from envs import make_env
-from envs.backend import FrameRequest
-from learner.chunk import ChunkBuilder, slice_chunk, validate_chunk
-from learner.config import PPOConfig, SACConfig
-from learner.relabel import (
+from striata.actors.frame_labels import FrameLabeller, RewardSpec
+from striata.envs import make_env
+from striata.envs.backend import FrameRequest
+from striata.learner.chunk import ChunkBuilder, slice_chunk, validate_chunk
+from striata.learner.config import PPOConfig, SACConfig
+from striata.learner.labels import Labels
+from striata.learner.relabel import (
     FAILED,
     READY,
     WAITING,
@@ -24,7 +25,7 @@ from learner.relabel import (
     resolve,
     shaped_rewards,
 )
-from learner.trainer import PPOTrainer, SACTrainer
+from striata.learner.trainer import PPOTrainer, SACTrainer
 
 GAMMA = 0.9
 
@@ -52,14 +53,12 @@ def chunk_of(frame_ids, terminated=None, truncated=None, rewards=None, start=Non
     return builder.build(last, start_frame_ids=np.full(n, -1) if start is None else np.asarray(start))
 
 
-def labels(frames: dict[int, tuple[bool, float, float]]) -> dict[str, np.ndarray]:
+def labels(frames: dict[int, tuple[bool, float, float]]) -> Labels:
+    """The model's labels of ``frames`` (frame id -> ok, progress, done_prob), without the truth."""
     ids = sorted(frames)
-    return {
-        "frame_ids": np.array(ids, dtype=np.int64),
-        "ok": np.array([frames[i][0] for i in ids]),
-        "progress": np.array([frames[i][1] for i in ids], dtype=np.float32),
-        "done_prob": np.array([frames[i][2] for i in ids], dtype=np.float32),
-    }
+    unknown = np.full(len(ids), np.nan)
+    ok, progress, done_prob = (np.array([frames[i][column] for i in ids]) for column in range(3))
+    return Labels(np.array(ids), ok, progress, done_prob, true_progress=unknown, true_success=unknown)
 
 
 class Clock:
@@ -200,15 +199,32 @@ def test_slice_chunk_keeps_truncated_rows_and_bootstrap_obs() -> None:
 def test_audit_window_agrees_with_truth() -> None:
     window = AuditWindow(size=100)
     truth = np.linspace(0, 1, 20)
-    window.add(
-        {
-            "progress": truth**2, "true_progress": truth, "done_prob": (truth > 0.9).astype(float),
-            "true_success": (truth > 0.9).astype(float), "ok": np.ones(20, bool),
-        }
+    success = (truth > 0.9).astype(float)
+    rows = Labels(
+        np.arange(20), np.ones(20, bool), progress=truth**2, done_prob=success, true_progress=truth,
+        true_success=success,
     )  # fmt: skip
+    window.add(rows)
     figures = window.figures()
     assert figures["spearman"] == pytest.approx(1.0)
     assert figures["success_f1"] == pytest.approx(1.0) and figures["count"] == 20
+    # Only the latest ``size`` rows count, and only those the server scored in time.
+    late = Labels.concat([rows] * 5)
+    window.add(Labels(late.frame_ids, np.zeros(100, bool), *(np.zeros(100) for _ in range(4))))
+    assert len(window) == 20
+    window.add(late)
+    assert len(window) == 100 and window.figures()["count"] == 100
+
+
+def test_labels_are_typed_columns_of_one_length() -> None:
+    empty = Labels.empty()
+    assert len(empty) == 0 and empty.frame_ids.dtype == np.int64 and empty.ok.dtype == np.bool_
+    two = Labels([3, 4], [1, 0], [0.5, 0.25], [0, 1], [np.nan, 0.2], [0, 1])
+    assert two.progress.dtype == np.float32 and two.ok.tolist() == [True, False]
+    both = Labels.concat([two, empty, two.select(two.ok)])
+    assert both.frame_ids.tolist() == [3, 4, 3] and both.done_prob.tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="ok has shape"):
+        Labels([1, 2], [True], [0, 0], [0, 0], [0, 0], [0, 0])
 
 
 def test_env_renders_an_ended_episode_before_its_reset() -> None:

@@ -1,4 +1,4 @@
-"""envs.rotations against independent implementations: SciPy's Rotation and MuJoCo's own quaternion
+"""striata.envs.rotations against independent implementations: SciPy's Rotation and MuJoCo's own quaternion
 functions (issue 19: the module was tested only against itself). Quaternions here are (w, x, y, z);
 SciPy's are (x, y, z, w)."""
 
@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from envs import rotations as r
+from striata.envs import rotations as r
 
 RNG = np.random.default_rng(7)
 N = 64

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from learner.session_dataset import SessionWriter, load_session_transitions, read_session_episodes
+from striata.learner.session_dataset import SessionWriter, load_session_transitions, read_session_episodes
 
 REPO = Path(__file__).resolve().parents[1]
 INFO_KEYS = {
@@ -45,9 +45,9 @@ def panda_messages(episodes: int, label_step: int = 6) -> list[dict]:
     Episode 0: steps 2..5 taken over. Episode 1: taken over from the start, labelled a success at
     ``label_step`` (the actor ends it there: terminated with success). Later ones: the policy only.
     """
-    from envs.registry import make_config, make_env
-    from envs.tasks.panda.env import CAMERAS
-    from envs.tasks.panda.scripted import ScriptedPickPolicy
+    from striata.envs.registry import make_config, make_env
+    from striata.envs.tasks.panda.env import CAMERAS
+    from striata.envs.tasks.panda.scripted import ScriptedPickPolicy
 
     env = make_env(
         "panda_pick", num_envs=1, seed=3, config=make_config("panda_pick", {"episode_length_s": 1.5})
@@ -287,7 +287,7 @@ def test_reopening_appends_and_checks_the_layout(tmp_path, messages) -> None:
 
 CRASH = """
 import json, os, sys
-import learner.session_dataset as sd
+import striata.learner.session_dataset as sd
 from pathlib import Path
 
 messages = json.loads(Path(sys.argv[2]).read_text())
@@ -309,7 +309,7 @@ for m in messages:
 
 DROPPED = """
 import json, os, sys
-import learner.session_dataset as sd
+import striata.learner.session_dataset as sd
 from pathlib import Path
 
 messages = json.loads(Path(sys.argv[2]).read_text())

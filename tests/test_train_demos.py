@@ -15,12 +15,13 @@ import pytest
 import yaml
 from test_session_dataset import feed, panda_messages
 
-from learner.checkpoint import buffer_path
-from learner.chunk import ChunkBuilder
-from learner.demos import DemoError, load_demos
-from learner.relabel import READY, Relabeller, ShapingConfig, resolve
-from learner.replay import ReplayBuffer
-from learner.session_dataset import SessionWriter
+from striata.learner.checkpoint import buffer_path
+from striata.learner.chunk import ChunkBuilder
+from striata.learner.demos import DemoError, load_demos
+from striata.learner.labels import Labels
+from striata.learner.relabel import READY, Relabeller, ShapingConfig, resolve
+from striata.learner.replay import ReplayBuffer
+from striata.learner.session_dataset import SessionWriter
 
 REPO = Path(__file__).resolve().parents[1]
 STRIATA = [sys.executable, "-m", "striata"]
@@ -100,11 +101,8 @@ def test_a_human_label_overrides_the_reward_models_success() -> None:
     relabeller = Relabeller(cfg, timeout_s=5.0, incremental=True)
     # The model: env 0 looks done at its last step, env 1 never does.
     frames = {0: 0.1, 1: 0.2, 2: 0.9, 10: 0.1, 11: 0.1, 12: 0.1}
-    relabeller.add_labels("a", {
-        "frame_ids": np.array(list(frames)), "ok": np.ones(len(frames), bool),
-        "progress": np.zeros(len(frames), np.float32),
-        "done_prob": np.array(list(frames.values()), np.float32),
-    })  # fmt: skip
+    ids, done_prob, zeros = np.array(list(frames)), np.array(list(frames.values())), np.zeros(len(frames))
+    relabeller.add_labels("a", Labels(ids, zeros == 0, zeros, done_prob, zeros, zeros))
     model_only, state, _ = resolve(_label_chunk(None), np.zeros((3, 2)), relabeller.labels, "a", cfg)
     assert (state == READY).all()
     np.testing.assert_array_equal(model_only, [[0, 0], [0, 0], [5, 0]])

@@ -13,15 +13,22 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.topic import Topic
 from pydantic import ValidationError
 
-from deploy.gain_stability import gain_limits
-from deploy.robot import JointCommand, StateLost
-from deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
-from deploy.unitree.crc import lowcmd_crc
-from deploy.unitree.dds import DdsConfigError, cyclonedds_config, delete_entities, open_participant
-from deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd, zero_lowstate
-from deploy.unitree.motor_map import G1_MOTOR_INDEX
-from deploy.unitree.sim_g1 import SimulatedG1, build_g1_motor_scene
-from envs.robots.g1 import G1, G1_JOINT_NAMES
+from striata.deploy.gain_stability import gain_limits
+from striata.deploy.robot import JointCommand, StateLost
+from striata.deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
+from striata.deploy.unitree.crc import lowcmd_crc
+from striata.deploy.unitree.dds import DdsConfigError, cyclonedds_config, delete_entities, open_participant
+from striata.deploy.unitree.hg_idl import (
+    LOWCMD_TOPIC,
+    LOWSTATE_TOPIC,
+    LowCmd_,
+    LowState_,
+    zero_lowcmd,
+    zero_lowstate,
+)
+from striata.deploy.unitree.motor_map import G1_MOTOR_INDEX
+from striata.deploy.unitree.sim_g1 import SimulatedG1, build_g1_motor_scene
+from striata.envs.robots.g1 import G1, G1_JOINT_NAMES
 
 # One DDS domain per test, so that no test hears another's robot.
 DOMAIN_ROUND_TRIP, DOMAIN_TIMEOUT, DOMAIN_BAD_CRC, DOMAIN_EMPTY = 41, 42, 43, 44

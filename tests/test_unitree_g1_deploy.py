@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.unitree.sim_g1 import SimulatedG1
+from striata.deploy.unitree.sim_g1 import SimulatedG1
 
 DOMAIN = 47
 ENDPOINT = "tcp://127.0.0.1:6747"

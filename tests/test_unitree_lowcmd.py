@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from cyclonedds.idl import IdlStruct
 
-from deploy.unitree.crc import LOWCMD_STRUCT, crc32_words, crc_is_valid, lowcmd_crc, pack_lowcmd
-from deploy.unitree.hg_idl import (
+from striata.deploy.unitree.crc import LOWCMD_STRUCT, crc32_words, crc_is_valid, lowcmd_crc, pack_lowcmd
+from striata.deploy.unitree.hg_idl import (
     IMUState_,
     LowCmd_,
     LowState_,
@@ -22,8 +22,8 @@ from deploy.unitree.hg_idl import (
     zero_lowcmd,
     zero_lowstate,
 )
-from deploy.unitree.motor_map import G1_MOTOR_INDEX, MotorMap, MotorMapError
-from envs.robots.g1 import G1_JOINT_NAMES
+from striata.deploy.unitree.motor_map import G1_MOTOR_INDEX, MotorMap, MotorMapError
+from striata.envs.robots.g1 import G1_JOINT_NAMES
 
 VECTORS = Path(os.environ["STRIATA_DATA"]) / "unitree_hg_lowcmd_crc_vectors.json"
 
@@ -208,8 +208,8 @@ def test_motor_map_refuses_unknown_and_duplicate_names() -> None:
 
 
 def test_remote_buttons_decode_from_the_vendor_bit_layout() -> None:
-    from deploy.protocol import REMOTE_BUTTONS
-    from deploy.unitree.remote import BUTTON_BITS, encode_buttons, pressed_buttons
+    from striata.deploy.protocol import REMOTE_BUTTONS
+    from striata.deploy.unitree.remote import BUTTON_BITS, encode_buttons, pressed_buttons
 
     assert set(BUTTON_BITS) == set(REMOTE_BUTTONS)
     raw = bytearray(40)

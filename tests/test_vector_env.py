@@ -7,9 +7,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-import envs  # noqa: F401 - registers the tasks
-from envs.registry import TASKS, make_env
-from envs.vector_view import BatchedVectorEnv
+import striata.envs  # noqa: F401 - registers the tasks
+from striata.envs.registry import TASKS, make_env
+from striata.envs.vector_view import BatchedVectorEnv
 
 
 def test_make_vec_gives_one_batched_env_with_gymnasium_spaces() -> None:

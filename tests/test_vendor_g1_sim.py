@@ -21,10 +21,16 @@ import onnx
 import pytest
 from bridge_peer import FULL_RUN_PHASES
 
-from deploy.bench import free_port
-from deploy.gain_stability import GainLimits, UnstableGainsError, check_gains, gain_limits, stable_gain_limits
-from deploy.unitree.sim_g1 import build_g1_motor_scene
-from envs.robots.g1 import G1
+from striata.deploy.bench import free_port
+from striata.deploy.gain_stability import (
+    GainLimits,
+    UnstableGainsError,
+    check_gains,
+    gain_limits,
+    stable_gain_limits,
+)
+from striata.deploy.unitree.sim_g1 import build_g1_motor_scene
+from striata.envs.robots.g1 import G1
 
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = REPO.parent / "shared" / "vendor"

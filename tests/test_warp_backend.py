@@ -1,17 +1,21 @@
-"""The MuJoCo Warp backend (envs/warp_batch.py) on Warp's CPU device: it tracks MuJoCo's CPU batch and
-runs g1_tracking end to end. The first run compiles mujoco-warp's kernels (minutes on a small
-machine); Warp caches them under ~/.cache/warp, after which these tests take seconds."""
+"""The MuJoCo Warp path on Warp's CPU device: the backend (envs/warp_batch.py) tracks MuJoCo's CPU batch,
+the device env (g1_tracking/device_env.py) scores like the CPU env through the same MDP, and
+``striata train`` / ``striata bench warp`` train PPO with it (learner/device_rollout.py,
+striata/train_device.py). ``pytest -m warp`` runs just these: about 75 s on 2 cores the first time,
+which compiles mujoco-warp's kernels into ~/.cache/warp, and 25 to 35 s after."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from envs import make_config, make_env
+from striata.envs import make_config, make_env
 
-# Slow: mujoco-warp compiles its kernels for the G1 on first use (~6 min on 2 cores, then cached).
-pytestmark = pytest.mark.slow
+# Out of the default suite: the first run compiles mujoco-warp's kernels for the G1 (a minute on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.warp]
 wp = pytest.importorskip("warp", reason="warp-lang is not installed")
 pytest.importorskip("mujoco_warp", reason="mujoco-warp is not installed")
 wp.config.quiet = True
@@ -89,7 +93,7 @@ def test_backend_field_is_checked():
 def _device_env(num_envs: int, **overrides):
     import torch
 
-    from envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
+    from striata.envs.tasks.g1_tracking.device_env import G1TrackingDeviceEnv
 
     cfg = make_config("g1_tracking", overrides)
     env = G1TrackingDeviceEnv(cfg, num_envs, device="cpu", seed=0, nconmax=64, njmax=400)
@@ -119,7 +123,9 @@ def test_device_env_scores_like_the_cpu_env_without_leaving_the_device():
             np.testing.assert_allclose(info_d["reward_terms"][name].numpy(), value, atol=1e-4, err_msg=name)
         np.testing.assert_array_equal(term_d.numpy(), term_c)
         np.testing.assert_array_equal(trunc_d.numpy(), trunc_c)
-        np.testing.assert_allclose(obs_d["critic"].numpy(), obs_c["critic"], atol=1e-3)
+        np.testing.assert_array_equal(info_d["success"].numpy(), info_c["success"])
+        for group in ("policy", "critic"):
+            np.testing.assert_allclose(obs_d[group].numpy(), obs_c[group], atol=1e-3, err_msg=group)
 
 
 def test_device_env_resets_ended_episodes_by_mask_with_randomisation():
@@ -135,6 +141,11 @@ def test_device_env_resets_ended_episodes_by_mask_with_randomisation():
         ended |= done
     assert ended.all()
     assert not torch.equal(dev.default_joint_pos[0], dev.default_joint_pos[1])  # per-env offsets
+    # Per-env foot friction, as on the CPU backend, in the model the device steps with.
+    friction = wp.to_torch(dev.batch.model.geom_friction)[:, dev.mdp.foot_geoms, 0]
+    low, high = dev.cfg.randomization.friction
+    assert friction.shape == (3, len(dev.mdp.foot_geoms)) and friction[0, 0] != friction[1, 0]
+    assert ((friction >= low) & (friction <= high)).all() and (friction == friction[:, :1]).all()
 
 
 def test_bench_warp_trains_g1_tracking_with_ppo_on_the_warp_device():
@@ -173,6 +184,8 @@ def test_train_with_the_device_runner_checkpoints_resumes_and_exports(tmp_path):
     per_update = 24 * 4
     assert summary["runner"] == "device" and summary["env_steps"] == 3 * per_update  # >= 200
     assert summary["evaluations"] and list(runs.glob("*/tb/events.*"))
+    tags = _scalar_tags(summary["run_dir"])
+    assert {f"reward_terms/{name}" for name in ("body_pos", "action_rate")} <= tags, tags
     run_dir = summary["run_dir"]
     second = CliRunner().invoke(app, ["train", "--resume", run_dir, "--set", "total_env_steps=400"])
     assert second.exit_code == 0, second.output
@@ -180,3 +193,11 @@ def test_train_with_the_device_runner_checkpoints_resumes_and_exports(tmp_path):
     assert resumed["env_steps"] == 5 * per_update and resumed["policy_version"] == 5
     exported = CliRunner().invoke(app, ["export", run_dir, "-o", str(tmp_path / "policy.onnx")])
     assert exported.exit_code == 0, exported.output
+
+
+def _scalar_tags(run_dir: str) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_dir) / "tb"))
+    events.Reload()
+    return set(events.Tags()["scalars"])

@@ -1,7 +1,7 @@
 """The console's ASGI app (Starlette): the page, its static files, and the websocket at ``/ws``.
 
 Everything the page needs is served from ``static/`` (no build step, no CDN). The websocket protocol
-and the control rules are in ``actors.console.hub``.
+and the control rules are in ``striata.actors.console.hub``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from actors.console.hub import Browser, Hub
+from striata.actors.console.hub import Browser, Hub
 
 STATIC = Path(__file__).resolve().parent / "static"
 

@@ -58,10 +58,10 @@ from typing import Any
 
 import zmq.asyncio
 
-from actors.console.discovery import Job, Port
-from actors.console.link import ActorLink
-from actors.console.recording import SessionRecorder
-from actors.console.spacemouse import SpaceMouse
+from striata.actors.console.discovery import Job, Port
+from striata.actors.console.link import ActorLink
+from striata.actors.console.recording import SessionRecorder
+from striata.actors.console.spacemouse import SpaceMouse
 
 log = logging.getLogger(__name__)
 

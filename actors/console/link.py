@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import zmq
 import zmq.asyncio
 
-PROTOCOL_VERSION = 1
+from striata.common.intervention_port import MAX_SENT_BYTES, WIRE
+from striata.common.wire import WireError
+
 PING_S = 0.5
 # No message for this long (pings are answered at once by the port's own thread) and the port counts as
 # lost: a loaded machine may still starve the actor's process for a few seconds.
@@ -59,8 +60,7 @@ class ActorLink:
 
     def send(self, kind: str, **fields: Any) -> bool:
         """Queue one message without waiting; False when it could not be queued (port down or jammed)."""
-        data = msgpack.packb({"v": PROTOCOL_VERSION, "type": kind, **fields}, use_bin_type=True)
-        sent = self.socket.send(data, flags=zmq.NOBLOCK)
+        sent = self.socket.send(WIRE.pack({"type": kind, **fields}), flags=zmq.NOBLOCK)
         return sent.exception() is None if sent.done() else True
 
     async def _run(self) -> None:
@@ -90,10 +90,8 @@ class ActorLink:
 
     def _handle(self, raw: bytes) -> None:
         try:
-            message = msgpack.unpackb(raw, raw=False)
-        except (ValueError, msgpack.UnpackException):
-            return
-        if not isinstance(message, dict) or message.get("v") != PROTOCOL_VERSION:
+            message = WIRE.unpack(raw, max_bytes=MAX_SENT_BYTES)
+        except WireError:
             return
         self.last_seen = time.monotonic()
         if message.get("type") == "welcome":

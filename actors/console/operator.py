@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from envs.tasks.panda.scripted import ScriptedPickPolicy
+from striata.envs.tasks.panda.scripted import ScriptedPickPolicy
 
 SEND_HZ = 20  # as the page (static/console.js)
 # The scripted pick covers the whole error in one step (a dead-beat controller); through the console

@@ -1,5 +1,5 @@
 """Recording what the console watches: every whole episode of the watched env goes to a session on disk
-(``learner.session_dataset.SessionWriter``, layout in actors/SESSIONS.md).
+(``striata.learner.session_dataset.SessionWriter``, layout in actors/SESSIONS.md).
 
 Writing an episode encodes its video, so the writer runs on one worker thread (calls stay in order)
 and the console's event loop never waits on the disk. The episode that is under way when watching
@@ -110,6 +110,6 @@ class SessionRecorder:
 
 
 def _open_writer(root: Path, task: str, task_text: str, fps: float, cameras: list[str]):
-    from learner.session_dataset import SessionWriter
+    from striata.learner.session_dataset import SessionWriter
 
     return SessionWriter(root, task=task, task_text=task_text, fps=fps, cameras=cameras)

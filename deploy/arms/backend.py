@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy.arms.sdk import ArmSDK
-from deploy.robot import JointCommand, RobotState
+from striata.deploy.arms.sdk import ArmSDK
+from striata.deploy.robot import JointCommand, RobotState
 
 
 class ArmBackend:

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.arms.sdk import ArmJoint
+from striata.deploy.arms.sdk import ArmJoint
 
 STEPS_PER_TURN = 4096
 RAD_PER_STEP = 2.0 * math.pi / STEPS_PER_TURN

@@ -1,14 +1,14 @@
 """``UnitreeG1Backend``: a G1 on its own DDS interface (rt/lowstate in, rt/lowcmd out) as a RobotBackend.
 
 It speaks the vendor's unitree_hg messages directly through the PyPI ``cyclonedds`` package, with
-the vendor SDK's discovery settings by default (``deploy.unitree.dds``): every LowCmd carries motor
+the vendor SDK's discovery settings by default (``striata.deploy.unitree.dds``): every LowCmd carries motor
 mode 1 for the used motors, the configured mode_pr, the mode_machine echoed from the latest
 LowState and a valid CRC. No LowState at start within ``connect_timeout_s`` is an error; one that
 stops for longer than ``state_timeout_ms`` makes ``read_state`` raise ``StateLost`` (the bridge then
 damps), never a silent hang on stale state, and commands can still be written while it is lost.
 
 With ``gain_limits`` (a simulated G1: the model and timestep it is stepped at) every command's gains
-are first brought into the region that loop holds (``deploy.gain_stability``); each joint whose gains
+are first brought into the region that loop holds (``striata.deploy.gain_stability``); each joint whose gains
 had to change is reported once.
 """
 
@@ -27,15 +27,20 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.gain_stability import GainLimits
-from deploy.robot import JointCommand, RobotState, StateLost
-from deploy.unitree.crc import lowcmd_crc
-from deploy.unitree.dds import delete_entities, open_participant
-from deploy.unitree.g1_model import g1_brake_accel, g1_effort_limits, g1_joint_limits, g1_velocity_limits
-from deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd
-from deploy.unitree.motor_map import MotorMap
-from deploy.unitree.remote import pressed_buttons
-from envs.robots.g1 import G1_JOINT_NAMES
+from striata.deploy.gain_stability import GainLimits
+from striata.deploy.robot import JointCommand, RobotState, StateLost
+from striata.deploy.unitree.crc import lowcmd_crc
+from striata.deploy.unitree.dds import delete_entities, open_participant
+from striata.deploy.unitree.g1_model import (
+    g1_brake_accel,
+    g1_effort_limits,
+    g1_joint_limits,
+    g1_velocity_limits,
+)
+from striata.deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd
+from striata.deploy.unitree.motor_map import MotorMap
+from striata.deploy.unitree.remote import pressed_buttons
+from striata.envs.robots.g1 import G1_JOINT_NAMES
 
 MOTOR_MODE_ENABLE = 1
 G1_CONTROL_PERIOD_S = 0.002

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from deploy.unitree.hg_idl import NUM_MOTOR_SLOTS, LowCmd_
+from striata.deploy.unitree.hg_idl import NUM_MOTOR_SLOTS, LowCmd_
 
 # The C struct the vendor hashes (4-byte aligned, little-endian, 1004 bytes): mode_pr, mode_machine,
 # 2 pad; per motor mode, 3 pad, q, dq, tau, kp, kd (float32), reserve (uint32); reserve[4], crc.

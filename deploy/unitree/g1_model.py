@@ -8,8 +8,8 @@ from functools import cache
 import mujoco
 import numpy as np
 
-from deploy.gain_stability import braking_deceleration
-from envs.robots.g1 import G1, g1_spec
+from striata.deploy.gain_stability import braking_deceleration
+from striata.envs.robots.g1 import G1, g1_spec
 
 
 @cache

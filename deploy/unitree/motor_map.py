@@ -1,7 +1,7 @@
 """SDK motor slots <-> a robot-side joint order, matched by joint name.
 
 The G1's LowCmd/LowState carry 35 motor slots; the 29-DoF G1 uses slots 0..28 in the order of
-``envs.robots.g1.G1_JOINT_NAMES`` and leaves 29..34 unused. A bridge may report its joints in any
+``striata.envs.robots.g1.G1_JOINT_NAMES`` and leaves 29..34 unused. A bridge may report its joints in any
 order (e.g. a policy's); mapping by name, never by position, is what keeps a reordered list from
 driving the wrong motor.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deploy.unitree.hg_idl import NUM_MOTOR_SLOTS
-from envs.robots.g1 import G1_JOINT_NAMES
+from striata.deploy.unitree.hg_idl import NUM_MOTOR_SLOTS
+from striata.envs.robots.g1 import G1_JOINT_NAMES
 
 G1_MOTOR_INDEX: dict[str, int] = {name: slot for slot, name in enumerate(G1_JOINT_NAMES)}
 

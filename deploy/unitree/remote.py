@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-# Bit i of the button word is BUTTON_BITS[i]; the names are deploy.protocol.REMOTE_BUTTONS'.
+# Bit i of the button word is BUTTON_BITS[i]; the names are striata.deploy.protocol.REMOTE_BUTTONS'.
 BUTTON_BITS: tuple[str, ...] = (
     "R1", "L1", "start", "select", "R2", "L2", "F1", "F2", "A", "B", "X", "Y", "up", "right", "down", "left",
 )  # fmt: skip

@@ -8,7 +8,7 @@ An elastic band holds the pelvis up, as a gantry does at the start of a real dep
 (``lo``) only is what the tests use; the interface, unicast peers or a whole Cyclone XML are
 parameters like on the real bridge (default: the vendor SDK's multicast discovery).
 
-Run it alone with ``python -m deploy.unitree.sim_g1 --domain-id 7``.
+Run it alone with ``python -m striata.deploy.unitree.sim_g1 --domain-id 7``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from cyclonedds.qos import Policy, Qos
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 
-from deploy.unitree.crc import crc_is_valid
-from deploy.unitree.dds import delete_entities, open_participant
-from deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, zero_lowstate
-from deploy.unitree.motor_map import G1_MOTOR_INDEX
-from deploy.unitree.remote import encode_buttons
-from envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT, g1_spec
+from striata.deploy.unitree.crc import crc_is_valid
+from striata.deploy.unitree.dds import delete_entities, open_participant
+from striata.deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, zero_lowstate
+from striata.deploy.unitree.motor_map import G1_MOTOR_INDEX
+from striata.deploy.unitree.remote import encode_buttons
+from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT, g1_spec
 
 G1_MODE_MACHINE = 5  # what a 29-DoF G1 reports; any value works as long as it is echoed
 _BAND_STIFFNESS = 10000.0  # N/m: carries the ~35 kg robot with ~3 cm of sag

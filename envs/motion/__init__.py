@@ -1,7 +1,7 @@
 """Reference motion clips: file loading, resampling and forward kinematics."""
 
-from envs.motion.loaders import MotionFormatError, RawMotion, constant_pose_motion, load_motion
-from envs.motion.reference import MotionReference, build_reference, load_reference
+from striata.envs.motion.loaders import MotionFormatError, RawMotion, constant_pose_motion, load_motion
+from striata.envs.motion.reference import MotionReference, build_reference, load_reference
 
 __all__ = [
     "MotionFormatError",

@@ -15,9 +15,9 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from common.files import atomic_write
-from envs.motion.loaders import RawMotion, load_motion
-from envs.rotations import angular_velocity_from_quats, quat_slerp
+from striata.common.files import atomic_write
+from striata.envs.motion.loaders import RawMotion, load_motion
+from striata.envs.rotations import angular_velocity_from_quats, quat_slerp
 
 CACHE_VERSION = 1
 CACHE_ENV = "STRIATA_CACHE"

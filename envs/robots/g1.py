@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import mujoco
 
-from envs.assets import load_robot_spec
-from envs.robots.actuators import MotorFamily, RobotConfig
+from striata.envs.assets import load_robot_spec
+from striata.envs.robots.actuators import MotorFamily, RobotConfig
 
 
 def _reflected_inertia(rotor: tuple[float, float, float], gears: tuple[float, float, float]) -> float:

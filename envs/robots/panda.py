@@ -16,8 +16,8 @@ from types import ModuleType
 import mujoco
 import numpy as np
 
-from envs.assets import load_robot_spec
-from envs.robots.actuators import MotorFamily, RobotConfig, add_position_actuators
+from striata.envs.assets import load_robot_spec
+from striata.envs.robots.actuators import MotorFamily, RobotConfig, add_position_actuators
 
 PANDA_JOINT_NAMES: tuple[str, ...] = tuple(f"joint{i}" for i in range(1, 8))
 

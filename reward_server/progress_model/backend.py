@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reward_server.backend import ScoreInput, ScoreOutput
-from reward_server.progress_model.checkpoint import MODEL_ID_PREFIX, load_checkpoint
-from reward_server.progress_model.config import RewardModelConfig
-from reward_server.progress_model.model import ProgressModel, resize_frames
-from reward_server.progress_model.text_encoder import TextEncoder
+from striata.reward_server.backend import ScoreInput, ScoreOutput
+from striata.reward_server.progress_model.checkpoint import MODEL_ID_PREFIX, load_checkpoint
+from striata.reward_server.progress_model.config import RewardModelConfig
+from striata.reward_server.progress_model.model import ProgressModel, resize_frames
+from striata.reward_server.progress_model.text_encoder import TextEncoder
 
 MODES = ("progress", "success")
 
 
 class ProgressModelBackend:
-    """Implements ``reward_server.backend.RewardBackend``."""
+    """Implements ``striata.reward_server.backend.RewardBackend``."""
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class ProgressModelBackend:
 
 
 class ProgressEnsembleBackend:
-    """Implements ``reward_server.backend.RewardBackend``: the pessimistic combination of members."""
+    """Implements ``striata.reward_server.backend.RewardBackend``: the pessimistic combination of members."""
 
     def __init__(self, members: list[ProgressModelBackend]) -> None:
         if len(members) < 2:

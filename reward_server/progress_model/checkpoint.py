@@ -12,10 +12,10 @@ from typing import Any
 
 from safetensors.torch import load_file, save
 
-from common.files import atomic_write
-from reward_server.progress_model.config import RewardModelConfig
-from reward_server.progress_model.model import ProgressModel
-from reward_server.progress_model.text_encoder import file_revision
+from striata.common.files import atomic_write
+from striata.reward_server.progress_model.config import RewardModelConfig
+from striata.reward_server.progress_model.model import ProgressModel
+from striata.reward_server.progress_model.text_encoder import file_revision
 
 WEIGHTS = "model.safetensors"
 CARD = "model.json"

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.files import atomic_write
-from envs.tasks.panda.config import PandaPickConfig
-from envs.tasks.panda.env import CAMERAS
-from envs.tasks.panda.pick import PandaPickEnv
-from envs.tasks.panda.scene import SIDE_CAMERA, WORKSPACE_CAMERA
-from reward_server.progress_model.config import DatasetConfig
-from reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy, OnnxPolicy
+from striata.common.files import atomic_write
+from striata.envs.tasks.panda.config import PandaPickConfig
+from striata.envs.tasks.panda.env import CAMERAS
+from striata.envs.tasks.panda.pick import PandaPickEnv
+from striata.envs.tasks.panda.scene import SIDE_CAMERA, WORKSPACE_CAMERA
+from striata.reward_server.progress_model.config import DatasetConfig
+from striata.reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy, OnnxPolicy
 
 SPLITS = ("train", "eval")
 # Config camera names to the scene's cameras: the env's own, plus the two framed on the pick area.

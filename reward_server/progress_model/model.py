@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reward_server.progress_model.config import ModelConfig
+from striata.reward_server.progress_model.config import ModelConfig
 
 
 class ProgressModel(nn.Module):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.tasks.panda.config import PICK_OBS_TERMS, obs_slices
-from envs.tasks.panda.pick import PandaPickEnv
-from envs.tasks.panda.scripted import CLOSE, OPEN, ScriptedPickPolicy
+from striata.envs.tasks.panda.config import PICK_OBS_TERMS, obs_slices
+from striata.envs.tasks.panda.pick import PandaPickEnv
+from striata.envs.tasks.panda.scripted import CLOSE, OPEN, ScriptedPickPolicy
 
 KINDS = ("scripted", "drop", "put_down", "miss", "stall", "random", "learned")
 _OBS = obs_slices(PICK_OBS_TERMS)
@@ -27,7 +27,7 @@ class OnnxPolicy:
     """A policy file written by ``striata export`` (normaliser inside): observations in, actions out."""
 
     def __init__(self, path: Path) -> None:
-        from learner.export import make_session, read_metadata
+        from striata.learner.export import make_session, read_metadata
 
         self.metadata = read_metadata(path)
         self.session = make_session(path)

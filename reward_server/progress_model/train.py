@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from learner.progress_audit import audit
-from reward_server.progress_model.checkpoint import save_checkpoint
-from reward_server.progress_model.config import RewardModelConfig
-from reward_server.progress_model.dataset import (
+from striata.learner.progress_audit import audit
+from striata.reward_server.progress_model.checkpoint import save_checkpoint
+from striata.reward_server.progress_model.config import RewardModelConfig
+from striata.reward_server.progress_model.dataset import (
     MATCHED,
     MISMATCHED,
     SCENE_CAMERAS,
@@ -27,8 +27,8 @@ from reward_server.progress_model.dataset import (
     build_dataset,
     load_split,
 )
-from reward_server.progress_model.model import ProgressModel, join_views, split_views
-from reward_server.progress_model.text_encoder import TextEncoder
+from striata.reward_server.progress_model.model import ProgressModel, join_views, split_views
+from striata.reward_server.progress_model.text_encoder import TextEncoder
 
 
 def train_reward_model(

@@ -1,11 +1,30 @@
-"""Config schema of the G1 tracking task; defaults are BeyondMimic's (see DESIGN.md)."""
+"""Config schema of the G1 tracking task; defaults are BeyondMimic's (see DESIGN.md).
+
+``rewards`` is mjlab's term list: entries by name, each a registered term of ``rewards.py`` with its
+weight and parameters, laid over ``DEFAULT_REWARDS`` so that a YAML file or ``--set
+rewards.body_pos.std=0.5`` changes one key of one entry.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import inspect
+from collections.abc import Mapping
+from functools import cache
+from typing import Any, get_type_hints
 
-from envs.robots.g1 import END_EFFECTOR_BODIES, TRACKED_BODIES
-from envs.tasks.base import StrictModel, TaskConfig
+from pydantic import (
+    Field,
+    ValidationError,
+    create_model,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from striata.envs.robots.g1 import END_EFFECTOR_BODIES, TRACKED_BODIES
+from striata.envs.tasks.base import StrictModel, TaskConfig
+from striata.envs.tasks.g1_tracking import rewards
 
 STAND_MOTION = "builtin:stand"
 
@@ -22,23 +41,110 @@ class MotionSource(StrictModel):
     allow_pickle: bool = Field(default=False, description="allow GMR .pkl files (unpickling runs code)")
 
 
-class ExpTerm(StrictModel):
-    """A tracking term weight * exp(-error / std^2)."""
+class RewardTermConfig(StrictModel):
+    """One reward entry: ``weight * term(frame, ctx, **params)``, the params being the entry's other keys.
 
+    Each registered term gets a subclass whose fields are its keyword parameters (``reward_entries``)."""
+
+    term: str = Field(description="registered reward term (rewards.REWARD_TERMS); default: the entry's key")
     weight: float
-    std: float = Field(gt=0)
+
+    def params(self) -> dict[str, Any]:
+        """The term's keyword arguments."""
+        return {
+            name: getattr(self, name) for name in type(self).model_fields if name not in ("term", "weight")
+        }
 
 
-class RewardConfig(StrictModel):
-    anchor_pos: ExpTerm = ExpTerm(weight=0.5, std=0.3)
-    anchor_ori: ExpTerm = ExpTerm(weight=0.5, std=0.4)
-    body_pos: ExpTerm = ExpTerm(weight=1.0, std=0.3)
-    body_ori: ExpTerm = ExpTerm(weight=1.0, std=0.4)
-    body_lin_vel: ExpTerm = ExpTerm(weight=1.0, std=1.0)
-    body_ang_vel: ExpTerm = ExpTerm(weight=1.0, std=3.14)
-    action_rate: float = -0.1
-    joint_limit: float = -10.0
-    soft_joint_limit_factor: float = Field(default=0.9, gt=0, le=1)
+# BeyondMimic's terms and weights (DESIGN.md); entries are keyed by name and name their term by it.
+DEFAULT_REWARDS: dict[str, dict[str, Any]] = {
+    "anchor_pos": {"weight": 0.5, "std": 0.3},
+    "anchor_ori": {"weight": 0.5, "std": 0.4},
+    "body_pos": {"weight": 1.0, "std": 0.3},
+    "body_ori": {"weight": 1.0, "std": 0.4},
+    "body_lin_vel": {"weight": 1.0, "std": 1.0},
+    "body_ang_vel": {"weight": 1.0, "std": 3.14},
+    "action_rate": {"weight": -0.1},
+    "joint_limit": {"weight": -10.0},
+}
+
+
+@cache
+def _entry_model(func: rewards.RewardTerm) -> type[RewardTermConfig]:
+    """The config model of one term: ``term``, ``weight`` and the function's keyword parameters."""
+    hints = get_type_hints(func, include_extras=True)
+    params = list(inspect.signature(func).parameters.values())[2:]  # after (frame, ctx)
+    fields: dict[str, Any] = {
+        p.name: (hints.get(p.name, Any), ... if p.default is p.empty else p.default) for p in params
+    }
+    return create_model(f"RewardTerm_{func.__name__}", __base__=RewardTermConfig, **fields)
+
+
+def reward_entries(value: Any) -> Any:
+    """Entries laid over ``DEFAULT_REWARDS`` key by key, each validated against its term.
+
+    ``name: {weight: ..., std: ...}`` updates or adds an entry (a changed ``term`` replaces it),
+    ``name: <number>`` sets a weight, ``name: null`` removes the entry. Anything but a mapping is left
+    for pydantic to refuse."""
+    if not isinstance(value, Mapping):
+        return value
+    entries = {name: dict(entry) for name, entry in DEFAULT_REWARDS.items()}
+    errors: list[InitErrorDetails] = []
+    for name, given in value.items():
+        if isinstance(given, RewardTermConfig):
+            given = given.model_dump()
+        elif isinstance(given, int | float) and not isinstance(given, bool):
+            given = {"weight": given}
+        if given is None:
+            if entries.pop(name, None) is None:
+                errors.append(_error(name, "no reward entry {entry} to remove", given, entry=repr(name)))
+        elif isinstance(given, Mapping):
+            base = entries.get(name, {})
+            replaced = given.get("term", name) != base.get("term", name)
+            entries[name] = dict(given) if replaced else {**base, **given}
+        else:
+            errors.append(_error(name, "expected a mapping of weight and params, a weight or null", given))
+    out = {}
+    for name, entry in entries.items():
+        term = entry.get("term", name)
+        if term not in rewards.REWARD_TERMS:
+            known = ", ".join(rewards.REWARD_TERMS)
+            errors.append(
+                _error(
+                    name, "unknown reward term {term}; terms: {known}", entry, term=repr(term), known=known
+                )
+            )
+            continue
+        model = _entry_model(rewards.REWARD_TERMS[term])
+        try:
+            out[name] = model.model_validate({**entry, "term": term})
+        except ValidationError as exc:
+            errors.extend(_entry_errors(name, term, model, exc))
+    if errors:
+        raise ValidationError.from_exception_data("rewards", errors)
+    return out
+
+
+def _error(name: str, message: str, given: Any, /, **ctx: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError("reward_entry", message, ctx), "loc": (name,), "input": given}
+
+
+def _entry_errors(
+    name: str, term: str, model: type[RewardTermConfig], exc: ValidationError
+) -> list[InitErrorDetails]:
+    """``exc``'s errors placed under the entry's name; an unknown key lists the term's keys."""
+    out: list[InitErrorDetails] = []
+    for err in exc.errors(include_url=False):
+        loc = (name, *err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = "unknown key {key} of reward term {term}; allowed: {allowed}"
+            ctx = {"key": repr(err["loc"][-1]), "term": repr(term), "allowed": ", ".join(model.model_fields)}
+            out.append(
+                {"type": PydanticCustomError("reward_entry", message, ctx), "loc": loc, "input": err["input"]}
+            )
+        else:
+            out.append({"type": err["type"], "loc": loc, "input": err["input"], "ctx": err.get("ctx", {})})
+    return out
 
 
 class TerminationConfig(StrictModel):
@@ -107,7 +213,13 @@ class G1TrackingConfig(TaskConfig):
     decimation: int = 4
     episode_length_s: float = 10.0
     motion: MotionSource = MotionSource()
-    rewards: RewardConfig = RewardConfig()
+    rewards: dict[str, RewardTermConfig] = Field(
+        default_factory=lambda: reward_entries({}),
+        description="reward entries by name, laid over DEFAULT_REWARDS (see reward_entries)",
+    )
+    soft_joint_limit_factor: float = Field(
+        default=0.9, gt=0, le=1, description="soft joint limits (penalty, reset clip) as a share of the range"
+    )
     terminations: TerminationConfig = TerminationConfig()
     sampling: SamplingConfig = SamplingConfig()
     randomization: RandomizationConfig = RandomizationConfig()
@@ -118,6 +230,17 @@ class G1TrackingConfig(TaskConfig):
     )
     keypoints: bool = Field(default=False, description="GenMimic: weight tracking terms per keypoint")
     keypoint_weights: dict[str, float] = Field(default_factory=_default_keypoint_weights)
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _merge_rewards(cls, value: Any) -> Any:
+        return reward_entries(value)
+
+    @field_serializer("rewards")
+    def _dump_rewards(self, entries: dict[str, RewardTermConfig]) -> dict[str, Any]:
+        # Each entry with its term's params, and a removed default as null, so a dump validates back.
+        removed = {name: None for name in DEFAULT_REWARDS if name not in entries}
+        return {**{name: entry.model_dump() for name, entry in entries.items()}, **removed}
 
     @model_validator(mode="after")
     def _check_keypoints(self) -> G1TrackingConfig:

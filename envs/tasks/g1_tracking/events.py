@@ -1,6 +1,6 @@
 """Domain randomisation of the tracking task: friction, pushes, default-pose offsets, reset noise.
 
-Draws come from a numpy or a torch generator (``envs.arrays.uniform``): the CPU backend and the
+Draws come from a numpy or a torch generator (``striata.envs.arrays.uniform``): the CPU backend and the
 MuJoCo Warp backend randomise with the same functions.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.arrays import Array, Rng, namespace, uniform
-from envs.rotations import quat_from_euler_xyz, quat_mul
-from envs.tasks.g1_tracking.config import RandomizationConfig, ResetNoise
+from striata.envs.arrays import Array, Rng, namespace, uniform
+from striata.envs.rotations import quat_from_euler_xyz, quat_mul
+from striata.envs.tasks.g1_tracking.config import RandomizationConfig, ResetNoise
 
 
 def sample_friction(rng: Rng, n: int, num_geoms: int, bounds: tuple[float, float]) -> Array:

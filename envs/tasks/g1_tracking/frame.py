@@ -3,7 +3,7 @@
 Terms (observations, rewards, terminations) are small pure functions of a ``TrackingFrame``,
 so each quantity is gathered from the batch and transformed once per step, not once per term.
 A frame holds numpy arrays (CPU backend) or torch tensors on the simulation's device (MuJoCo Warp
-backend, ``device_env``); the terms run on either (``envs.arrays``).
+backend, ``device_env``); the terms run on either (``striata.envs.arrays``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from envs.arrays import Array, namespace
-from envs.rotations import quat_conj, quat_mul, yaw_angle
+from striata.envs.arrays import Array, namespace
+from striata.envs.rotations import quat_conj, quat_mul, yaw_angle
 
 
 @dataclass

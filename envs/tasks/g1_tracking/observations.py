@@ -11,7 +11,7 @@ Critic: the full set without noise, plus every tracked body's pose in the robot 
 from the simulation and the deploy controller (deploy/) from the robot's state, so both build the
 policy's observation with the same code. ``AnchorKinematics`` gives the controller the anchor
 orientation from the IMU and joint positions. The terms take numpy arrays or device tensors
-(``envs.arrays``): the MuJoCo Warp backend builds the same observations on the GPU.
+(``striata.envs.arrays``): the MuJoCo Warp backend builds the same observations on the GPU.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from envs.arrays import Array, Rng, namespace, uniform
-from envs.tasks.g1_tracking.config import ObservationNoise
-from envs.tasks.g1_tracking.frame import TrackingFrame
+from striata.envs.arrays import Array, Rng, namespace, uniform
+from striata.envs.tasks.g1_tracking.config import ObservationNoise
+from striata.envs.tasks.g1_tracking.frame import TrackingFrame
 
 TermLayout = tuple[tuple[str, int], ...]
 

@@ -1,70 +1,125 @@
-"""Reward terms of the tracking task (BeyondMimic): exp(-error / std^2) tracking terms and penalties.
+"""Reward terms of the tracking task (BeyondMimic), registered by name for the config's term list.
 
-Body terms average over tracked bodies with per-body weights: uniform for BeyondMimic,
-keypoint weights (end-effectors and head higher) for the GenMimic variant. Terms take numpy arrays
-or device tensors (``envs.arrays``).
+A term is a small function ``(frame, ctx, **params) -> [N]`` decorated with ``@reward_term``; the
+config (``G1TrackingConfig.rewards``) lists entries ``name: {weight, term, **params}`` and the reward
+is ``step_dt * sum(weight * term)`` over them, mjlab's reward manager. A new term is one function
+here and one config entry; its keyword parameters are the entry's keys, checked against the
+function's signature and annotations (``Positive`` for a ``std``).
+
+Tracking terms are exp(-error / std^2) in [0, 1]; body terms average over tracked bodies with
+per-body weights: uniform for BeyondMimic, keypoint weights (end-effectors and head higher) for the
+GenMimic variant. Terms take numpy arrays or device tensors (``striata.envs.arrays``).
 """
 
 from __future__ import annotations
 
-from envs.arrays import Array, namespace
-from envs.rotations import quat_error_magnitude
-from envs.tasks.g1_tracking.config import RewardConfig
-from envs.tasks.g1_tracking.frame import TrackingFrame
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import Field
+
+from striata.envs.arrays import Array, namespace
+from striata.envs.rotations import quat_error_magnitude
+from striata.envs.tasks.g1_tracking.frame import TrackingFrame
+
+Positive = Annotated[float, Field(gt=0)]
 
 
-def tracking_terms(
-    f: TrackingFrame, cfg: RewardConfig, body_weights: Array, rel_pos: Array, rel_quat: Array
-) -> dict[str, Array]:
-    """Unweighted term values in [0, 1]; ``body_weights`` sum to 1 (same array type as the frame)."""
-    xp = namespace(f.body_pos)
+class RewardContext(NamedTuple):
+    """What terms read besides the frame, in the frame's array type."""
 
-    def exp(error: Array, std: float) -> Array:
-        return xp.exp(-error / std**2)
-
-    def sq(a: Array, b: Array) -> Array:
-        return xp.sum((a - b) ** 2, axis=-1)
-
-    anchor_pos_err = sq(f.ref_anchor_pos, f.anchor_pos)
-    anchor_ori_err = quat_error_magnitude(f.ref_anchor_quat, f.anchor_quat) ** 2
-    body_pos_err = sq(rel_pos, f.body_pos) @ body_weights
-    body_ori_err = quat_error_magnitude(rel_quat, f.body_quat) ** 2 @ body_weights
-    lin_vel_err = sq(f.ref_body_lin_vel, f.body_lin_vel) @ body_weights
-    ang_vel_err = sq(f.ref_body_ang_vel, f.body_ang_vel) @ body_weights
-    return {
-        "anchor_pos": exp(anchor_pos_err, cfg.anchor_pos.std),
-        "anchor_ori": exp(anchor_ori_err, cfg.anchor_ori.std),
-        "body_pos": exp(body_pos_err, cfg.body_pos.std),
-        "body_ori": exp(body_ori_err, cfg.body_ori.std),
-        "body_lin_vel": exp(lin_vel_err, cfg.body_lin_vel.std),
-        "body_ang_vel": exp(ang_vel_err, cfg.body_ang_vel.std),
-    }
+    rel_pos: Array  # [N, B, 3] reference body positions moved onto the robot's anchor (relative_reference)
+    rel_quat: Array  # [N, B, 4] their orientations, turned by the same heading
+    body_weights: Array  # [B] per tracked body, summing to 1
+    soft_lower: Array  # [J] soft joint limits
+    soft_upper: Array
 
 
-def action_rate(f: TrackingFrame) -> Array:
-    return namespace(f.actions).sum((f.actions - f.prev_actions) ** 2, axis=-1)
+RewardTerm = Callable[..., Array]
+REWARD_TERMS: dict[str, RewardTerm] = {}
 
 
-def joint_limit_violation(joint_pos: Array, soft_lower: Array, soft_upper: Array) -> Array:
-    xp = namespace(joint_pos)
-    below = xp.clip(soft_lower - joint_pos, min=0.0)
-    above = xp.clip(joint_pos - soft_upper, min=0.0)
+def reward_term(func: RewardTerm) -> RewardTerm:
+    """Register ``func`` under its name, so a config entry can name it."""
+    known = REWARD_TERMS.get(func.__name__)
+    if known is not None and known is not func:
+        raise ValueError(f"reward term {func.__name__!r} is registered already ({known.__module__})")
+    REWARD_TERMS[func.__name__] = func
+    return func
+
+
+def _exp(error: Array, std: float) -> Array:
+    return namespace(error).exp(-error / std**2)
+
+
+def _sq(a: Array, b: Array) -> Array:
+    return namespace(a).sum((a - b) ** 2, axis=-1)
+
+
+@reward_term
+def anchor_pos(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(_sq(f.ref_anchor_pos, f.anchor_pos), std)
+
+
+@reward_term
+def anchor_ori(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(quat_error_magnitude(f.ref_anchor_quat, f.anchor_quat) ** 2, std)
+
+
+@reward_term
+def body_pos(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(_sq(ctx.rel_pos, f.body_pos) @ ctx.body_weights, std)
+
+
+@reward_term
+def body_ori(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(quat_error_magnitude(ctx.rel_quat, f.body_quat) ** 2 @ ctx.body_weights, std)
+
+
+@reward_term
+def body_lin_vel(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(_sq(f.ref_body_lin_vel, f.body_lin_vel) @ ctx.body_weights, std)
+
+
+@reward_term
+def body_ang_vel(f: TrackingFrame, ctx: RewardContext, std: Positive) -> Array:
+    return _exp(_sq(f.ref_body_ang_vel, f.body_ang_vel) @ ctx.body_weights, std)
+
+
+@reward_term
+def action_rate(f: TrackingFrame, ctx: RewardContext) -> Array:
+    return _sq(f.actions, f.prev_actions)
+
+
+@reward_term
+def joint_limit(f: TrackingFrame, ctx: RewardContext) -> Array:
+    """Radians beyond the soft joint limits, summed over joints."""
+    xp = namespace(f.joint_pos)
+    below = xp.clip(ctx.soft_lower - f.joint_pos, min=0.0)
+    above = xp.clip(f.joint_pos - ctx.soft_upper, min=0.0)
     return xp.sum(below + above, axis=-1)
 
 
-def term_weights(cfg: RewardConfig) -> dict[str, float]:
-    return {
-        "anchor_pos": cfg.anchor_pos.weight,
-        "anchor_ori": cfg.anchor_ori.weight,
-        "body_pos": cfg.body_pos.weight,
-        "body_ori": cfg.body_ori.weight,
-        "body_lin_vel": cfg.body_lin_vel.weight,
-        "body_ang_vel": cfg.body_ang_vel.weight,
-        "action_rate": cfg.action_rate,
-        "joint_limit": cfg.joint_limit,
-    }
+@dataclass(frozen=True)
+class WeightedTerm:
+    """A config entry bound to its function: contributes ``weight * func(frame, ctx, **params)``."""
+
+    name: str
+    func: RewardTerm
+    weight: float
+    params: dict[str, Any]
 
 
-def max_step_reward(cfg: RewardConfig, step_dt: float) -> float:
-    """The reward of perfect tracking with no penalty: what a step can earn at most."""
-    return step_dt * sum(w for w in term_weights(cfg).values() if w > 0)
+def compute(
+    terms: tuple[WeightedTerm, ...], f: TrackingFrame, ctx: RewardContext, step_dt: float
+) -> tuple[Array, dict[str, Array]]:
+    """The reward [N] (weighted sum times ``step_dt``, rsl_rl/mjlab's scaling) and each term's value."""
+    values = {t.name: t.func(f, ctx, **t.params) for t in terms}
+    reward = sum(t.weight * values[t.name] for t in terms) * step_dt
+    return reward, values
+
+
+def max_step_reward(terms: tuple[WeightedTerm, ...], step_dt: float) -> float:
+    """The reward of perfect tracking with no penalty (positive terms at 1): what a step can earn at most."""
+    return step_dt * sum(t.weight for t in terms if t.weight > 0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.arrays import Array, Rng, bincount, integers, namespace, uniform
-from envs.tasks.g1_tracking.config import SamplingConfig
+from striata.envs.arrays import Array, Rng, bincount, integers, namespace, uniform
+from striata.envs.tasks.g1_tracking.config import SamplingConfig
 
 
 class AdaptiveStartSampler:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from envs.arrays import Array, namespace
-from envs.tasks.g1_tracking.config import TerminationConfig
-from envs.tasks.g1_tracking.frame import TrackingFrame
+from striata.envs.arrays import Array, namespace
+from striata.envs.tasks.g1_tracking.config import TerminationConfig
+from striata.envs.tasks.g1_tracking.frame import TrackingFrame
 
 
 def anchor_height(f: TrackingFrame, limit: float) -> Array:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from envs.tasks.base import StrictModel, TaskConfig
+from striata.envs.tasks.base import StrictModel, TaskConfig
 
 CameraName = Literal["front", "wrist"]
 ControlMode = Literal["ee_delta", "joint_position"]

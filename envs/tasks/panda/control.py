@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from envs.robots.panda import gripper_ctrl
+from striata.envs.robots.panda import gripper_ctrl
 
 N_ARM = 7
 _NULLSPACE_REGULARIZATION = 1e-6

@@ -12,10 +12,16 @@ from abc import abstractmethod
 import mujoco
 import numpy as np
 
-from envs.backend import BatchedEnv, Obs
-from envs.robots.panda import GRIPPER_DRIVER_JOINTS, GRIPPER_DRIVER_RANGE, PANDA, PINCH_SITE, WRIST_CAMERA
-from envs.tasks.panda.config import ObsTerms, PandaTaskConfig
-from envs.tasks.panda.control import (
+from striata.envs.backend import BatchedEnv, Obs
+from striata.envs.robots.panda import (
+    GRIPPER_DRIVER_JOINTS,
+    GRIPPER_DRIVER_RANGE,
+    PANDA,
+    PINCH_SITE,
+    WRIST_CAMERA,
+)
+from striata.envs.tasks.panda.config import ObsTerms, PandaTaskConfig
+from striata.envs.tasks.panda.control import (
     N_ARM,
     ArmState,
     Controller,
@@ -24,7 +30,7 @@ from envs.tasks.panda.control import (
     JointPositionControl,
     downward_rotation,
 )
-from envs.tasks.panda.scene import FRONT_CAMERA, PINCH_VEL_SENSOR, build_scene
+from striata.envs.tasks.panda.scene import FRONT_CAMERA, PINCH_VEL_SENSOR, build_scene
 
 # Config camera names to the model's cameras.
 CAMERAS = {"front": FRONT_CAMERA, "wrist": WRIST_CAMERA}

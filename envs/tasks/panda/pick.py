@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from envs.backend import Obs
-from envs.rotations import quat_from_euler_xyz
-from envs.tasks.panda.config import PICK_OBS_TERMS, PandaPickConfig
-from envs.tasks.panda.env import PandaEnv
-from envs.tasks.panda.scene import BLOCK, BLOCK_HALF_SIZE
+from striata.envs.backend import Obs
+from striata.envs.rotations import quat_from_euler_xyz
+from striata.envs.tasks.panda.config import PICK_OBS_TERMS, PandaPickConfig
+from striata.envs.tasks.panda.env import PandaEnv
+from striata.envs.tasks.panda.scene import BLOCK, BLOCK_HALF_SIZE
 
 # Progress stages: reaching fills [0, REACHED], a grasp jumps to GRASPED, lifting fills [GRASPED, 1].
 REACHED = 0.5

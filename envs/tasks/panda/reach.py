@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.tasks.panda.config import REACH_OBS_TERMS, PandaReachConfig
-from envs.tasks.panda.env import PandaEnv
+from striata.envs.tasks.panda.config import REACH_OBS_TERMS, PandaReachConfig
+from striata.envs.tasks.panda.env import PandaEnv
 
 
 class PandaReachEnv(PandaEnv):

@@ -1,7 +1,7 @@
 """The Panda scenes, built in code around the robot spec: gym-hil's floor, lights, ``front`` camera and cube,
 plus a ``workspace`` camera framed on the pick area.
 
-The robot comes from ``envs.robots.panda`` (actuators added in code, gravity compensated); this module
+The robot comes from ``striata.envs.robots.panda`` (actuators added in code, gravity compensated); this module
 adds the world around it and compiles the model. The robot files' sensors, keyframes and lights are
 dropped so that the local asset and the menagerie composition compile to the same scene.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mujoco
 
-from envs.robots.panda import PANDA, PINCH_SITE, add_panda_actuators, compensate_gravity, panda_spec
+from striata.envs.robots.panda import PANDA, PINCH_SITE, add_panda_actuators, compensate_gravity, panda_spec
 
 BLOCK = "block"
 BLOCK_HALF_SIZE = 0.02

@@ -13,9 +13,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from envs.backend import Obs
-from envs.tasks.panda.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
-from envs.tasks.panda.env import PandaEnv
+from striata.envs.backend import Obs
+from striata.envs.tasks.panda.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
+from striata.envs.tasks.panda.env import PandaEnv
 
 _PICK = obs_slices(PICK_OBS_TERMS)
 _REACH = obs_slices(REACH_OBS_TERMS)
