@@ -1,17 +1,47 @@
-"""Task registry: task name -> config schema and batched env class; Gymnasium registration.
+"""Task registry: task name -> config schema, batched env class and the facts the task owns.
 
-Imports of task modules are deferred, so listing tasks or validating a config name does not
-compile any MuJoCo model.
+The facts other parts need of a task come from here, by the task's name: its left/right mirror maps
+(``TaskEntry.symmetry``, for the learner's symmetry augmentation and mirror loss) and its progress
+scene (``TaskEntry.progress_scene``, for the reward server's data sets). Imports of task modules are
+deferred, so listing tasks or validating a config name does not compile any MuJoCo model.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from striata.envs.backend import BatchedEnv
+from striata.envs.progress_scene import ProgressScene
+from striata.envs.symmetry import Symmetry
 from striata.envs.tasks.base import TaskConfig
+
+
+class RegistryError(KeyError):
+    """A name the registry does not know; printed as its message (a KeyError's would be quoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownTaskError(RegistryError):
+    """A task name that is not in ``TASKS``."""
+
+
+class UnknownSymmetryError(RegistryError):
+    """A mirror-map name the task does not define."""
+
+
+class NoProgressSceneError(RegistryError):
+    """A task that offers no progress scene for reward-model data sets."""
+
+
+def _attribute(ref: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (the module imported now)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -23,12 +53,41 @@ class TaskEntry:
     gym_id: str
     description: str
     config_defaults: tuple[tuple[str, Any], ...] = ()
+    symmetries_ref: str | None = None
+    """``"module:attribute"`` of the task's mirror maps: name -> builder of a ``Symmetry``."""
+    progress_scene_ref: str | None = None
+    """``"module:attribute"`` of what makes the task's ``ProgressScene`` (called with no arguments)."""
 
     def config_type(self) -> type[TaskConfig]:
         return getattr(importlib.import_module(self.module), self.config_class)
 
     def env_type(self) -> type[BatchedEnv]:
         return getattr(importlib.import_module(self.module), self.env_class)
+
+    def symmetries(self) -> Mapping[str, Callable[[], Symmetry]]:
+        """The task's mirror maps by name (empty: the task defines none)."""
+        return {} if self.symmetries_ref is None else _attribute(self.symmetries_ref)
+
+    def symmetry(self, name: str) -> Symmetry:
+        """The mirror maps ``name`` of this task; ``UnknownSymmetryError`` lists the known names."""
+        builders = self.symmetries()
+        if name not in builders:
+            known = ", ".join(builders) or "none"
+            raise UnknownSymmetryError(f"unknown symmetry {name!r} of task {self.name!r}; known: {known}")
+        return builders[name]()
+
+    def progress_scene(self) -> ProgressScene[Any]:
+        """The task's rollouts for reward-model data sets; ``NoProgressSceneError`` where it has none."""
+        if self.progress_scene_ref is None:
+            having = ", ".join(e.name for e in TASKS.values() if e.progress_scene_ref is not None)
+            raise NoProgressSceneError(
+                f"task {self.name!r} has no progress scene (reward-model data sets); tasks with one: {having}"
+            )
+        return _attribute(self.progress_scene_ref)()
+
+
+# Both G1 tracking tasks observe and act alike, so they share their mirror maps.
+_G1_TRACKING_SYMMETRIES = "striata.envs.tasks.g1_tracking.symmetry:SYMMETRIES"
 
 
 TASKS: dict[str, TaskEntry] = {
@@ -41,6 +100,7 @@ TASKS: dict[str, TaskEntry] = {
             "G1TrackingConfig",
             "striata/G1Tracking-v0",
             "Unitree G1 whole-body motion tracking (BeyondMimic MDP)",
+            symmetries_ref=_G1_TRACKING_SYMMETRIES,
         ),
         TaskEntry(
             "g1_tracking_keypoints",
@@ -50,6 +110,7 @@ TASKS: dict[str, TaskEntry] = {
             "striata/G1TrackingKeypoints-v0",
             "G1 tracking with keypoint-weighted rewards (GenMimic)",
             (("keypoints", True),),
+            symmetries_ref=_G1_TRACKING_SYMMETRIES,
         ),
         TaskEntry(
             "panda_pick",
@@ -58,6 +119,7 @@ TASKS: dict[str, TaskEntry] = {
             "PandaPickConfig",
             "striata/PandaPick-v0",
             "Franka Panda + Robotiq 2F-85 lifts a cube (gym-hil scene)",
+            progress_scene_ref="striata.envs.tasks.panda.progress_scene:PickProgressScene",
         ),
         TaskEntry(
             "panda_reach",
@@ -69,11 +131,6 @@ TASKS: dict[str, TaskEntry] = {
         ),
     )
 }
-
-
-class UnknownTaskError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def task_entry(task: str) -> TaskEntry:

@@ -46,7 +46,8 @@ def _ppo_net() -> NetworkConfig:
 class SymmetryConfig(StrictModel):
     """Left/right symmetry for PPO (rsl_rl's symmetry options).
 
-    ``mirror`` names a map in ``striata.learner.symmetry.SYMMETRIES`` (e.g. ``"g1_tracking"``).
+    ``mirror`` names one of the task's mirror maps (``striata.envs.registry.TaskEntry.symmetry``, e.g.
+    ``"g1_tracking"``), which the composition root hands to the learner.
     ``data_augmentation`` adds the mirrored copy of every minibatch sample to the PPO losses;
     ``mirror_loss`` adds ``mirror_loss_coef * ||mu(mirror(o)) - mirror(mu(o))||^2``.
     """

@@ -7,6 +7,10 @@ Learner side::
     metrics = ppo.update(chunks)          # chunks: list of trajectory chunks (learner/chunk.py)
     weights = ppo.policy_state()          # numpy dict, one object-store put per version
 
+With ``cfg.symmetry`` asking for augmentation or a mirror loss, the learner is given the task's mirror
+maps: ``PPO(cfg, ..., symmetry=task_entry(task).symmetry(cfg.symmetry.mirror))`` (the composition
+root does it; the learner knows no task). Actor copies, which never update, need none.
+
 Actor side (a CPU copy; each actor seeds its own sampling noise)::
 
     policy = PPO(cfg.model_copy(update={"device": "cpu", "seed": actor_seed}), 160, 286, 29)
@@ -35,11 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from striata.envs.symmetry import Symmetry
 from striata.learner.chunk import Chunk, ChunkError, validate_chunk
 from striata.learner.config import PPOConfig
 from striata.learner.device import resolve_device, to_device
 from striata.learner.networks import GaussianActorCritic
-from striata.learner.symmetry import Symmetry, make_symmetry
+from striata.learner.symmetry import TensorSymmetry
 
 
 def compute_gae(
@@ -98,6 +103,7 @@ class PPO:
         critic_obs_dim: int | None,
         action_dim: int,
         device: str | torch.device | None = None,
+        symmetry: Symmetry | None = None,
     ) -> None:
         self.cfg = cfg
         self.autocast_bf16 = cfg.mixed_precision == "bf16"
@@ -124,18 +130,18 @@ class PPO:
         self.learning_rate = cfg.learning_rate
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
         self.version = 0
-        self.symmetry: Symmetry | None = None
-        if cfg.symmetry.mirror is not None:
-            self.symmetry = make_symmetry(cfg.symmetry.mirror)
+        self.symmetry: TensorSymmetry | None = None
+        if symmetry is not None:
             for what, mirror, dim in (
-                ("actions", self.symmetry.actions, action_dim),
-                ("policy_obs", self.symmetry.policy_obs, obs_dim),
-                ("critic_obs", self.symmetry.critic_obs, self.critic_obs_dim),
+                ("actions", symmetry.actions, action_dim),
+                ("policy_obs", symmetry.policy_obs, obs_dim),
+                ("critic_obs", symmetry.critic_obs, self.critic_obs_dim),
             ):
                 if mirror.dim != dim:
                     raise ValueError(
                         f"symmetry {cfg.symmetry.mirror!r}: the {what} mirror has dim {mirror.dim}, not {dim}"
                     )
+            self.symmetry = TensorSymmetry(symmetry, self.device)
 
     # ----------------------------------------------------------------- observations
     def _split(self, obs: Any) -> tuple[Any, Any]:
@@ -248,6 +254,11 @@ class PPO:
         chunks = [chunks] if isinstance(chunks, dict) else list(chunks)
         if not chunks:
             raise ValueError("PPO.update needs at least one chunk")
+        if (self.cfg.symmetry.data_augmentation or self.cfg.symmetry.mirror_loss) and self.symmetry is None:
+            raise ValueError(
+                f"symmetry.data_augmentation / mirror_loss: this PPO has no mirror maps; build the learner "
+                f"with symmetry= the task's {self.cfg.symmetry.mirror!r} (TaskEntry.symmetry)"
+            )
         batch = self._batch(chunks)
         lags = np.concatenate([self.version - _host(c["policy_version"]).reshape(-1) for c in chunks])
         cfg = self.cfg

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from striata.envs.episodes import EpisodeLog
+from striata.envs.symmetry import Symmetry
 from striata.learner.checkpoint import load_checkpoint, save_checkpoint
 from striata.learner.chunk import Chunk, flatten_transitions
 from striata.learner.config import PPOConfig, SACConfig
@@ -73,8 +74,15 @@ def sac_input_dim(cfg: SACConfig, obs: Any) -> int:
 
 
 class PPOTrainer:
-    def __init__(self, cfg: PPOConfig, obs: Any, action_dim: int, steps_per_update: int) -> None:
-        self.algo = PPO(cfg, *ppo_input_dims(cfg, obs), action_dim)
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        obs: Any,
+        action_dim: int,
+        steps_per_update: int,
+        symmetry: Symmetry | None = None,
+    ) -> None:
+        self.algo = PPO(cfg, *ppo_input_dims(cfg, obs), action_dim, symmetry=symmetry)
         self.steps_per_update = steps_per_update
         self._pending: list[Chunk] = []
         self._pending_steps = 0

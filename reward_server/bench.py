@@ -28,8 +28,9 @@ from striata.reward_server.launch import start_reward_server
 from striata.reward_server.progress_model.config import DatasetConfig
 
 TASK_TEXT = "pick up the cube and lift it"
-# What the progress model is trained on: requests carry this camera's frames at this size, rendered
-# without shadows, as actors feeding it do.
+# What the progress model is trained on: requests carry this task's camera frames at this size,
+# rendered without shadows, as actors feeding it do.
+TASK = DatasetConfig().task
 CAMERA = DatasetConfig().camera
 FRAME_SIZE = DatasetConfig().image_size
 
@@ -154,10 +155,10 @@ def _latency(endpoint: str, pool: np.ndarray, clients: int, seconds: float) -> d
 def _actor_ratio(
     endpoint: str, num_envs: int, every_k: int, blocks: int, block_steps: int, image_size: int
 ) -> dict[str, float]:
-    from striata.envs.registry import make_env
-    from striata.reward_server.progress_model.dataset import SCENE_CAMERAS
+    from striata.envs.registry import make_env, task_entry
 
-    env = make_env("panda_pick", num_envs=num_envs, seed=0, image_size=image_size)
+    env = make_env(TASK, num_envs=num_envs, seed=0, image_size=image_size)
+    scene_camera = task_entry(TASK).progress_scene().cameras[CAMERA]
     live = RewardClient(endpoint, actor_id=0, deadline_ms=5_000)
     dead = RewardClient(_unserved_endpoint(), actor_id=1, deadline_ms=5_000)
     rng = np.random.default_rng(0)
@@ -178,7 +179,7 @@ def _actor_ratio(
                 episode += done
                 t = np.where(done, 0, t + 1)
                 if step % every_k == 0:
-                    images = env.render(SCENE_CAMERAS[CAMERA], image_size, image_size, shadows=False)
+                    images = env.render(scene_camera, image_size, image_size, shadows=False)
                     for i in range(num_envs):
                         client.submit(int(episode[i]), int(t[i]), TASK_TEXT, {CAMERA: images[i]})
                 client.poll()

@@ -40,7 +40,8 @@ def bench_warp(
     torch_device = env.device
     ppo_cfg = config.ppo.model_copy(update={"device": str(torch_device), "seed": config.seed})
     obs = env.reset()
-    ppo = PPO(ppo_cfg, *ppo_input_dims(ppo_cfg, obs), env.action_dim, device=torch_device)
+    dims = ppo_input_dims(ppo_cfg, obs)
+    ppo = PPO(ppo_cfg, *dims, env.action_dim, device=torch_device, symmetry=config.ppo_symmetry())
     rollout = DeviceRollout(env, ppo, steps or config.actors.chunk_length)
     train(rollout, 1)  # compiles kernels and warms the allocator: not timed
     result = train(rollout, updates)

@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from striata.common.intervention_port import HilConfig
-from striata.envs.registry import TASKS, make_config
+from striata.envs.registry import TASKS, UnknownSymmetryError, make_config
+from striata.envs.symmetry import Symmetry
 from striata.envs.tasks.base import TaskConfig
 from striata.errors import ConfigFileError, format_validation_error
 from striata.learner.config import PPOConfig, SACConfig
@@ -184,6 +185,17 @@ class ExperimentConfig(Section):
                 )
         return self
 
+    def ppo_symmetry(self) -> Symmetry | None:
+        """The task's mirror maps that ``ppo.symmetry.mirror`` names, for the PPO learner (None: none named;
+        ConfigFileError naming the key, the value and the task's names)."""
+        name = self.ppo.symmetry.mirror
+        if name is None:
+            return None
+        try:
+            return TASKS[self.task].symmetry(name)
+        except UnknownSymmetryError as exc:
+            raise ConfigFileError(f"config: ppo.symmetry.mirror: {exc}") from None
+
     def task_settings(self) -> TaskConfig:
         """The task's own config with ``task_config`` applied (raises ConfigFileError naming the key)."""
         try:
@@ -237,8 +249,10 @@ def check_cameras(config: ExperimentConfig) -> None:
 
 
 def check_experiment(config: ExperimentConfig) -> None:
-    """What the schema cannot check alone: the task's own config, model files, camera names."""
+    """What the schema cannot check alone: the task's config and mirror maps, model files, camera names."""
     config.task_settings()
+    if config.algo == "ppo":
+        config.ppo_symmetry()
     check_reward_model_files(config)
     check_cameras(config)
 

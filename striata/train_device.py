@@ -48,7 +48,9 @@ class DeviceTraining(RunLoop):
             )
         ppo_cfg = config.ppo.model_copy(update={"device": str(self.env.device)})
         obs = self.env.reset()
-        self.trainer = PPOTrainer(ppo_cfg, obs, self.env.action_dim, num_envs * config.actors.chunk_length)
+        self.trainer = PPOTrainer(
+            ppo_cfg, obs, self.env.action_dim, num_envs * config.actors.chunk_length, config.ppo_symmetry()
+        )
         self.counters = Counters()
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is not None:

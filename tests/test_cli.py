@@ -120,3 +120,12 @@ def test_train_with_a_wrong_type_or_unknown_task_is_one_line(tmp_path):
     )
     assert task_key.exit_code == 2
     assert "task_config" in task_key.stderr and "'rewards.reech'" in task_key.stderr
+
+
+def test_train_with_a_mirror_the_task_does_not_have_names_the_key_and_the_known_ones(tmp_path):
+    args = ["configs/g1_tracking.yaml", "--set", "ppo.symmetry.mirror=g1_walk", "--runs", str(tmp_path)]
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "ppo.symmetry.mirror" in result.stderr and "'g1_walk'" in result.stderr
+    assert "g1_tracking_no_state_estimation" in result.stderr
+    assert not any(tmp_path.iterdir())

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from striata.envs.tasks.g1_tracking.symmetry import tracking_symmetry
 from striata.learner.chunk import ChunkError
 from striata.learner.config import NetworkConfig, PPOConfig, SymmetryConfig
 from striata.learner.ppo import PPO, adaptive_learning_rate, compute_gae
-from striata.learner.symmetry import g1_tracking_symmetry
+from striata.learner.symmetry import TensorSymmetry
 
 torch.set_num_threads(1)
 SMALL = NetworkConfig(hidden=[32, 32], activation="elu")
@@ -152,14 +153,14 @@ def test_act_on_g1_dict_obs_and_weights_for_an_actor_copy() -> None:
 
 
 def asymmetry(ppo: PPO, obs: torch.Tensor) -> float:
-    sym = g1_tracking_symmetry()
+    sym = TensorSymmetry(tracking_symmetry(), "cpu")
     with torch.no_grad():
         return float((ppo.model(sym.policy_obs(obs)) - sym.actions(ppo.model(obs))).square().mean())
 
 
 def test_mirror_loss_makes_the_policy_symmetric() -> None:
     cfg = small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking", mirror_loss=True, mirror_loss_coef=10.0))
-    ppo = PPO(cfg, 160, 286, 29)
+    ppo = PPO(cfg, 160, 286, 29, symmetry=tracking_symmetry())
     chunk = random_chunk(8, 8, 160, 29, critic_dim=286)
     probe = torch.as_tensor(chunk["obs"]["policy"].reshape(-1, 160))
     before = asymmetry(ppo, probe)
@@ -174,11 +175,12 @@ def test_data_augmentation_trains_the_critic_on_mirrored_states() -> None:
     critic_obs = torch.as_tensor(
         chunk["critic"] if "critic" in chunk else chunk["obs"]["critic"].reshape(-1, 286)
     )
-    mirrored = g1_tracking_symmetry().critic_obs(critic_obs)
+    mirrored = TensorSymmetry(tracking_symmetry(), "cpu").critic_obs(critic_obs)
     gaps = {}
     for augment in (False, True):
         symmetry = SymmetryConfig(mirror="g1_tracking", data_augmentation=augment)
-        ppo = PPO(small_cfg(symmetry=symmetry, learning_rate=3e-3, schedule="fixed"), 160, 286, 29)
+        cfg = small_cfg(symmetry=symmetry, learning_rate=3e-3, schedule="fixed")
+        ppo = PPO(cfg, 160, 286, 29, symmetry=tracking_symmetry())
         for _ in range(5):
             ppo.update(chunk)
         with torch.no_grad():
@@ -188,9 +190,19 @@ def test_data_augmentation_trains_the_critic_on_mirrored_states() -> None:
 
 def test_symmetry_dims_are_checked() -> None:
     with pytest.raises(ValueError, match="policy_obs mirror has dim 160, not 4"):
-        PPO(small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking")), 4, 286, 29)
+        cfg = small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking"))
+        PPO(cfg, 4, 286, 29, symmetry=tracking_symmetry())
     with pytest.raises(ValueError, match=r"need symmetry\.mirror"):
         SymmetryConfig(mirror_loss=True)
+
+
+def test_a_learner_asked_for_symmetry_needs_the_task_maps_but_an_acting_copy_does_not() -> None:
+    cfg = small_cfg(symmetry=SymmetryConfig(mirror="g1_tracking", mirror_loss=True))
+    copy = PPO(cfg, 160, 286, 29)  # as on an actor: acts, never updates
+    chunk = random_chunk(4, 4, 160, 29, critic_dim=286)
+    assert copy.act(chunk["last_obs"])[0].shape == (4, 29)
+    with pytest.raises(ValueError, match=r"no mirror maps.*'g1_tracking'"):
+        copy.update(chunk)
 
 
 def test_update_takes_a_chunk_of_device_tensors_as_a_numpy_one() -> None:

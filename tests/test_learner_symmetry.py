@@ -4,42 +4,52 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+import pytest
 import torch
 
+from striata.envs.registry import UnknownSymmetryError, task_entry
 from striata.envs.robots.g1 import ANCHOR_BODY, G1, G1_JOINT_NAMES, TRACKED_BODIES, g1_spec
 from striata.envs.rotations import quat_to_matrix
+from striata.envs.symmetry import ROTATION_6D, VECTOR, mirror_partners
 from striata.envs.tasks.g1_tracking.observations import POLICY_DIM
-from striata.learner.symmetry import (
-    ROTATION_6D,
-    VECTOR,
-    g1_joint_mirror,
-    g1_tracking_symmetry,
-    make_symmetry,
-    mirror_partners,
-)
+from striata.envs.tasks.g1_tracking.symmetry import g1_joint_mirror, tracking_symmetry
+from striata.learner.symmetry import TensorSymmetry
 
 J = {name: i for i, name in enumerate(G1_JOINT_NAMES)}
 
 
 def test_mirrors_are_involutions_with_the_right_shapes() -> None:
-    sym = g1_tracking_symmetry()
+    sym = tracking_symmetry()
     rng = np.random.default_rng(0)
     for mirror, dim in ((sym.actions, 29), (sym.policy_obs, POLICY_DIM), (sym.critic_obs, 286)):
         x = rng.normal(size=(4, dim))
         assert mirror(x).shape == x.shape
         np.testing.assert_array_equal(mirror(mirror(x)), x)
         assert not np.allclose(mirror(x), x)
+    # The learner's copy on a device mirrors tensors as the task's maps mirror arrays.
+    on_device = TensorSymmetry(sym, "cpu")
     t = torch.randn(3, 160, dtype=torch.float64)
-    torch.testing.assert_close(sym.policy_obs(sym.policy_obs(t)), t)
-    np.testing.assert_array_equal(sym.policy_obs(t).numpy(), sym.policy_obs(t.numpy()))
+    torch.testing.assert_close(on_device.policy_obs(on_device.policy_obs(t)), t)
+    np.testing.assert_array_equal(on_device.policy_obs(t).numpy(), sym.policy_obs(t.numpy()))
 
 
 def test_the_deployable_layout_has_its_own_mirror() -> None:
-    full, deployable = make_symmetry("g1_tracking"), make_symmetry("g1_tracking_no_state_estimation")
+    entry = task_entry("g1_tracking")
+    full, deployable = entry.symmetry("g1_tracking"), entry.symmetry("g1_tracking_no_state_estimation")
     assert deployable.policy_obs.dim == 154 and deployable.critic_obs.dim == 286
     x = np.random.default_rng(1).normal(size=(2, 160))
     kept = np.delete(np.arange(160), np.r_[58:61, 67:70])
     np.testing.assert_array_equal(deployable.policy_obs(x[:, kept]), full.policy_obs(x)[:, kept])
+
+
+def test_the_tasks_own_their_mirror_maps() -> None:
+    """The registry hands out a task's maps by name; both tracking tasks share them, a Panda task has none."""
+    tracking = task_entry("g1_tracking")
+    assert list(task_entry("g1_tracking_keypoints").symmetries()) == list(tracking.symmetries())
+    with pytest.raises(UnknownSymmetryError, match="'g1_walk' of task 'g1_tracking'; known: g1_tracking, "):
+        tracking.symmetry("g1_walk")
+    with pytest.raises(UnknownSymmetryError, match="known: none"):
+        task_entry("panda_pick").symmetry("g1_tracking")
 
 
 def test_joint_mirror_swaps_sides_and_flips_roll_and_yaw() -> None:
@@ -69,7 +79,7 @@ def test_joint_mirror_swaps_sides_and_flips_roll_and_yaw() -> None:
 
 
 def test_policy_obs_mirror_of_vectors_and_rotations() -> None:
-    sym = g1_tracking_symmetry()
+    sym = tracking_symmetry()
     obs = np.zeros(160)
     obs[58:61] = [1.0, 2.0, 3.0]  # motion_anchor_pos_b
     obs[67:70] = [4.0, 5.0, 6.0]  # base_lin_vel

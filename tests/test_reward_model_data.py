@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from striata.envs.registry import make_env
+from striata.envs.registry import make_env, task_entry
 from striata.envs.tasks.panda.scripted import ScriptedPickPolicy
 from striata.reward_server.progress_model.config import DatasetConfig, PolicyMix
-from striata.reward_server.progress_model.dataset import KINDS, MATCHED, MISMATCHED, build_dataset, load_split
+from striata.reward_server.progress_model.dataset import MATCHED, MISMATCHED, build_dataset, load_split
+
+KINDS = task_entry("panda_pick").progress_scene().kinds  # the rollout behaviours the task offers
 
 
 def tiny_dataset_config(folder) -> DatasetConfig:
@@ -53,7 +55,7 @@ def test_dataset_has_frames_labels_and_every_kind_of_negative(tmp_path):
     cfg = tiny_dataset_config(tmp_path / "data")
     folder = build_dataset(cfg, show_progress=False)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["texts"][0] == cfg.task_text
+    assert manifest["texts"][0] == cfg.task_text and manifest["kinds"] == list(KINDS)
 
     train = load_split(folder, "train")
     n_envs = cfg.policies.total

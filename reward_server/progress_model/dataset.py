@@ -1,12 +1,13 @@
-"""The reward-model data set: camera frames of panda_pick rollouts labelled with ground-truth progress.
+"""The reward-model data set: camera frames of a task's rollouts labelled with ground-truth progress.
 
-Rollouts run the mixed policies of ``rollout_policies.py`` on the batched env and render the task camera
-(or cameras: their views side by side, [H, views * W, 3]) every ``frame_every`` steps, and with
-``boundary_frames`` also the envs near the success lift in between (a training actor labels an
-episode's first success, where the cube has just crossed it); labels are the env's
-``info["progress"]`` and ``info["success"]``. Episodes
-go on after success (the data-set env does not terminate on it), so held cubes, drops and put-downs after
-a lift are in the data. Every frame gives one row with the task text (or a paraphrase) and
+The rollouts are the task's own: its progress scene (``striata.envs.progress_scene.ProgressScene``,
+from the task registry by ``dataset.task``; panda_pick's is a scripted pick and its failing variants)
+gives the env, whose episodes go on after success, the cameras and one behaviour per env
+(``dataset.policies``; ``learned`` envs run an ONNX policy, ``rollout_policies.py``). A round renders
+the task camera (or cameras: their views side by side, [H, views * W, 3]) every ``frame_every`` steps,
+and with ``boundary_frames`` also the envs at the success boundary in between (a training actor labels
+an episode's first success, just where it is crossed); labels are the env's ``info["progress"]`` and
+``info["success"]``. Every frame gives one row with the task text (or a paraphrase) and
 ``mismatched_per_frame`` rows with another task's text, labelled progress 0 and success 0.
 
 On disk: one ``<folder>/<split>/seed_XXXXXXXX.npz`` per rollout round (compressed; frames, first frames,
@@ -21,36 +22,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from striata.common.files import atomic_write
-from striata.envs.tasks.panda.config import PandaPickConfig
-from striata.envs.tasks.panda.env import CAMERAS
-from striata.envs.tasks.panda.pick import PandaPickEnv
-from striata.envs.tasks.panda.scene import SIDE_CAMERA, WORKSPACE_CAMERA
+from striata.envs.progress_scene import ProgressScene
+from striata.envs.registry import task_entry
 from striata.reward_server.progress_model.config import DatasetConfig
-from striata.reward_server.progress_model.rollout_policies import KINDS, MixedPickPolicy, OnnxPolicy
+from striata.reward_server.progress_model.rollout_policies import OnnxPolicy
 
 SPLITS = ("train", "eval")
-# Config camera names to the scene's cameras: the env's own, plus the two framed on the pick area.
-SCENE_CAMERAS = {**CAMERAS, "workspace": WORKSPACE_CAMERA, "side": SIDE_CAMERA}
 MATCHED, MISMATCHED = 0, 1
 # Bumped when the shard contents change, so shards of an older layout are rendered again.
 SHARD_FORMAT = 3
-BOUNDARY_M = 0.01  # boundary frames: cube lift within this of the task's success lift
 
 
 class DatasetError(ValueError):
     """A data-set folder that cannot be read as one."""
-
-
-class _RolloutPickEnv(PandaPickEnv):
-    """panda_pick whose episodes go on after success, so the data set sees what happens after a lift."""
-
-    def _terminated(self) -> np.ndarray:
-        return np.zeros(self.num_envs, dtype=bool)
 
 
 @dataclass
@@ -64,7 +54,7 @@ class Split:
     text: np.ndarray  # int64 [R]
     progress: np.ndarray  # float32 [R]
     success: np.ndarray  # float32 [R]
-    kind: np.ndarray  # int64 [R]: index into KINDS (the policy that made the frame)
+    kind: np.ndarray  # int64 [R]: index into the scene's kinds (the policy that made the frame)
     pairing: np.ndarray  # int64 [R]: MATCHED or MISMATCHED text
     texts: list[str]
 
@@ -118,6 +108,7 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
         # Shards rendered with other settings (or by an older layout) cannot be reused.
         for stale in folder.glob("*/*.npz"):
             stale.unlink()
+    scene = task_entry(cfg.task).progress_scene()
     folder.mkdir(parents=True, exist_ok=True)
     # Written before rendering, so the shards of an interrupted build are reused by the next one.
     manifest_path.write_text(json.dumps({"render_hash": render_digest}))
@@ -131,7 +122,7 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
         total=len(todo) * cfg.episode_steps, desc="reward data set", unit="step", disable=not show_progress
     ) as bar:
         for split, seed, out in todo:
-            shard = _rollout_round(cfg, split, seed, on_step=bar.update)
+            shard = _rollout_round(cfg, scene, split, seed, on_step=bar.update)
             atomic_write(out, lambda f, shard=shard: np.savez_compressed(f, **shard))
     counts = {split: {"frames": 0, "rows": 0, "success_frames": 0} for split in SPLITS}
     for split in SPLITS:
@@ -145,7 +136,7 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
         "config_hash": digest,
         "render_hash": render_digest,
         "texts": texts_of(cfg),
-        "kinds": list(KINDS),
+        "kinds": list(scene.kinds),
         "shards": shards,
         "counts": counts,
     }
@@ -153,17 +144,18 @@ def build_dataset(cfg: DatasetConfig, show_progress: bool = True) -> Path:
     return folder
 
 
-def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[str, np.ndarray]:
+def _rollout_round(
+    cfg: DatasetConfig, scene: ProgressScene[Any], split: str, seed: int, on_step
+) -> dict[str, np.ndarray]:
     """One episode in every env; rows for the frames rendered every ``frame_every`` steps, and with
     ``boundary_frames`` for those of the envs at the success boundary in between."""
     rng = np.random.default_rng(seed)
     mix = cfg.policies
-    kinds = [kind for kind in KINDS for _ in range(getattr(mix, kind))]
-    env_cfg = PandaPickConfig(episode_length_s=(cfg.episode_steps + 1) * 0.1, num_threads=1)
-    env = _RolloutPickEnv(env_cfg, len(kinds), seed=seed)
+    kinds = [kind for kind in scene.kinds for _ in range(getattr(mix, kind))]
+    env = scene.make_env(cfg.episode_steps, len(kinds), seed)
     learned = OnnxPolicy(cfg.learned_policies[seed % len(cfg.learned_policies)]) if mix.learned else None
-    policy = MixedPickPolicy(env, kinds, cfg.noise, rng, learned)
-    cameras = tuple(SCENE_CAMERAS[view] for view in cfg.views)
+    policy = scene.make_policy(env, kinds, cfg.noise, rng, learned)
+    cameras = tuple(scene.cameras[view] for view in cfg.views)
 
     def render(ids: np.ndarray | None = None) -> np.ndarray:
         # Without shadows unless asked for: with software OpenGL each shadow-casting light is a full pass.
@@ -171,7 +163,7 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
 
     obs = env.reset()
     first = render()
-    kind_ids = np.array([KINDS.index(k) for k in kinds])
+    kind_ids = np.array([scene.kinds.index(k) for k in kinds])
     was_success = np.zeros(len(kinds), dtype=bool)
     frames, firsts, episode, progress, success, kind = [], [], [], [], [], []
     for t in range(1, cfg.episode_steps + 1):
@@ -181,8 +173,7 @@ def _rollout_round(cfg: DatasetConfig, split: str, seed: int, on_step) -> dict[s
         if t % cfg.frame_every == 0:
             ids = np.arange(len(kinds))
         elif cfg.boundary_frames:
-            near = np.abs(env.cube_lift() - env.cfg.lift_height) < BOUNDARY_M
-            ids = np.flatnonzero(near | (now_success != was_success))
+            ids = np.flatnonzero(scene.near_success(env) | (now_success != was_success))
         else:
             ids = np.arange(0)
         was_success = now_success

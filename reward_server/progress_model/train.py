@@ -16,13 +16,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from striata.envs.registry import task_entry
 from striata.learner.progress_audit import audit
 from striata.reward_server.progress_model.checkpoint import save_checkpoint
 from striata.reward_server.progress_model.config import RewardModelConfig
 from striata.reward_server.progress_model.dataset import (
     MATCHED,
     MISMATCHED,
-    SCENE_CAMERAS,
     Split,
     build_dataset,
     load_split,
@@ -52,6 +52,7 @@ def train_reward_model(
     model = ProgressModel(cfg.model, len(cfg.dataset.views))
     losses = _fit(model, cfg, train, encoder, rng, show_progress)
     metrics = evaluate(model, held_out, encoder, cfg.train.batch_size)
+    scene_cameras = task_entry(cfg.dataset.task).progress_scene().cameras
     card = save_checkpoint(
         out,
         model,
@@ -59,9 +60,9 @@ def train_reward_model(
         {
             # What actors must send: frames of this scene camera, at this size, rendered this way.
             "camera": cfg.dataset.camera,
-            "scene_camera": [SCENE_CAMERAS[view] for view in cfg.dataset.views]
+            "scene_camera": [scene_cameras[view] for view in cfg.dataset.views]
             if isinstance(cfg.dataset.camera, list)
-            else SCENE_CAMERAS[cfg.dataset.camera],
+            else scene_cameras[cfg.dataset.camera],
             "frame_size": [cfg.dataset.image_size, cfg.dataset.image_size],
             "shadows": cfg.dataset.shadows,
             "text_model_id": encoder.model_id,

@@ -12,7 +12,7 @@ The surface is the batched-env contract on tensors: ``reset() -> obs`` and
 float32 [N, D] and ``info["final_obs"]`` the observations before the auto-reset (all N rows; the
 rows of truncated envs are the ones to bootstrap from). Warp's CPU device runs the same code for
 tests; on CUDA, ``device`` is e.g. ``"cuda:0"`` and a learner on that device
-(``striata.learner.device_rollout``) trains without leaving it.
+(``learner.device_rollout``) trains without leaving it.
 """
 
 from __future__ import annotations

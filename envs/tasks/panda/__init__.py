@@ -3,5 +3,5 @@
 Modules: ``config`` (schemas, observation layouts), ``scene`` (the world built around the robot),
 ``control`` (actions to joint targets: end-effector-delta IK or joint deltas), ``env`` (what both tasks
 share), ``pick`` and ``reach`` (the tasks), ``scripted`` (IK-based scripted policies for tests,
-demonstrations and reward-model data).
+demonstrations and reward-model data), ``progress_scene`` (the pick's rollouts for reward-model data sets).
 """
