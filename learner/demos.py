@@ -1,6 +1,6 @@
 """Demonstrations for SAC/RLPD from disk: intervene sessions and saved buffer files, in one DemoBuffer.
 
-A source is a session root (``meta/info.json``, see actors/SESSIONS.md), a ``.npz`` buffer file
+A source is a session root (a LeRobotDataset v3.0 or v2.1, see actors/SESSIONS.md), a ``.npz`` buffer file
 (``striata.learner.replay`` format) or a folder of them. Each is checked against the task before anything is
 trained: its observation (the key the networks read, ``sac.obs_key``, or a session's only
 observation key) and its actions must have the task's shapes; a mismatch is a ``DemoError`` naming

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,13 @@ from rich.console import Console
 
 console = Console(stderr=True)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class SessionFormat(StrEnum):
+    """LeRobotDataset formats a session is written in (actors/SESSIONS.md)."""
+
+    v3_0 = "v3.0"  # LeRobot 0.4 and later
+    v2_1 = "v2.1"  # LeRobot before 0.4
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +42,10 @@ def intervene(
         Path | None,
         typer.Option(help="session folder to record into; default: RUN_DIR/sessions (none for an address)"),
     ] = None,
+    session_format: Annotated[
+        SessionFormat,
+        typer.Option(help="LeRobotDataset format of the sessions: v3.0 (LeRobot 0.4+) or v2.1 (older)"),
+    ] = SessionFormat.v3_0,
     actor: Annotated[int, typer.Option(min=0, help="actor to watch first")] = 0,
     env: Annotated[int, typer.Option(min=0, help="env of that actor to watch first")] = 0,
     camera: Annotated[str | None, typer.Option(help="camera to watch; default: the task's first")] = None,
@@ -64,13 +76,22 @@ def intervene(
         if sessions is None and found.run_dir is not None:
             sessions = found.run_dir / "sessions"
         device = SpaceMouse.open() if spacemouse else None
-        hub = Hub(found, actor, env, sessions=sessions, camera=camera, fps=fps, spacemouse=device)
+        hub = Hub(
+            found,
+            actor,
+            env,
+            sessions=sessions,
+            session_format=session_format.value,
+            camera=camera,
+            fps=fps,
+            spacemouse=device,
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if host not in LOOPBACK:
         console.print(f"warning: serving on {host}: anyone who reaches this port can drive the robot")
     console.print(f"console: http://{host}:{port}/  (job {found.description}, actor {actor}, env {env})")
     if sessions is not None:
-        console.print(f"recording sessions into {sessions}")
+        console.print(f"recording sessions into {sessions} (LeRobotDataset {session_format.value})")
     if device is not None:
         console.print(f"SpaceMouse: {device.name}")
     uvicorn.run(create_app(hub), host=host, port=port, log_level="warning")

@@ -11,13 +11,11 @@ from __future__ import annotations
 import shutil
 import time
 
-import av
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from console_job import hil_job, intervene, wait_for
 
-from striata.learner.session_dataset import read_session_episodes
+from striata.learner.session_dataset import read_episode_frames, read_episode_rows, read_session_episodes
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt install chromium)")
@@ -113,7 +111,7 @@ def test_a_person_takes_over_drives_and_labels_success_in_the_browser(tmp_path):
     episodes = [e for e in read_session_episodes(job.run_dir / "sessions") if e["actor_episode"] == episode]
     assert len(episodes) == 1
     saved = episodes[0]
-    rows = pq.read_table(saved["data"]).to_pydict()
+    rows = read_episode_rows(saved).to_pydict()
     flags = np.array(rows["complementary_info.intervention"])
     actions = np.array(rows["action"])
     labels = np.array(rows["complementary_info.human_label"])
@@ -135,6 +133,5 @@ def test_a_person_takes_over_drives_and_labels_success_in_the_browser(tmp_path):
     taken = actions[flags]
     for expected in ([1, 0, 0, -1], [0, 0, 1, 1], [0, 0, 0, -1]):
         assert np.isclose(taken, expected).all(axis=1).any(), (expected, taken)
-    (video_path,) = saved["videos"].values()
-    with av.open(str(video_path)) as video:
-        assert sum(1 for _ in video.decode(video=0)) == len(flags)
+    (camera,) = saved["videos"]
+    assert len(read_episode_frames(saved, camera)) == len(flags)

@@ -29,12 +29,22 @@ PICK_OBS, PICK_ACTIONS = (31,), 4
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory) -> Path:
+def messages() -> list[dict]:
+    return panda_messages(2)
+
+
+def record(root: Path, messages: list[dict], version: str) -> Path:
     """Two real panda_pick episodes (15 + 7 steps) recorded the way the console records them."""
-    root = tmp_path_factory.mktemp("demos") / "session"
-    with SessionWriter(root, task="panda_pick", task_text="pick", fps=10.0, cameras=["front"]) as writer:
-        assert feed(writer, panda_messages(2)) == [0, 1]
+    with SessionWriter(
+        root, task="panda_pick", task_text="pick", fps=10.0, cameras=["front"], version=version
+    ) as writer:
+        assert feed(writer, messages) == [0, 1]
     return root
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, messages) -> Path:
+    return record(tmp_path_factory.mktemp("demos") / "session", messages, "v3.0")
 
 
 def synthetic_session(root: Path, obs_dim: int, action_dim: int, steps: int = 5) -> Path:
@@ -48,7 +58,7 @@ def synthetic_session(root: Path, obs_dim: int, action_dim: int, steps: int = 5)
     return root
 
 
-def test_load_demos_reads_sessions_and_buffer_files_and_checks_shapes(tmp_path, session) -> None:
+def test_load_demos_reads_sessions_and_buffer_files_and_checks_shapes(tmp_path, session, messages) -> None:
     recorded = ReplayBuffer(10)
     recorded.add({
         "obs": np.ones((6, 31), np.float32), "actions": np.zeros((6, 4), np.float32), "rewards": np.ones(6),
@@ -56,14 +66,19 @@ def test_load_demos_reads_sessions_and_buffer_files_and_checks_shapes(tmp_path, 
         "intervention": np.ones(6, bool),
     })  # fmt: skip
     recorded.save(tmp_path / "buffers" / "demo_0.npz")
+    older = record(tmp_path / "v21", messages, "v2.1")  # a session for LeRobot before 0.4
     buffer, sources = load_demos(
-        [session, tmp_path / "buffers"], task="panda_pick", obs_shape=PICK_OBS, action_dim=PICK_ACTIONS,
-        extra_capacity=100,
+        [session, older, tmp_path / "buffers"], task="panda_pick", obs_shape=PICK_OBS,
+        action_dim=PICK_ACTIONS, extra_capacity=100,
     )  # fmt: skip
-    assert [(s.kind, s.episodes, s.transitions) for s in sources] == [("session", 2, 22), ("buffer", 0, 6)]
-    assert len(buffer) == 28 and buffer.capacity == 128
+    assert [(s.kind, s.episodes, s.transitions) for s in sources] == [
+        ("session", 2, 22), ("session", 2, 22), ("buffer", 0, 6)
+    ]  # fmt: skip
+    assert len(buffer) == 50 and buffer.capacity == 150
     stored = buffer.transitions()
-    assert stored["obs"].shape == (28, 31) and stored["intervention"][:22].sum() == 11
+    assert stored["obs"].shape == (50, 31) and stored["intervention"][:44].sum() == 22
+    for field in ("obs", "actions", "rewards", "next_obs", "terminated", "intervention"):
+        np.testing.assert_array_equal(stored[field][:22], stored[field][22:44], err_msg=field)
 
     short = synthetic_session(tmp_path / "short", obs_dim=18, action_dim=4)
     with pytest.raises(DemoError) as error:

@@ -110,6 +110,7 @@ class Hub:
         actor_id: int = 0,
         env: int = 0,
         sessions: Path | None = None,
+        session_format: str = "v3.0",
         camera: str | None = None,
         fps: float | None = None,
         spacemouse: SpaceMouse | None = None,
@@ -118,6 +119,7 @@ class Hub:
         self.port: Port = job.port(actor_id)
         self.env = env
         self.sessions = sessions
+        self.session_format = session_format
         self.camera = camera
         self.fps = fps
         self.spacemouse = spacemouse
@@ -422,7 +424,9 @@ class Hub:
             await self._close_recorder_locked()
             if self.job.finished:
                 return
-            self.recorder = SessionRecorder(self.sessions, welcome, self.camera, self._saved, self._notice)
+            self.recorder = SessionRecorder(
+                self.sessions, welcome, self.camera, self._saved, self._notice, self.session_format
+            )
 
     async def _close_recorder(self) -> None:
         async with self._recorder_lock:

@@ -1,10 +1,14 @@
-"""Recording what the console watches: every whole episode of the watched env goes to a session on disk
-(``striata.learner.session_dataset.SessionWriter``, layout in actors/SESSIONS.md).
+"""Recording what the console watches: every episode of the watched env goes to a session on disk
+(``striata.learner.session_dataset.SessionWriter``, layout in actors/SESSIONS.md), in LeRobot's format v3.0
+or v2.1.
 
 Writing an episode encodes its video, so the writer runs on one worker thread (calls stay in order)
-and the console's event loop never waits on the disk. The episode that is under way when watching
-starts is skipped: a session holds episodes from their first step. One recorder serves one stream
-(one connection to a port): a restarted actor numbers its episodes anew, so it gets a new recorder.
+and the console's event loop never waits on the disk. Every step the console receives is recorded: the
+episode under way when watching starts is saved from its first step seen, and its metadata says how many
+steps came before (``first_t``, ``missed_steps``); one a person acted in that is still under way when
+watching stops is saved as far as it came. So no episode a person took over is left out.
+One recorder serves one stream (one connection to a port): a restarted actor numbers its episodes anew,
+so it gets a new recorder.
 """
 
 from __future__ import annotations
@@ -29,15 +33,13 @@ class SessionRecorder:
         camera: str | None,
         on_saved: Callable[[dict[str, Any], int], None],
         on_failed: Callable[[str], None],
+        version: str = "v3.0",
     ) -> None:
         self.root = root
         self.on_saved = on_saved
         self.on_failed = on_failed
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-writer")
         self._loop = asyncio.get_running_loop()
-        # (env, episode) of episodes seen from their first step, and each env's latest episode.
-        self._recording: set[tuple[int, int]] = set()
-        self._current: dict[int, int] = {}
         self.failed = False
         cameras = [camera] if camera else list(welcome.get("cameras") or [])[:1]
         control_dt = float(welcome.get("control_dt") or 0.1)
@@ -48,30 +50,17 @@ class SessionRecorder:
             welcome.get("task_text", ""),
             1.0 / control_dt,
             cameras,
+            version,
         )
         self._writer.add_done_callback(self._check)
 
     def step(self, message: dict[str, Any]) -> None:
-        env, episode = int(message["env"]), int(message["episode"])
-        key = (env, episode)
-        if self._current.get(env) != episode:
-            # An env's first episode in this stream is whole only if it starts here; later ones are.
-            if env in self._current or int(message["t"]) == 0:
-                self._recording.add(key)
-            self._current[env] = episode
-        if key in self._recording:
-            self._submit("add_step", message)
+        self._submit("add_step", message)
 
     def frame(self, message: dict[str, Any]) -> None:
-        env = int(message["env"])
-        if (env, message.get("episode", self._current.get(env))) in self._recording:
-            self._submit("add_frame", message)
+        self._submit("add_frame", message)
 
     def episode_end(self, message: dict[str, Any]) -> None:
-        key = (int(message["env"]), int(message["episode"]))
-        if key not in self._recording:
-            return
-        self._recording.discard(key)
         future = self._submit("end_episode", message)
         if future is None:
             return
@@ -97,7 +86,7 @@ class SessionRecorder:
             self._loop.call_soon_threadsafe(self.on_failed, f"session recording stopped: {exc}")
 
     async def close(self) -> None:
-        """Finish the meta files; episodes that did not end are dropped by the writer."""
+        """Close the writer: of the episodes that did not end, it saves those a person acted in."""
 
         def finish() -> None:
             if self._writer.exception() is None:
@@ -109,7 +98,8 @@ class SessionRecorder:
             self._executor.shutdown(wait=True)
 
 
-def _open_writer(root: Path, task: str, task_text: str, fps: float, cameras: list[str]):
+def _open_writer(root: Path, task: str, task_text: str, fps: float, cameras: list[str], version: str):
+    # Imported here: pyarrow and PyAV load only in a console that records (not one on a robot's address).
     from striata.learner.session_dataset import SessionWriter
 
-    return SessionWriter(root, task=task, task_text=task_text, fps=fps, cameras=cameras)
+    return SessionWriter(root, task=task, task_text=task_text, fps=fps, cameras=cameras, version=version)
