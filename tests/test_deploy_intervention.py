@@ -25,7 +25,7 @@ from striata.deploy.robot import JointCommand
 from striata.deploy.safety import SafetyConfig
 from striata.deploy.sim_robot import SimRobot
 from striata.learner.export import make_session, read_metadata
-from striata.learner.session_dataset import SessionWriter, load_session_transitions
+from striata.learner.session_dataset import SessionWriter, load_session_transitions, read_session_episodes
 
 
 class ObservedSim(SimRobot):
@@ -230,9 +230,18 @@ def test_takeover_of_a_deployed_robot_goes_through_the_bridge(
                 writer.add_step(message)
             elif message["type"] == "episode_end" and message["episode"] == labelled["episode"]:
                 assert writer.end_episode(message) == 0
+    # The labelled episode whole; the next one, in which the person was still acting at its first step,
+    # is kept too, unfinished (``ended`` false), since the console stopped before its end.
+    first, *rest = read_session_episodes(tmp_path / "session")
+    assert (
+        first["length"] == labelled["t"] + 1
+        and first["ended"]
+        and first["interventions"] == ended["interventions"]
+    )
+    assert all(not episode["ended"] for episode in rest)
     loaded = load_session_transitions(tmp_path / "session")  # what `striata train --demos` reads
-    assert len(loaded["actions"]) == labelled["t"] + 1
-    assert int(loaded["intervention"].sum()) == ended["interventions"]
+    assert len(loaded["actions"]) == sum(episode["length"] for episode in [first, *rest])
+    assert int(loaded["intervention"].sum()) == sum(episode["interventions"] for episode in [first, *rest])
 
 
 def test_intervene_address_must_be_loopback_unless_allowed(g1_policy: Path) -> None:
