@@ -55,8 +55,12 @@ def _hold_command(joint_names: list[str]) -> JointCommand:
 def test_round_trip_state_in_crc_valid_commands_out_in_policy_order() -> None:
     policy_order = list(np.random.default_rng(1).permutation(G1_JOINT_NAMES))
     with SimulatedG1(DOMAIN_ROUND_TRIP, mode_machine=7) as sim:
+        # What goes in and out, not how fast: a loaded machine may pause the simulated G1 for 100 ms
+        # (the state timeout has its own test below).
         backend = UnitreeG1Backend(
-            UnitreeG1Config(domain_id=DOMAIN_ROUND_TRIP, interface="lo", joint_names=policy_order)
+            UnitreeG1Config(
+                domain_id=DOMAIN_ROUND_TRIP, interface="lo", joint_names=policy_order, state_timeout_ms=2000
+            )
         )
         try:
             assert backend.joint_names == policy_order
