@@ -84,9 +84,12 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address is None:
+        # Ray starts workers at nice 15: beside any other busy process the actors got ~4% of a core each
+        # (issue 21) and a restarted actor took minutes to build its envs. The run's own processes are
+        # the job here, so they run at the driver's priority.
         ray.init(
             num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1",
-            configure_logging=False,
+            configure_logging=False, _system_config={"worker_niceness": 0},
         )  # fmt: skip
     elif RAY_JOB_ENV in os.environ:
         # A job's driver (striata launch): the job's runtime env already carries these variables.

@@ -33,9 +33,18 @@ class Cluster:
 
 
 def cluster_env() -> dict[str, str]:
-    """Environment of every process that talks to the cluster (this venv's python first on PATH)."""
+    """Environment of every process that talks to the cluster (this venv's python first on PATH).
+
+    The nodes start their workers at nice 0 (``RAY_worker_niceness``), as docs/cluster.md advises for
+    nodes shared with other work: at Ray's default 15 the actors starve beside any busy process."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "PATH": path}
+    return {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_worker_niceness": "0",
+        "PATH": path,
+    }
 
 
 @contextmanager
