@@ -364,8 +364,10 @@ class Training(RunLoop):
                         last_status = now
                     progress.update(bar, completed=min(self.counters.env_steps, config.total_env_steps),
                                     info=self._progress_info(now - start))  # fmt: skip
-            self._evaluate()
+            # Checkpoint before the final evaluation: a stop that also reached the local Ray head
+            # (a SIGTERM to the whole process group) can end this process during the evaluation.
             self._checkpoint()
+            self._evaluate()
         finally:
             self.restore_signals(previous)
             self._write_status(pool)

@@ -85,8 +85,8 @@ class DeviceTraining(RunLoop):
                     rate = (self.counters.env_steps - began_steps) / max(now - began_at, 1e-9)
                     done = min(self.counters.env_steps, config.total_env_steps)
                     progress.update(bar, completed=done, info=self._progress_info(rate))
-            self._evaluate()
             self._checkpoint()
+            self._evaluate()
         finally:
             self.restore_signals(previous)
             self.writer.close()

@@ -133,7 +133,7 @@ def test_killed_reward_server_costs_labels_not_the_run(tmp_path: Path) -> None:
         statuses = resumed["reward_model"]["label_statuses"]
         assert statuses.get("dropped", 0) + statuses.get("late", 0) > 0, statuses
         assert resumed["reward_model"]["server_pid"] != first["reward_model"]["server_pid"]
-        os.killpg(proc.pid, signal.SIGTERM)  # a graceful stop: final evaluation, checkpoint, summary
+        proc.send_signal(signal.SIGTERM)  # a graceful stop: checkpoint, final evaluation, summary
         code = _finish(proc, 120)
     finally:
         if proc.poll() is None:
