@@ -157,6 +157,7 @@ def register(bridge_app: typer.Typer) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
         from striata.deploy.bridge_server import BridgeConfigError
         from striata.deploy.gain_stability import UnstableGainsError
+        from striata.deploy.realtime import request_realtime
         from striata.deploy.unitree.backend import G1ConnectionError, UnitreeG1Backend, UnitreeG1Config
         from striata.deploy.unitree.dds import DdsConfigError, cyclonedds_config, read_config_file
         from striata.deploy.unitree.hg_idl import LOWSTATE_TOPIC
@@ -175,6 +176,10 @@ def register(bridge_app: typer.Typer) -> None:
             limits = _sim_gain_limits(sim_model, sim_timestep, sim_state_lag_steps, config.joint_names)
             xml = config.dds_config_xml or cyclonedds_config(config.interface, config.peers)
             typer.echo(f"[bridge] DDS config (domain {domain_id}):\n{xml}", err=True)
+            if realtime:
+                # Before the DDS participant exists: its receive threads inherit this thread's scheduling,
+                # and a starved receive thread loses rt/lowstate as surely as a starved loop would.
+                typer.echo(f"[bridge] scheduling: {request_realtime()}", err=True)
             backend = UnitreeG1Backend(config, gain_limits=limits)
             typer.echo(f"[bridge] first {LOWSTATE_TOPIC} after {backend.connect_s:.3f} s", err=True)
             stats = _serve(

@@ -1,6 +1,6 @@
 """Unitree's own G1 simulator (unitree_mujoco's simulate_python), run headless as a DDS peer for tests.
 
-    python tests/vendor_g1_driver.py --domain-id 57 [--timestep 0.005] [--band-length 0.8]
+    python tests/vendor_g1_driver.py --domain-id 57 [--timestep 0.005] [--band-length 0.8] [--realtime]
 
 The vendor's code runs unchanged, as its README in ../shared/vendor says: its ``config`` module is
 set the way a user edits config.py (robot g1, the 29-DoF scene, the domain, ``lo``, elastic band on,
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -40,6 +41,8 @@ VENDOR = Path(__file__).resolve().parents[2] / "shared" / "vendor"
 SIMULATE_PYTHON = VENDOR / "unitree_mujoco" / "simulate_python"
 SCENE = VENDOR / "unitree_mujoco" / "unitree_robots" / "g1" / "scene_29dof.xml"
 SDK = VENDOR / "unitree_sdk2_python"
+# Below the bridge and the controller (50): the peers that keep real time come first.
+SIM_FIFO_PRIORITY = 40
 
 
 @dataclass
@@ -95,7 +98,16 @@ def main() -> None:
     parser.add_argument("--domain-id", type=int, required=True)
     parser.add_argument("--timestep", type=float, default=0.005, help="s; the vendor's config.py: 0.005")
     parser.add_argument("--band-length", type=float, default=0.8, help="m of the vendor's ElasticBand")
+    parser.add_argument(
+        "--realtime", action="store_true", help="run the simulator at SCHED_FIFO, as `chrt -f 40` would"
+    )
     args = parser.parse_args()
+    if args.realtime:
+        # Before any thread starts, so that the vendor's physics and DDS threads inherit it.
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(SIM_FIFO_PRIORITY))
+        except OSError as exc:
+            print(f"vendor_g1_driver: normal priority ({exc})", file=sys.stderr, flush=True)
 
     sys.path[:0] = [str(SIMULATE_PYTHON), str(SDK)]
     import config  # the vendor's simulate_python/config.py, set as a user would edit it
