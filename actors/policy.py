@@ -1,4 +1,8 @@
-"""The actors' copy of the policy: built on CPU from the algorithm's config, fed weights by version."""
+"""The actors' copy of the policy: built on CPU from the algorithm's config, fed weights by version.
+
+A SAC policy with ``sac.cameras`` runs the learner's image encoder (its weights come with the actor's in
+every version) on the camera frames of the actor's dict observations, as the learner does.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 from striata.learner.config import PPOConfig, SACConfig
 from striata.learner.ppo import PPO
 from striata.learner.sac import SAC
-from striata.learner.trainer import ppo_input_dims, sac_input_dim
+from striata.learner.trainer import ppo_input_dims, sac_cameras, sac_input_dim
 
 
 class ActingPolicy(Protocol):
@@ -42,7 +46,7 @@ class PPOPolicy:
 
 class SACPolicy:
     def __init__(self, cfg: SACConfig, obs: Any, action_dim: int) -> None:
-        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim, device="cpu")
+        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim, device="cpu", cameras=sac_cameras(cfg, obs))
 
     def load(self, weights: dict[str, np.ndarray]) -> None:
         self.algo.load_policy_state(weights)

@@ -129,6 +129,22 @@ TASKS: dict[str, TaskEntry] = {
             "striata/PandaReach-v0",
             "Franka Panda moves its gripper to a random target",
         ),
+        TaskEntry(
+            "so101_pick",
+            "striata.envs.tasks.so101.pick",
+            "So101PickEnv",
+            "So101PickConfig",
+            "striata/So101Pick-v0",
+            "SO-101 arm lifts a 2.5 cm cube from the table (servo position targets)",
+        ),
+        TaskEntry(
+            "so101_reach",
+            "striata.envs.tasks.so101.reach",
+            "So101ReachEnv",
+            "So101ReachConfig",
+            "striata/So101Reach-v0",
+            "SO-101 arm moves its gripper to a random target (servo position targets)",
+        ),
     )
 }
 

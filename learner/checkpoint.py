@@ -4,10 +4,12 @@
 writes, in this order: each replay buffer beside the checkpoint as ``<path>.<name>.npz`` (see
 ``buffer_path``), then ``path`` itself (``torch.save`` of plain tensors, numbers and strings):
 ``algo.state_dict()`` (model, optimiser(s), normalisers, learning rate, counters, the algorithm's own
-RNG streams), the process-wide RNG states (torch CPU and CUDA, numpy's legacy global, Python's
-``random``) and ``extra`` (the launcher's counters; plain values only). Every file is written to a
-temporary file and renamed over the old one, so a crash leaves a complete previous checkpoint; the
-checkpoint file is written last, so a complete checkpoint never points at missing buffers.
+RNG streams; a pixel SAC's image encoder and target encoder too), the process-wide RNG states (torch
+CPU and CUDA, numpy's legacy global, Python's ``random``) and ``extra`` (the launcher's counters; plain
+values only). Every file is written to a temporary file and renamed over the old one, so a crash leaves
+a complete previous checkpoint; the checkpoint file is written last, so a complete checkpoint never
+points at missing buffers. A pixel SAC's buffers hold its camera frames as uint8, uncompressed: a
+buffer's file is about its size in memory (``sac.replay_memory_gb`` bounds the online one).
 
 ``load_checkpoint(path, algo)`` restores ``algo`` and the global RNGs and returns the ``extra``
 dict and the buffers. It loads with ``torch.load(..., weights_only=True)`` only: a checkpoint

@@ -10,13 +10,22 @@ Every model forbids unknown keys, so a typo in a YAML file fails with the key's 
   lr 3e-4, tau 0.005, gamma 0.97, batch 256 drawn 50/50 from online and demo data, UTD 2,
   initial temperature 0.1 (between HIL-SERL's 0.01 and RLPD's 1.0), target entropy -|A|.
   RLPD proper: ``ensemble_size=10, num_min_qs=2``; HIL-SERL's own runs: ``backup_entropy=False``.
+  Image observations (``cameras``, off by default): DrQ's recipe, see ``striata.learner.encoders``:
+  one conv encoder per camera (``EncoderConfig``: four 3x3 stride-2 convs of 32 channels, then 50
+  features through LayerNorm and tanh), random-shift augmentation by ``image_pad`` = 4 pixels.
+
+Replay memory: a transition stores ``obs`` and ``next_obs`` in full, so it costs
+``2 * (4 * state_dim + sum over cameras of H * W * C) + 4 * action_dim + 6`` bytes (frames as uint8,
+floats as float32). One 64x64 RGB camera with Panda reach's 23-wide state: 24,782 bytes, so 100,000
+transitions take 2.5 GB; the learner refuses a ``learner.replay_capacity`` whose buffer would exceed
+``sac.replay_memory_gb``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Activation = Literal["elu", "relu", "tanh", "silu", "gelu", "leaky_relu"]
 
@@ -111,6 +120,29 @@ def _sac_critic() -> NetworkConfig:
     return NetworkConfig(hidden=[256, 256], activation="relu", layer_norm=True)
 
 
+class LearnerSetupError(ValueError):
+    """A learner config this env's observations cannot serve (a camera it lacks, a replay too big for the
+    memory budget): one line naming the setting, its value and what the env has."""
+
+
+# Names a camera may not take: they are the exported ONNX policy's other input and its output.
+_RESERVED_INPUT_NAMES = ("obs", "actions")
+
+
+class EncoderConfig(StrictModel):
+    """One camera's conv encoder (DrQ / SERL): a 3x3 conv of ``channels[i]`` outputs, stride 2 and ReLU
+    per entry, then a linear projection to ``feature_dim`` with LayerNorm and tanh."""
+
+    channels: list[int] = Field(default_factory=lambda: [32, 32, 32, 32], min_length=1)
+    feature_dim: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> EncoderConfig:
+        if any(size < 1 for size in self.channels):
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
+        return self
+
+
 class SACConfig(StrictModel):
     actor: NetworkConfig = Field(default_factory=NetworkConfig)
     critic: NetworkConfig = Field(default_factory=_sac_critic)
@@ -131,11 +163,40 @@ class SACConfig(StrictModel):
     log_std_max: float = 2.0
     max_grad_norm: float | None = Field(default=None, gt=0)
     obs_key: str = Field(default="state", description="key of the networks' input when obs is a dict")
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="observation keys of uint8 [N, H, W, C] camera frames the networks also see (an encoder "
+        "each, features beside the state vector); empty: state only",
+    )
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    image_pad: int = Field(
+        default=4, ge=0, description="random-shift augmentation (DrQ): pad frames by this many pixels, crop "
+        "back at a random offset; 0: off",
+    )  # fmt: skip
+    replay_memory_gb: float = Field(
+        default=8.0, gt=0, description="largest online replay buffer in GB (1e9 bytes), checked at startup "
+        "from the bytes a transition costs",
+    )  # fmt: skip
     device: str = "auto"
     seed: int = 0
 
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names(cls, cameras: list[str]) -> list[str]:
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras must be distinct, got {cameras}")
+        for name in cameras:
+            # Camera names name encoder modules and ONNX inputs: identifiers, and not the other inputs.
+            if not name.isidentifier() or name in _RESERVED_INPUT_NAMES:
+                raise ValueError(
+                    f"camera {name!r} must be an identifier other than {', '.join(_RESERVED_INPUT_NAMES)}"
+                )
+        return cameras
+
     @model_validator(mode="after")
     def _subset(self) -> SACConfig:
+        if self.obs_key in self.cameras:
+            raise ValueError(f"obs_key {self.obs_key!r} is the state vector; it cannot be one of cameras")
         if self.num_min_qs > self.ensemble_size:
             raise ValueError(f"num_min_qs {self.num_min_qs} must be <= ensemble_size {self.ensemble_size}")
         if self.log_std_min >= self.log_std_max:

@@ -9,6 +9,16 @@ controller the joint order, gains, rates and observation layout it was trained w
 policy's reference motion goes in a side file ``<stem>.motion.npz`` named, with its SHA-256, in
 the metadata (``load_motion`` checks it). The export ends with a parity check: the largest
 |torch - onnxruntime| difference on random and on recorded observations.
+
+A SAC policy that sees cameras (``sac.cameras``) has one more input per camera, named after the camera
+(``SACConfig`` keeps those names apart from ``obs`` and ``actions``), in ``sac.cameras`` order after
+``obs``: uint8 [B, H, W, C] frames (NHWC, RGB), exactly as the env renders them; the conv encoder,
+its ``x / 255 - 0.5`` scaling and the NHWC -> NCHW transpose are inside the graph. The metadata then
+says so: ``cameras`` (names in input order), ``camera_sizes`` ([H, W, C] each), ``camera_dtype``
+("uint8") and ``camera_layout`` ("NHWC"); a state-only policy's file has none of these keys (they
+read back as None). ``policy_inputs(algo, obs)`` picks from an env observation what the exported policy
+reads (the ``obs`` array, or a dict of ``obs`` and the frames keyed by input name: an onnxruntime
+feed), ``stack_inputs`` joins steps of them into the ``recorded_obs`` of ``export_policy``.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +40,7 @@ if TYPE_CHECKING:  # torch is imported where a policy is exported, not where one
 METADATA_FORMAT = 1
 PARITY_TOLERANCE = 1e-5
 MOTION_ARRAYS = ("joint_pos", "joint_vel", "anchor_pos_w", "anchor_quat_w")
+CAMERA_FIELDS = ("cameras", "camera_sizes", "camera_dtype", "camera_layout")
 
 
 class PolicyArtifactError(ValueError):
@@ -64,9 +76,15 @@ class PolicyMetadata(BaseModel):
     motion_file: str | None = None
     motion_sha256: str | None = None
     motion_fps: float | None = None
+    cameras: list[str] | None = None
+    camera_sizes: list[list[int]] | None = None
+    camera_dtype: Literal["uint8"] | None = None
+    camera_layout: Literal["NHWC"] | None = None
 
     def to_props(self) -> dict[str, str]:
-        return {key: json.dumps(value) for key, value in self.model_dump().items()}
+        # A state-only policy's file carries no camera keys at all: it is the file it was before cameras.
+        unused = {key for key in CAMERA_FIELDS if getattr(self, key) is None}
+        return {key: json.dumps(value) for key, value in self.model_dump(exclude=unused).items()}
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> PolicyMetadata:
@@ -97,12 +115,44 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
+PolicyInputs = np.ndarray | dict[str, np.ndarray]  # ``obs``, or ``obs`` and frames by ONNX input name
+
+
+def policy_cameras(algo: Any) -> dict[str, tuple[int, int, int]]:
+    """The exported policy's camera inputs: (H, W, C) by name, in input order; empty for state-only."""
+    encoder = getattr(algo, "encoder", None)
+    if encoder is None:
+        return {}
+    return {name: encoder.encoders[name].shape for name in encoder.cameras}
+
+
+def policy_inputs(algo: Any, obs: Any) -> PolicyInputs:
+    """What the exported policy of ``algo`` reads from an env observation ``obs`` (batched)."""
+    from striata.learner.ppo import PPO
+
+    key = algo.cfg.actor_obs_key if isinstance(algo, PPO) else algo.cfg.obs_key
+    state = obs[key] if isinstance(obs, dict) else obs
+    cameras = policy_cameras(algo)
+    if not cameras:
+        return state
+    return {"obs": state, **{name: obs[name] for name in cameras}}
+
+
+def stack_inputs(steps: list[PolicyInputs]) -> PolicyInputs:
+    """``policy_inputs`` of several steps joined along the batch axis (recorded observations)."""
+    first = steps[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([step[key] for step in steps]) for key in first}  # type: ignore[index]
+    return np.concatenate(steps)
+
+
 def policy_module(algo: Any) -> nn.Module:
-    """The deployable policy of a PPO or SAC learner, on the CPU in eval mode: obs -> actions."""
+    """The deployable policy of a PPO or SAC learner, on the CPU in eval mode: obs (, frames) -> actions."""
     import copy
 
     import torch
 
+    from striata.learner.encoders import frames_to_float
     from striata.learner.ppo import PPO
     from striata.learner.sac import SAC
 
@@ -117,8 +167,22 @@ def policy_module(algo: Any) -> nn.Module:
             mean, _ = self.actor.net(obs).chunk(2, dim=-1)
             return torch.tanh(mean)
 
+    class DeterministicPixelActor(torch.nn.Module):
+        """SAC's actor on its encoder's features of uint8 NHWC frames (one argument per camera)."""
+
+        def __init__(self, encoder: torch.nn.Module, actor: torch.nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.actor = DeterministicActor(actor)
+
+        def forward(self, obs: torch.Tensor, *frames: torch.Tensor) -> torch.Tensor:
+            views = {name: frames_to_float(f) for name, f in zip(self.encoder.cameras, frames, strict=True)}
+            return self.actor(self.encoder(obs, views))
+
     if isinstance(algo, PPO):
         module = copy.deepcopy(algo.model)
+    elif isinstance(algo, SAC) and algo.encoder is not None:
+        module = DeterministicPixelActor(copy.deepcopy(algo.encoder), copy.deepcopy(algo.actor))
     elif isinstance(algo, SAC):
         module = DeterministicActor(copy.deepcopy(algo.actor))
     else:
@@ -135,7 +199,7 @@ def export_policy(
     algo: Any,
     metadata: PolicyMetadata,
     path: str | Path,
-    recorded_obs: np.ndarray | None = None,
+    recorded_obs: PolicyInputs | None = None,
     motion: dict[str, np.ndarray] | None = None,
     seed: int = 0,
 ) -> ParityReport:
@@ -155,24 +219,40 @@ def export_policy(
         metadata = metadata.model_copy(
             update={"motion_file": side.name, "motion_sha256": hashlib.sha256(side.read_bytes()).hexdigest()}
         )
-    example = torch.zeros(2, metadata.obs_dim)
+    cameras = policy_cameras(algo)
+    if cameras:
+        metadata = metadata.model_copy(
+            update={
+                "cameras": list(cameras),
+                "camera_sizes": [list(shape) for shape in cameras.values()],
+                "camera_dtype": "uint8",
+                "camera_layout": "NHWC",
+            }
+        )
+    batch = torch.export.Dim("batch")
+    inputs = {"obs": torch.zeros(2, metadata.obs_dim)}
+    inputs.update({name: torch.zeros(2, *shape, dtype=torch.uint8) for name, shape in cameras.items()})
     # The exporter logs a warning per optional torchvision op it cannot register; none is used here.
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
     onnx_logger.setLevel(logging.ERROR)
     try:
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=["obs"],
-            output_names=["actions"],
-            dynamic_shapes={"obs": {0: torch.export.Dim("batch")}},
-            opset_version=18,
-            dynamo=True,
-            external_data=False,  # one self-contained file: weights inside, no .onnx.data beside it
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            # With cameras all inputs share the batch axis; the exporter says it keeps one name for it.
+            warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+            torch.onnx.export(
+                module,
+                tuple(inputs.values()),
+                str(path),
+                input_names=list(inputs),
+                output_names=["actions"],
+                # forward(obs, *frames): the frames' shapes go as one tuple, the varargs' structure.
+                dynamic_shapes=({0: batch}, tuple({0: batch} for _ in cameras)) if cameras else ({0: batch},),
+                opset_version=18,
+                dynamo=True,
+                external_data=False,  # one self-contained file: weights inside, no .onnx.data beside it
+                verbose=False,
+            )
     finally:
         onnx_logger.setLevel(level)
     model = onnx.load(str(path))
@@ -181,29 +261,46 @@ def export_policy(
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    return parity_check(module, path, metadata.obs_dim, recorded_obs, seed)
+    return parity_check(module, path, metadata.obs_dim, recorded_obs, seed, cameras)
 
 
 def parity_check(
-    module: nn.Module, path: str | Path, obs_dim: int, recorded_obs: np.ndarray | None, seed: int = 0
+    module: nn.Module,
+    path: str | Path,
+    obs_dim: int,
+    recorded_obs: PolicyInputs | None,
+    seed: int = 0,
+    cameras: dict[str, tuple[int, int, int]] | None = None,
 ) -> ParityReport:
-    """Largest |torch - onnxruntime| action difference on random and recorded observations."""
+    """Largest |torch - onnxruntime| action difference on random and recorded observations.
+
+    ``cameras`` (H, W, C by input name) are the policy's frame inputs: random frames are uniform uint8.
+    """
     import torch
 
+    cameras = cameras or {}
     session = make_session(path)
     rng = np.random.default_rng(seed)
-    random_obs = rng.normal(size=(256, obs_dim)).astype(np.float32) * 2.0
+    random_inputs = {"obs": rng.normal(size=(256, obs_dim)).astype(np.float32) * 2.0}
+    random_inputs.update(
+        {name: rng.integers(0, 256, size=(256, *shape), dtype=np.uint8) for name, shape in cameras.items()}
+    )
 
-    def diff(obs: np.ndarray) -> float:
+    def diff(inputs: dict[str, np.ndarray]) -> float:
         with torch.inference_mode():
-            expected = module(torch.from_numpy(obs)).numpy()
-        got = session.run(["actions"], {"obs": obs})[0]
+            expected = module(*(torch.from_numpy(array) for array in inputs.values())).numpy()
+        got = session.run(["actions"], inputs)[0]
         return float(np.abs(expected - got).max())
 
-    recorded = None
-    if recorded_obs is not None and len(recorded_obs):
-        recorded = diff(np.ascontiguousarray(recorded_obs, dtype=np.float32).reshape(-1, obs_dim))
-    return ParityReport(diff(random_obs), recorded, 0 if recorded_obs is None else len(recorded_obs))
+    recorded, samples = None, 0
+    if recorded_obs is not None:
+        given = recorded_obs if isinstance(recorded_obs, dict) else {"obs": recorded_obs}
+        samples = len(given["obs"])
+        if samples:
+            inputs = {"obs": np.ascontiguousarray(given["obs"], dtype=np.float32).reshape(-1, obs_dim)}
+            inputs.update({name: np.ascontiguousarray(given[name], dtype=np.uint8) for name in cameras})
+            recorded = diff(inputs)
+    return ParityReport(diff(random_inputs), recorded, samples)
 
 
 def make_session(path: str | Path) -> Any:

@@ -18,6 +18,19 @@ Actor side: ``SAC(cfg.model_copy(update={"device": "cpu", "seed": s}), obs_dim, 
 ``load_policy_state(weights)``, then ``actions = sac.act(obs)`` (numpy [N, A] in (-1, 1)) and
 ``builder.add(obs, actions, ..., policy_version=sac.version)``. Dict observations are read at
 ``cfg.obs_key`` (e.g. ``"state"``).
+
+Pixels (DrQ, as SERL/HIL-SERL train from cameras): with ``cfg.cameras``, ``SAC(cfg, obs_dim, action_dim,
+cameras={"front": (64, 64, 3)})`` adds a ``PixelEncoder`` (learner/encoders.py) whose features go beside
+the state vector into the actor and the critics. Where gradients flow:
+
+- the critic loss trains the encoder (it is in the critic's optimiser), on frames of ``obs`` and
+  ``next_obs`` each shifted at random (``random_shift``, ``cfg.image_pad``) every time a batch is drawn;
+- the actor reads the encoder's features detached: its loss moves the actor only;
+- the target critics read a target encoder, Polyak-averaged with the same ``tau`` (DrQ);
+- acting and evaluation run the encoder on unshifted frames, and ``policy_state()`` carries its
+  weights (keys ``encoder.*``) beside the actor's, so actors run the same encoder.
+
+Without cameras nothing of this exists and SAC is exactly the state-only learner.
 """
 
 from __future__ import annotations
@@ -32,16 +45,35 @@ from torch import nn
 
 from striata.learner.config import SACConfig
 from striata.learner.device import resolve_device
+from striata.learner.encoders import CameraShapes, PixelEncoder, frames_to_float, random_shift
 from striata.learner.networks import CriticEnsemble, TanhGaussianActor
 from striata.learner.replay import ReplayBuffer
+
+_ENCODER = "encoder."  # prefix of the encoder's weights in policy_state()
+
+
+@torch.no_grad()
+def _polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- target + tau (online - target), parameter by parameter."""
+    for target_param, param in zip(target.parameters(), online.parameters(), strict=True):
+        target_param.lerp_(param, tau)
 
 
 class SAC:
     """SAC/RLPD learner and, on actors, the acting policy copy (see the module docstring)."""
 
     def __init__(
-        self, cfg: SACConfig, obs_dim: int, action_dim: int, device: str | torch.device | None = None
+        self,
+        cfg: SACConfig,
+        obs_dim: int,
+        action_dim: int,
+        device: str | torch.device | None = None,
+        cameras: CameraShapes | None = None,
     ) -> None:
+        """``obs_dim``: width of the state vector; ``cameras``: (H, W, C) of each of ``cfg.cameras``."""
+        cameras = dict(cameras or {})
+        if list(cameras) != list(cfg.cameras):
+            raise ValueError(f"sac.cameras is {cfg.cameras}; frame shapes given for {list(cameras)}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.obs_dim = obs_dim
@@ -50,18 +82,29 @@ class SAC:
         # checkpoints restore exactly these, and actors seeded apart never share noise.
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
+        self.encoder: PixelEncoder | None = None
+        self.target_encoder: PixelEncoder | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.actor = TanhGaussianActor(obs_dim, action_dim, cfg.actor, cfg.log_std_min, cfg.log_std_max)
-            self.critic = CriticEnsemble(obs_dim, action_dim, cfg.ensemble_size, cfg.critic)
+            width = obs_dim
+            if cameras:
+                self.encoder = PixelEncoder(cameras, cfg.encoder).to(self.device)
+                width += self.encoder.feature_dim
+            self.actor = TanhGaussianActor(width, action_dim, cfg.actor, cfg.log_std_min, cfg.log_std_max)
+            self.critic = CriticEnsemble(width, action_dim, cfg.ensemble_size, cfg.critic)
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        # The encoder learns from the critic's loss only, in the critic's optimiser (DrQ).
+        self._critic_params = list(self.critic.parameters())
+        if self.encoder is not None:
+            self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+            self._critic_params += list(self.encoder.parameters())
         self.log_alpha = torch.tensor(np.log(cfg.init_temperature), dtype=torch.float32, device=self.device)
         self.log_alpha.requires_grad_(True)
         self.target_entropy = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=cfg.critic_lr)
         self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
         self.version = 0
 
@@ -69,12 +112,41 @@ class SAC:
     def alpha(self) -> float:
         return self.log_alpha.detach().exp().item()
 
-    def _obs(self, obs: Any) -> torch.Tensor:
+    def _obs(self, obs: Any, augment: bool = False) -> Any:
+        """The state tensor [B, obs_dim]; with cameras, a dict of it and float NCHW frames per camera.
+
+        ``augment`` shifts every frame at random (training batches; never when acting).
+        """
         if isinstance(obs, dict):
-            if self.cfg.obs_key not in obs:
-                raise KeyError(f"obs has keys {sorted(obs)}, SAC reads {self.cfg.obs_key!r}")
-            obs = obs[self.cfg.obs_key]
-        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            missing = [key for key in (self.cfg.obs_key, *self.cfg.cameras) if key not in obs]
+            if missing:
+                cameras = f" and cameras {self.cfg.cameras}" if self.cfg.cameras else ""
+                raise KeyError(f"obs has keys {sorted(obs)}, SAC reads {self.cfg.obs_key!r}{cameras}")
+            state = obs[self.cfg.obs_key]
+        else:
+            if self.cfg.cameras:
+                raise KeyError(
+                    f"obs is one array; SAC reads {self.cfg.obs_key!r} and cameras {self.cfg.cameras}"
+                )
+            state = obs
+        state = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+        if not self.cfg.cameras:
+            return state
+        pad = self.cfg.image_pad if augment else 0
+        # uint8 to the device (4x fewer bytes than float), float and shifted there.
+        frames = {
+            name: random_shift(
+                frames_to_float(torch.as_tensor(obs[name], device=self.device)), pad, self.generator
+            )
+            for name in self.cfg.cameras
+        }
+        return {self.cfg.obs_key: state, **frames}
+
+    def _input(self, obs: Any, encoder: PixelEncoder | None) -> torch.Tensor:
+        """The networks' input: the state itself, or the state and ``encoder``'s camera features."""
+        if encoder is None:
+            return obs
+        return encoder(obs[self.cfg.obs_key], obs)
 
     def _noise(self, shape: torch.Size) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
@@ -83,7 +155,7 @@ class SAC:
     @torch.inference_mode()
     def act(self, obs: Any, deterministic: bool = False) -> np.ndarray:
         """Actions [N, A] in (-1, 1) (float32 numpy) for env observations [N, ...]."""
-        x = self._obs(obs)
+        x = self._input(self._obs(obs), self.encoder)
         actions, _ = self.actor(
             x, noise=None if deterministic else self._noise((x.shape[0], self.action_dim))
         )
@@ -108,27 +180,33 @@ class SAC:
 
         return {key: join(first[key], second[key]) for key in first}
 
-    def _tensors(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _tensors(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {
-            "obs": self._obs(batch["obs"]),
-            "next_obs": self._obs(batch["next_obs"]),
+            "obs": self._obs(batch["obs"], augment=True),
+            "next_obs": self._obs(batch["next_obs"], augment=True),
             "actions": torch.as_tensor(batch["actions"], dtype=torch.float32, device=self.device),
             "rewards": torch.as_tensor(batch["rewards"], dtype=torch.float32, device=self.device),
             "not_done": torch.as_tensor(~batch["terminated"], dtype=torch.float32, device=self.device),
         }
 
-    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module | None) -> None:
+    def _step(
+        self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter] | None
+    ) -> None:
         optimizer.zero_grad()
         loss.backward()
-        if module is not None and self.cfg.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(module.parameters(), self.cfg.max_grad_norm)
+        if params is not None and self.cfg.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         optimizer.step()
 
-    def _critic_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+    def critic_loss(self, b: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critics' TD loss on a batch of ``_tensors`` and their Q [E, B]."""
         cfg = self.cfg
         with torch.no_grad():
-            next_actions, next_log_prob = self.actor(b["next_obs"], noise=self._noise(b["actions"].shape))
-            next_q = self.target_critic(b["next_obs"], next_actions)
+            # The next action comes from the actor on the online encoder's features, its value from
+            # the target critics on the target encoder's (DrQ).
+            next_x = self._input(b["next_obs"], self.encoder)
+            next_actions, next_log_prob = self.actor(next_x, noise=self._noise(b["actions"].shape))
+            next_q = self.target_critic(self._input(b["next_obs"], self.target_encoder), next_actions)
             subset = torch.randperm(cfg.ensemble_size, generator=self.generator, device=self.device)[
                 : cfg.num_min_qs
             ]
@@ -136,27 +214,36 @@ class SAC:
             if cfg.backup_entropy:
                 next_q = next_q - self.log_alpha.exp() * next_log_prob
             target = b["rewards"] + cfg.gamma * b["not_done"] * next_q
-        q = self.critic(b["obs"], b["actions"])
+        # The encoder's features are not detached here: the critic loss is what trains the encoder.
+        q = self.critic(self._input(b["obs"], self.encoder), b["actions"])
         # Each member regresses on the shared target; summing member losses keeps each member's
         # gradient independent of the ensemble size.
-        loss = (q - target).square().mean(dim=1).sum()
-        self._step(self.critic_optimizer, loss, self.critic)
-        with torch.no_grad():
-            for target_param, param in zip(
-                self.target_critic.parameters(), self.critic.parameters(), strict=True
-            ):
-                target_param.lerp_(param, cfg.tau)
+        return (q - target).square().mean(dim=1).sum(), q
+
+    def _critic_step(self, b: dict[str, Any]) -> dict[str, float]:
+        loss, q = self.critic_loss(b)
+        self._step(self.critic_optimizer, loss, self._critic_params)
+        _polyak(self.target_critic, self.critic, self.cfg.tau)
+        if self.target_encoder is not None and self.encoder is not None:
+            _polyak(self.target_encoder, self.encoder, self.cfg.tau)
         return {"critic_loss": loss.item(), "q_mean": q.mean().item()}
 
-    def _actor_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        actions, log_prob = self.actor(b["obs"], noise=self._noise(b["actions"].shape))
+    def actor_loss(self, b: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's loss on a batch of ``_tensors`` and the log-probabilities [B] of its actions."""
+        # Detached features: the actor's loss must not move the encoder, which the critics read.
+        with torch.no_grad():
+            x = self._input(b["obs"], self.encoder)
+        actions, log_prob = self.actor(x, noise=self._noise(b["actions"].shape))
         # RLPD's actor maximises the mean over the ensemble (the min is for targets only). The critic
         # is frozen meanwhile: its gradients would be wasted work (the next critic step zeroes them).
         self.critic.requires_grad_(False)
-        q = self.critic(b["obs"], actions).mean(dim=0)
+        q = self.critic(x, actions).mean(dim=0)
         self.critic.requires_grad_(True)
-        actor_loss = (self.log_alpha.exp().detach() * log_prob - q).mean()
-        self._step(self.actor_optimizer, actor_loss, self.actor)
+        return (self.log_alpha.exp().detach() * log_prob - q).mean(), log_prob
+
+    def _actor_step(self, b: dict[str, Any]) -> dict[str, float]:
+        actor_loss, log_prob = self.actor_loss(b)
+        self._step(self.actor_optimizer, actor_loss, list(self.actor.parameters()))
         temperature_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self._step(self.temperature_optimizer, temperature_loss, None)
         return {
@@ -184,19 +271,32 @@ class SAC:
 
     # ----------------------------------------------------------------- state
     def policy_state(self) -> dict[str, np.ndarray]:
-        """Actor weights as numpy, plus ``policy_version``: what actors need to act."""
+        """Actor weights as numpy, the encoder's under ``encoder.*``, plus ``policy_version``: what actors
+        need to act."""
         state = {key: value.detach().cpu().numpy() for key, value in self.actor.state_dict().items()}
+        if self.encoder is not None:
+            for key, value in self.encoder.state_dict().items():
+                state[f"{_ENCODER}{key}"] = value.detach().cpu().numpy()
         state["policy_version"] = np.array(self.version, dtype=np.int64)
         return state
 
     def load_policy_state(self, state: dict[str, np.ndarray]) -> None:
         # Copies: arrays from Ray's object store are read-only views.
-        self.actor.load_state_dict({k: torch.tensor(v) for k, v in state.items() if k != "policy_version"})
+        weights = {k: torch.tensor(v) for k, v in state.items() if k != "policy_version"}
+        encoder = {k.removeprefix(_ENCODER): v for k, v in weights.items() if k.startswith(_ENCODER)}
+        if bool(encoder) != (self.encoder is not None):
+            raise ValueError(
+                f"policy weights {'with' if encoder else 'without'} an image encoder; "
+                f"this policy has sac.cameras {self.cfg.cameras}"
+            )
+        self.actor.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_ENCODER)})
+        if self.encoder is not None:
+            self.encoder.load_state_dict(encoder)
         self.version = int(state["policy_version"])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume except the buffers (saved beside, see learner/checkpoint.py)."""
-        return {
+        state = {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
@@ -210,8 +310,20 @@ class SAC:
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "config": self.cfg.model_dump_json(),
         }
+        if self.encoder is not None and self.target_encoder is not None:
+            state["encoder"] = self.encoder.state_dict()
+            state["target_encoder"] = self.target_encoder.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if ("encoder" in state) != (self.encoder is not None):
+            raise ValueError(
+                f"checkpoint {'with' if 'encoder' in state else 'without'} an image encoder; "
+                f"this learner has sac.cameras {self.cfg.cameras}"
+            )
+        if self.encoder is not None and self.target_encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])
+            self.target_encoder.load_state_dict(state["target_encoder"])
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])

@@ -6,6 +6,11 @@ demo buffer) and runs ``updates_per_env_step`` SAC updates per transition once `
 transitions are in. Both expose the weights actors need, act deterministically for evaluation,
 and checkpoint everything (buffers included) through ``striata.learner.checkpoint``.
 
+With ``sac.cameras``, ``SACTrainer`` keeps the state vector and those cameras' uint8 frames of every
+transition (other cameras in the env's observation stay out of the replay), and refuses at
+start-up a camera the env does not render and a replay capacity whose frames exceed
+``sac.replay_memory_gb`` (``LearnerSetupError``, one line naming both).
+
 Steps still ``reward_pending`` when a chunk arrives were not labelled by the reward model in time
 (``striata.learner.relabel``): SAC leaves them out of the replay buffer, PPO cuts them out of its rollout
 (``labelled_segments``), so neither learns from a reward it does not have.
@@ -22,7 +27,8 @@ from striata.envs.episodes import EpisodeLog
 from striata.envs.symmetry import Symmetry
 from striata.learner.checkpoint import load_checkpoint, save_checkpoint
 from striata.learner.chunk import Chunk, flatten_transitions
-from striata.learner.config import PPOConfig, SACConfig
+from striata.learner.config import LearnerSetupError, PPOConfig, SACConfig
+from striata.learner.encoders import CameraShapes
 from striata.learner.ppo import PPO
 from striata.learner.relabel import labelled_segments
 from striata.learner.replay import DemoBuffer, ReplayBuffer, add_transitions
@@ -69,8 +75,38 @@ def ppo_input_dims(cfg: PPOConfig, obs: Any) -> tuple[int, int]:
 
 
 def sac_input_dim(cfg: SACConfig, obs: Any) -> int:
-    """Input width of SAC's networks for observations like ``obs``."""
+    """Width of SAC's state vector for observations like ``obs`` (camera features come on top)."""
     return _input_dim(observation_dims(obs), cfg.obs_key, "sac.obs_key")
+
+
+def sac_cameras(cfg: SACConfig, obs: Any) -> CameraShapes:
+    """(H, W, C) of each camera in ``cfg.cameras``, checked against observations like ``obs``."""
+    keys = sorted(obs) if isinstance(obs, dict) else []
+    shapes: dict[str, tuple[int, int, int]] = {}
+    for name in cfg.cameras:
+        if name not in keys:
+            has = f"its observation keys are {keys}" if keys else "its observation is one array, no cameras"
+            raise LearnerSetupError(
+                f"sac.cameras: {name!r} is not in the env's observation; {has} "
+                "(a Panda task renders the cameras of task_config.cameras)"
+            )
+        frames = obs[name]
+        if frames.dtype != np.uint8 or frames.ndim != 4:
+            raise LearnerSetupError(
+                f"sac.cameras: {name!r} holds {frames.dtype} {frames.shape[1:]} rows; "
+                "an encoder reads uint8 frames [H, W, C]"
+            )
+        height, width, channels = (int(size) for size in frames.shape[1:])
+        shapes[name] = (height, width, channels)
+    return shapes
+
+
+def transition_bytes(cfg: SACConfig, obs: Any, action_dim: int) -> int:
+    """Bytes one replay transition of observations like ``obs`` costs: ``obs`` and ``next_obs`` (state as
+    float32, frames as uint8), actions (float32), reward (float32), terminated and intervention (bool)."""
+    state = 4 * sac_input_dim(cfg, obs)
+    frames = sum(int(np.prod(shape)) for shape in sac_cameras(cfg, obs).values())
+    return 2 * (state + frames) + 4 * action_dim + 4 + 1 + 1
 
 
 class PPOTrainer:
@@ -136,7 +172,25 @@ class SACTrainer:
         updates_per_env_step: float,
         demos: DemoBuffer | None = None,
     ) -> None:
-        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim)
+        cameras = sac_cameras(cfg, obs)
+        per_transition = transition_bytes(cfg, obs, action_dim)
+        if replay_capacity * per_transition > cfg.replay_memory_gb * 1e9:
+            raise LearnerSetupError(
+                f"learner.replay_capacity {replay_capacity} transitions x {per_transition} bytes "
+                f"= {replay_capacity * per_transition / 1e9:.2f} GB exceeds sac.replay_memory_gb "
+                f"{cfg.replay_memory_gb:g} GB; at most {int(cfg.replay_memory_gb * 1e9 // per_transition)} "
+                "transitions fit (or raise the budget)"
+            )
+        if cameras and demos is not None and len(demos):
+            stored = demos.sample(1, np.random.default_rng(0))["obs"]
+            lacking = [name for name in cameras if not isinstance(stored, dict) or name not in stored]
+            if lacking:
+                raise LearnerSetupError(
+                    f"demonstrations hold no frames of sac.cameras {lacking}; pixel SAC needs them in "
+                    "every transition"
+                )
+        self.algo = SAC(cfg, sac_input_dim(cfg, obs), action_dim, cameras=cameras)
+        self.bytes_per_transition = per_transition
         self.online = ReplayBuffer(replay_capacity)
         # Without recorded demonstrations, a demo buffer still collects human interventions (HIL-SERL).
         self.demo = demos if demos is not None else DemoBuffer(replay_capacity)
@@ -149,11 +203,15 @@ class SACTrainer:
         return self.algo.version
 
     def _only_learner_obs(self, transitions: dict[str, Any]) -> dict[str, Any]:
-        """Keep the state vector of dict observations; camera frames are for the reward server."""
-        key = self.algo.cfg.obs_key
+        """Keep what the networks read of dict observations: the state vector alone, or with cameras a dict
+        of it and those cameras' frames; the env's other cameras stay out of the replay."""
+        cfg = self.algo.cfg
         for name in ("obs", "next_obs"):
-            if isinstance(transitions[name], dict):
-                transitions[name] = transitions[name][key]
+            obs = transitions[name]
+            if isinstance(obs, dict):
+                transitions[name] = (
+                    {k: obs[k] for k in (cfg.obs_key, *cfg.cameras)} if cfg.cameras else obs[cfg.obs_key]
+                )
         return transitions
 
     def consume(self, chunk: Chunk) -> dict[str, float]:

@@ -53,7 +53,7 @@ def train(
     from striata.envs.tasks.g1_tracking.device_env import DeviceUnavailableError
     from striata.experiment import ExperimentConfig
 
-    with user_errors(ExperimentConfig, extra=(_demo_error(), DeviceUnavailableError)):
+    with user_errors(ExperimentConfig, extra=(_demo_error(), _learner_setup_error(), DeviceUnavailableError)):
         from striata.experiment import load_experiment
         from striata.run_dir import new_run_dir, resume_run
         from striata.train import Training, connect_ray, load_demonstrations
@@ -144,6 +144,12 @@ def _demo_error() -> type[Exception]:
     from striata.learner.demos import DemoError
 
     return DemoError
+
+
+def _learner_setup_error() -> type[Exception]:
+    from striata.learner.config import LearnerSetupError
+
+    return LearnerSetupError
 
 
 def _launch_error() -> type[Exception]:

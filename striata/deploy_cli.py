@@ -73,6 +73,21 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
             "anchor_body": ANCHOR_BODY,
             "motion_fps": float(env.reference.fps),
         }
+    if task.startswith("so101"):
+        from striata.envs.robots.so101 import SO101
+
+        cfg = env.cfg
+        return {
+            "robot": SO101.name,
+            # Arm: deltas of the last target (joint_step rad at |a| = 1); gripper: a target opening.
+            "action_type": "joint_delta_gripper_target",
+            "joint_names": list(SO101.joint_names),
+            "default_joint_pos": SO101.default_pos.tolist(),
+            "action_scale": [cfg.joint_step] * (env.action_dim - 1) + [cfg.gripper_step],
+            "kp": SO101.kp.tolist(),
+            "kd": SO101.kd.tolist(),
+            "effort_limit": SO101.effort_limit.tolist(),
+        }
     return {
         "robot": PANDA.name,
         "action_type": "ee_delta",
@@ -103,7 +118,7 @@ def export_run(
 ) -> dict[str, Any]:
     """Export a run's checkpoint to ONNX (+ motion side file); returns the parity figures."""
     from striata.envs.registry import make_env
-    from striata.learner.export import PolicyMetadata, config_hash, export_policy
+    from striata.learner.export import PolicyMetadata, config_hash, export_policy, policy_inputs, stack_inputs
     from striata.run_dir import checkpoints, load_run_config
     from striata.train import build_trainer
 
@@ -121,27 +136,28 @@ def export_run(
     env = make_env(config.task, num_envs=8, seed=config.seed + 20_000, config=config.task_settings())
     trainer = build_trainer(config, env)
     trainer.load(path)
-    key = config.ppo.actor_obs_key if config.algo == "ppo" else config.sac.obs_key
+    algo = trainer.algo  # type: ignore[attr-defined]
     obs, recorded = env.reset(), []
     for _ in range(recorded_steps):
-        recorded.append(obs[key] if isinstance(obs, dict) else obs)
+        recorded.append(policy_inputs(algo, obs))  # the policy's obs, and its camera frames if it has any
         obs, *_ = env.step(trainer.act_deterministic(obs))
-    terms = getattr(env, "observation_terms", None) or (("state", int(np.shape(recorded[0])[1])),)
+    recorded_obs = stack_inputs(recorded)
+    state = recorded_obs["obs"] if isinstance(recorded_obs, dict) else recorded_obs
+    terms = getattr(env, "observation_terms", None) or (("state", int(state.shape[1])),)
     metadata = PolicyMetadata(
         task=config.task,
         algorithm=config.algo,
         control_dt=float(env.step_dt),
         observation_names=[name for name, _ in terms],
         observation_sizes=[int(size) for _, size in terms],
-        obs_dim=int(np.shape(recorded[0])[1]),
+        obs_dim=int(state.shape[1]),
         action_dim=int(env.action_dim),
         policy_version=int(trainer.version),
         config_hash=config_hash(config.model_dump(mode="json")),
         **_robot_facts(config.task, env),
     )
     motion = _tracking_motion(env) if config.task.startswith("g1_tracking") else None
-    algo = trainer.algo  # type: ignore[attr-defined]
-    report = export_policy(algo, metadata, output, np.concatenate(recorded), motion)
+    report = export_policy(algo, metadata, output, recorded_obs, motion)
     return {
         "checkpoint": str(path),
         "output": str(output),

@@ -1,0 +1,191 @@
+"""The SO-101 scene, built in code around the robot spec: a table, lights, a ``front`` webcam, the cube or
+the target, and decimated visual meshes for rendering.
+
+The arm stands on the table top (z = 0) with its base at the origin, reaching along +x. The ``front``
+camera is where a user would clamp a webcam: across the table from the arm, 30 cm up and 20 cm to the
+side, looking down at the pick area (the cube spans a few pixels at 64x64, not one) with the arm behind
+it. The ``wrist`` camera rides on the gripper (``striata.envs.robots.so101``). The robot file's
+keyframes, sensors, lights and actuators are dropped; actuators are added in code (STS3215 position
+servos), so both asset paths give the same controls.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from striata.envs.robots.so101 import (
+    SO101,
+    TIP_SITE,
+    add_so101_actuators,
+    add_tip_and_wrist_camera,
+    so101_spec,
+)
+from striata.envs.tasks.so101.visual_meshes import DecimationReport, decimate_visual_meshes
+
+CUBE = "cube"
+CUBE_HALF_SIZE = 0.0125
+CUBE_MASS = 0.02  # kg: a 2.5 cm 3D-printed cube
+CUBE_SOLREF_TIMECONST = 0.004  # s; MuJoCo raises it to 2 physics steps where physics_dt is larger
+TARGET = "target"
+TARGET_RADIUS = 0.012
+FRONT_CAMERA = "front"
+FRONT_CAMERA_POS = (0.45, 0.2, 0.32)
+FRONT_CAMERA_TARGET = (0.18, 0.0, 0.04)
+FRONT_CAMERA_FOVY = 50.0  # a webcam's field of view (a C920: 43 degrees vertical, 70 horizontal)
+TABLE_HALF_SIZE = (0.4, 0.4, 0.02)
+TABLE_CENTER_X = 0.2
+TIP_VEL_SENSOR = "tip_vel"
+
+
+def look_at_quat(pos: tuple[float, float, float], target: tuple[float, float, float]) -> np.ndarray:
+    """Camera orientation (w, x, y, z) looking from ``pos`` at ``target``, the world's z up in the image."""
+    forward = np.asarray(target, dtype=float) - np.asarray(pos, dtype=float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    # A MuJoCo camera looks along its -z with +y up in the image.
+    rotation = np.stack((right, up, -forward), axis=1)
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, rotation.ravel())
+    return quat
+
+
+def build_scene(
+    physics_dt: float,
+    image_size: int,
+    *,
+    cube: bool = False,
+    target: bool = False,
+    visual_meshes: str = "decimated",
+    visual_mesh_faces: int = 1500,
+) -> tuple[mujoco.MjModel, DecimationReport | None]:
+    """Compile the SO-101 scene; ``cube`` adds the free 2.5 cm cube, ``target`` a visual mocap sphere.
+
+    ``visual_meshes="decimated"`` reduces every visual mesh to ``visual_mesh_faces`` triangles (the report
+    says how many there were and are); ``"original"`` keeps the asset's meshes (report None).
+    """
+    spec = so101_spec()
+    for sensor in list(spec.sensors):
+        spec.delete(sensor)
+    for key in list(spec.keys):
+        spec.delete(key)
+    for light in list(spec.lights):
+        spec.delete(light)
+    add_so101_actuators(spec)
+    add_tip_and_wrist_camera(spec)
+    report = None
+    if visual_meshes == "decimated":
+        report = decimate_visual_meshes(spec, visual_mesh_faces)
+
+    spec.option.timestep = physics_dt
+    # Implicit damping: the servos' kv and the joints' damping on a 0.028 kg m^2 armature stay stable at
+    # any step size, and the fast gripper joint does too.
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    # Elliptic friction cones with a high impedance ratio (as menagerie's SO-101): a 20 g cube pinched by
+    # the thin jaws does not creep out of them.
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10.0
+
+    _add_visuals(spec, image_size)
+    world = spec.worldbody
+    world.add_camera(
+        name=FRONT_CAMERA,
+        pos=list(FRONT_CAMERA_POS),
+        quat=look_at_quat(FRONT_CAMERA_POS, FRONT_CAMERA_TARGET).tolist(),
+        fovy=FRONT_CAMERA_FOVY,
+    )
+    world.add_light(pos=[0.2, -0.3, 1.2], dir=[-0.1, 0.25, -1.0], diffuse=[0.8, 0.8, 0.8], specular=[0.2] * 3)
+    hx, hy, hz = TABLE_HALF_SIZE
+    world.add_geom(
+        name="table",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[hx, hy, hz],
+        pos=[TABLE_CENTER_X, 0.0, -hz],
+        material="table",
+    )
+
+    if cube:
+        body = world.add_body(name=CUBE, pos=[0.2, 0.0, CUBE_HALF_SIZE])
+        body.add_freejoint(name=CUBE)
+        body.add_geom(
+            name=CUBE,
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[CUBE_HALF_SIZE] * 3,
+            mass=CUBE_MASS,
+            rgba=[0.85, 0.15, 0.1, 1.0],
+            # Torsional friction: a cube held at one edge does not spin out of the jaws.
+            condim=4,
+            friction=[1.0, 0.01, 0.0001],
+            # MuJoCo's contacts are soft relative to the bodies' masses: the default (solref 0.02) lets the
+            # jaws' squeeze sink centimetres into a 20 g cube, which then hangs off the fingertips. A stiff,
+            # hard contact (time constant 2 physics steps, the smallest MuJoCo allows) keeps it to about a
+            # millimetre; priority makes every contact of the cube use it.
+            priority=1,
+            solref=[CUBE_SOLREF_TIMECONST, 1.0],
+            solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
+        )
+    if target:
+        body = world.add_body(name=TARGET, pos=[0.2, 0.0, 0.1], mocap=True)
+        body.add_geom(
+            name=TARGET,
+            type=mujoco.mjtGeom.mjGEOM_SPHERE,
+            size=[TARGET_RADIUS, 0.0, 0.0],
+            contype=0,
+            conaffinity=0,
+            rgba=[0.2, 0.8, 0.2, 0.6],
+        )
+
+    spec.add_sensor(
+        name=TIP_VEL_SENSOR,
+        type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
+        objtype=mujoco.mjtObj.mjOBJ_SITE,
+        objname=TIP_SITE,
+    )
+    model = spec.compile()
+    _check_joint_order(model)
+    return model, report
+
+
+def _add_visuals(spec: mujoco.MjSpec, image_size: int) -> None:
+    """The asset scene's look (gradient sky, soft headlight) and a checkered table top."""
+    spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
+    spec.visual.headlight.ambient = [0.4, 0.4, 0.4]
+    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
+    spec.visual.global_.azimuth = 160.0
+    spec.visual.global_.elevation = -20.0
+    spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, image_size)
+    spec.visual.global_.offheight = max(spec.visual.global_.offheight, image_size)
+    spec.stat.center = [0.15, 0.0, 0.1]
+    spec.stat.extent = 0.5
+    spec.add_texture(
+        name="skybox",
+        type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+        rgb1=[0.3, 0.5, 0.7],
+        rgb2=[0.0, 0.0, 0.0],
+        width=32,
+        height=512,
+    )
+    spec.add_texture(
+        name="table",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        rgb1=[0.55, 0.55, 0.6],
+        rgb2=[0.45, 0.45, 0.5],
+        width=256,
+        height=256,
+    )
+    table = spec.add_material(name="table", texrepeat=[8.0, 8.0], texuniform=True, reflectance=0.0)
+    table.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "table"
+
+
+def _check_joint_order(model: mujoco.MjModel) -> None:
+    """The tasks index qpos/qvel/ctrl by position: the arm's joints and actuators must come first."""
+    for i, name in enumerate(SO101.joint_names):
+        joint = model.joint(name)
+        if joint.qposadr[0] != i or joint.dofadr[0] != i or model.actuator(i).name != name:
+            raise RuntimeError(
+                f"SO-101 scene: {name!r} is not joint/actuator {i}; the asset's layout changed"
+            )

@@ -1,0 +1,357 @@
+"""Scripted SO-101 policies (IK by damped least squares on MuJoCo Jacobians): tests and demonstrations.
+
+Both read only the task's state observation (``obs`` or ``obs["state"]``), never the simulator, and act
+through the same servo-target actions a learned policy uses, so what they do is a demonstration in the
+task's own action space. Each step, the policy moves the tip's goal at most ``max_move`` toward where the
+phase wants it, solves one damped-least-squares step for it on a kinematic copy of the arm at the current
+joint targets (``mj_jacSite``), and sends the joint change as an action (bounded by the env's joint step).
+The pick also holds the gripper pointing down with its jaws square to the cube.
+
+Each keeps a per-env phase, vectorised over N envs where it can; call ``reset(done)`` with the env's
+``terminated | truncated`` after every step so that auto-reset envs start over. ``noise`` adds Gaussian
+noise to the arm part of the action (varied demonstrations). ``collect_transitions`` rolls a policy and
+returns the transitions of its successful episodes in the learner's replay layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Self
+
+import mujoco
+import numpy as np
+
+from striata.envs.backend import Obs
+from striata.envs.robots.so101 import N_ARM, TIP_SITE, add_tip_and_wrist_camera, so101_spec
+from striata.envs.tasks.so101.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
+from striata.envs.tasks.so101.env import So101Env
+from striata.envs.tasks.so101.scene import CUBE_HALF_SIZE
+
+_PICK = obs_slices(PICK_OBS_TERMS)
+_REACH = obs_slices(REACH_OBS_TERMS)
+
+OPEN, CLOSE = -1.0, 1.0
+
+
+def _state(obs: Obs) -> np.ndarray:
+    return obs["state"] if isinstance(obs, dict) else obs
+
+
+def orientation_error(rot: np.ndarray, rot_target: np.ndarray) -> np.ndarray:
+    """Small-angle world-frame rotation vector from rotations ``rot`` [..., 3, 3] to ``rot_target``."""
+    return 0.5 * np.cross(rot, rot_target, axisa=-2, axisb=-2, axisc=-1).sum(axis=-2)
+
+
+def yaw_of(quat: np.ndarray) -> np.ndarray:
+    """Yaw [N] of orientations (w, x, y, z) [N, 4] about the world's z axis."""
+    w, x, y, z = quat.T
+    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def pointing_down(yaw: np.ndarray) -> np.ndarray:
+    """Tip orientations [N, 3, 3] with the approach straight down and the jaws closing along ``yaw``."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
+    return np.stack(
+        (np.stack((c, s, zero), -1), np.stack((-s, c, zero), -1), np.stack((zero, zero, one), -1)), axis=-1
+    )
+
+
+class ArmKinematics:
+    """Forward kinematics and tip Jacobians of a bare SO-101 (no meshes: it compiles in milliseconds)."""
+
+    def __init__(self) -> None:
+        spec = so101_spec()
+        for geom in list(spec.geoms):
+            if geom.type == mujoco.mjtGeom.mjGEOM_MESH:
+                spec.delete(geom)
+        for mesh in list(spec.meshes):
+            spec.delete(mesh)
+        add_tip_and_wrist_camera(spec)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self.tip = self.model.site(TIP_SITE).id
+        self.joint_range = self.model.jnt_range[: N_ARM + 1].copy()
+
+    def tip_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tip position [N, 3], orientation [N, 3, 3] and Jacobian [N, 6, 5] (arm joints) at joints ``q``."""
+        n = len(q)
+        pos, rot, jac = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty((n, 6, N_ARM))
+        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
+        for i in range(n):
+            self.data.qpos[:] = q[i]
+            mujoco.mj_kinematics(self.model, self.data)
+            mujoco.mj_comPos(self.model, self.data)
+            mujoco.mj_jacSite(self.model, self.data, jacp, jacr, self.tip)
+            pos[i] = self.data.site_xpos[self.tip]
+            rot[i] = self.data.site_xmat[self.tip].reshape(3, 3)
+            jac[i, :3], jac[i, 3:] = jacp[:, :N_ARM], jacr[:, :N_ARM]
+        return pos, rot, jac
+
+
+class _ScriptedPolicy:
+    def __init__(
+        self,
+        num_envs: int,
+        joint_step: float = 0.1,
+        noise: float = 0.0,
+        seed: int | None = None,
+        max_move: float = 0.03,
+        damping: float = 0.02,
+        orientation_weight: float = 0.3,
+    ) -> None:
+        self.num_envs = num_envs
+        self.joint_step = joint_step
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.max_move = max_move
+        self.damping_sq = damping**2
+        self.orientation_weight = orientation_weight
+        self.kinematics = ArmKinematics()
+
+    @classmethod
+    def for_env(cls, env: So101Env, noise: float = 0.0, seed: int | None = None, **kwargs: Any) -> Self:
+        """A policy sized and scaled for ``env``."""
+        return cls(env.num_envs, env.cfg.joint_step, noise=noise, seed=seed, **kwargs)
+
+    def _arm_action(
+        self, q_target: np.ndarray, goal: np.ndarray, goal_rot: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Arm actions [N, 5] that move the tip (at the joint targets) toward ``goal`` and ``goal_rot``."""
+        pos, rot, jac = self.kinematics.tip_and_jacobian(q_target)
+        move = goal - pos
+        length = np.linalg.norm(move, axis=1, keepdims=True)
+        move *= np.minimum(1.0, self.max_move / np.maximum(length, 1e-9))
+        if goal_rot is None:
+            error, jac = move, jac[:, :3]
+        else:
+            w = self.orientation_weight
+            error = np.concatenate((move, w * orientation_error(rot, goal_rot)), axis=1)
+            jac = np.concatenate((jac[:, :3], w * jac[:, 3:]), axis=1)
+        dq = self._dls(jac, error)
+        # A joint at its limit cannot follow its share of the step: solve again without it.
+        low, high = self.kinematics.joint_range[:N_ARM].T
+        q = q_target[:, :N_ARM]
+        blocked = ((q + dq <= low + 1e-6) & (dq < 0)) | ((q + dq >= high - 1e-6) & (dq > 0))
+        if blocked.any():
+            dq = np.where(blocked, 0.0, self._dls(jac * ~blocked[:, None, :], error))
+        action = dq / self.joint_step
+        if self.noise > 0:
+            action = action + self.rng.normal(0.0, self.noise, action.shape)
+        return np.clip(action, -1.0, 1.0)
+
+    def _dls(self, jac: np.ndarray, error: np.ndarray) -> np.ndarray:
+        """dq = J^T (J J^T + lambda^2 I)^-1 e, batched."""
+        gram = jac @ jac.transpose(0, 2, 1) + self.damping_sq * np.eye(jac.shape[1])
+        return (jac.transpose(0, 2, 1) @ np.linalg.solve(gram, error[..., None]))[..., 0]
+
+
+class ScriptedReachPolicy(_ScriptedPolicy):
+    """Straight to the target (position only), gripper open."""
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Stateless: nothing to start over (kept for the common policy interface)."""
+
+    def __call__(self, obs: Obs) -> np.ndarray:
+        state = _state(obs)
+        arm = self._arm_action(state[:, _REACH["joint_target"]], state[:, _REACH["target_pos"]])
+        return np.concatenate((arm, np.full((len(state), 1), OPEN)), axis=1)
+
+
+class ScriptedPickPolicy(_ScriptedPolicy):
+    """Above the cube -> descend -> close -> lift; a cube lost after the grasp restarts the sequence.
+
+    The gripper points down with its jaws square to the cube's faces, on the pair of faces nearest to
+    closing along the arm's reach (where the wrist's roll stays near its home angle).
+    """
+
+    APPROACH, DESCEND, GRASP, LIFT = range(4)
+
+    def __init__(
+        self,
+        num_envs: int,
+        joint_step: float = 0.1,
+        noise: float = 0.0,
+        seed: int | None = None,
+        hover: float = 0.05,
+        grasp_height: float = 0.004,
+        lift_to: float = 0.1,
+        close_steps: int = 4,
+        descend_steps: int = 12,
+        tolerance: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, joint_step, noise, seed, **kwargs)
+        self.hover = hover
+        self.grasp_height = grasp_height
+        self.lift_to = lift_to
+        self.close_steps = close_steps
+        self.descend_steps = descend_steps
+        self.tolerance = tolerance
+        self.phase = np.zeros(num_envs, dtype=np.int64)
+        self.phase_steps = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Start over in the envs of ``mask`` (all when None)."""
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        self.phase[mask] = self.APPROACH
+        self.phase_steps[mask] = 0
+
+    def __call__(self, obs: Obs) -> np.ndarray:
+        state = _state(obs)
+        tip = state[:, _PICK["tip_pos"]]
+        cube = state[:, _PICK["cube_pos"]]
+        # The grasp point sits grasp_height above the cube's centre: the fingertips then clear the table.
+        grasp = cube + np.array([0.0, 0.0, self.grasp_height])
+        above = cube + np.array([0.0, 0.0, self.hover + CUBE_HALF_SIZE])
+        on_table = cube[:, 2] < 2 * CUBE_HALF_SIZE
+        # Descend only from straight above the cube and once the arm has settled there: a descent that
+        # starts while the tip is still swinging in comes down diagonally, onto the cube.
+        above_error = above - tip
+        settled = np.abs(state[:, _PICK["joint_vel"]][:, :N_ARM]).max(axis=1) < 0.5
+        over_cube = (
+            (np.linalg.norm(above_error[:, :2], axis=1) < 0.5 * self.tolerance)
+            & (np.abs(above_error[:, 2]) < 1.5 * self.tolerance)
+            & settled
+        )
+
+        # Advance phases first, so that each env acts on the phase it is in now.
+        previous = self.phase.copy()
+        self.phase_steps += 1
+        at = self.phase
+        self.phase = np.select(
+            [
+                (at == self.APPROACH) & over_cube,
+                (at == self.DESCEND) & (np.linalg.norm(grasp - tip, axis=1) < self.tolerance),
+                # A descent that does not arrive is blocked (a jaw on the cube): up again, and realign.
+                (at == self.DESCEND) & (self.phase_steps >= self.descend_steps),
+                (at == self.GRASP) & (self.phase_steps >= self.close_steps),
+                (at == self.LIFT) & (np.linalg.norm(grasp - tip, axis=1) > 3 * self.tolerance) & on_table,
+            ],
+            [self.DESCEND, self.GRASP, self.APPROACH, self.LIFT, self.APPROACH],
+            default=at,
+        )
+        self.phase_steps[self.phase != previous] = 0
+
+        lift = grasp.copy()
+        lift[:, 2] = self.lift_to
+        phase = self.phase[:, None]
+        goal = np.select(
+            [phase == self.APPROACH, phase == self.DESCEND, phase == self.GRASP],
+            [above, grasp, grasp],
+            default=lift,
+        )
+        arm = self._arm_action(state[:, _PICK["joint_target"]], goal, pointing_down(self._jaw_yaw(state)))
+        arm[self.phase == self.GRASP] = 0.0  # hold still while the jaws close
+        gripper = np.where(phase >= self.GRASP, CLOSE, OPEN)
+        return np.concatenate((arm, gripper), axis=1)
+
+    @staticmethod
+    def _jaw_yaw(state: np.ndarray) -> np.ndarray:
+        """The closing direction: the cube face normal (yaw + k pi/2) nearest the cube's azimuth."""
+        cube = state[:, _PICK["cube_pos"]]
+        face = yaw_of(state[:, _PICK["cube_quat"]])
+        azimuth = np.arctan2(cube[:, 1], cube[:, 0])
+        quarter = np.pi / 2
+        return face + quarter * np.round((azimuth - face) / quarter)
+
+
+def collect_transitions(
+    env: So101Env,
+    policy: Callable[[Obs], np.ndarray],
+    episodes: int,
+    max_steps: int = 100_000,
+) -> dict[str, Any]:
+    """Roll ``policy`` from a reset until ``episodes`` episodes ended; the transitions of the successful
+    ones, oldest first, as the learner's replay fields (obs, actions, rewards, next_obs, terminated,
+    intervention), ready for ``striata.learner.replay.ReplayBuffer.add`` and ``striata train --demos``.
+
+    ``info["final_obs"]`` is the true last observation of an ended episode (the env auto-resets), so the
+    env is asked for it on termination too.
+    """
+    env.final_obs_on_termination = True
+    obs = env.reset()
+    if hasattr(policy, "reset"):
+        policy.reset()
+    pending: list[list[dict[str, Any]]] = [[] for _ in range(env.num_envs)]
+    kept: list[dict[str, Any]] = []
+    ended = 0
+    for _ in range(max_steps):
+        actions = policy(obs)
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        done = terminated | truncated
+        last = dict(zip(info.get("final_ids", []), range(len(info.get("final_ids", []))), strict=True))
+        for i in range(env.num_envs):
+            true_next = _row(info["final_obs"], last[i]) if i in last else _row(next_obs, i)
+            pending[i].append(
+                {
+                    "obs": _row(obs, i),
+                    "actions": actions[i].astype(np.float32),
+                    "rewards": np.float32(reward[i]),
+                    "next_obs": true_next,
+                    "terminated": bool(terminated[i]),
+                }
+            )
+            if done[i]:
+                if info["success"][i] and ended < episodes:
+                    kept.extend(pending[i])
+                pending[i] = []
+                ended += 1
+        if hasattr(policy, "reset"):
+            policy.reset(done)
+        obs = next_obs
+        if ended >= episodes:
+            break
+    if not kept:
+        raise RuntimeError(f"collect_transitions: none of {ended} episodes succeeded; nothing to demonstrate")
+    return _stack(kept)
+
+
+def scripted_demos(
+    task: str,
+    episodes: int,
+    num_envs: int = 8,
+    noise: float = 0.1,
+    seed: int = 0,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Transitions of ``episodes`` scripted episodes of ``task`` (``so101_pick`` or ``so101_reach``, with
+    config ``overrides``), successful ones only, for ``ReplayBuffer.add``: demonstrations for RLPD.
+    ``noise`` varies them (Gaussian, on the arm actions)."""
+    from striata.envs.registry import make_env  # the registry imports task modules lazily, this one too
+
+    policies = {"so101_pick": ScriptedPickPolicy, "so101_reach": ScriptedReachPolicy}
+    if task not in policies:
+        raise ValueError(f"no scripted SO-101 policy for task {task!r}; known: {', '.join(policies)}")
+    env = make_env(task, num_envs=num_envs, seed=seed, **overrides)
+    assert isinstance(env, So101Env)
+    try:
+        policy = policies[task].for_env(env, noise=noise, seed=seed)
+        return collect_transitions(env, policy, episodes)
+    finally:
+        env.close()
+
+
+def _row(obs: Obs, i: int) -> Any:
+    return {key: value[i] for key, value in obs.items()} if isinstance(obs, dict) else obs[i]
+
+
+def _stack(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    def stacked(values: list[np.ndarray]) -> np.ndarray:
+        array = np.stack(values)
+        # Observations as the learner keeps them: float32 state, uint8 frames.
+        return array.astype(np.float32) if array.dtype == np.float64 else array
+
+    def column(field: str) -> Any:
+        values = [s[field] for s in steps]
+        if isinstance(values[0], dict):
+            return {key: stacked([v[key] for v in values]) for key in values[0]}
+        return stacked(values)
+
+    out = {field: column(field) for field in ("obs", "actions", "rewards", "next_obs", "terminated")}
+    out["actions"] = out["actions"].astype(np.float32).reshape(len(steps), -1)
+    out["rewards"] = out["rewards"].astype(np.float32)
+    out["terminated"] = out["terminated"].astype(bool)
+    # Demonstrations count as interventions: RLPD samples them from the demo buffer.
+    out["intervention"] = np.ones(len(steps), dtype=bool)
+    return out
