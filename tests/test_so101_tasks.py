@@ -101,7 +101,7 @@ def test_reach_observation_layout_matches_the_documented_terms(reach):
     np.testing.assert_allclose(obs[:, REACH["joint_pos"]], reach.joint_pos)
     np.testing.assert_allclose(obs[:, REACH["joint_vel"]], reach.joint_vel)
     np.testing.assert_allclose(obs[:, REACH["joint_target"]], reach.joint_target)
-    np.testing.assert_allclose(obs[:, REACH["tip_pos"]], reach.tip_pos)
+    np.testing.assert_allclose(obs[:, REACH["tip_pos"]], reach.ee_pos)
     np.testing.assert_allclose(obs[:, REACH["target_pos"]], reach.target)
     np.testing.assert_allclose(
         obs[:, REACH["tip_to_target"]], obs[:, REACH["target_pos"]] - obs[:, REACH["tip_pos"]]
@@ -117,10 +117,10 @@ def test_pick_observation_layout_matches_the_documented_terms(pick):
     assert pick.observation_dim == sum(size for _, size in PICK_OBS_TERMS) == 31
     np.testing.assert_allclose(obs[:, PICK["joint_pos"]], np.tile(SO101.default_pos, (4, 1)))
     np.testing.assert_allclose(obs[:, PICK["joint_target"]], np.tile(SO101.default_pos, (4, 1)))
-    np.testing.assert_allclose(obs[:, PICK["tip_pos"]], pick.tip_pos)
+    np.testing.assert_allclose(obs[:, PICK["tip_pos"]], pick.ee_pos)
     np.testing.assert_allclose(obs[:, PICK["cube_pos"]], pick.cube_pos)
     np.testing.assert_allclose(obs[:, PICK["cube_quat"]], pick.cube_quat)
-    np.testing.assert_allclose(obs[:, PICK["tip_to_cube"]], pick.cube_pos - pick.tip_pos)
+    np.testing.assert_allclose(obs[:, PICK["tip_to_cube"]], pick.cube_pos - pick.ee_pos)
     cubes = pick.cube_pos
     cfg = pick.cfg
     assert len(np.unique(cubes[:, :2].round(3), axis=0)) == 4
@@ -165,11 +165,11 @@ def test_zero_action_holds_the_arm_against_gravity(reach):
     held = reach.joint_target.copy()
     for _ in range(5):
         reach.step(hold)
-    before = reach.tip_pos.copy()
+    before = reach.ee_pos.copy()
     for _ in range(10):
         reach.step(hold)
     np.testing.assert_array_equal(reach.joint_target, held)
-    assert np.abs(reach.tip_pos - before).max() < 1e-3
+    assert np.abs(reach.ee_pos - before).max() < 1e-3
 
 
 def test_cameras_render_and_the_front_camera_sees_the_cube():

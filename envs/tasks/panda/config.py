@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
-from striata.envs.tasks.base import StrictModel, TaskConfig
+from striata.envs.tasks.base import StrictModel
+from striata.envs.tasks.tabletop.config import (
+    ArmTaskConfig,
+    Box,
+    CubeRange,
+    CubeYaw,
+    ImageSize,
+    ObsTerms,
+    PickRewardConfig,
+)
+from striata.envs.tasks.tabletop.config import obs_slices as obs_slices  # the layouts' reader, re-exported
 
-CameraName = Literal["front", "wrist"]
 ControlMode = Literal["ee_delta", "joint_position"]
-RewardMode = Literal["dense", "sparse"]
-
-ObsTerms = tuple[tuple[str, int], ...]
 
 PICK_OBS_TERMS: ObsTerms = (
     ("joint_pos", 7),
@@ -46,32 +52,6 @@ REACH_OBS_TERMS: ObsTerms = (
 )
 
 
-def obs_slices(terms: ObsTerms) -> dict[str, slice]:
-    """Where each named term lies in the flat state vector."""
-    out: dict[str, slice] = {}
-    start = 0
-    for name, size in terms:
-        out[name] = slice(start, start + size)
-        start += size
-    return out
-
-
-Vec3 = tuple[float, float, float]
-
-
-class Box(StrictModel):
-    """An axis-aligned box in the world frame (m)."""
-
-    low: Vec3
-    high: Vec3
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Box:
-        if any(lo > hi for lo, hi in zip(self.low, self.high, strict=True)):
-            raise ValueError(f"low {self.low} must be <= high {self.high} on every axis")
-        return self
-
-
 class IKConfig(StrictModel):
     """Damped least squares on the pinch site: position plus a gripper-down orientation task."""
 
@@ -83,21 +63,14 @@ class IKConfig(StrictModel):
     max_joint_step: float = Field(default=0.3, gt=0, description="largest joint-target change a step (rad)")
 
 
-class PandaTaskConfig(TaskConfig):
-    """What both Panda tasks share: rates, control mode, cameras, workspace."""
+class PandaTaskConfig(ArmTaskConfig):
+    """What both Panda tasks share: control mode, action scales, workspace, 128x128 frames."""
 
-    physics_dt: float = Field(default=0.002, gt=0)
-    decimation: int = Field(default=50, ge=1)
-    episode_length_s: float = Field(default=10.0, gt=0)
     control: ControlMode = Field(
         default="ee_delta",
         description="ee_delta: [dx, dy, dz, gripper] in [-1, 1]^4; joint_position: 7 joint deltas + gripper",
     )
-    reward: RewardMode = "dense"
-    cameras: list[CameraName] = Field(
-        default_factory=list, description="camera frames added to the observation (obs becomes a dict)"
-    )
-    image_size: int = Field(default=128, ge=16, le=1024, description="camera frames are image_size^2 RGB")
+    image_size: ImageSize = 128
     ee_step: float = Field(
         default=0.03,
         gt=0,
@@ -111,26 +84,14 @@ class PandaTaskConfig(TaskConfig):
     )
     ik: IKConfig = Field(default_factory=IKConfig)
 
-    @field_validator("cameras")
-    @classmethod
-    def _unique_cameras(cls, cameras: list[str]) -> list[str]:
-        if len(set(cameras)) != len(cameras):
-            raise ValueError(f"cameras must be distinct, got {cameras}")
-        return cameras
 
+class PandaPickRewardConfig(PickRewardConfig):
+    """The pick's dense reward weights (``PickRewardConfig``), plus the ``progress`` reward's settings.
 
-class PickRewardConfig(StrictModel):
-    """Dense reward: -reach * tanh(10 d) - lift * (1 - clip(lift / lift_height, 0, 1)) + success * bonus.
-
-    The shaped terms are penalties that vanish at the goal: success ends the episode, and a positive
-    reward per step would make hovering just short of success worth more than succeeding.
     ``progress`` reward: ``progress_lambda * (progress_gamma * phi(s') - phi(s)) + success * bonus`` on
     the ground-truth progress, the shaping a reward-model run learns from, with a perfect model.
     """
 
-    reach: float = 1.0
-    lift: float = 2.0
-    success: float = 5.0
     progress_lambda: float = Field(default=2.0, ge=0)
     progress_gamma: float = Field(default=0.97, gt=0, le=1, description="the learner's discount")
     progress_noise: float = Field(
@@ -143,25 +104,16 @@ class PickRewardConfig(StrictModel):
 class PandaPickConfig(PandaTaskConfig):
     """Lift the 4 cm cube ``lift_height`` above where it started."""
 
-    cube_x: tuple[float, float] = (0.4, 0.6)
-    cube_y: tuple[float, float] = (-0.15, 0.15)
-    cube_yaw: float = Field(
-        default=0.0, ge=0, description="cube yaw is uniform in [-cube_yaw, cube_yaw] (rad)"
-    )
+    cube_x: CubeRange = (0.4, 0.6)
+    cube_y: CubeRange = (-0.15, 0.15)
+    cube_yaw: CubeYaw = 0.0
     lift_height: float = Field(default=0.05, gt=0)
     reward: Literal["dense", "sparse", "progress"] = Field(
         default="dense",
         description="progress: potential-based shaping on the ground-truth progress (what a reward-model "
         "run gets from a perfect model)",
     )
-    rewards: PickRewardConfig = Field(default_factory=PickRewardConfig)
-
-    @field_validator("cube_x", "cube_y")
-    @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] > value[1]:
-            raise ValueError(f"range {value} must be (low, high) with low <= high")
-        return value
+    rewards: PandaPickRewardConfig = Field(default_factory=PandaPickRewardConfig)
 
 
 class PandaReachConfig(PandaTaskConfig):

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from striata.envs.robots.panda import gripper_ctrl
+from striata.envs.tasks.tabletop.rotations import orientation_error
 
 N_ARM = 7
 _NULLSPACE_REGULARIZATION = 1e-6
@@ -44,11 +45,6 @@ class Controller(Protocol):
     def __call__(self, actions: np.ndarray, state: ArmState) -> np.ndarray:
         """Clipped actions [N, action_dim] to actuator controls [N, 8] (7 joint targets, gripper 0..255)."""
         ...
-
-
-def orientation_error(rot: np.ndarray, rot_target: np.ndarray) -> np.ndarray:
-    """Small-angle world-frame rotation vector from rotations ``rot`` [..., 3, 3] to ``rot_target``."""
-    return 0.5 * np.cross(rot, rot_target, axisa=-2, axisb=-2, axisc=-1).sum(axis=-2)
 
 
 def hinge_jacobian(axes: np.ndarray, anchors: np.ndarray, point: np.ndarray) -> np.ndarray:

@@ -3,8 +3,9 @@
 Success: the cube is ``lift_height`` (5 cm) above where it started; the episode then terminates.
 Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube - pinch|)) and
 lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success
-bonus, weighted by ``cfg.rewards``; ``progress`` is potential-based shaping on the ground-truth
-progress plus the success bonus, what a run rewarded by a progress model would get from a perfect one.
+bonus, weighted by ``cfg.rewards`` (both are ``PickTask``'s); ``progress`` is potential-based shaping on
+the ground-truth progress plus the success bonus, what a run rewarded by a progress model would get from
+a perfect one.
 Observation: ``PICK_OBS_TERMS`` (see ``config.py``), plus camera frames when configured.
 Progress: ``info["progress"]`` in [0, 1] is ground truth for reward models (see ``progress()``).
 """
@@ -16,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from striata.envs.backend import Obs
-from striata.envs.rotations import quat_from_euler_xyz
 from striata.envs.tasks.panda.config import PICK_OBS_TERMS, PandaPickConfig
 from striata.envs.tasks.panda.env import PandaEnv
 from striata.envs.tasks.panda.scene import BLOCK, BLOCK_HALF_SIZE
+from striata.envs.tasks.tabletop.pick import PickTask
 
 # Progress stages: reaching fills [0, REACHED], a grasp jumps to GRASPED, lifting fills [GRASPED, 1].
 REACHED = 0.5
@@ -29,30 +30,17 @@ GRASP_DISTANCE = 0.025  # m: pinch within this of the cube centre, fingers closi
 GRASP_OPENING = (0.2, 0.8)  # gripper opening while holding the 4 cm cube (0.42); below: closed on air
 
 
-class PandaPickEnv(PandaEnv):
+class PandaPickEnv(PickTask, PandaEnv):
     observation_terms = PICK_OBS_TERMS
+    cube_body = BLOCK
+    cube_half_size = BLOCK_HALF_SIZE
     cfg: PandaPickConfig
 
     def __init__(self, cfg: PandaPickConfig, num_envs: int, seed: int | None = None) -> None:
-        super().__init__(cfg, num_envs, seed, block=True)
-        adr = self.model.joint(BLOCK).qposadr[0]
-        self._cube_pos = slice(adr, adr + 3)
-        self._cube_quat = slice(adr + 3, adr + 7)
-        self.cube_start = np.zeros((num_envs, 3))
+        super().__init__(cfg, num_envs, seed)
         self._step_progress = np.zeros(num_envs)
         self._phi = self._step_progress  # phi(s') of the ``progress`` reward: the progress, plus any noise
         self._potential = np.zeros(num_envs)  # phi(s) of the ``progress`` reward; 0 at an episode's start
-
-    @property
-    def cube_pos(self) -> np.ndarray:
-        return self.qpos[:, self._cube_pos]
-
-    @property
-    def cube_quat(self) -> np.ndarray:
-        return self.qpos[:, self._cube_quat]
-
-    def cube_lift(self) -> np.ndarray:
-        return self.cube_pos[:, 2] - self.cube_start[:, 2]
 
     def progress(self) -> np.ndarray:
         """Ground-truth task progress [N] in [0, 1], monotone in how far the pick has come.
@@ -61,7 +49,7 @@ class PandaPickEnv(PandaEnv):
         closed on it) is 0.6; lifting it while held fills [0.6, 1]; success is 1. A dropped or released
         cube falls back to its reaching value, so put-downs and drops read as regressions.
         """
-        distance = np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1)
+        distance = np.linalg.norm(self.cube_pos - self.ee_pos, axis=1)
         reach = REACHED * (1.0 - np.clip(distance / REACH_SCALE, 0.0, 1.0))
         opening = self.gripper_opening[:, 0]
         held = (distance < GRASP_DISTANCE) & (opening > GRASP_OPENING[0]) & (opening < GRASP_OPENING[1])
@@ -92,25 +80,10 @@ class PandaPickEnv(PandaEnv):
 
     def _reset_envs(self, ids: np.ndarray) -> None:
         self._potential[ids] = 0.0
-        self._reset_robot(ids)
-        cfg = self.cfg
-        n = len(ids)
-        pos = np.stack(
-            (
-                self.rng.uniform(*cfg.cube_x, n),
-                self.rng.uniform(*cfg.cube_y, n),
-                np.full(n, BLOCK_HALF_SIZE),
-            ),
-            axis=1,
-        )
-        yaw = self.rng.uniform(-cfg.cube_yaw, cfg.cube_yaw, n)
-        zeros = np.zeros(n)
-        self.qpos[ids, self._cube_pos] = pos
-        self.qpos[ids, self._cube_quat] = quat_from_euler_xyz(zeros, zeros, yaw)
-        self.cube_start[ids] = pos
+        super()._reset_envs(ids)
 
     def _state(self) -> np.ndarray:
-        pinch = self.pinch_pos
+        pinch = self.ee_pos
         cube = self.cube_pos
         return np.concatenate(
             (
@@ -118,21 +91,10 @@ class PandaPickEnv(PandaEnv):
                 self.joint_vel,
                 self.gripper_opening,
                 pinch,
-                self.pinch_vel,
+                self.ee_vel,
                 cube,
                 self.cube_quat,
                 cube - pinch,
             ),
             axis=1,
         )
-
-    def _success(self) -> np.ndarray:
-        return self.cube_lift() >= self.cfg.lift_height
-
-    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        # Penalties that reach 0 at the goal (see PickRewardConfig): finishing beats hovering.
-        reach = -np.tanh(10.0 * np.linalg.norm(self.cube_pos - self.pinch_pos, axis=1))
-        lift = np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0) - 1.0
-        weights = self.cfg.rewards
-        reward = weights.reach * reach + weights.lift * lift + weights.success * success
-        return reward, {"reach": reach, "lift": lift}

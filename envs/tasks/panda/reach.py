@@ -3,7 +3,7 @@
 Success: pinch within ``success_distance`` (3 cm) of the target; the episode then terminates.
 Rewards: ``dense`` is -tanh(10 d) (a penalty that vanishes at the target), ``sparse`` is success as 1/0.
 Observation: ``REACH_OBS_TERMS`` (see ``config.py``), plus camera frames when configured; the target
-is drawn as a green sphere (a mocap body without collisions).
+is drawn as a green sphere (a mocap body without collisions). The task's logic is ``ReachTask``'s.
 """
 
 from __future__ import annotations
@@ -12,37 +12,15 @@ import numpy as np
 
 from striata.envs.tasks.panda.config import REACH_OBS_TERMS, PandaReachConfig
 from striata.envs.tasks.panda.env import PandaEnv
+from striata.envs.tasks.tabletop.reach import ReachTask
 
 
-class PandaReachEnv(PandaEnv):
+class PandaReachEnv(ReachTask, PandaEnv):
     observation_terms = REACH_OBS_TERMS
     cfg: PandaReachConfig
 
-    def __init__(self, cfg: PandaReachConfig, num_envs: int, seed: int | None = None) -> None:
-        super().__init__(cfg, num_envs, seed, target=True)
-        self.target = np.zeros((num_envs, 3))
-        self.mocap_pos = self.batch.bind("mocap_pos")
-
-    def distance(self) -> np.ndarray:
-        return np.linalg.norm(self.target - self.pinch_pos, axis=1)
-
-    def _reset_envs(self, ids: np.ndarray) -> None:
-        self._reset_robot(ids)
-        box = self.cfg.targets
-        self.target[ids] = self.rng.uniform(box.low, box.high, (len(ids), 3))
-        self.mocap_pos[ids, 0] = self.target[ids]
-
     def _state(self) -> np.ndarray:
-        pinch = self.pinch_pos
+        pinch = self.ee_pos
         return np.concatenate(
             (self.joint_pos, self.joint_vel, pinch, self.target, self.target - pinch), axis=1
         )
-
-    def _success(self) -> np.ndarray:
-        return self.distance() < self.cfg.success_distance
-
-    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        # A penalty that vanishes at the target: success ends the episode, so a positive reward per
-        # step would pay more for hovering near the target than for reaching it.
-        reach = -np.tanh(10.0 * self.distance())
-        return reach, {"reach": reach}

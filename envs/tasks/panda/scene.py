@@ -11,11 +11,18 @@ from __future__ import annotations
 import mujoco
 
 from striata.envs.robots.panda import PANDA, PINCH_SITE, add_panda_actuators, compensate_gravity, panda_spec
+from striata.envs.tasks.tabletop.scene import (
+    SceneLook,
+    add_cube,
+    add_target,
+    add_visuals,
+    compile_scene,
+    strip_robot_extras,
+)
 
 BLOCK = "block"
 BLOCK_HALF_SIZE = 0.02
 BLOCK_MASS = 0.1
-TARGET = "target"
 FRONT_CAMERA = "front"
 # Framed on the cube's spawn area and the air above it, close enough that the gripper-to-cube gap spans
 # many pixels at 80x80: the view the reward server's progress model is trained on.
@@ -32,20 +39,29 @@ SIDE_CAMERA_POS = (0.48, 0.65, 0.3)
 SIDE_CAMERA_QUAT = (0.0, 0.0, 0.5716756, 0.8204798)
 SIDE_CAMERA_FOVY = 45.0
 PINCH_VEL_SENSOR = "pinch_vel"
+# gym-hil's look: gradient sky, dark blue checker floor, soft headlight (MuJoCo's default specular).
+LOOK = SceneLook(
+    headlight_diffuse=(0.4, 0.4, 0.4),
+    headlight_ambient=(0.5, 0.5, 0.5),
+    headlight_specular=(0.5, 0.5, 0.5),
+    stat_center=(0.3, 0.0, 0.4),
+    stat_extent=0.8,
+    checker="grid",
+    checker_rgb1=(0.1, 0.2, 0.3),
+    checker_rgb2=(0.2, 0.3, 0.4),
+    checker_size=512,
+    checker_repeat=2.0,
+)
 
 
 def build_scene(
-    physics_dt: float, image_size: int, *, block: bool = False, target: bool = False
+    physics_dt: float, image_size: int, *, cube: bool = False, target: bool = False
 ) -> mujoco.MjModel:
-    """Compile the Panda scene; ``block`` adds the free 4 cm cube, ``target`` a visual mocap sphere."""
+    """Compile the Panda scene; ``cube`` adds the free 4 cm cube (``BLOCK``), ``target`` a visual mocap
+    sphere."""
     spec = panda_spec()
-    for sensor in list(spec.sensors):
-        spec.delete(sensor)
-    for key in list(spec.keys):
-        spec.delete(key)
     # Menagerie's Panda brings a light of its own; the scene's lighting is gym-hil's on both paths.
-    for light in list(spec.lights):
-        spec.delete(light)
+    strip_robot_extras(spec)
     add_panda_actuators(spec)
     compensate_gravity(spec)
 
@@ -57,7 +73,7 @@ def build_scene(
     spec.option.noslip_iterations = 5
     spec.option.noslip_tolerance = 0.0
 
-    _add_visuals(spec, image_size)
+    add_visuals(spec, image_size, LOOK)
     world = spec.worldbody
     world.add_camera(
         name=FRONT_CAMERA, pos=[1.3, 0.0, 0.7], quat=[0.5963678, 0.3799282, 0.3799282, 0.5963678], fovy=45.0
@@ -72,18 +88,12 @@ def build_scene(
         name=SIDE_CAMERA, pos=list(SIDE_CAMERA_POS), quat=list(SIDE_CAMERA_QUAT), fovy=SIDE_CAMERA_FOVY
     )
     world.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0], diffuse=[1.0, 1.0, 1.0], specular=[0.3] * 3)
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3.0, 3.0, 0.01], material="grid")
+    world.add_geom(
+        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[3.0, 3.0, 0.01], material=LOOK.checker
+    )
 
-    if block:
-        body = world.add_body(name=BLOCK, pos=[0.5, 0.0, BLOCK_HALF_SIZE])
-        body.add_freejoint(name=BLOCK)
-        body.add_geom(
-            name=BLOCK,
-            type=mujoco.mjtGeom.mjGEOM_BOX,
-            size=[BLOCK_HALF_SIZE] * 3,
-            mass=BLOCK_MASS,
-            rgba=[0.6, 0.3, 0.6, 1.0],
-        )
+    if cube:
+        add_cube(spec, BLOCK, (0.5, 0.0, BLOCK_HALF_SIZE), BLOCK_HALF_SIZE, BLOCK_MASS, (0.6, 0.3, 0.6, 1.0))
         world.add_light(
             pos=[0.0, -0.5, 0.4],
             mode=mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODYCOM,
@@ -92,62 +102,5 @@ def build_scene(
             specular=[0.3] * 3,
         )
     if target:
-        body = world.add_body(name=TARGET, pos=[0.5, 0.0, 0.3], mocap=True)
-        body.add_geom(
-            name=TARGET,
-            type=mujoco.mjtGeom.mjGEOM_SPHERE,
-            size=[0.02, 0.0, 0.0],
-            contype=0,
-            conaffinity=0,
-            rgba=[0.2, 0.8, 0.2, 0.6],
-        )
-
-    spec.add_sensor(
-        name=PINCH_VEL_SENSOR,
-        type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
-        objtype=mujoco.mjtObj.mjOBJ_SITE,
-        objname=PINCH_SITE,
-    )
-    model = spec.compile()
-    _check_joint_order(model)
-    return model
-
-
-def _add_visuals(spec: mujoco.MjSpec, image_size: int) -> None:
-    """gym-hil's look: gradient sky, checker floor, soft headlight."""
-    spec.visual.headlight.diffuse = [0.4, 0.4, 0.4]
-    spec.visual.headlight.ambient = [0.5, 0.5, 0.5]
-    spec.visual.global_.azimuth = 160.0
-    spec.visual.global_.elevation = -20.0
-    spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, image_size)
-    spec.visual.global_.offheight = max(spec.visual.global_.offheight, image_size)
-    spec.stat.center = [0.3, 0.0, 0.4]
-    spec.stat.extent = 0.8
-    spec.add_texture(
-        name="skybox",
-        type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
-        builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
-        rgb1=[0.3, 0.5, 0.7],
-        rgb2=[0.0, 0.0, 0.0],
-        width=32,
-        height=512,
-    )
-    spec.add_texture(
-        name="grid",
-        type=mujoco.mjtTexture.mjTEXTURE_2D,
-        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
-        rgb1=[0.1, 0.2, 0.3],
-        rgb2=[0.2, 0.3, 0.4],
-        width=512,
-        height=512,
-    )
-    grid = spec.add_material(name="grid", texrepeat=[2.0, 2.0], texuniform=True, reflectance=0.0)
-    grid.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "grid"
-
-
-def _check_joint_order(model: mujoco.MjModel) -> None:
-    """The tasks index qpos/qvel/ctrl by position: the arm's joints and actuators must come first."""
-    for i, name in enumerate(PANDA.joint_names):
-        joint = model.joint(name)
-        if joint.qposadr[0] != i or joint.dofadr[0] != i or model.actuator(i).name != name:
-            raise RuntimeError(f"Panda scene: {name!r} is not joint/actuator {i}; the asset's layout changed")
+        add_target(spec, (0.5, 0.0, 0.3), 0.02)
+    return compile_scene(spec, PANDA, PINCH_SITE, PINCH_VEL_SENSOR)

@@ -2,6 +2,7 @@
 
 Modules: ``config`` (schemas, action and observation layouts), ``scene`` (the table, cameras and objects
 built around the robot), ``visual_meshes`` (decimated visual meshes for affordable software rendering),
-``control`` (actions to servo position targets), ``env`` (what both tasks share), ``reach`` and ``pick``
-(the tasks), ``scripted`` (IK-based scripted policies for tests and demonstrations).
+``control`` (actions to servo position targets), ``env`` (the SO-101 on the shared ``tabletop`` arm env),
+``reach`` and ``pick`` (the tasks: the shared task logic plus the SO-101's state layout), ``scripted``
+(IK-based scripted policies for tests and demonstrations).
 """

@@ -4,7 +4,8 @@ Every mode switch is a ``Literal``, so a typo fails validation with the field's 
 values. Defaults: 10 Hz control (physics 500 Hz, decimation 50) as HIL-SERL's arms, joint targets that
 move at most 0.1 rad a step (1 rad/s, a fifth of the servo's no-load speed; the gripper 0.25 rad), 64x64
 camera frames drawn without shadows or multisampling from decimated visual meshes (what software
-rendering can afford: see ``visual_meshes.py``).
+rendering can afford: see ``visual_meshes.py``). Boxes and cube ranges are in the world frame, whose
+origin is the arm's base on the table top.
 
 Actions (both tasks, ``SO101_ACTION_DIM`` = 6, each in [-1, 1]), in servo order: five arm joint-target
 deltas (``joint_step`` rad at |a| = 1, added to the last target, clipped to the joint limits), then the
@@ -24,16 +25,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from striata.envs.robots.so101 import max_target_step
-from striata.envs.tasks.base import StrictModel, TaskConfig
+from striata.envs.tasks.tabletop.config import (
+    ArmTaskConfig,
+    Box,
+    CubeRange,
+    CubeYaw,
+    ImageSize,
+    ObsTerms,
+    PickRewardConfig,
+)
+from striata.envs.tasks.tabletop.config import obs_slices as obs_slices  # the layouts' reader, re-exported
 
-CameraName = Literal["front", "wrist"]
-RewardMode = Literal["dense", "sparse"]
 VisualMeshes = Literal["decimated", "original"]
-
-ObsTerms = tuple[tuple[str, int], ...]
 
 SO101_ACTION_DIM = 6
 
@@ -57,38 +63,9 @@ PICK_OBS_TERMS: ObsTerms = (
 )
 
 
-def obs_slices(terms: ObsTerms) -> dict[str, slice]:
-    """Where each named term lies in the flat state vector."""
-    out: dict[str, slice] = {}
-    start = 0
-    for name, size in terms:
-        out[name] = slice(start, start + size)
-        start += size
-    return out
+class So101TaskConfig(ArmTaskConfig):
+    """What both SO-101 tasks share: action scales, 64x64 frames and how they are drawn."""
 
-
-Vec3 = tuple[float, float, float]
-
-
-class Box(StrictModel):
-    """An axis-aligned box in the world frame (m); the arm's base is at the origin on the table top."""
-
-    low: Vec3
-    high: Vec3
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Box:
-        if any(lo > hi for lo, hi in zip(self.low, self.high, strict=True)):
-            raise ValueError(f"low {self.low} must be <= high {self.high} on every axis")
-        return self
-
-
-class So101TaskConfig(TaskConfig):
-    """What both SO-101 tasks share: rates, action scales, cameras and how they are drawn."""
-
-    physics_dt: float = Field(default=0.002, gt=0)
-    decimation: int = Field(default=50, ge=1)
-    episode_length_s: float = Field(default=10.0, gt=0)
     joint_step: float = Field(
         default=0.1, gt=0, description="arm joint-target change at |action| = 1 (rad per step)"
     )
@@ -101,11 +78,7 @@ class So101TaskConfig(TaskConfig):
     # 0.25 rad a step is 2.5 rad/s, what the arm bridge's default target-rate limit passes (deploy/safety.py:
     # 0.05 rad per 20 ms tick), so a deployed gripper closes as fast as the simulated one.
     gripper_step: float = Field(default=0.25, gt=0, description="largest gripper-target change a step (rad)")
-    reward: RewardMode = "dense"
-    cameras: list[CameraName] = Field(
-        default_factory=list, description="camera frames added to the observation (obs becomes a dict)"
-    )
-    image_size: int = Field(default=64, ge=16, le=1024, description="camera frames are image_size^2 RGB")
+    image_size: ImageSize = 64
     camera_shadows: bool = Field(
         default=False,
         description="draw the observation frames with shadows, reflections and 4x multisampling "
@@ -119,13 +92,6 @@ class So101TaskConfig(TaskConfig):
     visual_mesh_faces: int = Field(
         default=1500, ge=100, description="triangle budget of each decimated visual mesh"
     )
-
-    @field_validator("cameras")
-    @classmethod
-    def _unique_cameras(cls, cameras: list[str]) -> list[str]:
-        if len(set(cameras)) != len(cameras):
-            raise ValueError(f"cameras must be distinct, got {cameras}")
-        return cameras
 
     @model_validator(mode="after")
     def _servo_can_follow(self) -> So101TaskConfig:
@@ -151,32 +117,11 @@ class So101ReachConfig(So101TaskConfig):
     distance_scale: float = Field(default=10.0, gt=0, description="k of the dense reward -tanh(k d) (1/m)")
 
 
-class PickRewardConfig(StrictModel):
-    """Dense reward: -reach * tanh(10 d) - lift * (1 - clip(lift / lift_height, 0, 1)) + success * bonus.
-
-    The shaped terms are penalties that vanish at the goal: success ends the episode, and a positive
-    reward per step would make hovering just short of success worth more than succeeding.
-    """
-
-    reach: float = 1.0
-    lift: float = 2.0
-    success: float = 5.0
-
-
 class So101PickConfig(So101TaskConfig):
     """Lift the 2.5 cm cube ``lift_height`` above where it started."""
 
-    cube_x: tuple[float, float] = (0.15, 0.25)
-    cube_y: tuple[float, float] = (-0.1, 0.1)
-    cube_yaw: float = Field(
-        default=0.0, ge=0, description="cube yaw is uniform in [-cube_yaw, cube_yaw] (rad)"
-    )
+    cube_x: CubeRange = (0.15, 0.25)
+    cube_y: CubeRange = (-0.1, 0.1)
+    cube_yaw: CubeYaw = 0.0
     lift_height: float = Field(default=0.05, gt=0)
     rewards: PickRewardConfig = Field(default_factory=PickRewardConfig)
-
-    @field_validator("cube_x", "cube_y")
-    @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] > value[1]:
-            raise ValueError(f"range {value} must be (low, high) with low <= high")
-        return value

@@ -22,12 +22,19 @@ from striata.envs.robots.so101 import (
     so101_spec,
 )
 from striata.envs.tasks.so101.visual_meshes import DecimationReport, decimate_visual_meshes
+from striata.envs.tasks.tabletop.scene import (
+    SceneLook,
+    add_cube,
+    add_target,
+    add_visuals,
+    compile_scene,
+    strip_robot_extras,
+)
 
 CUBE = "cube"
 CUBE_HALF_SIZE = 0.0125
 CUBE_MASS = 0.02  # kg: a 2.5 cm 3D-printed cube
 CUBE_SOLREF_TIMECONST = 0.004  # s; MuJoCo raises it to 2 physics steps where physics_dt is larger
-TARGET = "target"
 TARGET_RADIUS = 0.012
 FRONT_CAMERA = "front"
 FRONT_CAMERA_POS = (0.45, 0.2, 0.32)
@@ -36,6 +43,19 @@ FRONT_CAMERA_FOVY = 50.0  # a webcam's field of view (a C920: 43 degrees vertica
 TABLE_HALF_SIZE = (0.4, 0.4, 0.02)
 TABLE_CENTER_X = 0.2
 TIP_VEL_SENSOR = "tip_vel"
+# The asset scene's look (gradient sky, soft headlight without highlights) and a grey checkered table top.
+LOOK = SceneLook(
+    headlight_diffuse=(0.5, 0.5, 0.5),
+    headlight_ambient=(0.4, 0.4, 0.4),
+    headlight_specular=(0.0, 0.0, 0.0),
+    stat_center=(0.15, 0.0, 0.1),
+    stat_extent=0.5,
+    checker="table",
+    checker_rgb1=(0.55, 0.55, 0.6),
+    checker_rgb2=(0.45, 0.45, 0.5),
+    checker_size=256,
+    checker_repeat=8.0,
+)
 
 
 def look_at_quat(pos: tuple[float, float, float], target: tuple[float, float, float]) -> np.ndarray:
@@ -67,12 +87,7 @@ def build_scene(
     says how many there were and are); ``"original"`` keeps the asset's meshes (report None).
     """
     spec = so101_spec()
-    for sensor in list(spec.sensors):
-        spec.delete(sensor)
-    for key in list(spec.keys):
-        spec.delete(key)
-    for light in list(spec.lights):
-        spec.delete(light)
+    strip_robot_extras(spec)
     add_so101_actuators(spec)
     add_tip_and_wrist_camera(spec)
     report = None
@@ -88,7 +103,7 @@ def build_scene(
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 10.0
 
-    _add_visuals(spec, image_size)
+    add_visuals(spec, image_size, LOOK)
     world = spec.worldbody
     world.add_camera(
         name=FRONT_CAMERA,
@@ -103,18 +118,17 @@ def build_scene(
         type=mujoco.mjtGeom.mjGEOM_BOX,
         size=[hx, hy, hz],
         pos=[TABLE_CENTER_X, 0.0, -hz],
-        material="table",
+        material=LOOK.checker,
     )
 
     if cube:
-        body = world.add_body(name=CUBE, pos=[0.2, 0.0, CUBE_HALF_SIZE])
-        body.add_freejoint(name=CUBE)
-        body.add_geom(
-            name=CUBE,
-            type=mujoco.mjtGeom.mjGEOM_BOX,
-            size=[CUBE_HALF_SIZE] * 3,
-            mass=CUBE_MASS,
-            rgba=[0.85, 0.15, 0.1, 1.0],
+        add_cube(
+            spec,
+            CUBE,
+            (0.2, 0.0, CUBE_HALF_SIZE),
+            CUBE_HALF_SIZE,
+            CUBE_MASS,
+            (0.85, 0.15, 0.1, 1.0),
             # Torsional friction: a cube held at one edge does not spin out of the jaws.
             condim=4,
             friction=[1.0, 0.01, 0.0001],
@@ -127,65 +141,5 @@ def build_scene(
             solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
         )
     if target:
-        body = world.add_body(name=TARGET, pos=[0.2, 0.0, 0.1], mocap=True)
-        body.add_geom(
-            name=TARGET,
-            type=mujoco.mjtGeom.mjGEOM_SPHERE,
-            size=[TARGET_RADIUS, 0.0, 0.0],
-            contype=0,
-            conaffinity=0,
-            rgba=[0.2, 0.8, 0.2, 0.6],
-        )
-
-    spec.add_sensor(
-        name=TIP_VEL_SENSOR,
-        type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
-        objtype=mujoco.mjtObj.mjOBJ_SITE,
-        objname=TIP_SITE,
-    )
-    model = spec.compile()
-    _check_joint_order(model)
-    return model, report
-
-
-def _add_visuals(spec: mujoco.MjSpec, image_size: int) -> None:
-    """The asset scene's look (gradient sky, soft headlight) and a checkered table top."""
-    spec.visual.headlight.diffuse = [0.5, 0.5, 0.5]
-    spec.visual.headlight.ambient = [0.4, 0.4, 0.4]
-    spec.visual.headlight.specular = [0.0, 0.0, 0.0]
-    spec.visual.global_.azimuth = 160.0
-    spec.visual.global_.elevation = -20.0
-    spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, image_size)
-    spec.visual.global_.offheight = max(spec.visual.global_.offheight, image_size)
-    spec.stat.center = [0.15, 0.0, 0.1]
-    spec.stat.extent = 0.5
-    spec.add_texture(
-        name="skybox",
-        type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
-        builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
-        rgb1=[0.3, 0.5, 0.7],
-        rgb2=[0.0, 0.0, 0.0],
-        width=32,
-        height=512,
-    )
-    spec.add_texture(
-        name="table",
-        type=mujoco.mjtTexture.mjTEXTURE_2D,
-        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
-        rgb1=[0.55, 0.55, 0.6],
-        rgb2=[0.45, 0.45, 0.5],
-        width=256,
-        height=256,
-    )
-    table = spec.add_material(name="table", texrepeat=[8.0, 8.0], texuniform=True, reflectance=0.0)
-    table.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "table"
-
-
-def _check_joint_order(model: mujoco.MjModel) -> None:
-    """The tasks index qpos/qvel/ctrl by position: the arm's joints and actuators must come first."""
-    for i, name in enumerate(SO101.joint_names):
-        joint = model.joint(name)
-        if joint.qposadr[0] != i or joint.dofadr[0] != i or model.actuator(i).name != name:
-            raise RuntimeError(
-                f"SO-101 scene: {name!r} is not joint/actuator {i}; the asset's layout changed"
-            )
+        add_target(spec, (0.2, 0.0, 0.1), TARGET_RADIUS)
+    return compile_scene(spec, SO101, TIP_SITE, TIP_VEL_SENSOR), report

@@ -26,20 +26,11 @@ from striata.envs.robots.so101 import N_ARM, TIP_SITE, add_tip_and_wrist_camera,
 from striata.envs.tasks.so101.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
 from striata.envs.tasks.so101.env import So101Env
 from striata.envs.tasks.so101.scene import CUBE_HALF_SIZE
+from striata.envs.tasks.tabletop.rotations import orientation_error
+from striata.envs.tasks.tabletop.scripted import OPEN, PickPhases, ScriptedPolicy, state_of
 
 _PICK = obs_slices(PICK_OBS_TERMS)
 _REACH = obs_slices(REACH_OBS_TERMS)
-
-OPEN, CLOSE = -1.0, 1.0
-
-
-def _state(obs: Obs) -> np.ndarray:
-    return obs["state"] if isinstance(obs, dict) else obs
-
-
-def orientation_error(rot: np.ndarray, rot_target: np.ndarray) -> np.ndarray:
-    """Small-angle world-frame rotation vector from rotations ``rot`` [..., 3, 3] to ``rot_target``."""
-    return 0.5 * np.cross(rot, rot_target, axisa=-2, axisb=-2, axisc=-1).sum(axis=-2)
 
 
 def yaw_of(quat: np.ndarray) -> np.ndarray:
@@ -89,7 +80,7 @@ class ArmKinematics:
         return pos, rot, jac
 
 
-class _ScriptedPolicy:
+class _IKPolicy(ScriptedPolicy):
     def __init__(
         self,
         num_envs: int,
@@ -100,10 +91,8 @@ class _ScriptedPolicy:
         damping: float = 0.02,
         orientation_weight: float = 0.3,
     ) -> None:
-        self.num_envs = num_envs
+        super().__init__(num_envs, noise, seed)
         self.joint_step = joint_step
-        self.noise = noise
-        self.rng = np.random.default_rng(seed)
         self.max_move = max_move
         self.damping_sq = damping**2
         self.orientation_weight = orientation_weight
@@ -135,10 +124,7 @@ class _ScriptedPolicy:
         blocked = ((q + dq <= low + 1e-6) & (dq < 0)) | ((q + dq >= high - 1e-6) & (dq > 0))
         if blocked.any():
             dq = np.where(blocked, 0.0, self._dls(jac * ~blocked[:, None, :], error))
-        action = dq / self.joint_step
-        if self.noise > 0:
-            action = action + self.rng.normal(0.0, self.noise, action.shape)
-        return np.clip(action, -1.0, 1.0)
+        return self._noisy(dq / self.joint_step)
 
     def _dls(self, jac: np.ndarray, error: np.ndarray) -> np.ndarray:
         """dq = J^T (J J^T + lambda^2 I)^-1 e, batched."""
@@ -146,26 +132,21 @@ class _ScriptedPolicy:
         return (jac.transpose(0, 2, 1) @ np.linalg.solve(gram, error[..., None]))[..., 0]
 
 
-class ScriptedReachPolicy(_ScriptedPolicy):
+class ScriptedReachPolicy(_IKPolicy):
     """Straight to the target (position only), gripper open."""
 
-    def reset(self, mask: np.ndarray | None = None) -> None:
-        """Stateless: nothing to start over (kept for the common policy interface)."""
-
     def __call__(self, obs: Obs) -> np.ndarray:
-        state = _state(obs)
+        state = state_of(obs)
         arm = self._arm_action(state[:, _REACH["joint_target"]], state[:, _REACH["target_pos"]])
         return np.concatenate((arm, np.full((len(state), 1), OPEN)), axis=1)
 
 
-class ScriptedPickPolicy(_ScriptedPolicy):
+class ScriptedPickPolicy(_IKPolicy, PickPhases):
     """Above the cube -> descend -> close -> lift; a cube lost after the grasp restarts the sequence.
 
     The gripper points down with its jaws square to the cube's faces, on the pair of faces nearest to
     closing along the arm's reach (where the wrist's roll stays near its home angle).
     """
-
-    APPROACH, DESCEND, GRASP, LIFT = range(4)
 
     def __init__(
         self,
@@ -188,17 +169,9 @@ class ScriptedPickPolicy(_ScriptedPolicy):
         self.close_steps = close_steps
         self.descend_steps = descend_steps
         self.tolerance = tolerance
-        self.phase = np.zeros(num_envs, dtype=np.int64)
-        self.phase_steps = np.zeros(num_envs, dtype=np.int64)
-
-    def reset(self, mask: np.ndarray | None = None) -> None:
-        """Start over in the envs of ``mask`` (all when None)."""
-        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        self.phase[mask] = self.APPROACH
-        self.phase_steps[mask] = 0
 
     def __call__(self, obs: Obs) -> np.ndarray:
-        state = _state(obs)
+        state = state_of(obs)
         tip = state[:, _PICK["tip_pos"]]
         cube = state[:, _PICK["cube_pos"]]
         # The grasp point sits grasp_height above the cube's centre: the fingertips then clear the table.
@@ -216,35 +189,28 @@ class ScriptedPickPolicy(_ScriptedPolicy):
         )
 
         # Advance phases first, so that each env acts on the phase it is in now.
-        previous = self.phase.copy()
-        self.phase_steps += 1
-        at = self.phase
-        self.phase = np.select(
-            [
-                (at == self.APPROACH) & over_cube,
-                (at == self.DESCEND) & (np.linalg.norm(grasp - tip, axis=1) < self.tolerance),
-                # A descent that does not arrive is blocked (a jaw on the cube): up again, and realign.
-                (at == self.DESCEND) & (self.phase_steps >= self.descend_steps),
-                (at == self.GRASP) & (self.phase_steps >= self.close_steps),
-                (at == self.LIFT) & (np.linalg.norm(grasp - tip, axis=1) > 3 * self.tolerance) & on_table,
-            ],
-            [self.DESCEND, self.GRASP, self.APPROACH, self.LIFT, self.APPROACH],
-            default=at,
+        at = self._tick()
+        self._enter(
+            np.select(
+                [
+                    (at == self.APPROACH) & over_cube,
+                    (at == self.DESCEND) & (np.linalg.norm(grasp - tip, axis=1) < self.tolerance),
+                    # A descent that does not arrive is blocked (a jaw on the cube): up again, and realign.
+                    (at == self.DESCEND) & (self.phase_steps >= self.descend_steps),
+                    (at == self.GRASP) & (self.phase_steps >= self.close_steps),
+                    (at == self.LIFT) & (np.linalg.norm(grasp - tip, axis=1) > 3 * self.tolerance) & on_table,
+                ],
+                [self.DESCEND, self.GRASP, self.APPROACH, self.LIFT, self.APPROACH],
+                default=at,
+            )
         )
-        self.phase_steps[self.phase != previous] = 0
 
         lift = grasp.copy()
         lift[:, 2] = self.lift_to
-        phase = self.phase[:, None]
-        goal = np.select(
-            [phase == self.APPROACH, phase == self.DESCEND, phase == self.GRASP],
-            [above, grasp, grasp],
-            default=lift,
-        )
+        goal = self._phase_goal(above, grasp, grasp, lift)
         arm = self._arm_action(state[:, _PICK["joint_target"]], goal, pointing_down(self._jaw_yaw(state)))
         arm[self.phase == self.GRASP] = 0.0  # hold still while the jaws close
-        gripper = np.where(phase >= self.GRASP, CLOSE, OPEN)
-        return np.concatenate((arm, gripper), axis=1)
+        return np.concatenate((arm, self._gripper()), axis=1)
 
     @staticmethod
     def _jaw_yaw(state: np.ndarray) -> np.ndarray:

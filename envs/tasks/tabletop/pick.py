@@ -1,0 +1,74 @@
+"""``PickTask``: an arm lifts a cube from a random pose on the surface in front of it.
+
+Success: the cube is ``cfg.lift_height`` above where it started; the episode then terminates.
+Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube - end effector|)) and
+lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success bonus,
+weighted by ``cfg.rewards`` (``PickRewardConfig``). Each robot's pick env combines this with its
+``TabletopArmEnv``, names the scene's cube and lays out the state observation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from striata.envs.rotations import quat_from_euler_xyz
+from striata.envs.tasks.tabletop.config import ArmTaskConfig
+from striata.envs.tasks.tabletop.env import TabletopArmEnv
+
+
+class PickTask(TabletopArmEnv):
+    """The pick's cube, success and dense reward; ``class XPickEnv(PickTask, XEnv)`` adds the robot.
+
+    Its config is the robot's task config plus ``cube_x``, ``cube_y`` and ``cube_yaw`` (the spawn
+    ranges), ``lift_height`` (m) and ``rewards`` (``PickRewardConfig``).
+    """
+
+    cube_body: str  # the cube's body and free joint in the scene
+    cube_half_size: float  # m; the cube spawns resting on the surface at z = 0
+
+    def __init__(self, cfg: ArmTaskConfig, num_envs: int, seed: int | None = None) -> None:
+        super().__init__(cfg, num_envs, seed, cube=True)
+        adr = self.model.joint(self.cube_body).qposadr[0]
+        self._cube_pos = slice(adr, adr + 3)
+        self._cube_quat = slice(adr + 3, adr + 7)
+        self.cube_start = np.zeros((num_envs, 3))
+
+    @property
+    def cube_pos(self) -> np.ndarray:
+        return self.qpos[:, self._cube_pos]
+
+    @property
+    def cube_quat(self) -> np.ndarray:
+        return self.qpos[:, self._cube_quat]
+
+    def cube_lift(self) -> np.ndarray:
+        return self.cube_pos[:, 2] - self.cube_start[:, 2]
+
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        self._reset_robot(ids)
+        cfg = self.cfg
+        n = len(ids)
+        pos = np.stack(
+            (
+                self.rng.uniform(*cfg.cube_x, n),
+                self.rng.uniform(*cfg.cube_y, n),
+                np.full(n, self.cube_half_size),
+            ),
+            axis=1,
+        )
+        yaw = self.rng.uniform(-cfg.cube_yaw, cfg.cube_yaw, n)
+        zeros = np.zeros(n)
+        self.qpos[ids, self._cube_pos] = pos
+        self.qpos[ids, self._cube_quat] = quat_from_euler_xyz(zeros, zeros, yaw)
+        self.cube_start[ids] = pos
+
+    def _success(self) -> np.ndarray:
+        return self.cube_lift() >= self.cfg.lift_height
+
+    def _dense_reward(self, success: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        # Penalties that reach 0 at the goal (see PickRewardConfig): finishing beats hovering.
+        reach = -np.tanh(10.0 * np.linalg.norm(self.cube_pos - self.ee_pos, axis=1))
+        lift = np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0) - 1.0
+        weights = self.cfg.rewards
+        reward = weights.reach * reach + weights.lift * lift + weights.success * success
+        return reward, {"reach": reach, "lift": lift}
