@@ -175,7 +175,7 @@ def rollout(
     num_envs: Annotated[int, typer.Option(min=1)] = 16,
     steps: Annotated[int, typer.Option(min=1, help="batched steps")] = 200,
     policy: Annotated[
-        Policy, typer.Option(help="scripted: IK pick/reach for the panda tasks")
+        Policy, typer.Option(help="scripted: IK pick/reach for the panda and so101 tasks")
     ] = Policy.random,
     seed: int = 0,
     overrides: SetOption = None,
@@ -192,6 +192,34 @@ def rollout(
                 task, num_envs, steps, policy.value, seed, config, on_step=lambda: progress.advance(bar)
             )
     print(json.dumps(stats, indent=2))
+
+
+@app.command()
+def demos(
+    task: Annotated[str, typer.Argument(help="a task with a scripted policy: panda_* or so101_*")],
+    output: Annotated[Path, typer.Option(help="replay file to write (.npz), for `striata train --demos`")],
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to run; the successful ones are kept")] = 20,
+    num_envs: Annotated[int, typer.Option(min=1)] = 8,
+    noise: Annotated[float, typer.Option(min=0, help="Gaussian noise on the scripted actions")] = 0.1,
+    seed: int = 0,
+    overrides: SetOption = None,
+) -> None:
+    """Record scripted demonstrations of a task as a replay file (RLPD's demo buffer)."""
+    from striata.envs.rollout import NoDemonstrationsError
+
+    with user_errors(extra=(NoDemonstrationsError,)):
+        from striata.envs.registry import make_config
+        from striata.envs.rollout import scripted_demonstrations
+        from striata.learner.replay import ReplayBuffer
+
+        config = make_config(task, parse_overrides(overrides or []))
+        transitions = scripted_demonstrations(task, episodes, num_envs, noise, seed, config)
+        steps = len(transitions["rewards"])
+        buffer = ReplayBuffer(steps)
+        buffer.add(transitions)
+        buffer.save(output)
+    print(json.dumps({"task": task, "episodes": int(transitions["terminated"].sum()), "transitions": steps,
+                      "output": str(output)}))  # fmt: skip
 
 
 @app.command()

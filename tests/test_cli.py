@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from striata.cli import app
@@ -29,10 +30,9 @@ def test_rollout_prints_episode_statistics():
     assert stats["mean_length"] > 0
 
 
-def test_scripted_panda_pick_rollout_succeeds():
-    result = runner.invoke(
-        app, ["rollout", "panda_pick", "--num-envs", "4", "--steps", "60", "--policy", "scripted"]
-    )
+@pytest.mark.parametrize("task", ["panda_pick", "so101_pick"])
+def test_scripted_pick_rollout_succeeds(task: str):
+    result = runner.invoke(app, ["rollout", task, "--num-envs", "4", "--steps", "60", "--policy", "scripted"])
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert stats["episodes"] >= 4 and stats["success_rate"] >= 0.9

@@ -11,8 +11,10 @@ import mujoco
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 import striata.envs  # noqa: F401 - registers the striata/* Gymnasium ids
+from striata.cli import app
 from striata.deploy.arms.feetech import FeetechArmConfig
 from striata.envs.backend import ActionError
 from striata.envs.registry import TASKS, make_config, make_env
@@ -22,9 +24,8 @@ from striata.envs.tasks.so101.pick import So101PickEnv
 from striata.envs.tasks.so101.reach import So101ReachEnv
 from striata.envs.tasks.so101.render_cost import drawn_triangles
 from striata.envs.tasks.so101.scene import CUBE_HALF_SIZE
-from striata.envs.tasks.so101.scripted import ScriptedPickPolicy, ScriptedReachPolicy, scripted_demos
+from striata.envs.tasks.so101.scripted import ScriptedPickPolicy, ScriptedReachPolicy
 from striata.learner.demos import load_demos
-from striata.learner.replay import ReplayBuffer
 
 REACH = obs_slices(REACH_OBS_TERMS)
 PICK = obs_slices(PICK_OBS_TERMS)
@@ -242,14 +243,15 @@ def test_scripted_pick_lifts_the_cube():
 
 
 def test_scripted_demonstrations_load_as_rlpd_demos(tmp_path):
-    transitions = scripted_demos("so101_pick", episodes=4, num_envs=4, seed=0)
+    path = tmp_path / "demos.npz"
+    args = ["demos", "so101_pick", "--episodes", "4", "--num-envs", "4", "--output", str(path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    transitions = dict(np.load(path))  # the buffer file: one array per field
     n = len(transitions["rewards"])
     assert transitions["obs"].shape == (n, 31) and transitions["actions"].shape == (n, 6)
     assert transitions["terminated"].sum() == 4, "four successful episodes, each ends terminated"
     assert (np.abs(transitions["actions"]) <= 1).all() and transitions["intervention"].all()
-    buffer = ReplayBuffer(n)
-    buffer.add(transitions)
-    buffer.save(tmp_path / "demos.npz")
     demos, sources = load_demos([tmp_path / "demos.npz"], task="so101_pick", obs_shape=(31,), action_dim=6)
     assert len(demos) == n and sources[0].transitions == n
 

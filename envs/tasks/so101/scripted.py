@@ -9,13 +9,12 @@ The pick also holds the gripper pointing down with its jaws square to the cube.
 
 Each keeps a per-env phase, vectorised over N envs where it can; call ``reset(done)`` with the env's
 ``terminated | truncated`` after every step so that auto-reset envs start over. ``noise`` adds Gaussian
-noise to the arm part of the action (varied demonstrations). ``collect_transitions`` rolls a policy and
-returns the transitions of its successful episodes in the learner's replay layout.
+noise to the arm part of the action (varied demonstrations); ``striata demos`` records them
+(``striata.envs.rollout.scripted_demonstrations``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Self
 
 import mujoco
@@ -220,104 +219,3 @@ class ScriptedPickPolicy(_IKPolicy, PickPhases):
         azimuth = np.arctan2(cube[:, 1], cube[:, 0])
         quarter = np.pi / 2
         return face + quarter * np.round((azimuth - face) / quarter)
-
-
-def collect_transitions(
-    env: So101Env,
-    policy: Callable[[Obs], np.ndarray],
-    episodes: int,
-    max_steps: int = 100_000,
-) -> dict[str, Any]:
-    """Roll ``policy`` from a reset until ``episodes`` episodes ended; the transitions of the successful
-    ones, oldest first, as the learner's replay fields (obs, actions, rewards, next_obs, terminated,
-    intervention), ready for ``striata.learner.replay.ReplayBuffer.add`` and ``striata train --demos``.
-
-    ``info["final_obs"]`` is the true last observation of an ended episode (the env auto-resets), so the
-    env is asked for it on termination too.
-    """
-    env.final_obs_on_termination = True
-    obs = env.reset()
-    if hasattr(policy, "reset"):
-        policy.reset()
-    pending: list[list[dict[str, Any]]] = [[] for _ in range(env.num_envs)]
-    kept: list[dict[str, Any]] = []
-    ended = 0
-    for _ in range(max_steps):
-        actions = policy(obs)
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        done = terminated | truncated
-        last = dict(zip(info.get("final_ids", []), range(len(info.get("final_ids", []))), strict=True))
-        for i in range(env.num_envs):
-            true_next = _row(info["final_obs"], last[i]) if i in last else _row(next_obs, i)
-            pending[i].append(
-                {
-                    "obs": _row(obs, i),
-                    "actions": actions[i].astype(np.float32),
-                    "rewards": np.float32(reward[i]),
-                    "next_obs": true_next,
-                    "terminated": bool(terminated[i]),
-                }
-            )
-            if done[i]:
-                if info["success"][i] and ended < episodes:
-                    kept.extend(pending[i])
-                pending[i] = []
-                ended += 1
-        if hasattr(policy, "reset"):
-            policy.reset(done)
-        obs = next_obs
-        if ended >= episodes:
-            break
-    if not kept:
-        raise RuntimeError(f"collect_transitions: none of {ended} episodes succeeded; nothing to demonstrate")
-    return _stack(kept)
-
-
-def scripted_demos(
-    task: str,
-    episodes: int,
-    num_envs: int = 8,
-    noise: float = 0.1,
-    seed: int = 0,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Transitions of ``episodes`` scripted episodes of ``task`` (``so101_pick`` or ``so101_reach``, with
-    config ``overrides``), successful ones only, for ``ReplayBuffer.add``: demonstrations for RLPD.
-    ``noise`` varies them (Gaussian, on the arm actions)."""
-    from striata.envs.registry import make_env  # the registry imports task modules lazily, this one too
-
-    policies = {"so101_pick": ScriptedPickPolicy, "so101_reach": ScriptedReachPolicy}
-    if task not in policies:
-        raise ValueError(f"no scripted SO-101 policy for task {task!r}; known: {', '.join(policies)}")
-    env = make_env(task, num_envs=num_envs, seed=seed, **overrides)
-    assert isinstance(env, So101Env)
-    try:
-        policy = policies[task].for_env(env, noise=noise, seed=seed)
-        return collect_transitions(env, policy, episodes)
-    finally:
-        env.close()
-
-
-def _row(obs: Obs, i: int) -> Any:
-    return {key: value[i] for key, value in obs.items()} if isinstance(obs, dict) else obs[i]
-
-
-def _stack(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    def stacked(values: list[np.ndarray]) -> np.ndarray:
-        array = np.stack(values)
-        # Observations as the learner keeps them: float32 state, uint8 frames.
-        return array.astype(np.float32) if array.dtype == np.float64 else array
-
-    def column(field: str) -> Any:
-        values = [s[field] for s in steps]
-        if isinstance(values[0], dict):
-            return {key: stacked([v[key] for v in values]) for key in values[0]}
-        return stacked(values)
-
-    out = {field: column(field) for field in ("obs", "actions", "rewards", "next_obs", "terminated")}
-    out["actions"] = out["actions"].astype(np.float32).reshape(len(steps), -1)
-    out["rewards"] = out["rewards"].astype(np.float32)
-    out["terminated"] = out["terminated"].astype(bool)
-    # Demonstrations count as interventions: RLPD samples them from the demo buffer.
-    out["intervention"] = np.ones(len(steps), dtype=bool)
-    return out
