@@ -57,6 +57,12 @@ class LearnerConfig(Section):
     ppo_steps_per_update: int = Field(
         default=0, ge=0, description="PPO: transitions per update; 0 = one chunk from every actor"
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        description="CPU threads of the learner's torch ops; 1 leaves the other cores to the actors (beside "
+        "busy actors, more threads cost CPU-seconds, not time)",
+    )
 
 
 class EvalConfig(Section):

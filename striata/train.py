@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
@@ -272,6 +273,7 @@ class Training(RunLoop):
         demos: DemoBuffer | None = None,
     ) -> None:  # fmt: skip
         check_reward_model_files(config)
+        torch.set_num_threads(config.learner.torch_threads)
         self.config = config
         self.run_dir = run_dir
         self.console = console or Console(stderr=True)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
@@ -34,6 +35,7 @@ class DeviceTraining(RunLoop):
         from striata.learner.device_rollout import DeviceRollout
 
         self.config, self.run_dir = config, run_dir
+        torch.set_num_threads(config.learner.torch_threads)
         self.console = console or Console(stderr=True)
         task = config.task_settings()
         device = task.warp.device or "cuda:0"

@@ -39,7 +39,7 @@ class PandaEnv(TabletopArmEnv):
     robot = PANDA
     ee_site = PINCH_SITE
     ee_vel_sensor = PINCH_VEL_SENSOR
-    camera_names = CAMERAS
+    obs_cameras = CAMERAS
     cfg: PandaTaskConfig
 
     def __init__(

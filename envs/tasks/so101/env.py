@@ -26,7 +26,7 @@ class So101Env(TabletopArmEnv):
     robot = SO101
     ee_site = TIP_SITE
     ee_vel_sensor = TIP_VEL_SENSOR
-    camera_names = CAMERAS
+    obs_cameras = CAMERAS
     cfg: So101TaskConfig
 
     def __init__(

@@ -28,7 +28,7 @@ class TabletopArmEnv(BatchedEnv):
     robot: RobotConfig  # the arm's joints come first in qpos, qvel and ctrl, in this order
     ee_site: str
     ee_vel_sensor: str  # the site's linear velocity in the world frame (``compile_scene`` adds it)
-    camera_names: Mapping[str, str]  # config camera names to the model's cameras
+    obs_cameras: Mapping[str, str]  # config camera names to the model's cameras (observation frames)
     observation_terms: ObsTerms
     cfg: ArmTaskConfig
 
@@ -121,5 +121,5 @@ class TabletopArmEnv(BatchedEnv):
         obs: dict[str, np.ndarray] = {"state": state}
         size = self.cfg.image_size
         for name in self.cfg.cameras:
-            obs[name] = self.render(self.camera_names[name], size, size, ids=ids, shadows=self.camera_shadows)
+            obs[name] = self.render(self.obs_cameras[name], size, size, ids=ids, shadows=self.camera_shadows)
         return obs
