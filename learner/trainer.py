@@ -88,7 +88,7 @@ def sac_cameras(cfg: SACConfig, obs: Any) -> CameraShapes:
             has = f"its observation keys are {keys}" if keys else "its observation is one array, no cameras"
             raise LearnerSetupError(
                 f"sac.cameras: {name!r} is not in the env's observation; {has} "
-                "(a Panda task renders the cameras of task_config.cameras)"
+                "(the panda_* and so101_* tasks render the cameras of task_config.cameras)"
             )
         frames = obs[name]
         if frames.dtype != np.uint8 or frames.ndim != 4:
