@@ -12,9 +12,9 @@ reads it before each step: which actions to replace (``actions``), which episode
 ``send_to_watchers``) is queued to the port's thread over an inproc socket: a ZMQ socket is used by one
 thread only, and here that is the port's.
 
-Inbound traffic is read through ``striata.common.transport.BoundedRouter`` within ``LIMITS``, so a flood from
-one peer is dropped (counted in ``stats``) instead of reaching the handlers. Every message that gets
-through is decoded by ``WIRE`` (``striata.common.wire``) into one of the typed messages below (size,
+Inbound traffic is read through ``striata.common.transport.open_router``'s reader within ``LIMITS``, so a
+flood from one peer is dropped (counted in ``stats``) instead of reaching the handlers. Every message that
+gets through is decoded by ``WIRE`` (``striata.common.wire``) into one of the typed messages below (size,
 version, type, fields, env index, finite numbers checked); a bad one is answered with ``error`` and
 otherwise ignored. One client controls an env at a time; a client silent for
 ``client_timeout_s`` is dropped and its envs go back to the policy. Sends never block: a client too slow
@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from striata.common.curve import CurveServer
-from striata.common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+from striata.common.transport import Inbound, TransportLimits, open_router
 from striata.common.wire import Message, Reasons, Wire, WireError, field_error, is_number
 
 PROTOCOL_VERSION = 1
@@ -305,11 +305,12 @@ class InterventionPort:
         self._received = 0
         self._dropped: dict[str, int] = {}
         self._context = zmq.Context()
-        self._sock = self._context.socket(zmq.ROUTER)
-        apply_limits(self._sock, LIMITS)
+        secure = cfg.curve_secret is not None and cfg.curve_clients is not None
+        self._router = open_router(self._context, LIMITS, f"tcp://{cfg.host}", curve=secure)
+        self._sock = self._router.sock
         self._sock.setsockopt(zmq.SNDHWM, 1000)
         self._auth = None
-        if cfg.curve_secret is not None and cfg.curve_clients is not None:
+        if secure:
             self._auth = CurveServer(cfg.curve_secret, cfg.curve_clients).apply(self._context, self._sock)
         try:
             self.endpoint = self._bind(cfg.host, port)
@@ -317,7 +318,6 @@ class InterventionPort:
             self._sock.close(linger=0)
             self._release()
             raise
-        self._router = BoundedRouter(self._sock, LIMITS)
         # The owner's messages reach the port's thread through an inproc pipe (``_outbox`` in, ``_queued``
         # out); ``_outbox_lock`` lets any of the owner's threads send.
         self._queued = self._context.socket(zmq.PULL)
@@ -498,15 +498,14 @@ class InterventionPort:
     def _send_queued(self) -> None:
         for _ in range(OUTBOX_PER_TURN):
             try:
-                frames = self._queued.recv_multipart(zmq.NOBLOCK, copy=False)
+                identity, *frames = self._queued.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._send_now(frames)
+            self._send_now(identity, frames)
 
-    def _send_now(self, frames: list[Any]) -> None:
+    def _send_now(self, identity: bytes, frames: list[bytes]) -> None:
         # A client whose queue is full misses this message; the env goes on.
-        with contextlib.suppress(zmq.Again):
-            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        self._router.send(identity, frames)
 
     # ----------------------------------------------------------------- messages in (port's thread, locked)
     def _handle(self, inbound: Inbound, now: float) -> None:
@@ -616,7 +615,7 @@ class InterventionPort:
     def _out(self, identity: bytes, payload: bytes) -> None:
         """Send from the port's thread, queue from any other (the socket is the port's thread's)."""
         if threading.current_thread() is self._thread:
-            self._send_now([identity, payload])
+            self._send_now(identity, [payload])
             return
         # A full queue (the port's thread starved, clients too slow) loses the message, as a client would.
         with self._outbox_lock, contextlib.suppress(zmq.Again):

@@ -1,103 +1,52 @@
 """Bounded inbound ZMQ traffic: the one place where a peer's messages are limited before anyone reads them.
 
-The robot bridge, the reward server and the intervention port all serve a ROUTER socket that any peer
-able to reach the port can write to. What such a peer can make them do is bounded here:
+The robot bridge, the reward server and the intervention port all serve a socket that any peer able to
+reach the port can write to. ``open_router`` gives each the reader that bounds such a peer
+(``TransportLimits``, in ``striata.common.transport_limits``):
+
+- on plain TCP, ``striata.common.zmtp.StreamRouter``: ZMTP parsed by us from a ZMQ_STREAM socket, so a
+  frame, a message or a handshake over its bound closes that connection at its header, before its bytes
+  are read, and never delays another peer's message;
+- with CURVE, or on ipc/inproc, ``BoundedRouter`` below: libzmq's ROUTER (CURVE is libzmq's), where only
+  peers that passed the CURVE handshake, or processes on this machine, can send.
+
+``BoundedRouter`` bounds:
 
 - **bytes per frame**, by libzmq before the frame is read (``ZMQ_MAXMSGSIZE``): a larger frame
   disconnects the peer, and the partial message it was part of is discarded by libzmq;
 - **frames per message**: libzmq has no such limit and delivers a multipart message only whole, so a
   message over ``max_frames`` is skipped frame by frame without copying, a few hundred frames per
-  ``receive`` call, and never reaches the application;
+  ``receive`` call, and never reaches the application (the reader is busy with it meanwhile: that is
+  what ``StreamRouter`` avoids);
 - **bytes per message** (``max_message_bytes``): the same, for many frames each under the frame limit;
-- **bytes and messages per peer** (token buckets per routing id): a peer over its rate loses the
-  messages beyond it, so one client cannot crowd out the others;
 - **time per call**: ``receive`` reads at most ``frames_per_call`` frames and stops at ``until``, so a
   caller with a deadline (a control tick) gets its thread back in bounded time whatever arrives;
 - **memory after the fact**: libzmq buffers a multipart message whole before it hands over a frame,
   so while a message of a million frames arrives it holds them (about 64 MB); once such a message is
-  dropped, its memory is handed back to the OS (``return_freed_memory``).
+  dropped, its memory is handed back to the OS.
 
-What is dropped is counted by reason in ``dropped`` (the callers report it in their stats / health).
-A peer is not told about a drop: answering a flood would only multiply it.
+Both readers bound **bytes and messages per peer** (``PeerRates``) and count what they drop by reason
+in ``dropped`` (the callers report it in their stats / health). A peer is not told about a drop:
+answering a flood would only multiply it.
 """
 
 from __future__ import annotations
 
-import ctypes
-import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import zmq
 
-# Peers remembered for their rate buckets; beyond this the longest unseen is forgotten.
-MAX_TRACKED_PEERS = 4096
+from striata.common.transport_limits import Inbound, MemoryTrimmer, PeerRates, TransportLimits
+from striata.common.zmtp import StreamRouter
+
+__all__ = ["BoundedRouter", "Inbound", "Router", "StreamRouter", "TransportLimits", "open_router"]
+
 # Frames between two clock reads while reading (a clock read costs about as much as a frame).
 _CLOCK_EVERY = 32
-# Drops that leave much freed memory behind, and how often that memory is handed back at most.
 _LARGE_DROPS = ("too_many_frames", "message_too_large")
-_TRIM_EVERY_S = 1.0
-_LIBC = ctypes.CDLL(None)
-
-
-def return_freed_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc only). libzmq allocates a message's frames in its I/O
-    thread's arena and glibc keeps them there once freed, so without this a dropped message of a million
-    frames (or 300 MB) would leave the process's RSS that much higher for good."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-@dataclass(frozen=True)
-class TransportLimits:
-    """What one peer may send to a ROUTER socket; each component picks its own values."""
-
-    max_frames: int = 4
-    max_frame_bytes: int = 64 * 1024
-    max_message_bytes: int = 64 * 1024
-    peer_bytes_per_s: float = 4e6
-    peer_burst_bytes: int = 1 << 20
-    peer_messages_per_s: float = 2000.0
-    peer_burst_messages: int = 200
-    frames_per_call: int = 256
-    receive_hwm: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in ("max_frames", "max_frame_bytes", "max_message_bytes", "frames_per_call", "receive_hwm"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.peer_burst_bytes < self.max_message_bytes:
-            raise ValueError(
-                f"peer_burst_bytes ({self.peer_burst_bytes}) < max_message_bytes ({self.max_message_bytes}): "
-                "no message could ever pass"
-            )
-
-    def as_dict(self) -> dict[str, float]:
-        """The limits as a peer may learn them (health replies, welcome messages, docs)."""
-        return {
-            "max_frames": self.max_frames,
-            "max_frame_bytes": self.max_frame_bytes,
-            "max_message_bytes": self.max_message_bytes,
-            "peer_bytes_per_s": self.peer_bytes_per_s,
-            "peer_messages_per_s": self.peer_messages_per_s,
-        }
-
-
-@dataclass
-class Inbound:
-    """One message that passed every bound: who sent it and its frames (routing id removed)."""
-
-    identity: bytes
-    frames: list[bytes]
-
-
-@dataclass
-class _Bucket:
-    bytes_left: float
-    messages_left: float
-    at: float
 
 
 @dataclass
@@ -127,8 +76,8 @@ class BoundedRouter:
         self.dropped: Counter[str] = Counter()
         self.received = 0
         self._partial: _Partial | None = None
-        self._peers: OrderedDict[bytes, _Bucket] = OrderedDict()
-        self._trimmed_at = -float("inf")
+        self._rates = PeerRates(limits)
+        self._trimmer = MemoryTrimmer()
 
     @property
     def mid_message(self) -> bool:
@@ -177,43 +126,43 @@ class BoundedRouter:
         self._partial = None
         if partial.dropped:
             self.dropped[partial.dropped] += 1
-            now = time.monotonic()
-            if partial.dropped in _LARGE_DROPS and now - self._trimmed_at >= _TRIM_EVERY_S:
-                self._trimmed_at = now
-                # On its own thread (ctypes lets go of the GIL): trimming 64 MB takes ~9 ms, a control
-                # loop's tick must not wait for it.
-                threading.Thread(target=return_freed_memory, name="return-freed-memory", daemon=True).start()
+            if partial.dropped in _LARGE_DROPS:
+                self._trimmer.after_large_drop()
             return None
-        over = self._charge(partial.identity, partial.size)
+        over = self._rates.charge(partial.identity, partial.size)
         if over:
             self.dropped[over] += 1
             return None
         self.received += 1
         return Inbound(partial.identity, partial.frames)
 
-    def _charge(self, identity: bytes, size: int) -> str:
-        """Take one message of ``size`` bytes from the peer's buckets; the drop reason if it has none left."""
-        limits = self.limits
-        now = time.monotonic()
-        bucket = self._peers.pop(identity, None)
-        if bucket is None:
-            bucket = _Bucket(limits.peer_burst_bytes, limits.peer_burst_messages, now)
-        else:
-            elapsed = now - bucket.at
-            bucket.bytes_left = min(
-                limits.peer_burst_bytes, bucket.bytes_left + elapsed * limits.peer_bytes_per_s
-            )
-            bucket.messages_left = min(
-                limits.peer_burst_messages, bucket.messages_left + elapsed * limits.peer_messages_per_s
-            )
-            bucket.at = now
-        self._peers[identity] = bucket
-        if len(self._peers) > MAX_TRACKED_PEERS:
-            self._peers.popitem(last=False)
-        if bucket.messages_left < 1:
-            return "peer_over_message_rate"
-        if bucket.bytes_left < size:
-            return "peer_over_byte_rate"
-        bucket.messages_left -= 1
-        bucket.bytes_left -= size
-        return ""
+    def send(self, identity: bytes, frames: list[bytes]) -> bool:
+        """Queue ``frames`` for the peer ``identity``; False if it is gone or not reading."""
+        try:
+            self.sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+Router = BoundedRouter | StreamRouter
+
+
+def open_router(
+    context: zmq.Context, limits: TransportLimits, endpoint: str, *, curve: bool = False
+) -> Router:
+    """The bounded reader for a server socket that will bind ``endpoint`` (bind ``router.sock`` after
+    applying any CURVE options to it): ZMTP parsed by us on plain TCP, libzmq's ROUTER otherwise."""
+    if urlparse(endpoint).scheme == "tcp" and not curve:
+        sock = context.socket(zmq.STREAM)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Chunks of at most 8 KB per connection; when they wait unread, libzmq stops reading that
+        # connection's TCP stream, so a flood stays in the sender's kernel buffers, not in ours.
+        sock.setsockopt(zmq.RCVHWM, 64)
+        return StreamRouter(sock, limits)
+    sock = context.socket(zmq.ROUTER)
+    apply_limits(sock, limits)
+    return BoundedRouter(sock, limits)

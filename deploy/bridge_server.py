@@ -9,19 +9,18 @@ Public API (robot backends plug in here; the wire format is in deploy/PROTOCOL.m
     stats = server.serve(stop=threading.Event(), duration_s=None)   # blocks; returns BridgeStats
     server.status()                                                  # thread-safe snapshot (dict)
 
-``serve`` binds the endpoint (loopback only unless ``allow_remote=True``), then runs the backend's
-low-level loop at ``backend.control_period_s`` on absolute deadlines: each tick reads the state,
-applies the latest command through ``SafetyFilter`` and writes it (``backend.write_command``), and
-every ``state_every`` ticks publishes the state to the controller. Between ticks it reads the
-socket through ``striata.common.transport.BoundedRouter``, never past the next tick's deadline: a message of
-any size or frame count, or a flood of them, costs the loop a bounded slice of time (what exceeds the
-bounds is dropped unanswered and counted under ``dropped``). A valid command replaces the single
-latest-only slot and is answered at once with a state message carrying ``ack_seq`` (the controller
-measures its round trip on it). Every malformed or out-of-place message is rejected, counted by
-reason and answered with an ``error`` message. A welcome hands the controller a random ``session``
-that its commands must carry, so a new connection (even one reusing a routing id) must say hello.
-A hello changes no mode: the robot stays as it was (limp at start, damping after anything else)
-until the new controller's first command.
+``serve`` binds the endpoint (loopback only unless ``allow_remote=True``), then runs the backend's low-level
+loop at ``backend.control_period_s`` on absolute deadlines: each tick reads the state, applies the latest
+command through ``SafetyFilter`` and writes it (``backend.write_command``), and every ``state_every`` ticks
+publishes the state to the controller. Between ticks it reads the socket through
+``striata.common.transport.open_router``'s bounded reader, never past the next tick's deadline: a message of
+any size or frame count, or a flood of them, costs the loop a bounded slice of time (what exceeds the bounds
+is dropped unanswered and counted under ``dropped``). A valid command replaces the single latest-only slot
+and is answered at once with a state message carrying ``ack_seq`` (the controller measures its round trip on
+it). Every malformed or out-of-place message is rejected, counted by reason and answered with an ``error``
+message. A welcome hands the controller a random ``session`` that its commands must carry, so a new
+connection (even one reusing a routing id) must say hello. A hello changes no mode: the robot stays as it
+was (limp at start, damping after anything else) until the new controller's first command.
 The watchdog fires ``safety.watchdog_s`` after the last command, checked between ticks too, and
 puts the robot in damping until a controller says hello again; an ``estop`` latches damping until
 ``clear_estop``. A backend whose state stops arriving (``striata.deploy.robot.StateLost``) does not stop the
@@ -56,7 +55,7 @@ import numpy as np
 import zmq
 
 from striata.common.curve import CurveServer
-from striata.common.transport import BoundedRouter, Inbound, TransportLimits, apply_limits
+from striata.common.transport import Inbound, Router, TransportLimits, open_router
 from striata.deploy import protocol
 from striata.deploy.protocol import ClearEstop, Command, Estop, Hello, ProtocolError
 from striata.deploy.realtime import current_scheduling, request_realtime, restore_scheduling
@@ -164,6 +163,7 @@ class BridgeServer:
             np.asarray(backend.velocity_limits),
             backend.control_period_s,
             backend.brake_accel,
+            backend.self_collision,
         )
         self.num_joints = len(backend.joint_names)
         self.stats = BridgeStats()
@@ -183,7 +183,7 @@ class BridgeServer:
         self._state_lost = False
         self._state_fresh = False
         self._last_tick_at = np.nan
-        self._router: BoundedRouter | None = None
+        self._router: Router | None = None
 
     # ----------------------------------------------------------------- public
     def status(self) -> dict:
@@ -215,12 +215,11 @@ class BridgeServer:
             # First: ZMQ's I/O thread, started with the context, inherits this thread's scheduling.
             self.priority = request_realtime()
         context = zmq.Context.instance()
-        sock = context.socket(zmq.ROUTER)
+        router = open_router(context, BRIDGE_LIMITS, self.endpoint, curve=self.curve is not None)
+        sock = router.sock
         auth = self.curve.apply(context, sock) if self.curve is not None else None
         try:
-            apply_limits(sock, BRIDGE_LIMITS)
             sock.setsockopt(zmq.SNDHWM, 100)
-            router = BoundedRouter(sock, BRIDGE_LIMITS)
             self.stats.dropped = router.dropped
             self._router = router
             try:
@@ -239,7 +238,7 @@ class BridgeServer:
                 self._wait_and_receive(router, deadline)
                 lateness = time.monotonic() - deadline
                 self.stats.max_tick_lateness_s = max(self.stats.max_tick_lateness_s, lateness)
-                self._tick(sock)
+                self._tick(router)
                 k += 1
                 if time.monotonic() - (anchor + k * period) > MAX_CATCH_UP_TICKS * period:
                     self.stats.overruns += 1
@@ -288,14 +287,13 @@ class BridgeServer:
             self.stats.state_lost_ticks += 1
 
     # ----------------------------------------------------------------- loop parts
-    def _wait_and_receive(self, router: BoundedRouter, deadline: float) -> None:
-        sock = router.sock
+    def _wait_and_receive(self, router: Router, deadline: float) -> None:
         while True:
             # Read what is queued before judging the watchdog: after a stall of this process, the
             # commands sent meanwhile are waiting in the socket, and the controller is not to blame.
             # Each read stops at the deadline and after a few frames, so no message can hold the tick.
             for message in router.receive(until=deadline):
-                self._handle(sock, message)
+                self._handle(router, message)
             now = time.monotonic()
             watchdog_at = self._last_command_at + self.safety.watchdog_s
             if self._command is not None and not self._watchdog_fired and now >= watchdog_at:
@@ -305,27 +303,27 @@ class BridgeServer:
             wait = deadline - now
             if self._command is not None and not self._watchdog_fired:
                 wait = min(wait, watchdog_at - now)
-            self._wait(sock, wait)
+            self._wait(router.sock, wait)
 
-    def _handle(self, sock: zmq.Socket, inbound: Inbound) -> None:
+    def _handle(self, router: Router, inbound: Inbound) -> None:
         identity = inbound.identity
         try:
             message = protocol.decode_client_message(inbound.frames[0], self.num_joints)
             if isinstance(message, Hello):
-                self._hello(sock, identity, message)
+                self._hello(router, identity, message)
             elif isinstance(message, Command):
-                self._accept_command(sock, identity, message)
+                self._accept_command(router, identity, message)
             else:
-                self._estop_message(sock, identity, message)
+                self._estop_message(router, identity, message)
         except ProtocolError as exc:
-            self._reject(sock, identity, exc)
+            self._reject(router, identity, exc)
 
-    def _reject(self, sock: zmq.Socket, identity: bytes, exc: ProtocolError) -> None:
+    def _reject(self, router: Router, identity: bytes, exc: ProtocolError) -> None:
         with self._lock:
             self.stats.rejected[exc.reason] += 1
-        self._send(sock, identity, {"type": "error", "reason": exc.reason, "detail": exc.detail})
+        self._send(router, identity, {"type": "error", "reason": exc.reason, "detail": exc.detail})
 
-    def _hello(self, sock: zmq.Socket, identity: bytes, hello: Hello) -> None:
+    def _hello(self, router: Router, identity: bytes, hello: Hello) -> None:
         silent = time.monotonic() - self._last_command_at > self.safety.watchdog_s
         if self._owner not in (None, identity) and not silent:
             raise ProtocolError("busy", "another controller is connected and commanding")
@@ -341,7 +339,7 @@ class BridgeServer:
             self.stats.accepted += 1
         backend = self.backend
         self._send(
-            sock,
+            router,
             identity,
             {
                 "type": "welcome",
@@ -358,9 +356,9 @@ class BridgeServer:
                 "session": self._session,
             },
         )
-        self._publish_state(sock)
+        self._publish_state(router)
 
-    def _accept_command(self, sock: zmq.Socket, identity: bytes, command: Command) -> None:
+    def _accept_command(self, router: Router, identity: bytes, command: Command) -> None:
         if identity != self._owner or command.session != self._session:
             raise ProtocolError("not_owner", "send hello first (or another controller owns the robot)")
         if self._watchdog_fired:
@@ -376,9 +374,9 @@ class BridgeServer:
             self._phase = command.phase
         if changed and self.on_phase is not None:
             self.on_phase(command.phase)
-        self._publish_state(sock)
+        self._publish_state(router)
 
-    def _estop_message(self, sock: zmq.Socket, identity: bytes, message: Estop | ClearEstop) -> None:
+    def _estop_message(self, router: Router, identity: bytes, message: Estop | ClearEstop) -> None:
         release = isinstance(message, ClearEstop)
         if release and (identity != self._owner or message.session != self._session):
             raise ProtocolError("not_owner", "only the connected controller may clear the e-stop")
@@ -387,7 +385,7 @@ class BridgeServer:
             self.stats.accepted += 1
         if self._estop and self._state is not None:
             self._apply("damping", self.filter.passive(self._state, damping=True))
-        self._publish_state(sock)
+        self._publish_state(router)
 
     def _fire_watchdog(self) -> None:
         with self._lock:
@@ -395,7 +393,7 @@ class BridgeServer:
         if self._state is not None:
             self._apply("damping", self.filter.passive(self._state, damping=True))
 
-    def _tick(self, sock: zmq.Socket) -> None:
+    def _tick(self, router: Router) -> None:
         now = time.monotonic()
         self.stats.max_tick_gap_s = max(self.stats.max_tick_gap_s, now - self._last_tick_at)
         self._last_tick_at = now
@@ -418,7 +416,7 @@ class BridgeServer:
         self._apply(mode, joint_command)
         self.stats.ticks += 1
         if self._state_fresh and self._owner is not None and self.stats.ticks % self.state_every == 0:
-            self._publish_state(sock)
+            self._publish_state(router)
 
     def _apply(self, mode: str, command: JointCommand) -> None:
         self.backend.write_command(command)
@@ -428,13 +426,13 @@ class BridgeServer:
                 self._mode_since = time.monotonic()
 
     # ----------------------------------------------------------------- sending
-    def _publish_state(self, sock: zmq.Socket) -> None:
+    def _publish_state(self, router: Router) -> None:
         state = self._state
         if self._owner is None or state is None:
             return
         self._state_seq += 1
         self._send(
-            sock,
+            router,
             self._owner,
             {
                 "type": "state",
@@ -453,7 +451,6 @@ class BridgeServer:
             },
         )
 
-    def _send(self, sock: zmq.Socket, identity: bytes, message: dict) -> None:
+    def _send(self, router: Router, identity: bytes, message: dict) -> None:
         # A peer that is gone or not reading: states are latest-only, so dropping is correct.
-        with contextlib.suppress(zmq.ZMQError):
-            sock.send_multipart([identity, protocol.encode(message)], zmq.NOBLOCK)
+        router.send(identity, [protocol.encode(message)])

@@ -8,9 +8,12 @@ backend only translates between these arrays (in the robot's own joint order) an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from striata.deploy.self_collision import SelfCollision
 
 
 @dataclass
@@ -47,6 +50,7 @@ class RobotBackend(Protocol):
     effort_limits: np.ndarray  # [J] N m
     velocity_limits: np.ndarray  # [J] rad/s
     brake_accel: np.ndarray | None  # [J] rad/s^2 its motors surely brake each joint at; None: unknown
+    self_collision: SelfCollision | None  # how deep a posture presses it into itself; None: no model
 
     def read_state(self) -> RobotState: ...
 

@@ -12,14 +12,23 @@ low-level tick:
 - speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits;
 - torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
   PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state;
-- limit envelope: moving toward a soft limit at distance d, a joint may go at most ``sqrt(2 a d)``,
-  the speed from which braking at deceleration ``a`` stops it at the limit (``a``: ``limit_brake_accel``,
-  or less where the robot model says the joint's motor cannot brake its limb that fast). Targets and
+- limit envelope: moving toward a soft limit at distance d, a joint may go at most ``sqrt(2 a d)``, the
+  speed from which braking at deceleration ``a`` stops it at the limit (``a``: ``limit_brake_accel``, or
+  less where the robot model says the joint's motor cannot brake its limb that fast). Targets and
   velocity targets move no faster than that envelope, feed-forward torque outward fades to nothing over
   the last ``limit_zone``, and a joint faster than the envelope is braked by the bridge, whatever the
   command: target where it is (inside the soft range), no velocity target, no feed-forward torque, at
   least ``damping_kd`` of damping. (A harder brake, a target behind the joint, made Unitree's simulator
-  at 5 ms, whose 200 Hz states the bridge reads at 500 Hz, drop the G1 in hold: measured.)
+  at 5 ms, whose 200 Hz states the bridge reads at 500 Hz, drop the G1 in hold: measured. Damping that
+  spends a joint's whole effort at its speed, kd up to 50, is more than that simulator's 5 ms loop
+  holds on the knee: measured too.)
+- self-collision (where the backend has a model of its bodies, ``SelfCollision``): a target that would
+  press two of the robot's bodies deeper into each other than the check's tolerance (or, for a posture
+  that started deeper, more than a tolerance deeper than the shallowest target since, so that it can
+  always move out) is not applied; the last one is held, with no velocity target and no feed-forward
+  torque on any joint (where the bounds above would still make the held step deeper, the posture itself
+  is held). While the measured posture is that deep, feed-forward torque and velocity targets are
+  dropped too, so nothing pushes a limb further into the body it meets.
 
 Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
 clipped before they are multiplied, so 1e308 cannot overflow.
@@ -27,11 +36,16 @@ clipped before they are multiplied, so 1e308 cannot overflow.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from striata.deploy.protocol import Command
 from striata.deploy.robot import JointCommand, RobotState
+
+if TYPE_CHECKING:
+    from striata.deploy.self_collision import SelfCollision
 
 
 class SafetyConfig(BaseModel):
@@ -73,8 +87,10 @@ class SafetyFilter:
         velocity_limits: np.ndarray,
         control_period_s: float,
         brake_accel: np.ndarray | None = None,
+        self_collision: SelfCollision | None = None,
     ) -> None:
         self.cfg = cfg
+        self.self_collision = self_collision
         self.period = control_period_s
         # Per joint: the config's braking rate, or less where the robot model says its motor cannot.
         self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
@@ -86,6 +102,9 @@ class SafetyFilter:
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self._last_target: np.ndarray | None = None
+        # How deep into itself the next target may press the robot (m): the check's tolerance, or, for a
+        # posture already deeper, a tolerance more than the shallowest target since, so it can move out.
+        self._allowed_depth = 0.0
 
     def _envelope(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per joint at ``q``: the speed up and down from which braking stops it at the soft limit."""
@@ -120,8 +139,12 @@ class SafetyFilter:
         limit = self.torque_limit
         tau_ff = np.clip(command.tau_ff, -limit, limit)
         q, dq = state.q, state.dq
+        dq_target = command.dq_target
+        check = self.self_collision
+        if check is not None:
+            target, dq_target, tau_ff = self._keep_apart(check, q, previous, target, dq_target, tau_ff)
         up_speed, down_speed = (np.minimum(self.velocity_limit, v) for v in self._envelope(q))
-        dq_target = np.clip(command.dq_target, -down_speed, up_speed)
+        dq_target = np.clip(dq_target, -down_speed, up_speed)
         # Feed-forward torque outward fades to nothing over the last ``limit_zone`` before a soft limit:
         # one tick of full effort would otherwise add effort/I x dt of speed to a light joint.
         zone = self.cfg.limit_zone
@@ -142,5 +165,33 @@ class SafetyFilter:
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)
         kd = np.where(braking, np.maximum(kd, self.cfg.damping_kd), kd)
+        if check is not None:
+            depth = check.depth(target)
+            if depth > self._allowed_depth:  # the bounds above moved joints unevenly: stay where it is
+                target = np.clip(q, self.lower, self.upper)
+                dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
+                depth = check.depth(target)
+            slack = check.tolerance_m
+            self._allowed_depth = max(slack, min(self._allowed_depth, depth + slack))
         self._last_target = target
         return JointCommand(target, dq_target, kp, kd, tau_ff)
+
+    def _keep_apart(
+        self,
+        check: SelfCollision,
+        q: np.ndarray,
+        previous: np.ndarray,
+        target: np.ndarray,
+        dq_target: np.ndarray,
+        tau_ff: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The target, velocity targets and feed-forward torque with no step deeper into the robot itself
+        (the torque, speed and limit bounds that follow still apply to what this returns)."""
+        if self._last_target is None:  # from a passive mode: the posture itself is where the ramp starts
+            self._allowed_depth = check.depth(previous) + check.tolerance_m
+        pushing = check.depth(q) > check.tolerance_m
+        if check.depth(target) > self._allowed_depth:
+            target, pushing = np.clip(previous, self.lower, self.upper), True
+        if pushing:
+            dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
+        return target, dq_target, tau_ff

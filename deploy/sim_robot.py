@@ -26,6 +26,7 @@ import numpy as np
 
 from striata.deploy.gain_stability import braking_deceleration, gain_limits
 from striata.deploy.robot import JointCommand, RobotState
+from striata.deploy.self_collision import SelfCollision
 
 SUPPORTED_PHASES = ("zero_torque", "interpolate")
 SUPPORT_HEIGHT = 0.80  # pelvis height the band holds (m): straight legs just touch the floor
@@ -39,11 +40,12 @@ class SimRobot:
 
     def __init__(self, robot: str = "g1", control_period_s: float = 0.002, viewer: bool = False) -> None:
         if robot == "g1":
-            from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT
+            from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT, g1_spec
             from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
             config = G1
             self.model = build_g1_scene(control_period_s)
+            self.self_collision: SelfCollision | None = SelfCollision(g1_spec().compile(), G1.joint_names)
             self.has_base = True
             self.default_height = G1_DEFAULT_ROOT_HEIGHT
         elif robot == "panda":
@@ -57,6 +59,7 @@ class SimRobot:
             spec.option.timestep = control_period_s
             self.model = spec.compile()
             self.has_base = False
+            self.self_collision = None
         else:
             raise ValueError(f"robot {robot!r}: allowed: g1, panda")
         self.robot = robot

@@ -1,14 +1,15 @@
-"""The reward service: a ZMQ ROUTER socket loop, decode threads and a model thread that scores micro-batches.
+"""The reward service: a ZMQ socket loop, decode threads and a model thread that scores micro-batches.
 
-The socket loop is the only thread that touches the ROUTER socket. It reads it only through
-``striata.common.transport.BoundedRouter`` (frames, bytes and per-client rates bounded before anything is
-parsed, a time budget per read), answers ``health`` and ``metrics`` itself, checks each score request's
-header and image descriptors (cheap: no pixel is decoded there), answers what is malformed with
-``bad_request``, refuses at once when ``max_queue`` requests wait (``overloaded``), and hands the rest
-to the decode threads. These decode images fairly across clients (``striata.reward_server.decoding``), answer
-cache hits, and queue the rest for the model thread, the only place the backend runs. Replies from the
-other threads reach the socket loop through an outbox and an inproc doorbell; the socket loop checks
-every reply against its request's deadline as it sends it, so an ``ok`` is never late.
+The socket loop is the only thread that touches the server socket. It reads it only through the reader
+``striata.common.transport.open_router`` gives (ZMTP parsed frame by frame, so frames, bytes and per-client
+rates are bounded while a message arrives; a time budget per read), answers ``health`` and ``metrics``
+itself, checks each score request's header and image descriptors (cheap: no pixel is decoded there), answers
+what is malformed with ``bad_request``, refuses at once when ``max_queue`` requests wait (``overloaded``),
+and hands the rest to the decode threads. These decode images fairly across clients
+(``striata.reward_server.decoding``), answer cache hits, and queue the rest for the model thread, the only
+place the backend runs. Replies from the other threads reach the socket loop through an outbox and an inproc
+doorbell; the socket loop checks every reply against its request's deadline as it sends it, so an ``ok`` is
+never late.
 
 Run it standalone with ``python -m striata.reward_server.server --config-json '{...}'`` (what
 ``start_reward_server`` does) or ``striata serve-reward --config X.yaml``.
@@ -31,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from striata.common.transport import BoundedRouter, Inbound, apply_limits
+from striata.common.transport import Inbound, Router, open_router
 from striata.reward_server.backend import RewardBackend, ScoreOutput, needed_cameras, served_modes
 from striata.reward_server.batching import Backlog, MicroBatcher, Pending
 from striata.reward_server.cache import CacheKey, ScoreCache
@@ -97,7 +98,7 @@ class RewardServer:
         self._cache_lock = threading.Lock()
         self.metrics = ServerMetrics()
         self._context = zmq.Context()
-        self._reader: BoundedRouter | None = None
+        self._reader: Router | None = None
         self._dropped: dict[str, int] = {}  # the reader's counts, copied by the socket loop for other threads
         self._outbox: deque[_Outgoing] = deque()
         self._doorbell_endpoint = DOORBELL_ENDPOINT.format(id(self))
@@ -109,12 +110,12 @@ class RewardServer:
     # ----------------------------------------------------------------- lifecycle
     def bind(self) -> str:
         """Bind the ROUTER socket; port 0 picks a free port. Returns the endpoint clients connect to."""
-        router = self._context.socket(zmq.ROUTER)
-        apply_limits(router, self.transport_limits)  # before bind: a frame over the limit is never read
-        router.setsockopt(zmq.SNDHWM, 10_000)
         port = "*" if self.config.port == 0 else str(self.config.port)
-        router.bind(f"tcp://{self.config.host}:{port}")
-        self._reader = BoundedRouter(router, self.transport_limits)
+        endpoint = f"tcp://{self.config.host}:{port}"
+        self._reader = open_router(self._context, self.transport_limits, endpoint)
+        router = self._reader.sock
+        router.setsockopt(zmq.SNDHWM, 10_000)
+        router.bind(endpoint)
         bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "*") else self.config.host
         self.endpoint = f"tcp://{host}:{bound.rsplit(':', 1)[1]}"
@@ -164,9 +165,8 @@ class RewardServer:
     def _socket_loop(self, doorbell: zmq.Socket) -> None:
         reader = self._reader
         assert reader is not None
-        router = reader.sock
         poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
+        poller.register(reader.sock, zmq.POLLIN)
         poller.register(doorbell, zmq.POLLIN)
         while not self._stop.is_set():
             events = dict(poller.poll(POLL_MS))
@@ -174,22 +174,22 @@ class RewardServer:
                 with contextlib.suppress(zmq.Again):
                     while True:
                         doorbell.recv(zmq.NOBLOCK)
-            self._send_outbox(router)
-            if router in events:
+            self._send_outbox(reader)
+            if reader.sock in events:
                 for message in reader.receive(until=time.monotonic() + RECEIVE_BUDGET_S):
-                    self._handle(router, message)
+                    self._handle(reader, message)
                 if reader.dropped != self._dropped:
                     self._after_drops(reader)
 
-    def _after_drops(self, reader: BoundedRouter) -> None:
+    def _after_drops(self, reader: Router) -> None:
         """Publish the new drop counts (the reader returns a dropped message's memory itself)."""
         self._dropped = dict(reader.dropped)
 
-    def _send_outbox(self, router: zmq.Socket) -> None:
+    def _send_outbox(self, router: Router) -> None:
         while self._outbox:
             self._send_reply(router, self._outbox.popleft())
 
-    def _send_reply(self, router: zmq.Socket, out: _Outgoing) -> None:
+    def _send_reply(self, router: Router, out: _Outgoing) -> None:
         now = time.monotonic()
         reply = out.reply
         if out.deadline is not None and now > out.deadline:
@@ -199,12 +199,11 @@ class RewardServer:
         self._send(router, out.identity, pack({**reply, "latency_ms": {**out.latency_ms, "total": total}}))
 
     @staticmethod
-    def _send(router: zmq.Socket, identity: bytes, reply: bytes) -> None:
+    def _send(router: Router, identity: bytes, reply: bytes) -> None:
         # A peer that went away or stopped reading loses its reply; its client reports the label as late.
-        with contextlib.suppress(zmq.ZMQError):
-            router.send_multipart([identity, reply], zmq.NOBLOCK)
+        router.send(identity, [reply])
 
-    def _handle(self, router: zmq.Socket, message: Inbound) -> None:
+    def _handle(self, router: Router, message: Inbound) -> None:
         received = time.monotonic()
         identity, frames = message.identity, message.frames
         self.metrics.record_request()

@@ -43,6 +43,7 @@ class WatchedRobot:
         self.joint_limits, self.effort_limits = sim.joint_limits, sim.effort_limits
         self.velocity_limits = sim.velocity_limits
         self.brake_accel = sim.brake_accel
+        self.self_collision = sim.self_collision
         self.soft = SafetyFilter(
             SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, sim.control_period_s
         )

@@ -35,6 +35,7 @@ from striata.deploy.unitree.g1_model import (
     g1_brake_accel,
     g1_effort_limits,
     g1_joint_limits,
+    g1_self_collision,
     g1_velocity_limits,
 )
 from striata.deploy.unitree.hg_idl import LOWCMD_TOPIC, LOWSTATE_TOPIC, LowCmd_, LowState_, zero_lowcmd
@@ -92,6 +93,7 @@ class UnitreeG1Backend:
         self.effort_limits = g1_effort_limits(self.joint_names)
         self.velocity_limits = g1_velocity_limits(self.joint_names)
         self.brake_accel = g1_brake_accel(self.joint_names)
+        self.self_collision = g1_self_collision(self.joint_names)
         self._participant = open_participant(
             config.domain_id, config.interface, config.peers, config.dds_config_xml
         )

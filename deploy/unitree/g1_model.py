@@ -1,4 +1,5 @@
-"""The G1 facts a bridge needs from its model: joint ranges (MJCF), effort and velocity limits (motors)."""
+"""The G1 facts a bridge needs from its model: joint ranges (MJCF), effort and velocity limits (motors),
+braking rates and its bodies' self-collision."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import mujoco
 import numpy as np
 
 from striata.deploy.gain_stability import braking_deceleration
+from striata.deploy.self_collision import SelfCollision
 from striata.envs.robots.g1 import G1, g1_spec
 
 
@@ -41,3 +43,8 @@ def g1_brake_accel(joint_names: Sequence[str]) -> np.ndarray:
         g1_effort_limits(joint_names),
         [G1.default_pos[[G1.joint_names.index(n) for n in joint_names]]],
     )
+
+
+def g1_self_collision(joint_names: Sequence[str]) -> SelfCollision:
+    """The G1's self-collision check on its own MJCF (no floor), for joints in ``joint_names`` order."""
+    return SelfCollision(g1_spec().compile(), joint_names)

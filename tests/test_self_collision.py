@@ -1,0 +1,92 @@
+"""The safety filter's self-collision guard on the G1's own model: a target stream that drives an arm
+into the body is stopped before the two press deeper than the check's tolerance, a posture already
+touching can always move out, and the reference motions the G1 tracks are never held back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from striata.deploy.protocol import Command
+from striata.deploy.robot import RobotState
+from striata.deploy.safety import SafetyConfig, SafetyFilter
+from striata.deploy.unitree.g1_model import (
+    g1_effort_limits,
+    g1_joint_limits,
+    g1_self_collision,
+    g1_velocity_limits,
+)
+from striata.envs.motion.loaders import load_motion
+from striata.envs.robots.g1 import G1, G1_JOINT_NAMES
+
+NAMES = list(G1_JOINT_NAMES)
+N = len(NAMES)
+
+
+@pytest.fixture(scope="module")
+def check():
+    return g1_self_collision(NAMES)
+
+
+def _filter(check) -> SafetyFilter:
+    return SafetyFilter(
+        SafetyConfig(), g1_joint_limits(NAMES), g1_effort_limits(NAMES), g1_velocity_limits(NAMES), 0.002,
+        self_collision=check,
+    )  # fmt: skip
+
+
+def _command(target: np.ndarray, tau_ff: float = 0.0) -> Command:
+    return Command(
+        seq=1, session=1, phase="policy", q_target=target, dq_target=np.zeros(N), kp=np.full(N, 100.0),
+        kd=np.full(N, 2.0), tau_ff=np.full(N, tau_ff),
+    )  # fmt: skip
+
+
+def _arm_into_torso(check) -> np.ndarray:
+    """The default pose with the left arm swung across the chest: deep in the torso."""
+    posture = np.array(G1.default_pos, dtype=np.float64)
+    posture[NAMES.index("left_shoulder_roll_joint")] = -1.5
+    posture[NAMES.index("left_shoulder_yaw_joint")] = 1.5
+    posture[NAMES.index("left_elbow_joint")] = 1.5
+    assert check.depth(posture) > 0.03
+    return posture
+
+
+def test_a_target_stream_into_the_body_stops_at_the_tolerance(check) -> None:
+    safety = _filter(check)
+    q = np.array(G1.default_pos, dtype=np.float64)
+    assert check.depth(q) == 0.0
+    goal = _arm_into_torso(check)
+    depths, moved = [], 0.0
+    for _ in range(400):  # 0.8 s of ticks; the body follows its target exactly
+        out = safety.position(_command(goal, tau_ff=5.0), RobotState(q=q, dq=np.zeros(N)))
+        moved = max(moved, float(np.abs(out.q_target - G1.default_pos).max()))
+        depths.append(check.depth(out.q_target))
+        q = out.q_target
+    assert moved > 0.2  # it went part of the way ...
+    assert max(depths) <= check.tolerance_m  # ... and stopped before pressing in
+    assert np.all(out.tau_ff == 0.0) and np.all(out.dq_target == 0.0)  # held, nothing pushing on
+
+
+def test_a_posture_already_in_contact_can_move_out(check) -> None:
+    safety = _filter(check)
+    # The first posture on the way into the torso that presses past the tolerance (a real arm stops there).
+    default = np.array(G1.default_pos, dtype=np.float64)
+    deep = _arm_into_torso(check)
+    q = next(p for p in np.linspace(default, deep, 200) if check.depth(p) > 2 * check.tolerance_m)
+    start = check.depth(q)
+    for _ in range(400):
+        out = safety.position(_command(np.array(G1.default_pos)), RobotState(q=q, dq=np.zeros(N)))
+        assert check.depth(out.q_target) <= start + check.tolerance_m
+        q = out.q_target
+    assert check.depth(q) == 0.0
+
+
+@pytest.mark.parametrize("clip", ["J_ShortDance16_JazzWalk.csv", "J_Dance17_Shuffle.csv"])
+def test_the_reference_motions_pass_the_guard(check, clip) -> None:
+    motion = load_motion(Path(os.environ["STRIATA_DATA"]) / "motions" / clip, G1_JOINT_NAMES, fps=30)
+    depths = np.array([check.depth(q) for q in motion.joint_pos])
+    assert depths.max() <= check.tolerance_m, (clip, depths.max())
