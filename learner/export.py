@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # torch is imported where a policy is exported, not where one
 METADATA_FORMAT = 1
 PARITY_TOLERANCE = 1e-5
 MOTION_ARRAYS = ("joint_pos", "joint_vel", "anchor_pos_w", "anchor_quat_w")
+# The clip itself, in the GMR layout ``envs.motion.load_motion`` reads (root_rot x, y, z, w): with these
+# the side file is a clip a tracking env can be built on (``striata eval``).
+CLIP_ARRAYS = ("fps", "root_pos", "root_rot", "dof_pos")
 CAMERA_FIELDS = ("cameras", "camera_sizes", "camera_dtype", "camera_layout")
 
 
@@ -215,7 +218,8 @@ def export_policy(
         if missing:
             raise PolicyArtifactError(f"motion lacks arrays {missing}")
         side = motion_path(path)
-        np.savez(side, **{k: np.asarray(motion[k], dtype=np.float64) for k in MOTION_ARRAYS})
+        kept = [k for k in (*MOTION_ARRAYS, *CLIP_ARRAYS) if k in motion]
+        np.savez(side, **{k: np.asarray(motion[k], dtype=np.float64) for k in kept})
         metadata = metadata.model_copy(
             update={"motion_file": side.name, "motion_sha256": hashlib.sha256(side.read_bytes()).hexdigest()}
         )

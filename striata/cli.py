@@ -222,6 +222,39 @@ def demos(
                       "output": str(output)}))  # fmt: skip
 
 
+@app.command("eval")
+def eval_command(
+    policy: Annotated[
+        Path, typer.Argument(help="exported tracking policy (.onnx, its .motion.npz beside it)")
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="episodes, all from the clip's first frame")] = 16,
+    clip: Annotated[
+        str | None, typer.Option(help="clip to use instead of the side file's (needed for older exports)")
+    ] = None,
+    fps: Annotated[float | None, typer.Option(help="frame rate of a CSV --clip")] = None,
+    seed: int = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
+) -> None:
+    """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise."""
+    from striata.evaluate import EvalError, evaluate_policy
+    from striata.learner.export import PolicyArtifactError
+
+    with user_errors(extra=(EvalError, PolicyArtifactError)):
+        if not policy.is_file():
+            raise EvalError(f"policy: no such file {policy}")
+        with step_progress(console, disable=json_output) as progress:
+            bar = progress.add_task(f"eval {policy.name} x{episodes}", total=None)
+            figures = evaluate_policy(
+                policy,
+                episodes,
+                clip,
+                fps,
+                seed,
+                on_step=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+    print(json.dumps(figures, indent=None if json_output else 2))
+
+
 @app.command()
 def motion(
     file: Annotated[Path, typer.Argument(help="motion clip: .csv (BeyondMimic/LAFAN1), .npz, or .pkl (GMR)")],

@@ -110,6 +110,10 @@ def _tracking_motion(env: Any) -> dict[str, np.ndarray]:
         "joint_vel": ref.joint_vel,
         "anchor_pos_w": ref.body_pos_w[:, anchor],
         "anchor_quat_w": ref.body_quat_w[:, anchor],
+        "fps": np.asarray(ref.fps),
+        "root_pos": ref.root_pos,
+        "root_rot": ref.root_quat[:, [1, 2, 3, 0]],
+        "dof_pos": ref.joint_pos,
     }
 
 

@@ -40,6 +40,7 @@ def g1_run(tmp_path_factory) -> Path:
 
 def test_export_cli_parity_and_metadata_round_trip(g1_run: Path, tmp_path: Path) -> None:
     from striata.cli import app
+    from striata.envs.motion.loaders import load_motion as load_clip
     from striata.envs.robots.g1 import G1
 
     out = tmp_path / "policy.onnx"
@@ -84,6 +85,10 @@ def test_export_cli_parity_and_metadata_round_trip(g1_run: Path, tmp_path: Path)
     motion = load_motion(out, md)
     assert motion is not None and motion["joint_pos"].shape[1] == 29
     np.testing.assert_allclose(motion["joint_pos"][0], G1.default_pos, atol=1e-9)  # builtin:stand
+    # The side file is a clip in its own right (what `striata eval` builds its env on).
+    clip = load_clip(tmp_path / "policy.motion.npz", G1.joint_names)
+    assert clip.fps == pytest.approx(1 / md.control_dt)
+    np.testing.assert_allclose(clip.joint_pos, motion["joint_pos"])
 
     (tmp_path / "policy.motion.npz").write_bytes(b"tampered")
     with pytest.raises(PolicyArtifactError, match="SHA-256"):

@@ -157,6 +157,9 @@ class SamplingConfig(StrictModel):
     """Adaptive start frames: bins of ``bin_s`` seconds sampled by smoothed failure rate."""
 
     adaptive: bool = True
+    first_frame: bool = Field(
+        default=False, description="every episode starts at the clip's first frame (evaluation)"
+    )
     bin_s: float = Field(default=1.0, gt=0)
     kernel_size: int = Field(default=1, ge=1)
     kernel_lambda: float = Field(default=0.8, gt=0)

@@ -93,6 +93,18 @@ class G1TrackingEnv(BatchedEnv):
         t = self.frame_index if ids is None else self.frame_index[ids]
         return self.mdp.motion.qpos[t], self.mdp.motion.qvel[t]
 
+    def tracking_errors(self) -> dict[str, np.ndarray]:
+        """Per env, at its current frame: ``body_pos_error_m`` (mean over the tracked bodies, against the
+        reference moved onto the robot's anchor, as the body terms see it), ``joint_error_rad`` (mean
+        absolute), ``anchor_ori_error_rad`` (angle between the robot's and the reference's anchor)."""
+        frame, (rel_pos, _) = self._current()
+        dot = np.abs(np.sum(frame.anchor_quat * frame.ref_anchor_quat, axis=-1))
+        return {
+            "body_pos_error_m": np.linalg.norm(frame.body_pos - rel_pos, axis=-1).mean(axis=1),
+            "joint_error_rad": np.abs(frame.joint_pos - frame.ref_joint_pos).mean(axis=1),
+            "anchor_ori_error_rad": 2.0 * np.arccos(np.clip(dot, 0.0, 1.0)),
+        }
+
     # ----------------------------------------------------------------- backend hooks
     def _reset_envs(self, ids: np.ndarray) -> None:
         failed = ids[self._last_terminated[ids]]

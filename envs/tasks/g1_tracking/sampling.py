@@ -61,6 +61,8 @@ class AdaptiveStartSampler:
         return p / self._xp.sum(p)
 
     def sample(self, n: int) -> Array:
+        if self.cfg.first_frame:
+            return self._xp.zeros(n, dtype=self._xp.int64, device=self.failed.device)
         if not self.cfg.adaptive:
             return integers(self.rng, self.num_frames, n)
         xp = self._xp

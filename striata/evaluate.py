@@ -1,0 +1,130 @@
+"""`striata eval POLICY.onnx`: does an exported tracking policy track its clip?
+
+The policy file itself runs (onnxruntime, the deterministic actor it holds) on ``episodes`` copies of
+the task it names, each from the clip's first frame, with no pushes, no reset noise and no observation
+noise: what a user deploying it would see first. The clip is the one exported beside the policy (its
+``.motion.npz``, checked against the policy's hash), or ``clip`` when that side file predates the clip
+layout (a CSV, an npz clip or ``builtin:stand``, which is evaluated over 20 s). The env is checked to
+feed the policy exactly the observation terms its metadata lists.
+
+Figures: ``reached_end`` (fraction of episodes that reach the clip's end without a termination),
+``body_pos_error_m`` (mean tracked-body position error, against the reference moved onto the robot's
+anchor as the reward's body terms see it), ``joint_error_rad``, ``anchor_ori_error_rad``, each a mean
+over every step of every episode, and ``episode_s`` (mean episode length).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from striata.envs.registry import make_config, make_env
+from striata.envs.tasks.g1_tracking.config import STAND_MOTION
+from striata.learner.export import CLIP_ARRAYS, load_motion, make_session, motion_path, read_metadata
+
+ERROR_KEYS = ("body_pos_error_m", "joint_error_rad", "anchor_ori_error_rad")
+# Long enough that the clip's end, not the episode's time limit, ends an episode that keeps up.
+EVAL_EPISODE_S = 3600.0
+# builtin:stand lasts as long as an episode: its evaluation stands this long.
+STAND_EPISODE_S = 20.0
+# Observation terms that exist only with state estimation (the policy saw the anchor's position).
+STATE_ESTIMATION_TERMS = ("motion_anchor_pos_b", "base_lin_vel")
+
+
+class EvalError(ValueError):
+    """A policy or clip this evaluation cannot run; the message names what and why."""
+
+
+def clip_source(policy: Path, clip: str | None) -> str:
+    """The clip to evaluate on: ``clip`` if given, else the policy's side file if it holds the clip."""
+    if clip is not None:
+        return clip
+    metadata = read_metadata(policy)
+    if load_motion(policy, metadata) is None:
+        raise EvalError(f"{policy}: task {metadata.task!r} has no reference motion: not a tracking policy")
+    side = motion_path(policy)
+    with np.load(side, allow_pickle=False) as data:
+        missing = [key for key in CLIP_ARRAYS if key not in data]
+    if missing:
+        raise EvalError(
+            f"{side}: exported before side files carried the clip (no {', '.join(missing)}); "
+            "give the clip it was trained on with --clip (a CSV, an npz clip or builtin:stand)"
+        )
+    return str(side)
+
+
+def evaluate_policy(
+    policy: Path,
+    episodes: int = 16,
+    clip: str | None = None,
+    fps: float | None = None,
+    seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
+
+    ``fps`` is the frame rate of a CSV ``clip`` (CSV files store none; default the task's).
+    ``on_step(done, total)`` sees the progress in env steps of the longest episode."""
+    if episodes < 1:
+        raise EvalError(f"episodes: must be >= 1, got {episodes}")
+    metadata = read_metadata(policy)
+    if not metadata.task.startswith("g1_tracking"):
+        raise EvalError(f"{policy}: task {metadata.task!r}: striata eval measures tracking policies")
+    source = clip_source(policy, clip)
+    motion: dict[str, Any] = {"file": source}
+    if fps is not None:
+        motion["fps"] = fps
+    config = make_config(
+        metadata.task,
+        {
+            "motion": motion,
+            "sampling": {"first_frame": True},
+            "randomization": {"enabled": False},
+            "observation_noise": {"enabled": False},
+            "episode_length_s": STAND_EPISODE_S if source == STAND_MOTION else EVAL_EPISODE_S,
+            "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
+        },
+    )
+    env = make_env(metadata.task, num_envs=episodes, seed=seed, config=config)
+    terms = [(name, int(size)) for name, size in env.observation_terms]
+    expected = list(zip(metadata.observation_names, metadata.observation_sizes, strict=True))
+    if terms != expected:
+        raise EvalError(f"{policy}: the policy reads observations {expected}, the task's env gives {terms}")
+    session = make_session(policy)
+    clip_steps = int(env.reference.num_frames)
+
+    obs = env.reset()
+    running = np.ones(episodes, dtype=bool)
+    reached = np.zeros(episodes, dtype=bool)
+    steps = np.zeros(episodes, dtype=np.int64)
+    sums = {key: np.zeros(episodes) for key in ERROR_KEYS}
+    counts = np.zeros(episodes)
+    for t in range(clip_steps + 1):
+        errors = env.tracking_errors()
+        for key in ERROR_KEYS:
+            sums[key][running] += errors[key][running]
+        counts[running] += 1
+        actions = session.run(None, {"obs": np.asarray(obs["policy"], dtype=np.float32)})[0]
+        obs, _, terminated, truncated, info = env.step(actions.astype(np.float64))
+        ended = (terminated | truncated) & running
+        reached[ended] = info["success"][ended]
+        steps[ended] = t + 1
+        running &= ~ended
+        if on_step is not None:
+            on_step(t + 1, clip_steps)
+        if not running.any():
+            break
+    per_episode = {key: sums[key] / np.maximum(counts, 1) for key in ERROR_KEYS}
+    return {
+        "policy": str(policy),
+        "task": metadata.task,
+        "clip": source,
+        "clip_s": round(clip_steps * float(env.step_dt), 3),
+        "episodes": episodes,
+        "reached_end": float(reached.mean()),
+        **{key: round(float(values.mean()), 4) for key, values in per_episode.items()},
+        "episode_s": round(float(steps.mean() * env.step_dt), 3),
+    }
