@@ -79,6 +79,8 @@ class PolicyMetadata(BaseModel):
     motion_file: str | None = None
     motion_sha256: str | None = None
     motion_fps: float | None = None
+    motion_source: str | None = None  # the clip the policy was trained on, as its config named it
+    motion_segment_s: list[float] | None = None  # [start, end] seconds of that clip the side file holds
     cameras: list[str] | None = None
     camera_sizes: list[list[int]] | None = None
     camera_dtype: Literal["uint8"] | None = None

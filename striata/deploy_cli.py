@@ -72,6 +72,8 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
             "effort_limit": G1.effort_limit.tolist(),
             "anchor_body": ANCHOR_BODY,
             "motion_fps": float(env.reference.fps),
+            "motion_source": env.cfg.motion.file,
+            "motion_segment_s": [env.cfg.motion.start_s, env.cfg.motion.start_s + env.reference.duration],
         }
     if task.startswith("so101"):
         from striata.envs.robots.so101 import SO101

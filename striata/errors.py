@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from striata.envs.assets import AssetNotFoundError
 from striata.envs.backend import ActionError
 from striata.envs.motion import MotionFormatError
+from striata.envs.motion.reference import MotionSegmentError
 from striata.envs.registry import UnknownTaskError
 from striata.envs.rollout import PolicyChoiceError
 from striata.overrides import OverrideError
@@ -28,6 +29,7 @@ USER_ERRORS = (
     ActionError,
     FileNotFoundError,
     MotionFormatError,
+    MotionSegmentError,
     OverrideError,
     PolicyChoiceError,
     UnknownTaskError,

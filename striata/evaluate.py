@@ -121,7 +121,8 @@ def evaluate_policy(
     return {
         "policy": str(policy),
         "task": metadata.task,
-        "clip": source,
+        "clip": metadata.motion_source or source,
+        "segment_s": metadata.motion_segment_s,
         "clip_s": round(clip_steps * float(env.step_dt), 3),
         "episodes": episodes,
         "reached_end": float(reached.mean()),

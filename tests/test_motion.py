@@ -132,3 +132,29 @@ def test_gmr_pickle_needs_explicit_opt_in(tmp_path):
     with pytest.raises(MotionFormatError, match="refusing to unpickle"):
         load_motion(path, JOINTS)
     assert load_motion(path, JOINTS, allow_pickle=True).num_frames == raw.num_frames
+
+
+def test_a_segment_of_the_clip_is_tracked_from_its_own_first_frame(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from striata.envs.motion.reference import MotionSegmentError
+    from striata.envs.registry import make_config
+    from striata.envs.tasks.g1_tracking.mdp import load_motion as load_task_motion
+
+    monkeypatch.setenv("STRIATA_CACHE", str(tmp_path))
+    model = build_g1_scene(0.005)
+    whole = load_reference(CLIP, model, JOINTS, fps=50, source_fps=60)
+
+    def task_motion(**segment):
+        config = make_config("g1_tracking", {"motion": {"file": str(CLIP), "fps": 60, **segment}})
+        return load_task_motion(config, model, fps=50)
+
+    part = task_motion(start_s=2.0, end_s=6.0)
+    assert part.num_frames == 201 and part.duration == pytest.approx(4.02)
+    np.testing.assert_array_equal(part.root_pos, whole.root_pos[100:301])
+    np.testing.assert_array_equal(part.body_lin_vel_w, whole.body_lin_vel_w[100:301])
+    assert task_motion(start_s=2.0).num_frames == whole.num_frames - 100
+    with pytest.raises(MotionSegmentError, match=r"end_s: 40.0 s is past the clip's end \(10.6"):
+        task_motion(end_s=40.0)
+    with pytest.raises(ValidationError, match=r"end_s \(2.0\) must be after start_s \(3.0\)"):
+        make_config("g1_tracking", {"motion": {"start_s": 3.0, "end_s": 2.0}})

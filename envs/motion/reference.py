@@ -23,6 +23,10 @@ CACHE_VERSION = 1
 CACHE_ENV = "STRIATA_CACHE"
 
 
+class MotionSegmentError(ValueError):
+    """A segment that is not inside its clip."""
+
+
 @dataclass(frozen=True)
 class MotionReference:
     """A clip resampled to ``fps`` (the control rate) with body kinematics; quaternions (w, x, y, z)."""
@@ -45,6 +49,23 @@ class MotionReference:
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps
+
+    def segment(self, start_s: float, end_s: float | None) -> MotionReference:
+        """Frames from ``start_s`` to ``end_s`` (seconds into the clip; None: its end), velocities as
+        computed on the whole clip."""
+        end = self.num_frames if end_s is None else round(end_s * self.fps) + 1
+        start = round(start_s * self.fps)
+        if end > self.num_frames:
+            raise MotionSegmentError(f"end_s: {end_s} s is past the clip's end ({self.duration:.3f} s)")
+        if end - start < 2:
+            raise MotionSegmentError(f"start_s: {start_s} s leaves under two frames of the clip")
+        if start == 0 and end == self.num_frames:
+            return self
+        rows = slice(start, end)
+        arrays = {
+            f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in ("fps", "body_names")
+        }
+        return MotionReference(fps=self.fps, body_names=self.body_names, **arrays)
 
     def body_indices(self, names: tuple[str, ...]) -> np.ndarray:
         missing = [n for n in names if n not in self.body_names]

@@ -39,6 +39,19 @@ class MotionSource(StrictModel):
     )
     fps: float | None = Field(default=60.0, gt=0, description="source frame rate (CSV files store none)")
     allow_pickle: bool = Field(default=False, description="allow GMR .pkl files (unpickling runs code)")
+    start_s: float = Field(default=0.0, ge=0, description="the segment tracked starts this far into the clip")
+    end_s: float | None = Field(default=None, gt=0, description="... and ends here (default: the clip's end)")
+
+    @model_validator(mode="after")
+    def _check_segment(self) -> MotionSource:
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        return self
+
+    @property
+    def segment(self) -> tuple[float, float | None]:
+        """(start_s, end_s) of the part of the clip tracked; end None: to the clip's end."""
+        return self.start_s, self.end_s
 
 
 class RewardTermConfig(StrictModel):

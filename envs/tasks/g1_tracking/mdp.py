@@ -41,13 +41,14 @@ from striata.envs.tasks.g1_tracking.sampling import AdaptiveStartSampler
 
 
 def load_motion(cfg: G1TrackingConfig, model: mujoco.MjModel, fps: float) -> MotionReference:
-    """The config's clip (or the built-in standing pose) resampled to ``fps`` with the model's kinematics."""
+    """The config's clip (or the built-in standing pose) resampled to ``fps`` with the model's kinematics,
+    cut to its segment (``motion.start_s`` / ``end_s``)."""
     if cfg.motion.file == STAND_MOTION:
         raw = constant_pose_motion(
             G1_DEFAULT_ROOT_HEIGHT, G1.default_pos, cfg.episode_length_s, fps, source=STAND_MOTION
         )
         return build_reference(raw, model, G1.joint_names, fps)
-    return load_reference(
+    reference = load_reference(
         resolve_data_file(cfg.motion.file),
         model,
         G1.joint_names,
@@ -55,6 +56,7 @@ def load_motion(cfg: G1TrackingConfig, model: mujoco.MjModel, fps: float) -> Mot
         source_fps=cfg.motion.fps,
         allow_pickle=cfg.motion.allow_pickle,
     )
+    return reference.segment(*cfg.motion.segment)
 
 
 class SimState(NamedTuple):
