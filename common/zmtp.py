@@ -206,11 +206,22 @@ class StreamRouter:
         if not chunk:  # the peer went away
             self._forget(connection)
             return
-        connection.buffer += chunk
+        # Most chunks start on a frame boundary: parse them as they came, without copying them first;
+        # the rest of a frame (an image over many chunks) grows the connection's buffer in place.
+        buffer = connection.buffer
+        data: bytes | bytearray = chunk
+        if buffer:
+            buffer += chunk
+            data = buffer
         try:
-            self._parse(connection, out)
+            pos = self._parse(connection, data, out)
         except ZmtpError as exc:
             self._close(connection, exc.reason)
+            return
+        if data is buffer:
+            del buffer[:pos]
+        elif pos < len(chunk):
+            buffer += chunk[pos:]
 
     def _accept(self, stream_id: bytes) -> None:
         if len(self._connections) >= self.limits.max_connections:
@@ -222,14 +233,14 @@ class StreamRouter:
         with contextlib.suppress(zmq.ZMQError):
             self.sock.send_multipart([stream_id, GREETING + ready_command(b"ROUTER")], zmq.NOBLOCK)
 
-    def _parse(self, connection: _Connection, out: list[Inbound]) -> None:
-        buffer = connection.buffer
+    def _parse(self, connection: _Connection, buffer: bytes | bytearray, out: list[Inbound]) -> int:
+        """Take the complete frames of ``buffer`` (the connection's unparsed bytes); the bytes taken."""
         pos = 0
         if not connection.greeted:
             if buffer[0] != 0xFF:
                 raise ZmtpError("protocol_error")
             if len(buffer) < GREETING_BYTES:
-                return
+                return 0
             check_greeting(buffer[:GREETING_BYTES])
             connection.greeted, pos = True, GREETING_BYTES
         limits = self.limits
@@ -258,7 +269,7 @@ class StreamRouter:
                 raise ZmtpError("message_too_large")
             if end - pos < head + size:
                 break
-            body = bytes(buffer[pos + head : pos + head + size])
+            body = bytes(buffer[pos + head : pos + head + size]) if size else b""
             pos += head + size
             if flags & _COMMAND:
                 self._command(connection, body)
@@ -267,7 +278,7 @@ class StreamRouter:
                 connection.size += size
                 if not flags & _MORE:
                     self._complete(connection, out)
-        del buffer[:pos]
+        return pos
 
     def _command(self, connection: _Connection, body: bytes) -> None:
         name, data = parse_command(body)
