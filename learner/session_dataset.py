@@ -289,7 +289,7 @@ def _link_rest(root: Path, staged: Path) -> None:
                 shutil.copy2(source, target)
 
 
-def _encode_video(images: np.ndarray, fps: float) -> bytes:
+def encode_video(images: np.ndarray, fps: float) -> bytes:
     """[L, H, W, 3] uint8 frames as an H.264 yuv420p mp4 (frame i at i / fps). Every other frame is a
     keyframe (cheap seeking, as LeRobot's g=2) and there are no B-frames, so that decode order is
     presentation order and episodes can be appended to one file by remuxing (``_append_video``)."""
@@ -683,7 +683,7 @@ class SessionWriter:
         stats = {name: _stats(_column(table, name)) for name in table.column_names}
         for camera, images in videos.items():
             stats[IMAGE_PREFIX + camera] = _image_stats(images)
-        segments = {camera: _encode_video(images, self.fps) for camera, images in videos.items()}
+        segments = {camera: encode_video(images, self.fps) for camera, images in videos.items()}
         steps = record.steps
         interventions = int(sum(s["intervention"] for s in steps))
         ended = end is not None

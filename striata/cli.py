@@ -233,6 +233,9 @@ def eval_command(
     ] = None,
     fps: Annotated[float | None, typer.Option(help="frame rate of a CSV --clip")] = None,
     seed: int = 0,
+    video: Annotated[
+        Path | None, typer.Option(help="mp4 of the first episode beside its reference (a ghost)")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
 ) -> None:
     """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise."""
@@ -251,6 +254,7 @@ def eval_command(
                 fps,
                 seed,
                 on_step=lambda done, total: progress.update(bar, completed=done, total=total),
+                video=video,
             )
     print(json.dumps(figures, indent=None if json_output else 2))
 

@@ -30,6 +30,8 @@ ERROR_KEYS = ("body_pos_error_m", "joint_error_rad", "anchor_ori_error_rad")
 EVAL_EPISODE_S = 3600.0
 # builtin:stand lasts as long as an episode: its evaluation stands this long.
 STAND_EPISODE_S = 20.0
+# Frames per second of the ghost video (every other 50 Hz step).
+VIDEO_FPS = 25.0
 # Observation terms that exist only with state estimation (the policy saw the anchor's position).
 STATE_ESTIMATION_TERMS = ("motion_anchor_pos_b", "base_lin_vel")
 
@@ -63,11 +65,13 @@ def evaluate_policy(
     fps: float | None = None,
     seed: int = 0,
     on_step: Callable[[int, int], None] | None = None,
+    video: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
 
     ``fps`` is the frame rate of a CSV ``clip`` (CSV files store none; default the task's).
-    ``on_step(done, total)`` sees the progress in env steps of the longest episode."""
+    ``on_step(done, total)`` sees the progress in env steps of the longest episode. With ``video``, the
+    first episode is rendered there with its reference beside it as a ghost (``eval_video``)."""
     if episodes < 1:
         raise EvalError(f"episodes: must be >= 1, got {episodes}")
     metadata = read_metadata(policy)
@@ -102,7 +106,10 @@ def evaluate_policy(
     steps = np.zeros(episodes, dtype=np.int64)
     sums = {key: np.zeros(episodes) for key in ERROR_KEYS}
     counts = np.zeros(episodes)
+    poses: list[tuple[np.ndarray, np.ndarray]] = []  # the first episode's robot and reference qpos
     for t in range(clip_steps + 1):
+        if video is not None and running[0]:
+            poses.append((env.qpos[0].copy(), env.reference_state(np.array([0]))[0][0]))
         errors = env.tracking_errors()
         for key in ERROR_KEYS:
             sums[key][running] += errors[key][running]
@@ -118,6 +125,14 @@ def evaluate_policy(
         if not running.any():
             break
     per_episode = {key: sums[key] / np.maximum(counts, 1) for key in ERROR_KEYS}
+    figures: dict[str, Any] = {}
+    if video is not None:
+        from striata.eval_video import render_ghost_video
+
+        robot, reference = (np.stack(column) for column in zip(*poses, strict=True))
+        every = max(1, round(1 / (VIDEO_FPS * float(env.step_dt))))
+        render_ghost_video(robot[::every], reference[::every], 1 / (every * float(env.step_dt)), video)
+        figures["video"] = str(video)
     return {
         "policy": str(policy),
         "task": metadata.task,
@@ -128,4 +143,5 @@ def evaluate_policy(
         "reached_end": float(reached.mean()),
         **{key: round(float(values.mean()), 4) for key, values in per_episode.items()},
         "episode_s": round(float(steps.mean() * env.step_dt), 3),
+        **figures,
     }

@@ -33,3 +33,25 @@ def test_an_export_without_its_clip_is_refused_with_what_to_do(tmp_path: Path) -
     assert "--clip" in result.stderr and "g1_stand.motion.npz" in result.stderr
     missing = CliRunner().invoke(app, ["eval", str(tmp_path / "nothing.onnx")])
     assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+def test_the_ghost_video_shows_the_reference_beside_the_robot(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    from striata.envs.robots.g1 import G1
+    from striata.eval_video import render_ghost_video
+
+    robot = np.zeros((6, 36))
+    robot[:, 2], robot[:, 3], robot[:, 7:] = 0.76, 1.0, G1.default_pos
+    apart = robot.copy()
+    apart[:, 1] += 0.8  # the reference 0.8 m to the robot's left
+    video = render_ghost_video(robot, apart, 25.0, tmp_path / "ghost.mp4")
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (240, 320, 3)
+    overlaid = render_ghost_video(robot, robot, 25.0, tmp_path / "overlaid.mp4")
+    with av.open(str(overlaid)) as container:
+        same = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # Moving the ghost changes the picture: it is drawn.
+    assert np.abs(frames[0].astype(int) - same.astype(int)).mean() > 1.0

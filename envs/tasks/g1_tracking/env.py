@@ -19,6 +19,11 @@ from striata.envs.tasks.g1_tracking.mdp import SimState, TrackingMDP, load_motio
 
 def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
     """G1 with PD actuators on a flat floor, lit for rendering, with velocity sensors on tracked bodies."""
+    return g1_scene_spec(physics_dt).compile()
+
+
+def g1_scene_spec(physics_dt: float) -> mujoco.MjSpec:
+    """``build_g1_scene``'s spec, before it is compiled (to add to the scene)."""
     spec = g1_spec()
     add_position_actuators(spec, G1)
     # MuJoCo computes body velocities at the body origin in stage VEL; reading them as sensors
@@ -56,7 +61,7 @@ def build_g1_scene(physics_dt: float) -> mujoco.MjModel:
         conaffinity=1,
     )
     spec.worldbody.add_light(pos=[0, 0, 3.5], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
-    return spec.compile()
+    return spec
 
 
 class G1TrackingEnv(BatchedEnv):

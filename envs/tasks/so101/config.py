@@ -4,7 +4,7 @@ Every mode switch is a ``Literal``, so a typo fails validation with the field's 
 values. Defaults: 10 Hz control (physics 500 Hz, decimation 50) as HIL-SERL's arms, joint targets that
 move at most 0.1 rad a step (1 rad/s, a fifth of the servo's no-load speed; the gripper 0.25 rad), 64x64
 camera frames drawn without shadows or multisampling from decimated visual meshes (what software
-rendering can afford: see ``visual_meshes.py``). Boxes and cube ranges are in the world frame, whose
+rendering can afford: see ``envs/visual_meshes.py``). Boxes and cube ranges are in the world frame, whose
 origin is the arm's base on the table top.
 
 Actions (both tasks, ``SO101_ACTION_DIM`` = 6, each in [-1, 1]), in servo order: five arm joint-target

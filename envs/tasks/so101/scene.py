@@ -21,7 +21,6 @@ from striata.envs.robots.so101 import (
     add_tip_and_wrist_camera,
     so101_spec,
 )
-from striata.envs.tasks.so101.visual_meshes import DecimationReport, decimate_visual_meshes
 from striata.envs.tasks.tabletop.scene import (
     SceneLook,
     add_cube,
@@ -30,6 +29,7 @@ from striata.envs.tasks.tabletop.scene import (
     compile_scene,
     strip_robot_extras,
 )
+from striata.envs.visual_meshes import DecimationReport, decimate_visual_meshes
 
 CUBE = "cube"
 CUBE_HALF_SIZE = 0.0125

@@ -1,4 +1,5 @@
-"""Decimated visual meshes: the SO-101's CAD meshes reduced for software rendering, collisions untouched.
+"""Decimated visual meshes: a robot's CAD meshes reduced for software rendering, collisions untouched
+(the SO-101's camera tasks, the G1's evaluation videos).
 
 The asset's 13 STL meshes hold 322k triangles (399k drawn per frame: the servo mesh shows five times),
 which software OpenGL draws at tens of milliseconds per 64x64 frame. Every geom that only shows
@@ -131,9 +132,11 @@ def _is_visual(geom: mujoco.MjsGeom) -> bool:
     return geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.contype == 0 and geom.conaffinity == 0
 
 
-def decimate_visual_meshes(spec: mujoco.MjSpec, max_faces: int) -> DecimationReport:
+def decimate_visual_meshes(spec: mujoco.MjSpec, max_faces: int, drop_unused: bool = True) -> DecimationReport:
     """Point every visual-only mesh geom of ``spec`` at a copy of its mesh with at most ``max_faces``
-    triangles; collision geoms keep theirs. Meshes whose file is not a binary STL are left as they are."""
+    triangles; collision geoms keep theirs. Meshes whose file is not a binary STL are left as they are.
+    ``drop_unused``: delete the meshes no geom uses any more (MuJoCo refuses that in some models, the
+    G1's among them; they then stay, parsed but not drawn)."""
     geoms = [g for g in spec.geoms if _is_visual(g)]
     folder = Path(spec.modelfiledir) / (spec.meshdir or "")
     before: dict[str, int] = {}
@@ -161,7 +164,7 @@ def decimate_visual_meshes(spec: mujoco.MjSpec, max_faces: int) -> DecimationRep
         if geom.meshname in after:
             geom.meshname = geom.meshname + VISUAL_SUFFIX
     used = {g.meshname for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_MESH}
-    for mesh in list(spec.meshes):
+    for mesh in list(spec.meshes) if drop_unused else []:
         if mesh.name not in used:
             spec.delete(mesh)
     return DecimationReport(before, after, cache_dir())
