@@ -259,6 +259,57 @@ def eval_command(
     print(json.dumps(figures, indent=None if json_output else 2))
 
 
+kit_app = typer.Typer(help="A short loan of a GPU machine: carry files, train, bring figures back.")
+app.add_typer(kit_app, name="gpu-kit")
+
+
+@kit_app.command("split")
+def kit_split(
+    files: Annotated[list[Path], typer.Argument(help="files to carry (wheels, checkpoints)")],
+    out: Annotated[Path, typer.Option(help="folder for the parts and their manifest")],
+    part_mib: Annotated[float, typer.Option(min=0.001, help="largest part, MiB")] = 60.0,
+) -> None:
+    """Cut files into parts that fit one 64 MiB batch, with a manifest of sizes and SHA-256s."""
+    from striata.gpu_kit import KitError, split
+
+    with user_errors(extra=(KitError,)):
+        manifest = split(files, out, int(part_mib * 1024 * 1024))
+    print(json.dumps(manifest, indent=2))
+
+
+@kit_app.command("join")
+def kit_join(
+    folder: Annotated[Path, typer.Argument(help="folder with the parts and manifest.json")],
+    out: Annotated[Path | None, typer.Option(help="where to write the files; default: the folder")] = None,
+) -> None:
+    """Reassemble split files and check each against its size and SHA-256."""
+    from striata.gpu_kit import KitError, join
+
+    with user_errors(extra=(KitError,)):
+        joined = join(folder, out)
+    print(json.dumps([str(p) for p in joined]))
+
+
+@kit_app.command("run")
+def kit_run(
+    minutes: Annotated[float, typer.Option(help="training minutes this loan adds to the run")],
+    out: Annotated[Path, typer.Option(help="folder for the run and figures.json (what comes back)")],
+    resume: Annotated[Path | None, typer.Option(help="a carried run folder to continue")] = None,
+    config: Annotated[Path, typer.Option(help="experiment YAML of a new run")] = Path(
+        "configs/g1_tracking_warp.yaml"
+    ),
+    overrides: SetOption = None,
+) -> None:
+    """Train g1_tracking_warp (runner: device) for fixed minutes; the run and its figures go to --out."""
+    from striata.envs.tasks.g1_tracking.device_env import DeviceUnavailableError
+    from striata.experiment import ExperimentConfig
+    from striata.gpu_kit import KitError, run
+
+    with user_errors(ExperimentConfig, extra=(KitError, _learner_setup_error(), DeviceUnavailableError)):
+        figures = run(minutes, out, resume, config, parse_overrides(overrides or []), console)
+    print(json.dumps({k: v for k, v in figures.items() if k != "summary"}, indent=2))
+
+
 @app.command()
 def motion(
     file: Annotated[Path, typer.Argument(help="motion clip: .csv (BeyondMimic/LAFAN1), .npz, or .pkl (GMR)")],
