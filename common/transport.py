@@ -46,7 +46,6 @@ __all__ = ["BoundedRouter", "Inbound", "Router", "StreamRouter", "TransportLimit
 
 # Frames between two clock reads while reading (a clock read costs about as much as a frame).
 _CLOCK_EVERY = 32
-_LARGE_DROPS = ("too_many_frames", "message_too_large")
 
 
 @dataclass
@@ -126,8 +125,7 @@ class BoundedRouter:
         self._partial = None
         if partial.dropped:
             self.dropped[partial.dropped] += 1
-            if partial.dropped in _LARGE_DROPS:
-                self._trimmer.after_large_drop()
+            self._trimmer.after_drop(partial.dropped)
             return None
         over = self._rates.charge(partial.identity, partial.size)
         if over:
@@ -143,9 +141,6 @@ class BoundedRouter:
         except zmq.ZMQError:
             return False
         return True
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
 
 
 Router = BoundedRouter | StreamRouter

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 # Peers remembered for their rate buckets; beyond this the longest unseen is forgotten.
 MAX_TRACKED_PEERS = 4096
+# Drops that can leave much freed memory behind (a message of a million frames, or of 300 MB).
+LARGE_DROPS = frozenset({"too_many_frames", "message_too_large", "frame_too_large"})
 # How often the memory of large dropped messages is handed back at most.
 _TRIM_EVERY_S = 1.0
 _LIBC = ctypes.CDLL(None)
@@ -30,13 +32,16 @@ def return_freed_memory() -> None:
 
 
 class MemoryTrimmer:
-    """Calls ``return_freed_memory`` after a large drop, at most once a second, on its own thread: ctypes
-    lets go of the GIL, and trimming 64 MB takes ~9 ms that a control loop's tick must not wait for."""
+    """Calls ``return_freed_memory`` after a large drop (``LARGE_DROPS``), at most once a second, on its
+    own thread: ctypes lets go of the GIL, and trimming 64 MB takes ~9 ms that a control loop's tick must
+    not wait for."""
 
     def __init__(self) -> None:
         self._at = -float("inf")
 
-    def after_large_drop(self) -> None:
+    def after_drop(self, reason: str) -> None:
+        if reason not in LARGE_DROPS:
+            return
         now = time.monotonic()
         if now - self._at >= _TRIM_EVERY_S:
             self._at = now

@@ -190,9 +190,6 @@ class StreamRouter:
             return False
         return True
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
-
     # ----------------------------------------------------------------- inbound
     def _chunk(self, stream_id: bytes, chunk: bytes, out: list[Inbound]) -> None:
         connection = self._connections.get(stream_id)
@@ -322,8 +319,7 @@ class StreamRouter:
         self.dropped[reason] += 1
         self._forget(connection)
         self._hang_up(connection.stream_id)
-        if reason in ("too_many_frames", "message_too_large", "frame_too_large"):
-            self._trimmer.after_large_drop()
+        self._trimmer.after_drop(reason)
 
     def _forget(self, connection: _Connection) -> None:
         del self._connections[connection.stream_id]

@@ -40,12 +40,13 @@ class SimRobot:
 
     def __init__(self, robot: str = "g1", control_period_s: float = 0.002, viewer: bool = False) -> None:
         if robot == "g1":
-            from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT, g1_spec
+            from striata.deploy.unitree.g1_model import g1_self_collision
+            from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT
             from striata.envs.tasks.g1_tracking.env import build_g1_scene
 
             config = G1
             self.model = build_g1_scene(control_period_s)
-            self.self_collision: SelfCollision | None = SelfCollision(g1_spec().compile(), G1.joint_names)
+            self.self_collision: SelfCollision | None = g1_self_collision(G1.joint_names)
             self.has_base = True
             self.default_height = G1_DEFAULT_ROOT_HEIGHT
         elif robot == "panda":

@@ -23,7 +23,14 @@ import numpy as np
 
 from striata.envs.registry import make_config, make_env
 from striata.envs.tasks.g1_tracking.config import STAND_MOTION
-from striata.learner.export import CLIP_ARRAYS, load_motion, make_session, motion_path, read_metadata
+from striata.learner.export import (
+    CLIP_ARRAYS,
+    PolicyMetadata,
+    load_motion,
+    make_session,
+    motion_path,
+    read_metadata,
+)
 
 ERROR_KEYS = ("body_pos_error_m", "joint_error_rad", "anchor_ori_error_rad")
 # Long enough that the clip's end, not the episode's time limit, ends an episode that keeps up.
@@ -40,11 +47,10 @@ class EvalError(ValueError):
     """A policy or clip this evaluation cannot run; the message names what and why."""
 
 
-def clip_source(policy: Path, clip: str | None) -> str:
+def clip_source(policy: Path, metadata: PolicyMetadata, clip: str | None) -> str:
     """The clip to evaluate on: ``clip`` if given, else the policy's side file if it holds the clip."""
     if clip is not None:
         return clip
-    metadata = read_metadata(policy)
     if load_motion(policy, metadata) is None:
         raise EvalError(f"{policy}: task {metadata.task!r} has no reference motion: not a tracking policy")
     side = motion_path(policy)
@@ -77,7 +83,7 @@ def evaluate_policy(
     metadata = read_metadata(policy)
     if not metadata.task.startswith("g1_tracking"):
         raise EvalError(f"{policy}: task {metadata.task!r}: striata eval measures tracking policies")
-    source = clip_source(policy, clip)
+    source = clip_source(policy, metadata, clip)
     motion: dict[str, Any] = {"file": source}
     if fps is not None:
         motion["fps"] = fps

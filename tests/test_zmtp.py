@@ -62,7 +62,7 @@ class Served:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
-        self.router.close()
+        self.router.sock.close(linger=0)
         self.context.term()
 
 

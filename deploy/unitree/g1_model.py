@@ -47,4 +47,4 @@ def g1_brake_accel(joint_names: Sequence[str]) -> np.ndarray:
 
 def g1_self_collision(joint_names: Sequence[str]) -> SelfCollision:
     """The G1's self-collision check on its own MJCF (no floor), for joints in ``joint_names`` order."""
-    return SelfCollision(g1_spec().compile(), joint_names)
+    return SelfCollision(_g1_model(), joint_names)
