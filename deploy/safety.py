@@ -23,12 +23,12 @@ low-level tick:
   spends a joint's whole effort at its speed, kd up to 50, is more than that simulator's 5 ms loop
   holds on the knee: measured too.)
 - self-collision (where the backend has a model of its bodies, ``SelfCollision``): a target that would
-  press two of the robot's bodies deeper into each other than the check's tolerance (or, for a posture
-  that started deeper, more than a tolerance deeper than the shallowest target since, so that it can
-  always move out) is not applied; the last one is held, with no velocity target and no feed-forward
-  torque on any joint (where the bounds above would still make the held step deeper, the posture itself
-  is held). While the measured posture is that deep, feed-forward torque and velocity targets are
-  dropped too, so nothing pushes a limb further into the body it meets.
+  press two of the robot's bodies more than the check's tolerance deeper into each other than the
+  posture the target ramp started from (so that a robot already touching itself can always move) is not
+  applied; the last one is held, with no velocity target and no feed-forward torque on any joint (where
+  the bounds above would still make the held step deeper, the posture itself is held). While the
+  measured posture is that deep, feed-forward torque and velocity targets are dropped too, so nothing
+  pushes a limb further into the body it meets.
 
 Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
 clipped before they are multiplied, so 1e308 cannot overflow.
@@ -102,8 +102,8 @@ class SafetyFilter:
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self._last_target: np.ndarray | None = None
-        # How deep into itself the next target may press the robot (m): the check's tolerance, or, for a
-        # posture already deeper, a tolerance more than the shallowest target since, so it can move out.
+        # How deep into itself a target may press the robot (m): a tolerance more than the posture the
+        # target ramp started from (from a passive mode), so a robot already touching itself can move.
         self._allowed_depth = 0.0
 
     def _envelope(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,14 +165,10 @@ class SafetyFilter:
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)
         kd = np.where(braking, np.maximum(kd, self.cfg.damping_kd), kd)
-        if check is not None:
-            depth = check.depth(target)
-            if depth > self._allowed_depth:  # the bounds above moved joints unevenly: stay where it is
-                target = np.clip(q, self.lower, self.upper)
-                dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
-                depth = check.depth(target)
-            slack = check.tolerance_m
-            self._allowed_depth = max(slack, min(self._allowed_depth, depth + slack))
+        if check is not None and check.depth(target) > self._allowed_depth:
+            # The bounds above moved joints unevenly and made the held step deeper: stay where it is.
+            target = np.clip(q, self.lower, self.upper)
+            dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
         self._last_target = target
         return JointCommand(target, dq_target, kp, kd, tau_ff)
 
