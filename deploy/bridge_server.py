@@ -164,6 +164,7 @@ class BridgeServer:
             backend.control_period_s,
             backend.brake_accel,
             backend.self_collision,
+            backend.gain_limits,
         )
         self.num_joints = len(backend.joint_names)
         self.stats = BridgeStats()

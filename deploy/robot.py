@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from striata.deploy.gain_stability import GainLimits
     from striata.deploy.self_collision import SelfCollision
 
 
@@ -51,6 +52,7 @@ class RobotBackend(Protocol):
     velocity_limits: np.ndarray  # [J] rad/s
     brake_accel: np.ndarray | None  # [J] rad/s^2 its motors surely brake each joint at; None: unknown
     self_collision: SelfCollision | None  # how deep a posture presses it into itself; None: no model
+    gain_limits: GainLimits | None  # the gains a simulated robot's model and timestep hold; None: real
 
     def read_state(self) -> RobotState: ...
 

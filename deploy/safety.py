@@ -12,16 +12,23 @@ low-level tick:
 - speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits;
 - torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
   PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state;
+- torque ramp: feed-forward torque grows by at most ``max_torque_step`` of the effort limit per tick
+  (it may fall to zero at once): one tick of full effort on every joint flings a light limb, or a
+  fallen G1's leg, at 5-10 rad/s before any bound below can see its speed;
 - limit envelope: moving toward a soft limit at distance d, a joint may go at most ``sqrt(2 a d)``, the
   speed from which braking at deceleration ``a`` stops it at the limit (``a``: ``limit_brake_accel``, or
   less where the robot model says the joint's motor cannot brake its limb that fast). Targets and
   velocity targets move no faster than that envelope, feed-forward torque outward fades to nothing over
   the last ``limit_zone``, and a joint faster than the envelope is braked by the bridge, whatever the
-  command: target where it is (inside the soft range), no velocity target, no feed-forward torque, at
-  least ``damping_kd`` of damping. (A harder brake, a target behind the joint, made Unitree's simulator
-  at 5 ms, whose 200 Hz states the bridge reads at 500 Hz, drop the G1 in hold: measured. Damping that
-  spends a joint's whole effort at its speed, kd up to 50, is more than that simulator's 5 ms loop
-  holds on the knee: measured too.)
+  command: target where it is (inside the soft range), no velocity target, no feed-forward torque, and
+  damping that spends the joint's effort at its speed, between ``damping_kd`` and ``max_brake_kd``.
+  (A harder brake, a target behind the joint, made Unitree's simulator at 5 ms, whose 200 Hz states the
+  bridge reads at 500 Hz, drop the G1 in hold: measured. So did damping up to kd 50 on the knee.)
+- limit wall: a joint past a soft limit gets a feed-forward torque back, proportional to how far past
+  it is, that reaches its effort limit ``wall_depth`` past the limit (at most ``wall_max_kp`` per rad,
+  and, where the backend knows the gains its model and timestep hold, within those with the command's):
+  a standing G1's weight otherwise bends a knee 0.09 rad past its soft limit against the controller's
+  own gains.
 - self-collision (where the backend has a model of its bodies, ``SelfCollision``): a target that would
   press two of the robot's bodies more than the check's tolerance deeper into each other than the
   posture the target ramp started from (so that a robot already touching itself can always move) is not
@@ -45,6 +52,7 @@ from striata.deploy.protocol import Command
 from striata.deploy.robot import JointCommand, RobotState
 
 if TYPE_CHECKING:
+    from striata.deploy.gain_stability import GainLimits
     from striata.deploy.self_collision import SelfCollision
 
 
@@ -69,6 +77,16 @@ class SafetyConfig(BaseModel):
     limit_zone: float = Field(
         default=0.2, gt=0, description="rad before a soft limit over which feed-forward torque outward fades"
     )
+    max_torque_step: float = Field(
+        default=0.05, gt=0, le=1, description="share of the effort limit tau_ff may grow per tick"
+    )
+    max_brake_kd: float = Field(
+        default=20.0, ge=0, description="N m s/rad: the most damping a joint braking before its limit gets"
+    )
+    wall_depth: float = Field(
+        default=0.02, gt=0, description="rad past a soft limit where the push back reaches the effort"
+    )
+    wall_max_kp: float = Field(default=1000.0, ge=0, description="N m/rad: the stiffest that push back gets")
     exit_damping_s: float = Field(
         default=0.5,
         ge=0,
@@ -88,6 +106,7 @@ class SafetyFilter:
         control_period_s: float,
         brake_accel: np.ndarray | None = None,
         self_collision: SelfCollision | None = None,
+        gain_limits: GainLimits | None = None,
     ) -> None:
         self.cfg = cfg
         self.self_collision = self_collision
@@ -101,7 +120,14 @@ class SafetyFilter:
         self.lower, self.upper = mid - half, mid + half
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
+        self.wall_kp = np.minimum(self.torque_limit / cfg.wall_depth, cfg.wall_max_kp)
+        # The wall is a torque from a state one tick old or more; such a loop holds 1/16 of the kp the
+        # undelayed one does (b < 1/4 against b < 4, deploy/gain_stability.py): with the command's kp
+        # it stays below that where the backend knows its model and timestep.
+        self.gain_limits = gain_limits
+        self.stable_kp = None if gain_limits is None else gain_limits.kp_max / 16
         self._last_target: np.ndarray | None = None
+        self._last_tau_ff = np.zeros(len(joint_limits))
         # How deep into itself a target may press the robot (m): a tolerance more than the posture the
         # target ramp started from (from a passive mode), so a robot already touching itself can move.
         self._allowed_depth = 0.0
@@ -116,6 +142,7 @@ class SafetyFilter:
     def passive(self, state: RobotState, damping: bool) -> JointCommand:
         """Zero torque, or damping (kp 0, kd ``damping_kd``); resets the target ramp."""
         self._last_target = None
+        self._last_tau_ff = np.zeros_like(self._last_tau_ff)
         n = len(state.q)
         kd = np.full(n, self.cfg.damping_kd if damping else 0.0)
         return JointCommand(state.q.copy(), np.zeros(n), np.zeros(n), kd, np.zeros(n))
@@ -151,6 +178,9 @@ class SafetyFilter:
         up_room = np.clip((self.upper - q) / zone, 0.0, 1.0)
         down_room = np.clip((q - self.lower) / zone, 0.0, 1.0)
         tau_ff = np.clip(tau_ff, -limit * down_room, limit * up_room)
+        grow = limit * self.cfg.max_torque_step
+        last = self._last_tau_ff
+        tau_ff = np.clip(tau_ff, np.minimum(last - grow, 0.0), np.maximum(last + grow, 0.0))
         rest = kd * (dq_target - dq) + tau_ff
         # Where kp > 0 the target alone decides the remaining torque headroom around q.
         stiff = kp > 1e-9
@@ -164,12 +194,23 @@ class SafetyFilter:
         target = np.where(braking, np.clip(q, self.lower, self.upper), target)
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)
-        kd = np.where(braking, np.maximum(kd, self.cfg.damping_kd), kd)
+        spend = np.clip(limit / np.maximum(np.abs(dq), 1e-6), self.cfg.damping_kd, self.cfg.max_brake_kd)
+        if self.gain_limits is not None:  # no more damping than this loop holds at the command's kp
+            spend = np.minimum(spend, self.gain_limits.clip(kp, spend)[1])
+        kd = np.where(braking, np.maximum(kd, spend), kd)
+        # The wall acts on the excursion alone (zero at the limit), so entering it changes no gain, and
+        # only while the joint is not already on its way back: pushing a returning joint, on states a
+        # few ms old, would feed a chatter (Unitree's simulator at 5 ms: the ankles).
+        below = np.where(dq <= 0.0, np.maximum(self.lower - q, 0.0), 0.0)
+        above = np.where(dq >= 0.0, np.maximum(q - self.upper, 0.0), 0.0)
+        wall_kp = self.wall_kp if self.stable_kp is None else np.clip(self.stable_kp - kp, 0.0, self.wall_kp)
+        wall = wall_kp * (below - above)
+        tau_ff = np.clip(tau_ff + wall, -limit, limit)
         if check is not None and check.depth(target) > self._allowed_depth:
             # The bounds above moved joints unevenly and made the held step deeper: stay where it is.
             target = np.clip(q, self.lower, self.upper)
             dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
-        self._last_target = target
+        self._last_target, self._last_tau_ff = target, tau_ff
         return JointCommand(target, dq_target, kp, kd, tau_ff)
 
     def _keep_apart(

@@ -35,6 +35,13 @@ class ActorsConfig(Section):
     num_cpus: float = Field(default=1.0, gt=0, description="Ray CPUs reserved per actor")
     resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources per actor")
     physics_threads: int = Field(default=1, ge=1, description="MuJoCo threads inside each actor")
+    in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=4,
+        description="rollout calls queued per actor: 2 keeps actors stepping while the learner updates "
+        "(PPO's chunks then act with weights 2-3 updates old); 1 = synchronous PPO (policy lag 0)",
+    )
 
 
 class LearnerConfig(Section):

@@ -328,7 +328,7 @@ class Training(RunLoop):
         config = self.config
         pool = ActorPool(
             actor_specs(config, reward), store, num_cpus=config.actors.num_cpus,
-            resources=config.actors.resources,
+            resources=config.actors.resources, in_flight=config.actors.in_flight,
         )  # fmt: skip
         pool.start()
         self._write_hil(pool)
@@ -353,8 +353,10 @@ class Training(RunLoop):
                         if missed >= MAX_MISSED_DEADLINES:
                             raise
                         continue
+                    version = self.trainer.version
                     for result in results:
                         self._consume(result, store)
+                    pool.refill(weights_changed=self.trainer.version != version)
                     self._write_hil(pool)
                     now = time.monotonic()
                     self.counters.seconds = now - start

@@ -30,6 +30,7 @@ class ArmBackend:
         self.velocity_limits = np.array([j.velocity for j in arm.joints], dtype=np.float64)
         self.brake_accel = None  # no model of the arm's links here: the bridge's configured rate applies
         self.self_collision = None
+        self.gain_limits = None  # a real arm
         self._q = arm.read_positions()
         self._torque: bool | None = None
 
