@@ -24,11 +24,11 @@ low-level tick:
   damping that spends the joint's effort at its speed, between ``damping_kd`` and ``max_brake_kd``.
   (A harder brake, a target behind the joint, made Unitree's simulator at 5 ms, whose 200 Hz states the
   bridge reads at 500 Hz, drop the G1 in hold: measured. So did damping up to kd 50 on the knee.)
-- limit wall: a joint past a soft limit gets a feed-forward torque back, proportional to how far past
-  it is, that reaches its effort limit ``wall_depth`` past the limit (at most ``wall_max_kp`` per rad,
-  and, where the backend knows the gains its model and timestep hold, within those with the command's):
-  a standing G1's weight otherwise bends a knee 0.09 rad past its soft limit against the controller's
-  own gains.
+- limit wall: a joint past a soft limit and moving further out gets a feed-forward torque back,
+  proportional to how far past it is, that reaches its effort limit ``wall_depth`` past the limit (at
+  most ``wall_max_kp`` per rad, and, where the backend knows the gains its model and timestep hold,
+  within those with the command's): a standing G1's weight otherwise bends a knee 0.09 rad past its
+  soft limit against the controller's own gains.
 - self-collision (where the backend has a model of its bodies, ``SelfCollision``): a target that would
   press two of the robot's bodies more than the check's tolerance deeper into each other than the
   posture the target ramp started from (so that a robot already touching itself can always move) is not
@@ -54,6 +54,11 @@ from striata.deploy.robot import JointCommand, RobotState
 if TYPE_CHECKING:
     from striata.deploy.gain_stability import GainLimits
     from striata.deploy.self_collision import SelfCollision
+
+
+# rad/s outward past a soft limit from which the wall pushes back: a joint resting past its limit
+# (a limp G1's waist, drooped on its stop) is left to the command's own gains.
+WALL_SPEED = 0.1
 
 
 class SafetyConfig(BaseModel):
@@ -199,10 +204,11 @@ class SafetyFilter:
             spend = np.minimum(spend, self.gain_limits.clip(kp, spend)[1])
         kd = np.where(braking, np.maximum(kd, spend), kd)
         # The wall acts on the excursion alone (zero at the limit), so entering it changes no gain, and
-        # only while the joint is not already on its way back: pushing a returning joint, on states a
-        # few ms old, would feed a chatter (Unitree's simulator at 5 ms: the ankles).
-        below = np.where(dq <= 0.0, np.maximum(self.lower - q, 0.0), 0.0)
-        above = np.where(dq >= 0.0, np.maximum(q - self.upper, 0.0), 0.0)
+        # only while the joint moves further out: pushing a returning joint, on states a few ms old,
+        # feeds a chatter (Unitree's simulator at 5 ms: the ankles), and pushing a resting one switched
+        # on and off with the sign of its speed and stalled a limp G1's waist on its stop.
+        below = np.where(dq < -WALL_SPEED, np.maximum(self.lower - q, 0.0), 0.0)
+        above = np.where(dq > WALL_SPEED, np.maximum(q - self.upper, 0.0), 0.0)
         wall_kp = self.wall_kp if self.stable_kp is None else np.clip(self.stable_kp - kp, 0.0, self.wall_kp)
         wall = wall_kp * (below - above)
         tau_ff = np.clip(tau_ff + wall, -limit, limit)

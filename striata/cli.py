@@ -236,6 +236,12 @@ def eval_command(
     video: Annotated[
         Path | None, typer.Option(help="mp4 of the first episode beside its reference (a ghost)")
     ] = None,
+    sim_bridge: Annotated[
+        bool,
+        typer.Option(
+            help="each episode a real-time deployment: striata bridge sim + striata deploy, from standing"
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
 ) -> None:
     """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise."""
@@ -255,6 +261,7 @@ def eval_command(
                 seed,
                 on_step=lambda done, total: progress.update(bar, completed=done, total=total),
                 video=video,
+                sim_bridge=sim_bridge,
             )
     print(json.dumps(figures, indent=None if json_output else 2))
 

@@ -25,9 +25,11 @@ def _deploy_errors() -> tuple[type[Exception], ...]:
     from striata.deploy.controller import JointMismatchError, SequenceError
     from striata.deploy.intervention import InterventionAddressError
     from striata.deploy.observers import ObservationLayoutError
+    from striata.evaluate import EvalError
     from striata.learner.export import PolicyArtifactError
 
     return (
+        EvalError,
         BridgeConfigError,
         CameraError,
         CurveKeyError,
@@ -295,6 +297,16 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         curve_clients: Annotated[
             Path | None, typer.Option(help="CurveZMQ: folder of authorised controllers' .key files")
         ] = None,
+        track: Annotated[
+            Path | None,
+            typer.Option(
+                help="a G1 tracking policy: measure the robot against its clip from the policy phase on, "
+                "with the task's own terms (the report's 'tracking'; striata eval --sim-bridge)"
+            ),
+        ] = None,
+        track_clip: Annotated[
+            str | None, typer.Option(help="with --track: the clip, where the policy's side file lacks it")
+        ] = None,
     ) -> None:
         """A MuJoCo G1 or Panda at 500 Hz behind the bridge protocol, with the bridge's safety."""
         from striata.common.curve import CurveKeyError, CurveServer
@@ -308,7 +320,13 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 if curve_secret is None or curve_clients is None:
                     raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-clients")
                 curve = CurveServer(curve_secret, curve_clients)
-            sim = SimRobot(robot.value, viewer=viewer)
+            if track is None:
+                sim = SimRobot(robot.value, viewer=viewer)
+            else:
+                from striata.evaluate import eval_config
+                from striata.sim2sim import MonitoredSimRobot
+
+                sim = MonitoredSimRobot(eval_config(track, track_clip)[1], viewer=viewer)
             server = BridgeServer(
                 sim,
                 endpoint,
@@ -334,6 +352,8 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
             "scheduling": server.priority,
             "base_height_by_phase": sim.height_report(),
         }
+        if track is not None:
+            report["tracking"] = sim.monitor.report()
         print(json.dumps(report))
 
     @bench_app.command("deploy")

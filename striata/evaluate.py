@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from striata.envs.registry import make_config, make_env
-from striata.envs.tasks.g1_tracking.config import STAND_MOTION
+from striata.envs.tasks.g1_tracking.config import STAND_MOTION, G1TrackingConfig
 from striata.learner.export import (
     CLIP_ARRAYS,
     PolicyMetadata,
@@ -64,22 +64,11 @@ def clip_source(policy: Path, metadata: PolicyMetadata, clip: str | None) -> str
     return str(side)
 
 
-def evaluate_policy(
-    policy: Path,
-    episodes: int = 16,
-    clip: str | None = None,
-    fps: float | None = None,
-    seed: int = 0,
-    on_step: Callable[[int, int], None] | None = None,
-    video: Path | None = None,
-) -> dict[str, Any]:
-    """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
-
-    ``fps`` is the frame rate of a CSV ``clip`` (CSV files store none; default the task's).
-    ``on_step(done, total)`` sees the progress in env steps of the longest episode. With ``video``, the
-    first episode is rendered there with its reference beside it as a ghost (``eval_video``)."""
-    if episodes < 1:
-        raise EvalError(f"episodes: must be >= 1, got {episodes}")
+def eval_config(
+    policy: Path, clip: str | None = None, fps: float | None = None
+) -> tuple[PolicyMetadata, G1TrackingConfig, str]:
+    """The policy's metadata, the task config its evaluation runs (first frame, no pushes, no noise, its
+    observation layout) and the clip's source."""
     metadata = read_metadata(policy)
     if not metadata.task.startswith("g1_tracking"):
         raise EvalError(f"{policy}: task {metadata.task!r}: striata eval measures tracking policies")
@@ -98,6 +87,43 @@ def evaluate_policy(
             "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
         },
     )
+    assert isinstance(config, G1TrackingConfig)
+    return metadata, config, source
+
+
+def evaluate_policy(
+    policy: Path,
+    episodes: int = 16,
+    clip: str | None = None,
+    fps: float | None = None,
+    seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
+    video: Path | None = None,
+    sim_bridge: bool = False,
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
+
+    ``fps`` is the frame rate of a CSV ``clip`` (CSV files store none; default the task's).
+    ``on_step(done, total)`` sees the progress in env steps of the longest episode (in episodes with
+    ``sim_bridge``). With ``video``, the first episode is rendered there with its reference beside it
+    as a ghost (``eval_video``). With ``sim_bridge`` each episode is a deployment through `striata
+    bridge sim` and `striata deploy` instead (``sim2sim``), in real time."""
+    if episodes < 1:
+        raise EvalError(f"episodes: must be >= 1, got {episodes}")
+    metadata, config, source = eval_config(policy, clip, fps)
+    about = {
+        "policy": str(policy),
+        "task": metadata.task,
+        "clip": metadata.motion_source or source,
+        "segment_s": metadata.motion_segment_s,
+        "episodes": episodes,
+    }
+    if sim_bridge:
+        from striata.sim2sim import evaluate_on_sim_bridge
+
+        if video is not None:
+            raise EvalError("video: rendered from the training env only; leave out --sim-bridge or --video")
+        return {**about, **evaluate_on_sim_bridge(policy, clip, episodes, on_step)}
     env = make_env(metadata.task, num_envs=episodes, seed=seed, config=config)
     terms = [(name, int(size)) for name, size in env.observation_terms]
     expected = list(zip(metadata.observation_names, metadata.observation_sizes, strict=True))
@@ -140,12 +166,8 @@ def evaluate_policy(
         render_ghost_video(robot[::every], reference[::every], 1 / (every * float(env.step_dt)), video)
         figures["video"] = str(video)
     return {
-        "policy": str(policy),
-        "task": metadata.task,
-        "clip": metadata.motion_source or source,
-        "segment_s": metadata.motion_segment_s,
+        **about,
         "clip_s": round(clip_steps * float(env.step_dt), 3),
-        "episodes": episodes,
         "reached_end": float(reached.mean()),
         **{key: round(float(values.mean()), 4) for key, values in per_episode.items()},
         "episode_s": round(float(steps.mean() * env.step_dt), 3),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -55,3 +57,41 @@ def test_the_ghost_video_shows_the_reference_beside_the_robot(tmp_path: Path) ->
         same = next(container.decode(video=0)).to_ndarray(format="rgb24")
     # Moving the ghost changes the picture: it is drawn.
     assert np.abs(frames[0].astype(int) - same.astype(int)).mean() > 1.0
+
+
+def test_the_standing_policy_stands_through_the_sim_bridge_as_in_the_env() -> None:
+    """Sim-to-sim: each episode `striata bridge sim` (in the eval's process) + `striata deploy`, from
+    standing on the default pose; the same figures as the training env's evaluation, within tolerance."""
+    policy = str(DATA / "g1_stand.onnx")
+    common = ["eval", policy, "--clip", "builtin:stand", "--episodes", "1", "--json"]
+    env = CliRunner().invoke(app, common)
+    bridged = subprocess.run(
+        [sys.executable, "-m", "striata", *common, "--sim-bridge"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert env.exit_code == 0 and bridged.returncode == 0, bridged.stderr[-3000:]
+    in_env = json.loads(env.stdout.strip().splitlines()[-1])
+    through = json.loads(bridged.stdout.strip().splitlines()[-1])
+    print(json.dumps({"env": in_env, "sim_bridge": through}))
+    assert through["through"] == "striata bridge sim + striata deploy" and through["terminations"] == {}
+    assert abs(through["reached_end"] - in_env["reached_end"]) <= 0.1 and through["episode_s"] > 19.9
+    for key in ("body_pos_error_m", "joint_error_rad", "anchor_ori_error_rad"):
+        assert 0.0 < through[key] < 2.0 * in_env[key] + 0.02, (key, through[key], in_env[key])
+
+
+def test_a_g1_that_falls_on_the_sim_bridge_ends_its_episode() -> None:
+    """The monitor's terminations are the task's: a limp G1, released at the policy phase, falls and
+    the episode ends early, not reaching the end."""
+    from striata.envs.registry import make_config
+    from striata.sim2sim import MonitoredSimRobot
+
+    config = make_config("g1_tracking", {"motion": {"file": "builtin:stand"}, "state_estimation": False})
+    robot = MonitoredSimRobot(config)
+    robot.on_controller_phase("policy")  # the support band lets go: nothing holds the G1 up
+    for _ in range(2000):
+        robot.read_state()
+    monitor = robot.monitor
+    assert monitor.ended and not monitor.reached_end and monitor.terminated_by
+    assert 1 <= monitor.steps < 200 and monitor.report()["body_pos_error_m"] > 0.0

@@ -196,3 +196,15 @@ def test_actors_are_placed_on_the_node_with_the_requested_resource(two_node_clus
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert {a["node_id"] for a in summary["actors"]} == arm_nodes
+
+
+def test_synchronous_ppo_acts_with_the_newest_weights(tmp_path):
+    """actors.in_flight 1: every chunk PPO learns from was collected by the weights of the update
+    before it (policy lag 0), where the default two queued rollouts lag two or three updates."""
+    args = ["configs/panda_reach.yaml", *SMALL, "--set", "algo=ppo", "--set", "actors.in_flight=1"]
+    args += ["--set", "total_env_steps=2000", "--set", "ppo.num_mini_batches=1"]
+    proc = _start(args, tmp_path)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "train.log").read_text()[-3000:]
+    summary = json.loads((_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["env_steps"] >= 2000 and summary["policy_version"] >= 40
+    assert summary["policy_lag"] == {"mean": 0.0, "max": 0}
