@@ -24,6 +24,8 @@ bench_app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_h
 app.add_typer(bench_app, name="bench")
 bridge_app = typer.Typer(help="Robot-side bridges that speak the deploy protocol.", no_args_is_help=True)
 app.add_typer(bridge_app, name="bridge")
+twin_app = typer.Typer(help="Simulated robots behind the real robots' interfaces.", no_args_is_help=True)
+app.add_typer(twin_app, name="twin")
 console = Console(stderr=True)
 
 
@@ -456,7 +458,7 @@ def _register_parts() -> None:
 
     deploy_cli.register(app, bridge_app, bench_app)
     intervene_cli.register(app)
-    robot_bridges_cli.register(bridge_app)
+    robot_bridges_cli.register(bridge_app, twin_app)
     reward_cli.register(app, bench_app)
     reward_model_cli.register(app)
 

@@ -1,4 +1,5 @@
-"""`striata bridge unitree-g1` and `striata bridge arm`: a robot backend inside the deploy bridge server."""
+"""`striata bridge unitree-g1` and `striata bridge arm`: a robot backend inside the deploy bridge server;
+`striata twin so101`: a simulated SO-101 servo bus for `striata bridge arm --port` to drive."""
 
 from __future__ import annotations
 
@@ -106,8 +107,32 @@ def _sim_gain_limits(
     )
 
 
-def register(bridge_app: typer.Typer) -> None:
+def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
     """Add this part's commands to the CLI."""
+
+    @twin_app.command("so101")
+    def so101_twin(
+        config: Annotated[
+            Path | None, typer.Option(help="arm YAML whose ids and calibration to simulate; default: SO-101")
+        ] = None,
+        cube: Annotated[bool, typer.Option(help="the so101_pick cube on the table")] = True,
+        duration: DurationOption = None,
+    ) -> None:
+        """Serve a simulated SO-101 (MuJoCo) as a Feetech servo bus on a pty; prints the pty's path."""
+        from striata.deploy.arms.feetech import FeetechBusError, load_feetech_config
+        from striata.deploy.arms.twin import So101Twin, TwinConfigError
+
+        with user_errors(extra=(FeetechBusError, TwinConfigError)):
+            twin = So101Twin(load_feetech_config(config), cube=cube)
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        try:
+            # The one line on stdout, for a script to pass on as `striata bridge arm --port`.
+            print(twin.path, flush=True)
+            stop.wait(duration)
+        finally:
+            twin.close()
 
     @bridge_app.command("unitree-g1")
     def unitree_g1(

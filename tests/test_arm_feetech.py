@@ -3,13 +3,9 @@ servo bus behind a pseudo-terminal, so only the serial line itself is simulated.
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import sys
-import threading
 import time
-import tty
 
 import msgpack
 import numpy as np
@@ -29,107 +25,41 @@ from striata.deploy.arms.feetech import (
     FeetechBusError,
     FeetechJoint,
 )
+from striata.deploy.arms.sts_bus import StsBus
 from striata.deploy.robot import JointCommand
 
-PING, READ, WRITE, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 
-
-def _checksum(body: bytes | list[int]) -> int:
-    return ~sum(body) & 0xFF
-
-
-class FakeFeetechBus:
-    """STS servos on a serial line: answers ping, read, write, sync read and sync write packets.
+class FakeFeetechBus(StsBus):
+    """STS servos on a serial line (``StsBus``) that record goal and torque writes.
 
     A servo with torque on reaches its goal position at once; tests set present speeds directly.
     """
 
     def __init__(self, ids: list[int]) -> None:
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        self.tables = {i: bytearray(256) for i in ids}
-        for i in ids:
-            self.set_present(i, 2048)
         self.goal_writes: list[tuple[int, int]] = []
         self.torque_writes: list[tuple[int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(ids)
+        for i in ids:
+            self.set_present(i, 2048)
 
     def set_present(self, servo: int, position: int, speed: int = 0) -> None:
-        table = self.tables[servo]
-        table[ADDR_PRESENT_POSITION : ADDR_PRESENT_POSITION + 2] = position.to_bytes(2, "little")
-        table[ADDR_PRESENT_SPEED : ADDR_PRESENT_SPEED + 2] = speed.to_bytes(2, "little")
+        with self.lock:
+            self.set_register(servo, ADDR_PRESENT_POSITION, position)
+            self.set_register(servo, ADDR_PRESENT_SPEED, speed)
 
     def goal(self, servo: int) -> int:
-        return int.from_bytes(self.tables[servo][ADDR_GOAL_POSITION : ADDR_GOAL_POSITION + 2], "little")
+        return self.register(servo, ADDR_GOAL_POSITION)
 
     def torque(self, servo: int) -> int:
-        return self.tables[servo][ADDR_TORQUE_ENABLE]
+        return self.register(servo, ADDR_TORQUE_ENABLE, 1)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        os.close(self.master)
-        os.close(self._slave)
-
-    def _reply(self, servo: int, params: bytes = b"") -> None:
-        body = bytes([servo, len(params) + 2, 0]) + params
-        os.write(self.master, b"\xff\xff" + body + bytes([_checksum(body)]))
-
-    def _write(self, servo: int, address: int, data: bytes) -> None:
-        table = self.tables[servo]
-        table[address : address + len(data)] = data
-        if address <= ADDR_TORQUE_ENABLE < address + len(data):
-            self.torque_writes.append((servo, table[ADDR_TORQUE_ENABLE]))
-        if address <= ADDR_GOAL_POSITION < address + len(data):
+    def written(self, servo: int, address: int, length: int) -> None:
+        if address <= ADDR_TORQUE_ENABLE < address + length:
+            self.torque_writes.append((servo, self.torque(servo)))
+        if address <= ADDR_GOAL_POSITION < address + length:
             self.goal_writes.append((servo, self.goal(servo)))
-        if table[ADDR_TORQUE_ENABLE]:
-            table[ADDR_PRESENT_POSITION : ADDR_PRESENT_POSITION + 2] = table[
-                ADDR_GOAL_POSITION : ADDR_GOAL_POSITION + 2
-            ]
-
-    def _handle(self, servo: int, instruction: int, params: bytes) -> None:
-        if instruction == PING and servo in self.tables:
-            self._reply(servo)
-        elif instruction == READ and servo in self.tables:
-            address, length = params
-            self._reply(servo, bytes(self.tables[servo][address : address + length]))
-        elif instruction == WRITE and servo in self.tables:
-            self._write(servo, params[0], params[1:])
-            self._reply(servo)
-        elif instruction == SYNC_READ:
-            address, length = params[0], params[1]
-            for target in params[2:]:
-                if target in self.tables:
-                    self._reply(target, bytes(self.tables[target][address : address + length]))
-        elif instruction == SYNC_WRITE:
-            address, length = params[0], params[1]
-            for k in range(2, len(params), length + 1):
-                if params[k] in self.tables:
-                    self._write(params[k], address, params[k + 1 : k + 1 + length])
-
-    def _serve(self) -> None:
-        buffer = b""
-        while not self._stop.is_set():
-            if not select.select([self.master], [], [], 0.02)[0]:
-                continue
-            try:
-                buffer += os.read(self.master, 4096)
-            except OSError:
-                return
-            while True:
-                start = buffer.find(b"\xff\xff")
-                if start < 0 or len(buffer) < start + 4:
-                    break
-                buffer = buffer[start:]
-                total = 4 + buffer[3]
-                if len(buffer) < total:
-                    break
-                packet, buffer = buffer[:total], buffer[total:]
-                if packet[-1] == _checksum(packet[2:-1]):
-                    self._handle(packet[2], packet[4], packet[5:-1])
+        if self.torque(servo):
+            self.set_register(servo, ADDR_PRESENT_POSITION, self.goal(servo))
 
 
 @pytest.fixture

@@ -108,6 +108,23 @@ def _to_host(value: int) -> int:
     return -(value & ~(1 << SIGN_BIT)) if value & (1 << SIGN_BIT) else value
 
 
+def to_sign_magnitude(value: int) -> int:
+    """A signed register as the servo sends it (bit 15 the sign), the magnitude saturated to 15 bits."""
+    magnitude = min(abs(value), (1 << SIGN_BIT) - 1)
+    return magnitude | (1 << SIGN_BIT) if value < 0 else magnitude
+
+
+def steps_to_rad(steps: np.ndarray, offset: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Raw servo steps to joint angles (rad) for joints calibrated at ``offset`` with ``direction``."""
+    return direction * (steps - offset) * RAD_PER_STEP
+
+
+def rad_to_steps(q: np.ndarray, offset: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Joint angles (rad) to raw steps, rounded and clipped to the servo's 0..4095."""
+    steps = np.rint(offset + direction * np.asarray(q) / RAD_PER_STEP)
+    return np.clip(steps, 0, STEPS_PER_TURN - 1).astype(np.int64)
+
+
 class FeetechArm:
     """``ArmSDK`` adapter for a Feetech STS bus, driving the vendor's PortHandler/PacketHandler."""
 
@@ -160,11 +177,10 @@ class FeetechArm:
         return np.array(position, dtype=np.float64), np.array(speed, dtype=np.float64)
 
     def steps_to_rad(self, steps: np.ndarray) -> np.ndarray:
-        return self._direction * (steps - self._offset) * RAD_PER_STEP
+        return steps_to_rad(steps, self._offset, self._direction)
 
     def rad_to_steps(self, q: np.ndarray) -> np.ndarray:
-        steps = np.rint(self._offset + self._direction * np.asarray(q) / RAD_PER_STEP)
-        return np.clip(steps, 0, STEPS_PER_TURN - 1).astype(np.int64)
+        return rad_to_steps(q, self._offset, self._direction)
 
     def read_positions(self) -> np.ndarray:
         """Present positions (rad); also samples the velocities read_velocities returns."""
