@@ -6,10 +6,13 @@ import logging
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from striata.actors.console.leader_arm import LeaderArm
 
 console = Console(stderr=True)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -55,8 +58,19 @@ def intervene(
     spacemouse: Annotated[
         bool, typer.Option(help="use a SpaceMouse on this machine when one is plugged in")
     ] = True,
+    leader_arm: Annotated[
+        str | None,
+        typer.Option(
+            help="serial port of an SO-101 leader arm (read only, torque off) that drives SO-101 tasks"
+        ),
+    ] = None,
+    leader_config: Annotated[
+        Path | None,
+        typer.Option(help="the leader's Feetech arm YAML (ids, calibration); default: SO-101"),
+    ] = None,
 ) -> None:
-    """Web console: watch an env of a job, take it over by keyboard, gamepad or SpaceMouse, label episodes."""
+    """Web console: watch an env of a job, take it over by keyboard, gamepad, SpaceMouse or leader arm,
+    label episodes."""
     from striata.actors.console.discovery import ConsoleError
     from striata.errors import user_errors
 
@@ -76,6 +90,7 @@ def intervene(
         if sessions is None and found.run_dir is not None:
             sessions = found.run_dir / "sessions"
         device = SpaceMouse.open() if spacemouse else None
+        leader = _open_leader(leader_arm, leader_config) if leader_arm is not None else None
         hub = Hub(
             found,
             actor,
@@ -85,6 +100,7 @@ def intervene(
             camera=camera,
             fps=fps,
             spacemouse=device,
+            leader=leader,
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if host not in LOOPBACK:
@@ -94,7 +110,22 @@ def intervene(
         console.print(f"recording sessions into {sessions} (LeRobotDataset {session_format.value})")
     if device is not None:
         console.print(f"SpaceMouse: {device.name}")
+    if leader is not None:
+        console.print(f"{leader.name} on {leader_arm}: move it to take over")
     uvicorn.run(create_app(hub), host=host, port=port, log_level="warning")
+
+
+def _open_leader(port: str, config: Path | None) -> LeaderArm:
+    """The leader arm on its own Feetech bus (``deploy`` builds the reader: the console may not import it)."""
+    from striata.actors.console.discovery import ConsoleError
+    from striata.actors.console.leader_arm import LeaderArm
+    from striata.deploy.arms.feetech import FeetechArm, FeetechBusError, load_feetech_config
+
+    try:
+        arm = FeetechArm(load_feetech_config(config, port=port))
+    except FeetechBusError as exc:
+        raise ConsoleError(f"--leader-arm {port}: {exc}") from None
+    return LeaderArm(arm, period_s=arm.control_period_s)
 
 
 def _check_free(host: str, port: int) -> None:

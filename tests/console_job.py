@@ -79,12 +79,15 @@ class HilJob:
 
 
 @contextlib.contextmanager
-def hil_job(tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator[HilJob]:
-    """A running job whose hil.json is written; killed (with its local Ray) if the test did not stop it."""
+def hil_job(
+    tmp_path: Path, extra: tuple[str, ...] = (), job: tuple[str, ...] | list[str] = tuple(HIL_JOB)
+) -> Iterator[HilJob]:
+    """A running job (``job``: config and overrides, default ``HIL_JOB``) whose hil.json is written;
+    killed (with its local Ray) if the test did not stop it."""
     log = tmp_path / "train.log"
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        [*STRIATA, "train", *HIL_JOB, *extra, "--runs", str(runs)],
+        [*STRIATA, "train", *job, *extra, "--runs", str(runs)],
         cwd=REPO,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

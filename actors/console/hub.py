@@ -10,6 +10,8 @@ Control rules (enforced here, whatever a page does):
   is broadcast with ``latency_ms``, the time from the socket closing to that reply.
 - A SpaceMouse on the console's machine, while it is moved, drives a taken-over env instead of the
   controller's page (the person at the machine wins).
+- An SO-101 leader arm (``leader_arm.py``) takes the watched env over when moved away from its rest
+  pose, and then drives it instead of the page; handback, labels and resets stay the page's.
 
 Websocket protocol (``/ws``): JSON text messages both ways, plus binary messages from the server that
 are the watched camera's JPEG frames.
@@ -31,8 +33,8 @@ Server -> browser:
 - ``state``: everything the page shows besides steps: ``you_control``, ``has_controller``,
   ``browsers``, ``connected``, ``job``, ``actor``, ``actors``, ``env``, ``num_envs``, ``task``,
   ``task_text``, ``action_dim``, ``action_low``, ``action_high``, ``control_dt``, ``camera``,
-  ``takeover``, ``paused``, ``finished``, ``spacemouse`` (device name or null), ``recording`` (folder
-  or null). Sent on connect and on every change.
+  ``takeover``, ``paused``, ``finished``, ``spacemouse`` (device name or null), ``leader_arm`` (name or
+  null), ``recording`` (folder or null). Sent on connect and on every change.
 - ``steps {items: [...]}``: the watched env's steps since the last batch (about 20 batches a second),
   each ``{episode, t, action, reward, return, success, intervention, label, progress, terminated,
   truncated, next_obs}`` (``next_obs``: the observation the next action is for, so that a scripted
@@ -59,6 +61,7 @@ from typing import Any
 import zmq.asyncio
 
 from striata.actors.console.discovery import Job, Port
+from striata.actors.console.leader_arm import LeaderArm
 from striata.actors.console.link import ActorLink
 from striata.actors.console.recording import SessionRecorder
 from striata.actors.console.spacemouse import SpaceMouse
@@ -114,6 +117,7 @@ class Hub:
         camera: str | None = None,
         fps: float | None = None,
         spacemouse: SpaceMouse | None = None,
+        leader: LeaderArm | None = None,
     ) -> None:
         self.job = job
         self.port: Port = job.port(actor_id)
@@ -123,6 +127,7 @@ class Hub:
         self.camera = camera
         self.fps = fps
         self.spacemouse = spacemouse
+        self.leader = leader
         self.context = zmq.asyncio.Context()
         self.link: ActorLink | None = None
         self.browsers: dict[int, Browser] = {}
@@ -164,6 +169,8 @@ class Hub:
         await self._close_recorder()
         if self.spacemouse is not None:
             self.spacemouse.close()
+        if self.leader is not None:
+            self.leader.close()
         self.context.term()
 
     def _connect(self, port: Port) -> None:
@@ -273,6 +280,8 @@ class Hub:
             return  # a page's last actions may cross the control change: nothing to refuse
         if self.spacemouse is not None and self.spacemouse.active():
             return
+        if self._leader_drives():
+            return
         self.link.send("action", env=self.env, action=[float(a) for a in action])
 
     def _select(self, browser: Browser, message: dict[str, Any]) -> None:
@@ -311,6 +320,11 @@ class Hub:
         fps = self.fps or 1.0 / float(welcome.get("control_dt") or 0.1)
         self.link.send("watch", env=self.env, camera=self.camera, fps=fps)
         self._steps.clear()
+        if self.leader is not None:
+            self.leader.rest()
+            problem = self.leader.check_task(welcome.get("task"), welcome.get("action_dim"))
+            if problem is not None:
+                self._notice(problem)
         if self.sessions is not None:
             self._spawn(self._renew_recorder(welcome))
 
@@ -361,9 +375,18 @@ class Hub:
             self._handback("episode labelled")
         if self.recorder is not None:
             self.recorder.step(message)
+        if self.leader is not None:
+            self.leader.observe((self.link.welcome or {}).get("task"), message.get("next_obs"))
+            # Act on the new targets at once: an action from the step before would overshoot the leader.
+            self._send_leader_action()
 
     def _on_control(self, message: dict[str, Any]) -> None:
         self.controlled = bool(message.get("controlled"))
+        if self.leader is not None:
+            if self.controlled:
+                self._send_leader_action()  # before the actor's next step, which would act neutral without it
+            else:
+                self.leader.rest()
         reply: dict[str, Any] = {"type": "control", "env": self.env, "controlled": self.controlled}
         if self.controlled:
             reply["reason"] = "taken over"
@@ -396,6 +419,35 @@ class Hub:
             if self.spacemouse is not None and self.controlled and self.spacemouse.active():
                 dim = int(self.link.welcome.get("action_dim", 0)) if self.link.welcome else 0
                 self.link.send("action", env=self.env, action=self.spacemouse.action(dim))
+            self._leader_loop()
+
+    def _leader_drives(self) -> bool:
+        return self.leader is not None and self.leader.failed is None and self.controlled
+
+    def _send_leader_action(self) -> None:
+        if self._leader_drives() and self.link is not None:
+            action = self.leader.action()
+            if action is not None:
+                self.link.send("action", env=self.env, action=action)
+
+    def _leader_loop(self) -> None:
+        """Take over when the leader is moved; keep its action fresh (the actor drops one older than
+        ``hil.action_timeout_s``); hand back when it stops answering."""
+        leader, link = self.leader, self.link
+        if leader is None or link is None or not link.connected:
+            return
+        welcome = link.welcome or {}
+        if leader.check_task(welcome.get("task"), welcome.get("action_dim")) is not None:
+            return
+        if leader.failed is not None:
+            if (self.controlled or self.takeover_asked) and self.handback_started is None:
+                self._handback(f"the leader arm stopped answering ({leader.failed})")
+            return
+        if self.controlled:
+            self._send_leader_action()
+        elif not self.takeover_asked and not self.paused and leader.moved():
+            self.takeover_asked = True
+            link.send("takeover", env=self.env)
 
     async def _job_loop(self) -> None:
         """Follow hil.json: a restarted actor has a new port; a finished job has none."""
@@ -466,6 +518,7 @@ class Hub:
             "paused": self.paused,
             "finished": self.job.finished,
             "spacemouse": self.spacemouse.name if self.spacemouse is not None else None,
+            "leader_arm": self.leader.name if self.leader is not None else None,
             "recording": str(self.sessions) if self.sessions is not None and not self.job.finished else None,
         }
 
