@@ -199,19 +199,24 @@ class SafetyFilter:
         target = np.where(braking, np.clip(q, self.lower, self.upper), target)
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)
-        spend = np.clip(limit / np.maximum(np.abs(dq), 1e-6), self.cfg.damping_kd, self.cfg.max_brake_kd)
-        if self.gain_limits is not None:  # no more damping than this loop holds at the command's kp
-            spend = np.minimum(spend, self.gain_limits.clip(kp, spend)[1])
-        kd = np.where(braking, np.maximum(kd, spend), kd)
-        # The wall acts on the excursion alone (zero at the limit), so entering it changes no gain, and
-        # only while the joint moves further out: pushing a returning joint, on states a few ms old,
-        # feeds a chatter (Unitree's simulator at 5 ms: the ankles), and pushing a resting one switched
-        # on and off with the sign of its speed and stalled a limp G1's waist on its stop.
-        below = np.where(dq < -WALL_SPEED, np.maximum(self.lower - q, 0.0), 0.0)
-        above = np.where(dq > WALL_SPEED, np.maximum(q - self.upper, 0.0), 0.0)
-        wall_kp = self.wall_kp if self.stable_kp is None else np.clip(self.stable_kp - kp, 0.0, self.wall_kp)
-        wall = wall_kp * (below - above)
-        tau_ff = np.clip(tau_ff + wall, -limit, limit)
+        if braking.any():  # the usual tick brakes nothing: it skips this arithmetic (500 Hz)
+            spend = np.clip(limit / np.maximum(np.abs(dq), 1e-6), self.cfg.damping_kd, self.cfg.max_brake_kd)
+            if self.gain_limits is not None:  # no more damping than this loop holds at the command's kp
+                spend = np.minimum(spend, self.gain_limits.clip(kp, spend)[1])
+            kd = np.where(braking, np.maximum(kd, spend), kd)
+        below, above = self.lower - q, q - self.upper
+        if below.max() > 0.0 or above.max() > 0.0:
+            # The wall acts on the excursion alone (zero at the limit), so entering it changes no gain,
+            # and only while the joint moves further out: pushing a returning joint, on states a few
+            # ms old, feeds a chatter (Unitree's simulator at 5 ms: the ankles), and pushing a resting
+            # one switched on and off with the sign of its speed and stalled a limp G1's waist on its
+            # stop.
+            below = np.where(dq < -WALL_SPEED, np.maximum(below, 0.0), 0.0)
+            above = np.where(dq > WALL_SPEED, np.maximum(above, 0.0), 0.0)
+            wall_kp = self.wall_kp
+            if self.stable_kp is not None:
+                wall_kp = np.clip(self.stable_kp - kp, 0.0, self.wall_kp)
+            tau_ff = np.clip(tau_ff + wall_kp * (below - above), -limit, limit)
         if check is not None and check.depth(target) > self._allowed_depth:
             # The bounds above moved joints unevenly and made the held step deeper: stay where it is.
             target = np.clip(q, self.lower, self.upper)
