@@ -3,14 +3,11 @@ servo bus behind a pseudo-terminal, so only the serial line itself is simulated.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
-import msgpack
 import numpy as np
 import pytest
-import zmq
+from bridge_peer import arm_bridge, send_hold
 from pydantic import ValidationError
 
 from striata.deploy.arms.backend import ArmBackend
@@ -157,69 +154,16 @@ def test_missing_servo_and_bad_port_are_clear_errors(bus: FakeFeetechBus) -> Non
         FeetechJoint(name="a", id=1, lower=1.0, upper=-1.0)
 
 
-def test_cli_bridge_arm_moves_the_servos_for_a_controller(bus: FakeFeetechBus, tmp_path) -> None:
+def test_cli_bridge_arm_moves_the_servos_for_a_controller(bus: FakeFeetechBus) -> None:
     """`striata bridge arm` on the fake bus; a ZMQ client speaks the deploy protocol to it."""
-    from striata.deploy.protocol import PROTOCOL_VERSION, command_message, hello_message
+    from striata.deploy.protocol import PROTOCOL_VERSION
 
-    endpoint = "tcp://127.0.0.1:6741"
-    bridge = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "striata",
-            "bridge",
-            "arm",
-            "--port",
-            bus.path,
-            "--endpoint",
-            endpoint,
-            "--duration-s",
-            "6",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    try:
-        sock.send(hello_message("test", []))
-        welcome = None
-        deadline = time.monotonic() + 60.0  # a cold `python -m striata` start on a loaded machine
-        while welcome is None and time.monotonic() < deadline:
-            if sock.poll(200):
-                message = msgpack.unpackb(sock.recv())
-                if message.get("type") == "welcome":
-                    welcome = message
-            elif bridge.poll() is not None:
-                break
-        if welcome is None:
-            bridge.kill()
-        assert welcome is not None, bridge.communicate(timeout=30)
+    with arm_bridge(bus.path, "--duration-s", "6") as (sock, welcome):
         assert welcome["v"] == PROTOCOL_VERSION and welcome["joint_names"][0] == "shoulder_pan"
-        n = len(welcome["joint_names"])
         target = np.array([0.3, -0.2, 0.1, 0.0, 0.0, 0.0])
         for seq in range(40):  # 0.8 s at 50 Hz: the bridge ramps the targets by its step limit
-            sock.send(
-                command_message(
-                    seq,
-                    welcome["session"],
-                    "hold",
-                    target,
-                    np.zeros(n),
-                    np.full(n, 20.0),
-                    np.ones(n),
-                    np.zeros(n),
-                )
-            )
+            send_hold(sock, seq, welcome["session"], target)
             time.sleep(0.02)
         expected_pan = 2048 + round(0.3 / RAD_PER_STEP)
         assert abs(bus.goal(1) - expected_pan) <= 2
         assert bus.torque(1) == 1
-    finally:
-        sock.close()
-        bridge.terminate()
-        out, err = bridge.communicate(timeout=10)
-    assert bridge.returncode == 0, err
-    assert '"accepted"' in out

@@ -8,10 +8,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-import msgpack
 import numpy as np
 import pytest
-import zmq
+from bridge_peer import arm_bridge, send_hold
 
 from striata.deploy.arms.feetech import ADDR_TORQUE_ENABLE, RAD_PER_STEP, FeetechArm, FeetechArmConfig
 from striata.deploy.arms.twin import So101Twin
@@ -65,29 +64,7 @@ def test_feetech_arm_reads_commands_and_releases_the_simulated_joints(twin: So10
 
 def test_bridge_arm_hold_command_moves_the_twin(twin: So101Twin) -> None:
     """`striata bridge arm --port <twin>`, driven by a ZMQ client as a deploy controller would."""
-    from striata.deploy.protocol import command_message, hello_message
-
-    endpoint = "tcp://127.0.0.1:6743"
-    bridge = subprocess.Popen(
-        [sys.executable, "-m", "striata", "bridge", "arm", "--port", twin.path, "--endpoint", endpoint],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    try:
-        sock.send(hello_message("test", []))
-        welcome = None
-        deadline = time.monotonic() + 60.0  # a cold `python -m striata` start on a loaded machine
-        while welcome is None and time.monotonic() < deadline and bridge.poll() is None:
-            if sock.poll(200):
-                message = msgpack.unpackb(sock.recv())
-                if message.get("type") == "welcome":
-                    welcome = message
-        assert welcome is not None, "no welcome from the bridge"
-        n = len(welcome["joint_names"])
+    with arm_bridge(twin.path) as (sock, welcome):
         target = SO101.default_pos.copy()
         target[PAN] = 0.3
         deadline = time.monotonic() + 15.0
@@ -95,27 +72,10 @@ def test_bridge_arm_hold_command_moves_the_twin(twin: So101Twin) -> None:
         # Commands at the bridge's 50 Hz until the simulated joint is there: the bridge ramps targets.
         while abs(twin.joint_positions()[PAN] - 0.3) > 0.01:
             assert time.monotonic() < deadline, f"shoulder_pan at {twin.joint_positions()[PAN]}, not 0.3"
-            sock.send(
-                command_message(
-                    seq,
-                    welcome["session"],
-                    "hold",
-                    target,
-                    np.zeros(n),
-                    np.full(n, 20.0),
-                    np.ones(n),
-                    np.zeros(n),
-                )
-            )
+            send_hold(sock, seq, welcome["session"], target)
             seq += 1
             time.sleep(0.02)
         np.testing.assert_allclose(twin.joint_positions()[LIFT:], target[LIFT:], atol=0.05)
-    finally:
-        sock.close()
-        bridge.terminate()
-        out, err = bridge.communicate(timeout=30)
-    assert bridge.returncode == 0, err
-    assert '"accepted"' in out
 
 
 def test_cli_twin_serves_a_bus_the_adapter_can_open() -> None:
