@@ -310,7 +310,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
     ) -> None:
         """A MuJoCo G1 or Panda at 500 Hz behind the bridge protocol, with the bridge's safety."""
         from striata.common.curve import CurveKeyError, CurveServer
-        from striata.deploy.bridge_server import BridgeServer
+        from striata.deploy.bridge_server import BridgeConfigError, BridgeServer
         from striata.deploy.safety import SafetyConfig
         from striata.deploy.sim_robot import SimRobot
 
@@ -320,6 +320,8 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 if curve_secret is None or curve_clients is None:
                     raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-clients")
                 curve = CurveServer(curve_secret, curve_clients)
+            if track is not None and robot != SimRobotChoice.g1:
+                raise BridgeConfigError(f"track: measures a G1 tracking policy, not on robot {robot.value!r}")
             if track is None:
                 sim = SimRobot(robot.value, viewer=viewer)
             else:
