@@ -94,11 +94,9 @@ class TrackingMonitor:
         if self._heading is None:
             yaw = float(yaw_angle(quat_mul(frame.anchor_quat, quat_conj(frame.ref_anchor_quat)))[0])
             self._heading = np.array([[np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]])
-        ref_anchor = quat_mul(self._heading, frame.ref_anchor_quat)
-        dot = abs(float(np.sum(frame.anchor_quat * ref_anchor)))
-        self.sums["body_pos_error_m"] += float(np.linalg.norm(frame.body_pos - rel_pos, axis=-1).mean())
-        self.sums["joint_error_rad"] += float(np.abs(frame.joint_pos - frame.ref_joint_pos).mean())
-        self.sums["anchor_ori_error_rad"] += 2.0 * float(np.arccos(min(dot, 1.0)))
+        errors = frame.tracking_errors(rel_pos, quat_mul(self._heading, frame.ref_anchor_quat))
+        for key in ERROR_KEYS:
+            self.sums[key] += float(errors[key][0])
         self.steps += 1
         flags = terminations(frame, self.mdp.cfg.terminations, rel_pos, self.mdp.end_effectors)
         fired = [name for name, flag in flags.items() if bool(flag[0])]

@@ -103,12 +103,7 @@ class G1TrackingEnv(BatchedEnv):
         reference moved onto the robot's anchor, as the body terms see it), ``joint_error_rad`` (mean
         absolute), ``anchor_ori_error_rad`` (angle between the robot's and the reference's anchor)."""
         frame, (rel_pos, _) = self._current()
-        dot = np.abs(np.sum(frame.anchor_quat * frame.ref_anchor_quat, axis=-1))
-        return {
-            "body_pos_error_m": np.linalg.norm(frame.body_pos - rel_pos, axis=-1).mean(axis=1),
-            "joint_error_rad": np.abs(frame.joint_pos - frame.ref_joint_pos).mean(axis=1),
-            "anchor_ori_error_rad": 2.0 * np.arccos(np.clip(dot, 0.0, 1.0)),
-        }
+        return frame.tracking_errors(rel_pos)
 
     # ----------------------------------------------------------------- backend hooks
     def _reset_envs(self, ids: np.ndarray) -> None:

@@ -72,6 +72,19 @@ class TrackingFrame:
     def ref_anchor_quat(self) -> Array:
         return self.ref_body_quat[:, self.anchor]
 
+    def tracking_errors(self, rel_pos: Array, ref_anchor_quat: Array | None = None) -> dict[str, Array]:
+        """Per row: ``body_pos_error_m`` (mean over the tracked bodies, against ``rel_pos``, the reference
+        moved onto the robot's anchor), ``joint_error_rad`` (mean absolute) and ``anchor_ori_error_rad``
+        (angle between the robot's anchor and ``ref_anchor_quat``, by default the reference's)."""
+        xp = namespace(rel_pos)
+        ref = self.ref_anchor_quat if ref_anchor_quat is None else ref_anchor_quat
+        dot = xp.abs(xp.sum(self.anchor_quat * ref, axis=-1))
+        return {
+            "body_pos_error_m": xp.mean(xp.linalg.vector_norm(self.body_pos - rel_pos, axis=-1), axis=1),
+            "joint_error_rad": xp.mean(xp.abs(self.joint_pos - self.ref_joint_pos), axis=1),
+            "anchor_ori_error_rad": 2.0 * xp.acos(xp.clip(dot, 0.0, 1.0)),
+        }
+
     def relative_reference(self) -> tuple[Array, Array]:
         """Reference body poses moved so the reference anchor sits on the robot's (xy and heading).
 
