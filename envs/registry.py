@@ -1,7 +1,8 @@
 """Task registry: task name -> config schema, batched env class and the facts the task owns.
 
 The facts other parts need of a task come from here, by the task's name: its left/right mirror maps
-(``TaskEntry.symmetry``, for the learner's symmetry augmentation and mirror loss) and its progress
+(``TaskEntry.symmetry``, for the learner's symmetry augmentation and mirror loss), its action priors
+(``TaskEntry.action_prior``, a fixed part of the PPO policy's mean) and its progress
 scene (``TaskEntry.progress_scene``, for the reward server's data sets). Imports of task modules are
 deferred, so listing tasks or validating a config name does not compile any MuJoCo model.
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from striata.envs.action_prior import ActionPrior
 from striata.envs.backend import BatchedEnv
 from striata.envs.progress_scene import ProgressScene
 from striata.envs.symmetry import Symmetry
@@ -32,6 +34,10 @@ class UnknownTaskError(RegistryError):
 
 class UnknownSymmetryError(RegistryError):
     """A mirror-map name the task does not define."""
+
+
+class UnknownActionPriorError(RegistryError):
+    """An action-prior name the task does not define."""
 
 
 class NoProgressSceneError(RegistryError):
@@ -55,6 +61,8 @@ class TaskEntry:
     config_defaults: tuple[tuple[str, Any], ...] = ()
     symmetries_ref: str | None = None
     """``"module:attribute"`` of the task's mirror maps: name -> builder of a ``Symmetry``."""
+    action_priors_ref: str | None = None
+    """``"module:attribute"`` of the task's action priors: name -> builder of an ``ActionPrior``."""
     progress_scene_ref: str | None = None
     """``"module:attribute"`` of what makes the task's ``ProgressScene`` (called with no arguments)."""
 
@@ -76,6 +84,16 @@ class TaskEntry:
             raise UnknownSymmetryError(f"unknown symmetry {name!r} of task {self.name!r}; known: {known}")
         return builders[name]()
 
+    def action_prior(self, name: str) -> ActionPrior:
+        """The action prior ``name`` of this task; ``UnknownActionPriorError`` lists the known names."""
+        builders = {} if self.action_priors_ref is None else _attribute(self.action_priors_ref)
+        if name not in builders:
+            known = ", ".join(builders) or "none"
+            raise UnknownActionPriorError(
+                f"unknown action prior {name!r} of task {self.name!r}; known: {known}"
+            )
+        return builders[name]()
+
     def progress_scene(self) -> ProgressScene[Any]:
         """The task's rollouts for reward-model data sets; ``NoProgressSceneError`` where it has none."""
         if self.progress_scene_ref is None:
@@ -86,8 +104,9 @@ class TaskEntry:
         return _attribute(self.progress_scene_ref)()
 
 
-# Both G1 tracking tasks observe and act alike, so they share their mirror maps.
+# Both G1 tracking tasks observe and act alike, so they share their mirror maps and action priors.
 _G1_TRACKING_SYMMETRIES = "striata.envs.tasks.g1_tracking.symmetry:SYMMETRIES"
+_G1_TRACKING_PRIORS = "striata.envs.tasks.g1_tracking.action_prior:ACTION_PRIORS"
 
 
 TASKS: dict[str, TaskEntry] = {
@@ -101,6 +120,7 @@ TASKS: dict[str, TaskEntry] = {
             "striata/G1Tracking-v0",
             "Unitree G1 whole-body motion tracking (BeyondMimic MDP)",
             symmetries_ref=_G1_TRACKING_SYMMETRIES,
+            action_priors_ref=_G1_TRACKING_PRIORS,
         ),
         TaskEntry(
             "g1_tracking_keypoints",
@@ -111,6 +131,7 @@ TASKS: dict[str, TaskEntry] = {
             "G1 tracking with keypoint-weighted rewards (GenMimic)",
             (("keypoints", True),),
             symmetries_ref=_G1_TRACKING_SYMMETRIES,
+            action_priors_ref=_G1_TRACKING_PRIORS,
         ),
         TaskEntry(
             "panda_pick",

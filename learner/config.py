@@ -102,6 +102,11 @@ class PPOConfig(StrictModel):
     actor_obs_key: str = Field(default="policy", description="key of the actor's input when obs is a dict")
     critic_obs_key: str = Field(default="critic", description="key of the critic's input when obs is a dict")
     symmetry: SymmetryConfig = Field(default_factory=SymmetryConfig)
+    action_prior: str | None = Field(
+        default=None,
+        description="one of the task's action priors (e.g. g1_tracking's 'reference_joint_pos'), added to "
+        "the policy's mean: the network learns a correction to it (striata.envs.action_prior)",
+    )
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:0'")
     mixed_precision: Literal["off", "bf16"] = Field(
         default="off",

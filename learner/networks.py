@@ -4,7 +4,8 @@
 - ``GaussianActorCritic``: PPO's policy (mean from an MLP, state-independent learned log-std) and
   value function; the critic may read a different, privileged observation (G1: ``"critic"``).
   Observation normalisers live inside, so ``forward(obs) -> mean action`` is the whole deployable
-  policy (what ONNX export traces).
+  policy (what ONNX export traces); so does an optional ``ActionPriorLayer``, a task's fixed affine
+  map of the raw observation added to the mean.
 - ``TanhGaussianActor``: SAC's squashed Gaussian policy with state-dependent, clamped log-std.
 - ``CriticEnsemble``: E Q-networks evaluated as one batched matmul per layer (no Python loop over
   members), LayerNorm after each hidden layer as in RLPD; ``forward(obs, action) -> [E, B]``.
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal
 
+from striata.envs.action_prior import ActionPrior
 from striata.learner.config import NetworkConfig
 from striata.learner.normalizer import EmpiricalNormalizer
 
@@ -46,6 +48,26 @@ def mlp(in_dim: int, out_dim: int, cfg: NetworkConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class ActionPriorLayer(nn.Module):
+    """A task's ``ActionPrior`` on tensors. Its arrays are buffers, not parameters: they travel with the
+    weights to actors, into checkpoints and into the ONNX graph, and no gradient changes them."""
+
+    def __init__(self, action_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("index", torch.zeros(action_dim, dtype=torch.long))
+        self.register_buffer("gain", torch.zeros(action_dim))
+        self.register_buffer("offset", torch.zeros(action_dim))
+
+    @torch.no_grad()
+    def set(self, prior: ActionPrior) -> None:
+        for name in ("index", "gain", "offset"):
+            buffer = getattr(self, name)
+            buffer.copy_(torch.as_tensor(getattr(prior, name), dtype=buffer.dtype))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[..., self.index] * self.gain + self.offset
+
+
 class GaussianActorCritic(nn.Module):
     """PPO policy pi(a|o) = N(mu(o), diag(exp(log_std))^2) and value V(o_critic)."""
 
@@ -59,8 +81,10 @@ class GaussianActorCritic(nn.Module):
         init_noise_std: float = 1.0,
         normalize: bool = True,
         normalizer_clip: float = 5.0,
+        action_prior: bool = False,
     ) -> None:
         super().__init__()
+        self.action_prior = ActionPriorLayer(action_dim) if action_prior else None
         self.actor_normalizer: nn.Module = (
             EmpiricalNormalizer(obs_dim, normalizer_clip) if normalize else nn.Identity()
         )
@@ -73,7 +97,8 @@ class GaussianActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action (the mean) of raw, unnormalised observations."""
-        return self.actor(self.actor_normalizer(obs))
+        mean = self.actor(self.actor_normalizer(obs))
+        return mean if self.action_prior is None else mean + self.action_prior(obs)
 
     def distribution(self, obs: torch.Tensor) -> Normal:
         mean = self.forward(obs)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from striata.envs.action_prior import ActionPrior
 from striata.envs.symmetry import Symmetry
 from striata.learner.chunk import Chunk, ChunkError, validate_chunk
 from striata.learner.config import PPOConfig
@@ -104,6 +105,7 @@ class PPO:
         action_dim: int,
         device: str | torch.device | None = None,
         symmetry: Symmetry | None = None,
+        action_prior: ActionPrior | None = None,
     ) -> None:
         self.cfg = cfg
         self.autocast_bf16 = cfg.mixed_precision == "bf16"
@@ -126,7 +128,10 @@ class PPO:
                 cfg.init_noise_std,
                 cfg.empirical_normalization,
                 cfg.normalizer_clip,
+                action_prior=cfg.action_prior is not None,
             ).to(self.device)
+        if action_prior is not None:
+            self._set_action_prior(action_prior)
         self.learning_rate = cfg.learning_rate
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
         self.version = 0
@@ -142,6 +147,17 @@ class PPO:
                         f"symmetry {cfg.symmetry.mirror!r}: the {what} mirror has dim {mirror.dim}, not {dim}"
                     )
             self.symmetry = TensorSymmetry(symmetry, self.device)
+
+    def _set_action_prior(self, prior: ActionPrior) -> None:
+        """Fill the model's prior layer (an acting copy without one gets the prior with the weights)."""
+        if self.model.action_prior is None:
+            raise ValueError("an action prior was given but ppo.action_prior names none")
+        if prior.action_dim != self.action_dim or int(prior.index.max()) >= self.obs_dim:
+            raise ValueError(
+                f"action prior {self.cfg.action_prior!r} maps {int(prior.index.max()) + 1}+ observation "
+                f"entries to {prior.action_dim} actions; this policy has {self.obs_dim} and {self.action_dim}"
+            )
+        self.model.action_prior.set(prior)
 
     # ----------------------------------------------------------------- observations
     def _split(self, obs: Any) -> tuple[Any, Any]:

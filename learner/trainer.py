@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from striata.envs.action_prior import ActionPrior
 from striata.envs.episodes import EpisodeLog
 from striata.envs.symmetry import Symmetry
 from striata.learner.checkpoint import load_checkpoint, save_checkpoint
@@ -117,8 +118,13 @@ class PPOTrainer:
         action_dim: int,
         steps_per_update: int,
         symmetry: Symmetry | None = None,
+        action_prior: ActionPrior | None = None,
     ) -> None:
-        self.algo = PPO(cfg, *ppo_input_dims(cfg, obs), action_dim, symmetry=symmetry)
+        if cfg.action_prior is not None and action_prior is None:
+            raise ValueError(f"ppo.action_prior {cfg.action_prior!r}: the learner needs the task's prior")
+        self.algo = PPO(
+            cfg, *ppo_input_dims(cfg, obs), action_dim, symmetry=symmetry, action_prior=action_prior
+        )
         self.steps_per_update = steps_per_update
         self._pending: list[Chunk] = []
         self._pending_steps = 0

@@ -41,7 +41,14 @@ def bench_warp(
     ppo_cfg = config.ppo.model_copy(update={"device": str(torch_device), "seed": config.seed})
     obs = env.reset()
     dims = ppo_input_dims(ppo_cfg, obs)
-    ppo = PPO(ppo_cfg, *dims, env.action_dim, device=torch_device, symmetry=config.ppo_symmetry())
+    ppo = PPO(
+        ppo_cfg,
+        *dims,
+        env.action_dim,
+        device=torch_device,
+        symmetry=config.ppo_symmetry(),
+        action_prior=config.ppo_action_prior(),
+    )
     rollout = DeviceRollout(env, ppo, steps or config.actors.chunk_length)
     train(rollout, 1)  # compiles kernels and warms the allocator: not timed
     result = train(rollout, updates)

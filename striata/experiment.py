@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from striata.common.intervention_port import HilConfig
-from striata.envs.registry import TASKS, UnknownSymmetryError, make_config
+from striata.envs.action_prior import ActionPrior
+from striata.envs.registry import TASKS, UnknownActionPriorError, UnknownSymmetryError, make_config
 from striata.envs.symmetry import Symmetry
 from striata.envs.tasks.base import TaskConfig
 from striata.errors import ConfigFileError, format_validation_error
@@ -209,6 +210,17 @@ class ExperimentConfig(Section):
         except UnknownSymmetryError as exc:
             raise ConfigFileError(f"config: ppo.symmetry.mirror: {exc}") from None
 
+    def ppo_action_prior(self) -> ActionPrior | None:
+        """The task's action prior that ``ppo.action_prior`` names, for the PPO learner (None: none named;
+        ConfigFileError naming the key, the value and the task's names)."""
+        name = self.ppo.action_prior
+        if name is None:
+            return None
+        try:
+            return TASKS[self.task].action_prior(name)
+        except UnknownActionPriorError as exc:
+            raise ConfigFileError(f"config: ppo.action_prior: {exc}") from None
+
     def task_settings(self) -> TaskConfig:
         """The task's own config with ``task_config`` applied (raises ConfigFileError naming the key)."""
         try:
@@ -266,6 +278,7 @@ def check_experiment(config: ExperimentConfig) -> None:
     config.task_settings()
     if config.algo == "ppo":
         config.ppo_symmetry()
+        config.ppo_action_prior()
     check_reward_model_files(config)
     check_cameras(config)
 

@@ -257,7 +257,9 @@ def build_trainer(config: ExperimentConfig, env: Any, demos: DemoBuffer | None =
     if config.algo == "ppo":
         per_round = config.actors.num_actors * config.actors.envs_per_actor * config.actors.chunk_length
         steps = config.learner.ppo_steps_per_update or per_round
-        return PPOTrainer(config.ppo, obs, env.action_dim, steps, config.ppo_symmetry())
+        return PPOTrainer(
+            config.ppo, obs, env.action_dim, steps, config.ppo_symmetry(), config.ppo_action_prior()
+        )
     learner = config.learner
     return SACTrainer(
         config.sac, obs, env.action_dim, learner.replay_capacity, learner.learning_starts,

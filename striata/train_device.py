@@ -51,7 +51,12 @@ class DeviceTraining(RunLoop):
         ppo_cfg = config.ppo.model_copy(update={"device": str(self.env.device)})
         obs = self.env.reset()
         self.trainer = PPOTrainer(
-            ppo_cfg, obs, self.env.action_dim, num_envs * config.actors.chunk_length, config.ppo_symmetry()
+            ppo_cfg,
+            obs,
+            self.env.action_dim,
+            num_envs * config.actors.chunk_length,
+            config.ppo_symmetry(),
+            config.ppo_action_prior(),
         )
         self.counters = Counters()
         checkpoint = latest_checkpoint(run_dir)

@@ -83,6 +83,27 @@ def test_without_state_estimation_the_policy_sees_only_what_a_robot_measures():
     np.testing.assert_array_equal(b, np.delete(a, np.r_[58:61, 67:70], axis=1))
 
 
+def test_the_reference_joint_prior_puts_the_pd_targets_on_the_reference():
+    """An untrained policy with ``ppo.action_prior: reference_joint_pos`` plays the clip open loop."""
+    from striata.envs.registry import TASKS
+
+    prior = TASKS["g1_tracking"].action_prior("reference_joint_pos")
+    for state_estimation in (True, False):
+        env = make_env("g1_tracking", num_envs=4, seed=1, state_estimation=state_estimation, **DETERMINISTIC)
+        obs = env.reset()
+        for _ in range(3):
+            obs, *_ = env.step(prior(obs["policy"].astype(np.float64)))
+        reference = env.reference_state()[0][:, 7:]
+        np.testing.assert_allclose(obs["policy"][:, :29], reference, atol=1e-6)
+        np.testing.assert_allclose(
+            env.mdp.joint_targets(G1.default_pos, prior(obs["policy"])), reference, atol=1e-5
+        )
+    with pytest.raises(
+        KeyError, match="unknown action prior 'x' of task 'g1_tracking'; known: reference_joint_pos"
+    ):
+        TASKS["g1_tracking"].action_prior("x")
+
+
 def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
     env = make_env("g1_tracking", num_envs=4, seed=1, **DETERMINISTIC)
     env.reset()

@@ -215,3 +215,36 @@ def test_update_takes_a_chunk_of_device_tensors_as_a_numpy_one() -> None:
     from_numpy = PPO(small_cfg(), 5, 7, 3).update(chunk)
     from_tensors = PPO(small_cfg(), 5, 7, 3).update(tensors(chunk))
     assert from_tensors == pytest.approx(from_numpy, rel=1e-6)
+
+
+def test_an_action_prior_adds_to_the_mean_travels_with_the_weights_and_mirrors() -> None:
+    from striata.envs.tasks.g1_tracking.action_prior import reference_joint_prior
+    from striata.envs.tasks.g1_tracking.observations import policy_term_layout
+    from striata.learner.trainer import PPOTrainer
+
+    prior = reference_joint_prior()
+    cfg = small_cfg(action_prior="reference_joint_pos")
+    learner = PPO(cfg, 160, 286, 29, action_prior=prior)
+    obs = random_chunk(1, 6, 160, 29, seed=2, critic_dim=286)["last_obs"]
+    policy_obs = torch.as_tensor(obs["policy"])
+    with torch.no_grad():
+        network = learner.model.actor(learner.model.actor_normalizer(policy_obs)).numpy()
+    mean = learner.act(obs, deterministic=True)[0]
+    np.testing.assert_allclose(mean, network + prior(obs["policy"]), rtol=1e-5, atol=1e-5)
+
+    actor = PPO(small_cfg(action_prior="reference_joint_pos", seed=3), 160, 286, 29)  # an actor's copy
+    actor.load_policy_state(learner.policy_state())
+    np.testing.assert_array_equal(actor.act(obs, deterministic=True)[0], mean)
+
+    # The prior commutes with the mirror, so the mirror loss asks nothing of it (both layouts).
+    for state_estimation in (True, False):
+        sym = tracking_symmetry(policy_term_layout(state_estimation))
+        o = np.random.default_rng(0).normal(size=(5, sym.policy_obs.dim))
+        np.testing.assert_allclose(prior(sym.policy_obs(o)), sym.actions(prior(o)), atol=1e-12)
+
+    with pytest.raises(ValueError, match=r"ppo\.action_prior names none"):
+        PPO(small_cfg(), 160, 286, 29, action_prior=prior)
+    with pytest.raises(ValueError, match="maps 29\\+ observation entries to 29 actions"):
+        PPO(cfg, 20, 286, 29, action_prior=prior)
+    with pytest.raises(ValueError, match="needs the task's prior"):
+        PPOTrainer(cfg, obs, 29, 64)
