@@ -27,6 +27,7 @@ it (hold) and label what it did; the recording flags every step a person acted i
 from __future__ import annotations
 
 import gc
+import math
 import signal
 import sys
 import threading
@@ -43,10 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from striata.common.curve import CurveClient, CurveKeyError
 from striata.common.intervention_port import HilConfig
-from striata.deploy.camera import CameraStream
+from striata.deploy.camera import CameraStream, PolicyCameras
 from striata.deploy.client import BridgeClient, BridgeUnavailableError
 from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
-from striata.deploy.observers import make_observer
+from striata.deploy.observers import Measured, make_observer
 from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
@@ -62,6 +63,10 @@ class Phase(StrEnum):
 EVENTS = ("interpolate", "policy", "damping", "quit", "estop")
 KEYS = {"s": "interpolate", "p": "policy", "d": "damping", "q": "quit", "e": "estop"}
 REMOTE_EVENTS = {"start": "interpolate", "A": "policy", "select": "damping"}
+# The controller commands the bridge at least this often, well inside the bridge's 100 ms watchdog. A
+# policy slower than that (the arms' 10 Hz) runs every ``decimation`` loop steps and its target is sent
+# again in between, as the training env holds a target for its physics steps.
+COMMAND_PERIOD_S = 0.02
 
 
 class JointMismatchError(ValueError):
@@ -164,6 +169,17 @@ class ControllerConfig(BaseModel):
     intervene_camera: str | None = Field(
         default=None, description="the console's view of the robot: an OpenCV device index, video file or URL"
     )
+    policy_cameras: dict[str, str] = Field(
+        default_factory=dict,
+        description="a policy's camera inputs, name -> source: an OpenCV device index, file or URL, or "
+        "zmq+tcp://HOST:PORT/NAME (the SO-101 twin's cameras)",
+    )
+    max_frame_age_s: float = Field(
+        default=0.5, gt=0, description="a policy camera's latest frame older than this: hold, not policy"
+    )
+    target: tuple[float, float, float] | None = Field(
+        default=None, description="so101_reach policies: where the tip goes (m, arm base frame, z up)"
+    )
 
     @field_validator("intervene")
     @classmethod
@@ -204,10 +220,9 @@ class Controller:
         self.log = log or sys.stderr
         self.metadata: PolicyMetadata = read_metadata(config.policy)
         self.session = make_session(config.policy)
-        self.observer = make_observer(self.metadata, load_motion(config.policy, self.metadata))
+        self.observer = make_observer(self.metadata, load_motion(config.policy, self.metadata), config.target)
         md = self.metadata
         self.default_pos = np.asarray(md.default_joint_pos)
-        self.action_scale = np.asarray(md.action_scale)
         self.kp, self.kd = np.asarray(md.kp), np.asarray(md.kd)
         self.standby_kp = np.asarray(md.standby_kp) if md.standby_kp is not None else self.kp
         self.standby_kd = np.asarray(md.standby_kd) if md.standby_kd is not None else self.kd
@@ -217,18 +232,22 @@ class Controller:
         self.phase_log: list[tuple[float, str]] = []
         self.timing = Timing()
         self.last_action = np.zeros(md.action_dim)
+        self.decimation = max(1, math.ceil(md.control_dt / COMMAND_PERIOD_S - 1e-9))
+        self._policy_ticks = 0
+        self._policy_target: np.ndarray | None = None
         self._interp_from: np.ndarray | None = None
         self._phase_started = 0.0
         self._pending_policy = False
         self._remote_before: set[str] = set()
         self._policy_seqs = [np.inf, -np.inf]  # first and last command seq sent in the policy phase
-        self._last_obs: np.ndarray | None = None
         per_step = ("t", "phase", "q", "dq", "q_target")
         per_policy_step = ("obs", "action", "policy_action", "intervention", "label")
         self._records: dict[str, list] = {k: [] for k in per_step + per_policy_step}
         self.client: BridgeClient | None = None
         self.hil: RobotHumanLoop | None = None
         self._camera: CameraStream | None = None  # the console's view, owned by ``hil`` once it exists
+        self.cameras: PolicyCameras | None = None  # the policy's camera inputs, if it reads any
+        self._last_feed: dict[str, np.ndarray] | None = None
         self.joints: JointMap | None = None
         self.scheduling: str | None = None
         self._saved_scheduling: Scheduling | None = None
@@ -245,6 +264,15 @@ class Controller:
             if self.config.curve_secret is None or self.config.curve_server_key is None:
                 raise CurveKeyError("CurveZMQ needs both --curve-secret and --curve-server-key")
             curve = CurveClient(self.config.curve_secret, self.config.curve_server_key)
+        md = self.metadata
+        if (md.cameras or self.config.policy_cameras) and self.cameras is None:
+            # Before the bridge, as the console's camera: a policy that cannot see does not start.
+            self.cameras = PolicyCameras(
+                md.cameras or [],
+                md.camera_sizes or [],
+                self.config.policy_cameras,
+                self.config.max_frame_age_s,
+            )
         if self.config.intervene_camera is not None and self._camera is None:
             # Before the bridge: a camera that cannot be opened is reported before anything moves.
             view = HilConfig()  # the frame size the console's port asks for
@@ -294,7 +322,7 @@ class Controller:
             # Ctrl-C / SIGTERM: quit through damping like the q key, never die mid-command.
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous_handlers[signum] = signal.signal(signum, lambda *_: self.events.put("quit"))
-        dt = self.metadata.control_dt
+        dt = self.metadata.control_dt / self.decimation
         # Everything allocated so far lives for the whole run: keep it out of the collector's scans,
         # so a garbage collection cannot stall a control step.
         gc.collect()
@@ -351,10 +379,12 @@ class Controller:
         cold inference takes several times a warm one); one throwaway inference just before the
         deadline brings them back, so the step's own inference runs warm."""
         prime_s = self.config.prime_cache_s
-        if prime_s <= 0 or self.phase != Phase.policy or self._last_obs is None:
+        if prime_s <= 0 or self.phase != Phase.policy or self._last_feed is None:
             return
+        if self._policy_ticks % self.decimation:
+            return  # the coming step re-sends the last target: no inference to warm up for
         client.receive(max(0.0, deadline - prime_s - time.monotonic()))
-        self.session.run(["actions"], {"obs": self._last_obs})
+        self.session.run(["actions"], self._last_feed)
 
     def _handle_events(self, t: float) -> str | None:
         client, joints = self.client, self.joints
@@ -394,11 +424,17 @@ class Controller:
             self._say("intervention: paused by the console")
             self._pending_policy = True
             self._set_phase(Phase.hold, t)
-        if self._pending_policy and self.phase == Phase.hold and not paused:
+        blind = None if self.cameras is None else self.cameras.stale()
+        if blind is not None and self.phase == Phase.policy:
+            self._say(f"{blind}: hold until the cameras are back")
+            self._pending_policy = True
+            self._set_phase(Phase.hold, t)
+        if self._pending_policy and self.phase == Phase.hold and not paused and blind is None:
             self._pending_policy = False
             state = client.latest
             self.observer.start(state.imu_quat_wxyz, joints.to_policy(state.q))
             self.last_action = np.zeros(self.metadata.action_dim)  # a new array: the old one is recorded
+            self._policy_ticks = 0
             self._set_phase(Phase.policy, t)
             if hil is not None:
                 hil.begin()
@@ -422,7 +458,11 @@ class Controller:
         hil = self.hil
         if hil is not None and self.phase != Phase.policy:
             if hil.in_episode:  # the policy phase was just left: its episode ends with this observation
-                hil.end(self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)[0])
+                hil.end(
+                    self.observer.observe(Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action))[
+                        0
+                    ]
+                )
             hil.idle()
         if self.phase in (Phase.zero_torque, Phase.damping):
             target = None
@@ -434,18 +474,25 @@ class Controller:
                 target = (1 - alpha) * self._interp_from + alpha * self.default_pos
             elif self.phase == Phase.hold:
                 target = self.default_pos
+            elif self._policy_ticks % self.decimation and self._policy_target is not None:
+                self._policy_ticks += 1
+                target, kp, kd = self._policy_target, self.kp, self.kd
             else:
-                obs = self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)
-                self._last_obs = obs
+                self._policy_ticks += 1
+                obs = self.observer.observe(
+                    Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)
+                )
+                feed = {"obs": obs} if self.cameras is None else self.cameras.feed(obs)
+                self._last_feed = feed
                 began = time.perf_counter()
-                action = policy_action = self.session.run(["actions"], {"obs": obs})[0][0].astype(np.float64)
+                action = policy_action = self.session.run(["actions"], feed)[0][0].astype(np.float64)
                 self.timing.policy_s.append(time.perf_counter() - began)
                 if hil is not None:
                     # A person's action replaces the policy's in the same action space, and is what the
                     # next observation's last-action term sees, as in training.
                     action, intervened, label = hil.policy_step(obs[0], policy_action)
                 self.last_action = action
-                target = self.default_pos + self.action_scale * action
+                target = self._policy_target = self.observer.targets_of(action)
                 kp, kd = self.kp, self.kd
             seq = client.seq + 1
             if self.phase == Phase.policy:
@@ -493,10 +540,16 @@ class Controller:
             if hil.in_episode and client is not None and client.latest is not None and joints is not None:
                 state = client.latest
                 q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
-                hil.end(self.observer.observe(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)[0])
+                hil.end(
+                    self.observer.observe(Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action))[
+                        0
+                    ]
+                )
             hil.close()
         elif self._camera is not None:
             self._camera.close()
+        if self.cameras is not None:
+            self.cameras.close()
         if client is not None:
             client.send_command(str(Phase.damping))
             client.receive(0.05)

@@ -27,6 +27,7 @@ import mujoco
 import numpy as np
 from mujoco import batch as mj_batch
 
+from striata.envs.rendering import make_renderer
 from striata.envs.tasks.base import TaskConfig
 
 Obs = np.ndarray | dict[str, np.ndarray]
@@ -234,24 +235,15 @@ class BatchedEnv(ABC):
         """RGB frames from one camera of envs ``ids`` (all by default): uint8 [n, H, W, 3].
 
         A tuple of cameras gives each env's views side by side, uint8 [n, H, len(camera) * W, 3].
-        ``shadows=False`` turns shadows, reflections and multisampling off: with software OpenGL each
-        shadow-casting light costs a full pass, so such frames are several times cheaper.
+        ``shadows=False`` turns shadows, reflections and multisampling off (``envs.rendering``): such
+        frames are several times cheaper with software OpenGL.
         """
         if isinstance(camera, tuple):
             views = [self.render(view, height, width, ids, shadows) for view in camera]
             return np.concatenate(views, axis=2)
         key = (height, width, shadows)
         if key not in self._renderers:
-            samples = self.model.vis.quality.offsamples
-            if not shadows:
-                # Multisampling off too: on software GL a 4x-multisampled frame costs about twice as much.
-                self.model.vis.quality.offsamples = 0
-            renderer = mujoco.Renderer(self.model, height=height, width=width)
-            self.model.vis.quality.offsamples = samples
-            if not shadows:
-                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-                renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            self._renderers[key] = renderer
+            self._renderers[key] = make_renderer(self.model, height, width, shadows)
         renderer = self._renderers[key]
         if self._render_data is None:
             self._render_data = mujoco.MjData(self.model)

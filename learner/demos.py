@@ -3,8 +3,8 @@
 A source is a session root (a LeRobotDataset v3.0 or v2.1, see actors/SESSIONS.md), a ``.npz`` buffer file
 (``striata.learner.replay`` format) or a folder of them. Each is checked against the task before anything is
 trained: its observation (the key the networks read, ``sac.obs_key``, or a session's only
-observation key) and its actions must have the task's shapes; a mismatch is a ``DemoError`` naming
-the source, the field, and both shapes.
+observation key), with pixel SAC each camera's frames (``sac.cameras``), and its actions must have the
+task's shapes; a mismatch is a ``DemoError`` naming the source, the field, and both shapes.
 """
 
 from __future__ import annotations
@@ -54,16 +54,30 @@ def _checked(
     obs_shape: tuple[int, ...],
     action_dim: int,
     obs_key: str,
+    cameras: dict[str, tuple[int, int, int]],
 ) -> dict[str, Any]:
-    """``transitions`` with flat learner observations, after checking every shape against the task."""
+    """``transitions`` with the learner's observations (the state vector, or with ``cameras`` a dict of it
+    and their frames), after checking every shape against the task."""
     prefixes = {"obs": "observation.", "next_obs": "next.observation."} if kind == "session" else {}
     out = {field: transitions[field] for field in FIELDS}
     for field in ("obs", "next_obs"):
-        array, name = _pick_obs(transitions[field], obs_key, where, prefixes.get(field, f"{field}/"))
-        if tuple(array.shape[1:]) != tuple(obs_shape):
-            raise DemoError(f"{where}: {name} has shape {tuple(array.shape[1:])}, "
-                            f"the task {task} expects {tuple(obs_shape)}")  # fmt: skip
-        out[field] = array
+        prefix = prefixes.get(field, f"{field}/")
+        array, name = _pick_obs(transitions[field], obs_key, where, prefix)
+        _check_shape(where, name, array, obs_shape, task)
+        if not cameras:
+            out[field] = array
+            continue
+        stored = transitions[field] if isinstance(transitions[field], dict) else {}
+        frames = {}
+        for camera, shape in cameras.items():
+            if camera not in stored:
+                raise DemoError(
+                    f"{where}: no {prefix}{camera} frames; pixel SAC (sac.cameras) needs every camera's "
+                    f"frames: record them with `striata demos {task} --set 'cameras=[{','.join(cameras)}]'`"
+                )
+            _check_shape(where, prefix + camera, stored[camera], shape, task)
+            frames[camera] = stored[camera]
+        out[field] = {obs_key: array, **frames}
     actions = transitions["actions"]
     if tuple(actions.shape[1:]) != (action_dim,):
         name = "action" if kind == "session" else "actions"
@@ -71,6 +85,13 @@ def _checked(
             f"{where}: {name} has shape {tuple(actions.shape[1:])}, the task {task} expects ({action_dim},)"
         )
     return out
+
+
+def _check_shape(where: str, name: str, array: np.ndarray, shape: tuple[int, ...], task: str) -> None:
+    if tuple(array.shape[1:]) != tuple(shape):
+        raise DemoError(
+            f"{where}: {name} has shape {tuple(array.shape[1:])}, the task {task} expects {tuple(shape)}"
+        )
 
 
 def _buffer_files(path: Path) -> list[Path]:
@@ -102,13 +123,15 @@ def load_demos(
     obs_shape: tuple[int, ...],
     action_dim: int,
     obs_key: str = "state",
+    cameras: dict[str, tuple[int, int, int]] | None = None,
     extra_capacity: int = 0,
     console: Console | None = None,
 ) -> tuple[DemoBuffer, list[DemoSource]]:
     """One demo buffer with the transitions of every source, in order, and a record per source.
 
     The buffer has room for every loaded transition plus ``extra_capacity`` (the interventions of the
-    run). ``console`` shows a progress bar over each session's episodes.
+    run). ``cameras`` (name -> frame shape) keeps those frames beside the state, for pixel SAC.
+    ``console`` shows a progress bar over each session's episodes.
     """
     batches: list[dict[str, Any]] = []
     records: list[DemoSource] = []
@@ -124,7 +147,8 @@ def load_demos(
                 path, lambda done, total, bar=bar: progress.update(bar, completed=done, total=total)
             )
             checked = [
-                _checked(t, f"--demos {path}", kind, task, obs_shape, action_dim, obs_key) for t in raw
+                _checked(t, f"--demos {path}", kind, task, obs_shape, action_dim, obs_key, cameras or {})
+                for t in raw
             ]
             count = sum(len(t["rewards"]) for t in checked)
             if count == 0:

@@ -59,7 +59,10 @@ class PolicyMetadata(BaseModel):
     task: str
     robot: str
     algorithm: str
-    action_type: Literal["joint_position", "ee_delta"]
+    # joint_position: target = default + scale * action; ee_delta: end-effector moves (Panda);
+    # joint_delta_gripper_target: arm targets move by scale * action from the last targets, the gripper's
+    # command in [-1, 1] is a target opening between gripper_open and its joint's lower limit (SO-101).
+    action_type: Literal["joint_position", "ee_delta", "joint_delta_gripper_target"]
     joint_names: list[str]
     default_joint_pos: list[float]
     action_scale: list[float]
@@ -68,6 +71,8 @@ class PolicyMetadata(BaseModel):
     standby_kp: list[float] | None = None
     standby_kd: list[float] | None = None
     effort_limit: list[float] | None = None
+    joint_limits: list[list[float]] | None = None  # [lower, upper] per joint: where targets are clipped
+    gripper_open: float | None = None  # joint_delta_gripper_target: the gripper's target at command -1
     control_dt: float
     observation_names: list[str]
     observation_sizes: list[int]

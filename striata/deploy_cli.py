@@ -91,6 +91,8 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
             "kp": SO101.kp.tolist(),
             "kd": SO101.kd.tolist(),
             "effort_limit": SO101.effort_limit.tolist(),
+            "joint_limits": env.joint_range.tolist(),
+            "gripper_open": env.controller.gripper_open,
         }
     return {
         "robot": PANDA.name,
@@ -102,6 +104,16 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
         "kd": PANDA.kd.tolist(),
         "effort_limit": PANDA.effort_limit.tolist(),
     }
+
+
+def _observation_layout(env: Any, config: Any, obs_dim: int) -> tuple[tuple[str, int], ...]:
+    """The terms of the state vector the policy reads: an env with several (``observation_layouts``, e.g.
+    an arm's ``state`` and ``proprio``) names them by the key the algorithm reads."""
+    key = config.sac.obs_key if config.algo == "sac" else config.ppo.actor_obs_key
+    layouts = getattr(env, "observation_layouts", {})
+    if key in layouts:
+        return tuple(layouts[key])
+    return tuple(getattr(env, "observation_terms", None) or (("state", obs_dim),))
 
 
 def _tracking_motion(env: Any) -> dict[str, np.ndarray]:
@@ -119,6 +131,19 @@ def _tracking_motion(env: Any) -> dict[str, np.ndarray]:
         "root_rot": ref.root_quat[:, [1, 2, 3, 0]],
         "dof_pos": ref.joint_pos,
     }
+
+
+def _name_values(option: str, items: list[str]) -> dict[str, str]:
+    """``["front=0", ...]`` -> ``{"front": "0"}``; a malformed or repeated name is a one-line error."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise typer.BadParameter(f"{item!r}: expected NAME=SOURCE", param_hint=option)
+        if name in out:
+            raise typer.BadParameter(f"{name!r} given twice", param_hint=option)
+        out[name] = value
+    return out
 
 
 def export_run(
@@ -151,7 +176,7 @@ def export_run(
         obs, *_ = env.step(trainer.act_deterministic(obs))
     recorded_obs = stack_inputs(recorded)
     state = recorded_obs["obs"] if isinstance(recorded_obs, dict) else recorded_obs
-    terms = getattr(env, "observation_terms", None) or (("state", int(state.shape[1])),)
+    terms = _observation_layout(env, config, int(state.shape[1]))
     metadata = PolicyMetadata(
         task=config.task,
         algorithm=config.algo,
@@ -251,6 +276,17 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         intervene_camera: Annotated[
             str | None, typer.Option(help="the console's view: an OpenCV device index (0), video file or URL")
         ] = None,
+        policy_camera: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="a camera input of the policy, NAME=SOURCE (repeatable): an OpenCV device index, file "
+                "or URL, or zmq+tcp://HOST:PORT/NAME (`striata twin so101 --cameras`)"
+            ),
+        ] = None,
+        target: Annotated[
+            str | None,
+            typer.Option(help="so101_reach policies: where the tip goes, X,Y,Z (m, arm base frame, z up)"),
+        ] = None,
     ) -> None:
         """Run a policy on a robot bridge: zero torque -> default pose -> hold -> policy -> damping."""
         from striata.deploy.controller import ControllerConfig
@@ -277,6 +313,8 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 intervene_curve_clients=intervene_curve_clients,
                 intervene_action_limit=intervene_action_limit,
                 intervene_camera=intervene_camera,
+                policy_cameras=_name_values("--policy-camera", policy_camera or []),
+                target=None if target is None else target.split(","),
             )
             summary = Controller(config).run()
         print(json.dumps(summary, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -116,14 +117,36 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
             Path | None, typer.Option(help="arm YAML whose ids and calibration to simulate; default: SO-101")
         ] = None,
         cube: Annotated[bool, typer.Option(help="the so101_pick cube on the table")] = True,
+        cameras: Annotated[
+            str | None,
+            typer.Option(help="serve these cameras (front,wrist) as the so101 tasks draw them, over ZMQ"),
+        ] = None,
+        camera_endpoint: Annotated[
+            str, typer.Option(help="where the cameras publish (PORT *: a free one, printed on stderr)")
+        ] = "tcp://127.0.0.1:*",
+        camera_fps: Annotated[float, typer.Option(min=1, max=120, help="frames a second per camera")] = 30.0,
+        image_size: Annotated[int, typer.Option(min=16, max=512, help="frame height and width (px)")] = 64,
         duration: DurationOption = None,
     ) -> None:
         """Serve a simulated SO-101 (MuJoCo) as a Feetech servo bus on a pty; prints the pty's path."""
+        import zmq
+
         from striata.deploy.arms.feetech import FeetechBusError, load_feetech_config
         from striata.deploy.arms.twin import So101Twin, TwinConfigError
+        from striata.deploy.arms.twin_cameras import TwinCameraError, TwinCameras
 
-        with user_errors(extra=(FeetechBusError, TwinConfigError)):
-            twin = So101Twin(load_feetech_config(config), cube=cube)
+        names = [name.strip() for name in cameras.split(",")] if cameras else []
+        served = None
+        with user_errors(extra=(FeetechBusError, TwinConfigError, TwinCameraError, zmq.ZMQError)):
+            twin = So101Twin(
+                load_feetech_config(config), cube=cube, visual_meshes="decimated" if names else "original"
+            )
+            if names:
+                served = TwinCameras(twin, names, camera_endpoint, image_size, camera_fps)
+                print(
+                    f"cameras {','.join(names)} on {served.endpoint} (zmq+{served.endpoint}/NAME)",
+                    file=sys.stderr,
+                )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
@@ -132,6 +155,8 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
             print(twin.path, flush=True)
             stop.wait(duration)
         finally:
+            if served is not None:
+                served.close()
             twin.close()
 
     @bridge_app.command("unitree-g1")

@@ -45,7 +45,7 @@ from striata.experiment import ExperimentConfig, RewardModelSection, check_rewar
 from striata.learner.demos import load_demos
 from striata.learner.relabel import AuditWindow, Relabeller, ShapingConfig
 from striata.learner.replay import DemoBuffer
-from striata.learner.trainer import PPOTrainer, SACTrainer, Trainer
+from striata.learner.trainer import PPOTrainer, SACTrainer, Trainer, sac_cameras
 from striata.reward_server.client import RewardServerUnavailable, wait_until_healthy
 from striata.reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
 from striata.run_dir import latest_checkpoint, write_json
@@ -235,11 +235,11 @@ def load_demonstrations(config: ExperimentConfig, console: Console) -> DemoBuffe
         return None
     env = make_env(config.task, num_envs=1, seed=config.seed, config=config.task_settings())
     try:
-        obs = env.reset()
-        obs = obs[config.sac.obs_key] if isinstance(obs, dict) else obs
+        full = env.reset()
+        obs = full[config.sac.obs_key] if isinstance(full, dict) else full
         buffer, sources = load_demos(
             [Path(p) for p in config.demos], task=config.task, obs_shape=obs.shape[1:],
-            action_dim=env.action_dim, obs_key=config.sac.obs_key,
+            action_dim=env.action_dim, obs_key=config.sac.obs_key, cameras=sac_cameras(config.sac, full),
             extra_capacity=config.learner.replay_capacity, console=console,
         )  # fmt: skip
     finally:

@@ -144,7 +144,7 @@ def test_sac_exports_its_deterministic_tanh_actor(tmp_path: Path) -> None:
 
 def test_controller_observation_equals_the_training_env_observation() -> None:
     """The deploy observer, fed only what a robot measures, rebuilds the env's policy observation."""
-    from striata.deploy.observers import TrackingObserver
+    from striata.deploy.observers import Measured, TrackingObserver
     from striata.deploy_cli import _robot_facts, _tracking_motion
     from striata.envs.registry import make_config, make_env
     from striata.envs.robots.g1 import ANCHOR_BODY, G1
@@ -180,7 +180,7 @@ def test_controller_observation_equals_the_training_env_observation() -> None:
         # The env's robot and reference share a heading: no turn (start() would align frame 0 of the clip).
         observer.step = int(env.frame_index[0])
         built = observer.observe(
-            qpos[env.mdp.joint_qpos_adr], qvel[env.mdp.joint_dof_adr], qpos[3:7], qvel[3:6], actions
+            Measured(qpos[env.mdp.joint_qpos_adr], qvel[env.mdp.joint_dof_adr], qpos[3:7], qvel[3:6], actions)
         )
         np.testing.assert_allclose(built[0], obs["policy"][0], atol=1e-5)
         actions = rng.uniform(-0.3, 0.3, size=29)

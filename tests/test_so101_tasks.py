@@ -176,8 +176,16 @@ def test_zero_action_holds_the_arm_against_gravity(reach):
 def test_cameras_render_and_the_front_camera_sees_the_cube():
     env = make_env("so101_pick", num_envs=2, seed=0, cameras=["front", "wrist"])
     obs = env.reset()
-    assert set(obs) == {"state", "front", "wrist"}
+    assert set(obs) == {"state", "proprio", "front", "wrist"}
     assert obs["state"].shape == (2, 31)
+    # What a policy from pixels reads beside the frames: the arm's own terms, the state's first 21.
+    np.testing.assert_array_equal(obs["proprio"], obs["state"][:, :21])
+    assert env.observation_layouts["proprio"] == (
+        ("joint_pos", 6),
+        ("joint_vel", 6),
+        ("joint_target", 6),
+        ("tip_pos", 3),
+    )
     for name in ("front", "wrist"):
         assert obs[name].dtype == np.uint8 and obs[name].shape == (2, 64, 64, 3)
         assert obs[name].reshape(2, -1).std(axis=1).min() > 10.0, f"{name} frames look blank"

@@ -177,3 +177,37 @@ def test_train_refuses_demos_that_do_not_fit_or_an_on_policy_algo(tmp_path) -> N
     assert result.stderr.strip().splitlines()[-1] == (
         "--demos: demonstrations are for SAC/RLPD; this config trains with algo ppo"
     )
+
+
+def test_pixel_demonstrations_keep_the_frames_the_learner_reads(tmp_path) -> None:
+    """`striata demos so101_pick --set 'cameras=[front,wrist]'` records frames; pixel SAC's demo buffer
+    keeps the arm's own state (sac.obs_key proprio) and those frames, and a file without them is refused."""
+    from striata.envs.registry import make_config
+    from striata.envs.rollout import scripted_demonstrations
+
+    config = make_config("so101_pick", {"cameras": ["front", "wrist"]})
+    transitions = scripted_demonstrations("so101_pick", 1, num_envs=1, config=config)
+    recorded = ReplayBuffer(len(transitions["rewards"]))
+    recorded.add(transitions)
+    recorded.save(tmp_path / "pixels.npz")
+    cameras = {"front": (64, 64, 3), "wrist": (64, 64, 3)}
+    buffer, _ = load_demos(
+        [tmp_path / "pixels.npz"], task="so101_pick", obs_shape=(21,), action_dim=6, obs_key="proprio",
+        cameras=cameras,
+    )  # fmt: skip
+    obs = buffer.sample(4, np.random.default_rng(0))["obs"]
+    assert sorted(obs) == ["front", "proprio", "wrist"]
+    assert obs["front"].dtype == np.uint8 and obs["front"].shape == (4, 64, 64, 3)
+
+    state_only = ReplayBuffer(len(transitions["rewards"]))
+    state_only.add(
+        {**transitions, **{k: {"proprio": transitions[k]["proprio"]} for k in ("obs", "next_obs")}}
+    )
+    state_only.save(tmp_path / "state.npz")
+    with pytest.raises(
+        DemoError, match=r"no obs/front frames; .*striata demos so101_pick --set 'cameras=\[front,wrist\]'"
+    ):
+        load_demos(
+            [tmp_path / "state.npz"], task="so101_pick", obs_shape=(21,), action_dim=6, obs_key="proprio",
+            cameras=cameras,
+        )  # fmt: skip

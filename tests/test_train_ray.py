@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def test_a_killed_actor_is_replaced_and_training_goes_on(tmp_path):
     assert time.monotonic() - killed_at < 300
 
 
-def test_a_killed_run_resumes_with_the_same_counters_and_replay(tmp_path):
+def test_a_killed_run_resumes_from_its_folder_carried_elsewhere(tmp_path):
     args = [
         "configs/panda_reach.yaml",
         *SMALL,
@@ -142,6 +143,10 @@ def test_a_killed_run_resumes_with_the_same_counters_and_replay(tmp_path):
     replay = saved["extra"]["replay_size"]
     assert steps > 0 and replay > 0
 
+    # The folder carried elsewhere (as to another machine) and the original gone: nothing refers to it.
+    carried = shutil.copytree(run_dir, tmp_path / "carried" / run_dir.name)
+    shutil.rmtree(run_dir)
+    run_dir = carried
     # Resume with the budget already spent: the run reloads, finds nothing left to do, and reports.
     resumed = subprocess.run(
         [*STRIATA, "train", "--resume", str(run_dir), "--set", f"total_env_steps={steps}"],

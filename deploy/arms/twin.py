@@ -53,13 +53,15 @@ class TwinConfigError(ValueError):
 class So101Twin(StsBus):
     """The SO-101 on a simulated servo bus at ``path``; ``config`` gives servo ids and calibration."""
 
-    def __init__(self, config: FeetechArmConfig | None = None, *, cube: bool = True) -> None:
+    def __init__(
+        self, config: FeetechArmConfig | None = None, *, cube: bool = True, visual_meshes: str = "original"
+    ) -> None:
         self.config = config if config is not None else FeetechArmConfig()
         unknown = [j.name for j in self.config.joints if j.name not in SO101.joint_names]
         if unknown:
             raise TwinConfigError(f"joints {unknown}: the SO-101 twin has {list(SO101.joint_names)}")
-        # No frames are drawn: the image size is moot and the visual meshes need no decimation.
-        self.model, _ = build_scene(PHYSICS_DT, 64, cube=cube, visual_meshes="original")
+        # Frames (``TwinCameras``) are drawn from decimated meshes as the tasks draw theirs.
+        self.model, _ = build_scene(PHYSICS_DT, 64, cube=cube, visual_meshes=visual_meshes)
         self.data = mujoco.MjData(self.model)
         self._ids = [j.id for j in self.config.joints]
         self._offset = np.array([j.homing_offset for j in self.config.joints], dtype=np.float64)
@@ -106,6 +108,18 @@ class So101Twin(StsBus):
             raise ValueError("cube: this twin was built without one (cube=False)")
         with self.lock:
             return self.data.body(CUBE).xpos.copy()
+
+    def snapshot(self, data: mujoco.MjData) -> float:
+        """Copy the simulated state into ``data`` (of this twin's model) with what drawing it needs: body,
+        camera and light poses. Returns the simulated time of the copy."""
+        with self.lock:
+            data.qpos[:] = self.data.qpos
+            data.qvel[:] = self.data.qvel
+            t = float(self.data.time)
+        mujoco.mj_kinematics(self.model, data)
+        mujoco.mj_comPos(self.model, data)
+        mujoco.mj_camlight(self.model, data)
+        return t
 
     def close(self) -> None:
         self._running.clear()

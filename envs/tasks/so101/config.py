@@ -19,6 +19,11 @@ sent, which the next deltas add to), tip_pos 3 (m, world), target_pos 3, tip_to_
 
 State observation of ``so101_pick`` (``PICK_OBS_TERMS``, 31 values): joint_pos 6, joint_vel 6,
 joint_target 6, tip_pos 3, cube_pos 3, cube_quat 4 (w, x, y, z), tip_to_cube 3 (cube_pos - tip_pos).
+
+With cameras the observation is a dict: ``"state"`` (the task's state above), each camera's frames, and
+``"proprio"`` (``PROPRIO_OBS_TERMS``, 21 values: the first four terms of both states, what the arm
+itself measures or computes from its joints). A policy from pixels reads ``proprio`` and the frames
+(``sac.obs_key: proprio``), never the cube's pose; the scripted demonstrations still read ``state``.
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ PICK_OBS_TERMS: ObsTerms = (
     ("cube_quat", 4),
     ("tip_to_cube", 3),
 )
+
+
+PROPRIO_OBS_TERMS: ObsTerms = REACH_OBS_TERMS[:4]  # also PICK_OBS_TERMS[:4]
 
 
 class So101TaskConfig(ArmTaskConfig):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from striata.envs.backend import Obs
 from striata.envs.robots.so101 import SO101, TIP_SITE, WRIST_CAMERA, joint_limits
-from striata.envs.tasks.so101.config import So101TaskConfig
+from striata.envs.tasks.so101.config import PROPRIO_OBS_TERMS, So101TaskConfig
 from striata.envs.tasks.so101.control import JointTargetControl
 from striata.envs.tasks.so101.scene import FRONT_CAMERA, TIP_VEL_SENSOR, build_scene
+from striata.envs.tasks.tabletop.config import ObsTerms
 from striata.envs.tasks.tabletop.env import TabletopArmEnv
 
 # Config camera names to the model's cameras.
@@ -67,6 +69,20 @@ class So101Env(TabletopArmEnv):
     @property
     def camera_shadows(self) -> bool:
         return self.cfg.camera_shadows
+
+    @property
+    def observation_layouts(self) -> dict[str, ObsTerms]:
+        """The terms of each state vector of the observation: ``state``, and with cameras ``proprio``."""
+        layouts = {"state": self.observation_terms}
+        if self.cfg.cameras:
+            layouts["proprio"] = PROPRIO_OBS_TERMS
+        return layouts
+
+    def _observe(self, ids: np.ndarray | None = None) -> Obs:
+        obs = super()._observe(ids)
+        if isinstance(obs, dict):
+            obs["proprio"] = obs["state"][:, : sum(size for _, size in PROPRIO_OBS_TERMS)]
+        return obs
 
     # ----------------------------------------------------------------- task hooks
     def _apply_actions(self, actions: np.ndarray) -> None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-import mujoco
 import numpy as np
 
 from striata.envs.backend import Obs
-from striata.envs.robots.so101 import N_ARM, TIP_SITE, add_tip_and_wrist_camera, so101_spec
+from striata.envs.robots.so101 import N_ARM
 from striata.envs.tasks.so101.config import PICK_OBS_TERMS, REACH_OBS_TERMS, obs_slices
 from striata.envs.tasks.so101.env import So101Env
+from striata.envs.tasks.so101.kinematics import ArmKinematics
 from striata.envs.tasks.so101.scene import CUBE_HALF_SIZE
 from striata.envs.tasks.tabletop.rotations import orientation_error
 from striata.envs.tasks.tabletop.scripted import OPEN, PickPhases, ScriptedPolicy, state_of
@@ -45,38 +45,6 @@ def pointing_down(yaw: np.ndarray) -> np.ndarray:
     return np.stack(
         (np.stack((c, s, zero), -1), np.stack((-s, c, zero), -1), np.stack((zero, zero, one), -1)), axis=-1
     )
-
-
-class ArmKinematics:
-    """Forward kinematics and tip Jacobians of a bare SO-101 (no meshes: it compiles in milliseconds)."""
-
-    def __init__(self) -> None:
-        spec = so101_spec()
-        for geom in list(spec.geoms):
-            if geom.type == mujoco.mjtGeom.mjGEOM_MESH:
-                spec.delete(geom)
-        for mesh in list(spec.meshes):
-            spec.delete(mesh)
-        add_tip_and_wrist_camera(spec)
-        self.model = spec.compile()
-        self.data = mujoco.MjData(self.model)
-        self.tip = self.model.site(TIP_SITE).id
-        self.joint_range = self.model.jnt_range[: N_ARM + 1].copy()
-
-    def tip_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tip position [N, 3], orientation [N, 3, 3] and Jacobian [N, 6, 5] (arm joints) at joints ``q``."""
-        n = len(q)
-        pos, rot, jac = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty((n, 6, N_ARM))
-        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
-        for i in range(n):
-            self.data.qpos[:] = q[i]
-            mujoco.mj_kinematics(self.model, self.data)
-            mujoco.mj_comPos(self.model, self.data)
-            mujoco.mj_jacSite(self.model, self.data, jacp, jacr, self.tip)
-            pos[i] = self.data.site_xpos[self.tip]
-            rot[i] = self.data.site_xmat[self.tip].reshape(3, 3)
-            jac[i, :3], jac[i, 3:] = jacp[:, :N_ARM], jacr[:, :N_ARM]
-        return pos, rot, jac
 
 
 class _IKPolicy(ScriptedPolicy):
