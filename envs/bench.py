@@ -7,6 +7,9 @@ and resets weigh the same on both sides, and the ratio is the share of time the 
 physics rather than in task code. The same actions also step the task's Gymnasium vector view
 (``striata.envs.vector_view``, its own envs of the same seed) in the same alternation: ``vector_ratio`` is its
 env steps/s over the batched env's.
+
+With a SO-101 task among them, ``so101_render`` adds what a camera frame of its scene costs, with the
+decimated and the original visual meshes side by side (``striata.envs.tasks.so101.render_cost``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from striata.envs.registry import TASKS, make_env
 from striata.envs.vector_view import BatchedVectorEnv
 
-BENCH_TASKS = ("g1_tracking", "panda_pick", "panda_reach")
+BENCH_TASKS = ("g1_tracking", "panda_pick", "panda_reach", "so101_pick", "so101_reach")
 
 
 class _RecordingBatch:
@@ -99,8 +102,17 @@ def bench_task(
     }
 
 
-def bench_envs(tasks: tuple[str, ...] = BENCH_TASKS, num_envs: int = 64, steps: int = 100) -> dict:
+def bench_envs(
+    tasks: tuple[str, ...] = BENCH_TASKS, num_envs: int = 64, steps: int = 100, render_frames: int = 20
+) -> dict:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise KeyError(f"unknown tasks {unknown}; allowed: {', '.join(TASKS)}")
-    return {"tasks": {task: bench_task(task, num_envs=num_envs, steps=steps) for task in tasks}}
+    result: dict[str, Any] = {
+        "tasks": {task: bench_task(task, num_envs=num_envs, steps=steps) for task in tasks}
+    }
+    if any(task.startswith("so101") for task in tasks):
+        from striata.envs.tasks.so101.render_cost import measure
+
+        result["so101_render"] = measure(frames=render_frames)
+    return result

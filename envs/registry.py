@@ -157,6 +157,7 @@ TASKS: dict[str, TaskEntry] = {
             "So101PickConfig",
             "striata/So101Pick-v0",
             "SO-101 arm lifts a 2.5 cm cube from the table (servo position targets)",
+            progress_scene_ref="striata.envs.tasks.so101.progress_scene:So101PickProgressScene",
         ),
         TaskEntry(
             "so101_reach",

@@ -362,15 +362,20 @@ def bench_envs_command(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
     num_envs: Annotated[int, typer.Option(min=1)] = 64,
     steps: Annotated[int, typer.Option(min=10, help="measured batched steps per task")] = 100,
+    render_frames: Annotated[
+        int, typer.Option(min=1, help="SO-101 camera frames timed per camera, mesh set and shadow setting")
+    ] = 20,
     task: Annotated[
-        list[str] | None, typer.Option(help="task to measure (repeatable); default: all three")
+        list[str] | None, typer.Option(help="task to measure (repeatable); default: every BENCH_TASKS task")
     ] = None,
 ) -> None:
     """Batched env steps/s against the raw physics rate of the same model, per task."""
     with user_errors():
         from striata.envs.bench import BENCH_TASKS, bench_envs
 
-        result = bench_envs(tuple(task) if task else BENCH_TASKS, num_envs=num_envs, steps=steps)
+        result = bench_envs(
+            tuple(task) if task else BENCH_TASKS, num_envs=num_envs, steps=steps, render_frames=render_frames
+        )
     if as_json:
         print(json.dumps(result))
         return
@@ -384,6 +389,17 @@ def bench_envs_command(
             f"{r['ratio']:.2f}",
         )
     Console().print(table)
+    if "so101_render" in result:
+        render = result["so101_render"]
+        frames = Table(
+            f"SO-101 meshes ({render['image_size']} px)", "front ms", "wrist ms", "drawn triangles"
+        )
+        for meshes in ("original", "decimated"):
+            row = render[meshes]
+            frames.add_row(
+                meshes, f"{row['front_ms']:.1f}", f"{row['wrist_ms']:.1f}", str(row["drawn_triangles"])
+            )
+        Console().print(frames)
 
 
 @bench_app.command("pipeline")

@@ -97,6 +97,21 @@ def test_bench_envs_json_shape():
     assert abs(figures["ratio"] - figures["env_steps_per_s"] / figures["physics_env_steps_per_s"]) < 0.01
 
 
+def test_bench_envs_times_the_so101_cameras_with_both_mesh_sets():
+    result = runner.invoke(
+        app,
+        ["bench", "envs", "--json", "--task", "so101_reach", "--num-envs", "2", "--steps", "10",
+         "--render-frames", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["tasks"]["so101_reach"]["ratio"] > 0
+    render = figures["so101_render"]
+    for meshes in ("original", "decimated"):
+        assert render[meshes]["front_ms"] > 0 and render[meshes]["wrist_ms_shadows"] > 0
+    assert render["decimated"]["drawn_triangles"] < render["original"]["drawn_triangles"] / 10
+
+
 def test_train_with_an_unknown_key_names_it_and_the_allowed_ones(tmp_path):
     result = runner.invoke(
         app, ["train", "configs/panda_reach.yaml", "--set", "actors.num_actor=3", "--runs", str(tmp_path)]

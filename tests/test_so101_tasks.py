@@ -314,3 +314,27 @@ def test_bad_config_names_the_field(task, overrides, field, allowed):
         make_config(task, overrides)
     message = str(error.value)
     assert field in message and allowed in message
+
+
+def test_the_pick_progress_scene_holds_successes_regressions_and_failures():
+    """so101_pick's progress scene (reward-model data sets): ground-truth progress rises to 1 in a
+    scripted pick, falls back after a drop, and stays below a grasp for misses and random flailing."""
+    from striata.envs.registry import TASKS
+
+    scene = TASKS["so101_pick"].progress_scene()
+    assert dict(scene.cameras) == {"front": "front", "wrist": "wrist"}
+    kinds = ["scripted", "drop", "miss", "random"]
+    env = scene.make_env(45, len(kinds), seed=0)
+    policy = scene.make_policy(env, kinds, (0.0, 0.05), np.random.default_rng(0), None)
+    obs = env.reset()
+    progress = []
+    for _ in range(45):
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        assert not (terminated | truncated).any()  # episodes go on after success
+        progress.append(info["progress"].copy())
+    progress = np.array(progress)
+    scripted, drop, miss, flail = progress.T
+    assert scripted.max() == 1.0 and scripted[-1] == 1.0
+    assert drop.max() >= 0.9 and drop[-1] < 0.6
+    assert miss.max() < 0.6 and flail.max() < 0.6
+    assert progress.min() >= 0.0 and progress.max() <= 1.0

@@ -49,7 +49,9 @@ class PolicyMix(StrictModel):
 
 
 class DatasetConfig(StrictModel):
-    task: Literal["panda_pick"] = "panda_pick"
+    task: Literal["panda_pick", "so101_pick"] = Field(
+        default="panda_pick", description="a task with a progress scene (striata.envs.registry)"
+    )
     task_text: str = "pick up the cube and lift it"
     paraphrases: list[str] = Field(
         default_factory=lambda: ["lift the cube", "grasp the cube and raise it off the floor"],
@@ -87,7 +89,7 @@ class DatasetConfig(StrictModel):
     noise: tuple[float, float] = Field(default=(0.05, 0.5), description="scripted action-noise range")
     learned_policies: list[Path] = Field(
         default_factory=list,
-        description="ONNX policies from `striata export` of panda_pick runs; round r uses file r % len",
+        description="ONNX policies from `striata export` of the task's runs; round r uses file r % len",
     )
     folder: Path = Field(default=Path("runs/reward_data/panda_pick"), description="where NPZ shards go")
 

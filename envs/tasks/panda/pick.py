@@ -20,12 +20,8 @@ from striata.envs.backend import Obs
 from striata.envs.tasks.panda.config import PICK_OBS_TERMS, PandaPickConfig
 from striata.envs.tasks.panda.env import PandaEnv
 from striata.envs.tasks.panda.scene import BLOCK, BLOCK_HALF_SIZE
-from striata.envs.tasks.tabletop.pick import PickTask
+from striata.envs.tasks.tabletop.pick import PickTask, pick_progress
 
-# Progress stages: reaching fills [0, REACHED], a grasp jumps to GRASPED, lifting fills [GRASPED, 1].
-REACHED = 0.5
-GRASPED = 0.6
-REACH_SCALE = 0.2  # m: pinch-to-cube distance at which reaching progress starts
 GRASP_DISTANCE = 0.025  # m: pinch within this of the cube centre, fingers closing on it
 GRASP_OPENING = (0.2, 0.8)  # gripper opening while holding the 4 cm cube (0.42); below: closed on air
 
@@ -43,18 +39,12 @@ class PandaPickEnv(PickTask, PandaEnv):
         self._potential = np.zeros(num_envs)  # phi(s) of the ``progress`` reward; 0 at an episode's start
 
     def progress(self) -> np.ndarray:
-        """Ground-truth task progress [N] in [0, 1], monotone in how far the pick has come.
-
-        Reaching (pinch-to-cube distance) fills [0, 0.5]; holding the cube (pinch at the cube, fingers
-        closed on it) is 0.6; lifting it while held fills [0.6, 1]; success is 1. A dropped or released
-        cube falls back to its reaching value, so put-downs and drops read as regressions.
-        """
+        """Ground-truth task progress [N] in [0, 1] (``pick_progress``): the pinch's distance to the cube,
+        and holding it is the pinch at the cube with the fingers closed on it."""
         distance = np.linalg.norm(self.cube_pos - self.ee_pos, axis=1)
-        reach = REACHED * (1.0 - np.clip(distance / REACH_SCALE, 0.0, 1.0))
         opening = self.gripper_opening[:, 0]
         held = (distance < GRASP_DISTANCE) & (opening > GRASP_OPENING[0]) & (opening < GRASP_OPENING[1])
-        lifted = GRASPED + (1.0 - GRASPED) * np.clip(self.cube_lift() / self.cfg.lift_height, 0.0, 1.0)
-        return np.where(self._success(), 1.0, np.where(held, lifted, reach))
+        return pick_progress(distance, held, self.cube_lift() / self.cfg.lift_height, self._success())
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(actions)

@@ -70,7 +70,7 @@ class _IKPolicy(ScriptedPolicy):
         """A policy sized and scaled for ``env``."""
         return cls(env.num_envs, env.cfg.joint_step, noise=noise, seed=seed, **kwargs)
 
-    def _arm_action(
+    def arm_action(
         self, q_target: np.ndarray, goal: np.ndarray, goal_rot: np.ndarray | None = None
     ) -> np.ndarray:
         """Arm actions [N, 5] that move the tip (at the joint targets) toward ``goal`` and ``goal_rot``."""
@@ -104,7 +104,7 @@ class ScriptedReachPolicy(_IKPolicy):
 
     def __call__(self, obs: Obs) -> np.ndarray:
         state = state_of(obs)
-        arm = self._arm_action(state[:, _REACH["joint_target"]], state[:, _REACH["target_pos"]])
+        arm = self.arm_action(state[:, _REACH["joint_target"]], state[:, _REACH["target_pos"]])
         return np.concatenate((arm, np.full((len(state), 1), OPEN)), axis=1)
 
 
@@ -175,7 +175,7 @@ class ScriptedPickPolicy(_IKPolicy, PickPhases):
         lift = grasp.copy()
         lift[:, 2] = self.lift_to
         goal = self._phase_goal(above, grasp, grasp, lift)
-        arm = self._arm_action(state[:, _PICK["joint_target"]], goal, pointing_down(self._jaw_yaw(state)))
+        arm = self.arm_action(state[:, _PICK["joint_target"]], goal, pointing_down(self._jaw_yaw(state)))
         arm[self.phase == self.GRASP] = 0.0  # hold still while the jaws close
         return np.concatenate((arm, self._gripper()), axis=1)
 

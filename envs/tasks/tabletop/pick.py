@@ -5,6 +5,11 @@ Rewards: ``sparse`` is success as 1/0; ``dense`` adds reaching (-tanh(10 |cube -
 lifting (clip(lift / lift_height, 0, 1) - 1) penalties, which vanish at the goal, to a success bonus,
 weighted by ``cfg.rewards`` (``PickRewardConfig``). Each robot's pick env combines this with its
 ``TabletopArmEnv``, names the scene's cube and lays out the state observation.
+
+Progress (``pick_progress``), the ground truth reward models learn from, is the same scale for every
+arm: reaching fills [0, 0.5] as the end effector closes on the cube (from 20 cm), holding the cube is
+0.6, lifting it while held fills [0.6, 1], success is 1. A dropped or released cube falls back to its
+reaching value, so put-downs and drops read as regressions. What "holding" means is the robot's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,20 @@ import numpy as np
 from striata.envs.rotations import quat_from_euler_xyz
 from striata.envs.tasks.tabletop.config import ArmTaskConfig
 from striata.envs.tasks.tabletop.env import TabletopArmEnv
+
+# Progress stages: reaching fills [0, REACHED], a grasp jumps to GRASPED, lifting fills [GRASPED, 1].
+REACHED = 0.5
+GRASPED = 0.6
+REACH_SCALE = 0.2  # m: end-effector-to-cube distance at which reaching progress starts
+
+
+def pick_progress(
+    distance: np.ndarray, holding: np.ndarray, lift_fraction: np.ndarray, success: np.ndarray
+) -> np.ndarray:
+    """Ground-truth progress [N] in [0, 1] of a pick (see the module docstring)."""
+    reach = REACHED * (1.0 - np.clip(distance / REACH_SCALE, 0.0, 1.0))
+    lifted = GRASPED + (1.0 - GRASPED) * np.clip(lift_fraction, 0.0, 1.0)
+    return np.where(success, 1.0, np.where(holding, lifted, reach))
 
 
 class PickTask(TabletopArmEnv):
