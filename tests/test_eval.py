@@ -27,6 +27,19 @@ def test_the_standing_policy_stands_through_its_evaluation() -> None:
     assert 0.0 < figures["joint_error_rad"] < 0.2 and 0.0 <= figures["anchor_ori_error_rad"] < 0.2
 
 
+def test_the_shipped_tracking_policy_tracks_the_whole_jazzwalk_clip() -> None:
+    """Issue 21's must-show, as a user checks it: `striata eval` on the shipped export of
+    configs/g1_track_jazzwalk.yaml (run 061954, 18.15 M env steps, 83.7 min on 2 cores)."""
+    result = CliRunner().invoke(
+        app, ["eval", str(DATA / "g1_track_jazzwalk.onnx"), "--episodes", "4", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["clip"] == "motions/J_ShortDance16_JazzWalk.csv" and figures["segment_s"] == [0.0, 10.62]
+    assert figures["reached_end"] >= 0.9 and figures["episode_s"] > 10.5
+    assert figures["body_pos_error_m"] <= 0.10
+
+
 def test_an_export_without_its_clip_is_refused_with_what_to_do(tmp_path: Path) -> None:
     for name in ("g1_stand.onnx", "g1_stand.motion.npz"):
         shutil.copy(DATA / name, tmp_path / name)
