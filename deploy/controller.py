@@ -48,6 +48,7 @@ from striata.deploy.camera import CameraStream, PolicyCameras
 from striata.deploy.client import BridgeClient, BridgeUnavailableError
 from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
 from striata.deploy.observers import Measured, make_observer
+from striata.deploy.protocol import StateMessage
 from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
@@ -458,11 +459,7 @@ class Controller:
         hil = self.hil
         if hil is not None and self.phase != Phase.policy:
             if hil.in_episode:  # the policy phase was just left: its episode ends with this observation
-                hil.end(
-                    self.observer.observe(Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action))[
-                        0
-                    ]
-                )
+                hil.end(self._observe(q, dq, state)[0])
             hil.idle()
         if self.phase in (Phase.zero_torque, Phase.damping):
             target = None
@@ -479,9 +476,7 @@ class Controller:
                 target, kp, kd = self._policy_target, self.kp, self.kd
             else:
                 self._policy_ticks += 1
-                obs = self.observer.observe(
-                    Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action)
-                )
+                obs = self._observe(q, dq, state)
                 feed = {"obs": obs} if self.cameras is None else self.cameras.feed(obs)
                 self._last_feed = feed
                 began = time.perf_counter()
@@ -534,17 +529,17 @@ class Controller:
             r["intervention"].append(intervened)
             r["label"].append(label)
 
+    def _observe(self, q: np.ndarray, dq: np.ndarray, state: StateMessage) -> np.ndarray:
+        """The policy's observation [1, obs_dim] of a state (``q``, ``dq`` in policy joint order)."""
+        return self.observer.observe(Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action))
+
     def _finish(self) -> None:
         client, joints, hil = self.client, self.joints, self.hil
         if hil is not None:
             if hil.in_episode and client is not None and client.latest is not None and joints is not None:
                 state = client.latest
                 q, dq = joints.to_policy(state.q), joints.to_policy(state.dq)
-                hil.end(
-                    self.observer.observe(Measured(q, dq, state.imu_quat_wxyz, state.gyro, self.last_action))[
-                        0
-                    ]
-                )
+                hil.end(self._observe(q, dq, state)[0])
             hil.close()
         elif self._camera is not None:
             self._camera.close()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from console_job import wait_for
 
 from striata.deploy.arms.twin import So101Twin
 from striata.deploy.arms.twin_cameras import TwinCameraError, TwinCameras
@@ -29,15 +29,9 @@ REACH = Path("tests/data/so101_reach.onnx")
 CAMERAS = ["front", "wrist"]
 
 
-def _wait_frame(stream: ZmqCameraStream, timeout_s: float = 30.0) -> np.ndarray:
-    done = threading.Event()
-    while not done.wait(0.02):
-        frame = stream.latest()
-        if frame is not None:
-            return frame
-        timeout_s -= 0.02
-        assert timeout_s > 0, f"no frame from {stream.source}"
-    raise AssertionError("unreachable")
+def _wait_frame(stream: ZmqCameraStream) -> np.ndarray:
+    wait_for(lambda: stream.latest() is not None, 30.0, f"a frame from {stream.source}")
+    return stream.latest()
 
 
 @contextmanager

@@ -34,7 +34,6 @@ class PandaPickEnv(PickTask, PandaEnv):
 
     def __init__(self, cfg: PandaPickConfig, num_envs: int, seed: int | None = None) -> None:
         super().__init__(cfg, num_envs, seed)
-        self._step_progress = np.zeros(num_envs)
         self._phi = self._step_progress  # phi(s') of the ``progress`` reward: the progress, plus any noise
         self._potential = np.zeros(num_envs)  # phi(s) of the ``progress`` reward; 0 at an episode's start
 
@@ -48,13 +47,11 @@ class PandaPickEnv(PickTask, PandaEnv):
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(actions)
-        info["progress"] = self._step_progress
         self._potential = np.where(terminated | truncated, 0.0, self._phi)
         return obs, reward, terminated, truncated, info
 
     def _after_physics(self) -> None:
-        # Taken before auto-reset, so an ended episode reports the progress of its last state.
-        self._step_progress = self.progress()
+        super()._after_physics()
         self._phi = self._step_progress
         noise = self.cfg.rewards.progress_noise
         if self.cfg.reward == "progress" and noise > 0:

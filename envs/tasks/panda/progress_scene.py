@@ -41,18 +41,9 @@ class RolloutPickEnv(PandaPickEnv):
 class PandaMixedPickPolicy(MixedPickPolicy):
     """``MixedPickPolicy`` around the Panda's scripted pick (end-effector moves)."""
 
+    scripted_policy = ScriptedPickPolicy
+    cube_pos = _OBS["cube_pos"]
     miss_radius = (0.035, 0.06)
-
-    def __init__(
-        self,
-        env: PandaPickEnv,
-        kinds: list[str],
-        noise: tuple[float, float],
-        rng: np.random.Generator,
-        learned: RolloutPolicy | None = None,
-    ) -> None:
-        scripted = ScriptedPickPolicy.for_env(env, seed=int(rng.integers(1 << 31)))
-        super().__init__(scripted, env.action_dim, _OBS["cube_pos"], kinds, noise, rng, learned)
 
     def _put_down(self, state: np.ndarray) -> np.ndarray:
         lowered = state[:, _OBS["cube_pos"]][:, 2] < 0.03

@@ -11,11 +11,8 @@ SO-101 holds the cube with its tip at the cube and the jaw closed on it, 0.27-0.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from striata.envs.backend import Obs
 from striata.envs.tasks.so101.config import PICK_OBS_TERMS, So101PickConfig
 from striata.envs.tasks.so101.env import So101Env
 from striata.envs.tasks.so101.scene import CUBE, CUBE_HALF_SIZE
@@ -31,25 +28,12 @@ class So101PickEnv(PickTask, So101Env):
     cube_half_size = CUBE_HALF_SIZE
     cfg: So101PickConfig
 
-    def __init__(self, cfg: So101PickConfig, num_envs: int, seed: int | None = None) -> None:
-        super().__init__(cfg, num_envs, seed)
-        self._step_progress = np.zeros(num_envs)
-
     def progress(self) -> np.ndarray:
         """Ground-truth task progress [N] in [0, 1] (``pick_progress``)."""
         distance = np.linalg.norm(self.cube_pos - self.ee_pos, axis=1)
         angle = self.joint_pos[:, -1]
         held = (distance < GRASP_DISTANCE) & (angle > GRASP_ANGLE[0]) & (angle < GRASP_ANGLE[1])
         return pick_progress(distance, held, self.cube_lift() / self.cfg.lift_height, self._success())
-
-    def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(actions)
-        info["progress"] = self._step_progress
-        return obs, reward, terminated, truncated, info
-
-    def _after_physics(self) -> None:
-        # Taken before auto-reset, so an ended episode reports the progress of its last state.
-        self._step_progress = self.progress()
 
     def _state(self) -> np.ndarray:
         tip = self.ee_pos

@@ -14,8 +14,12 @@ reaching value, so put-downs and drops read as regressions. What "holding" means
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import Any
+
 import numpy as np
 
+from striata.envs.backend import Obs
 from striata.envs.rotations import quat_from_euler_xyz
 from striata.envs.tasks.tabletop.config import ArmTaskConfig
 from striata.envs.tasks.tabletop.env import TabletopArmEnv
@@ -36,7 +40,8 @@ def pick_progress(
 
 
 class PickTask(TabletopArmEnv):
-    """The pick's cube, success and dense reward; ``class XPickEnv(PickTask, XEnv)`` adds the robot.
+    """The pick's cube, success, dense reward and ground-truth progress (``info["progress"]``);
+    ``class XPickEnv(PickTask, XEnv)`` adds the robot and its ``progress()``.
 
     Its config is the robot's task config plus ``cube_x``, ``cube_y`` and ``cube_yaw`` (the spawn
     ranges), ``lift_height`` (m) and ``rewards`` (``PickRewardConfig``).
@@ -51,6 +56,20 @@ class PickTask(TabletopArmEnv):
         self._cube_pos = slice(adr, adr + 3)
         self._cube_quat = slice(adr + 3, adr + 7)
         self.cube_start = np.zeros((num_envs, 3))
+        self._step_progress = np.zeros(num_envs)
+
+    @abstractmethod
+    def progress(self) -> np.ndarray:
+        """Ground-truth task progress [N] in [0, 1] (``pick_progress``, with the robot's holding rule)."""
+
+    def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["progress"] = self._step_progress
+        return obs, reward, terminated, truncated, info
+
+    def _after_physics(self) -> None:
+        # Taken before auto-reset, so an ended episode reports the progress of its last state.
+        self._step_progress = self.progress()
 
     @property
     def cube_pos(self) -> np.ndarray:

@@ -13,6 +13,7 @@ robot says how a put-down moves its arm (``_put_down``) and how far beside the c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -24,6 +25,19 @@ KINDS = ("scripted", "drop", "put_down", "miss", "stall", "random", "learned")
 BOUNDARY_M = 0.01  # boundary frames: cube lift within this of the task's success lift
 
 
+class ScriptedPick(Protocol):
+    """A robot's scripted pick (``PickPhases``), built for an env."""
+
+    phase: np.ndarray
+
+    @classmethod
+    def for_env(cls, env: Any, noise: float = 0.0, seed: int | None = None) -> Self: ...
+
+    def reset(self) -> None: ...
+
+    def __call__(self, state: np.ndarray) -> np.ndarray: ...
+
+
 def near_success(env: PickTask) -> np.ndarray:
     """bool [N]: the envs whose cube lift is within ``BOUNDARY_M`` of the task's success lift."""
     return np.abs(env.cube_lift() - env.cfg.lift_height) < BOUNDARY_M
@@ -32,32 +46,31 @@ def near_success(env: PickTask) -> np.ndarray:
 class MixedPickPolicy(ABC):
     """One behaviour per env (``kinds[i]``), vectorised over the batched env's N envs."""
 
+    scripted_policy: type[ScriptedPick]  # the robot's scripted pick
+    cube_pos: slice  # columns of the cube's position in the robot's state observation
     miss_radius: tuple[float, float]  # m: how far beside the cube a miss aims
 
     def __init__(
         self,
-        scripted: PickPhases,
-        action_dim: int,
-        cube_pos: slice,
+        env: PickTask,
         kinds: list[str],
         noise: tuple[float, float],
         rng: np.random.Generator,
         learned: RolloutPolicy | None = None,
     ) -> None:
         unknown = set(kinds) - set(KINDS)
-        if unknown or len(kinds) != scripted.num_envs:
-            raise ValueError(f"kinds: need {scripted.num_envs} of {KINDS}, got {kinds}")
+        if unknown or len(kinds) != env.num_envs:
+            raise ValueError(f"kinds: need {env.num_envs} of {KINDS}, got {kinds}")
         if "learned" in kinds and learned is None:
             raise ValueError("kinds: 'learned' envs need a learned policy")
-        self.scripted = scripted
         self.learned = learned
         self.kinds = np.array(kinds)
         self.rng = rng
-        self.num_envs = scripted.num_envs
-        self.action_dim = action_dim
-        self.arm = action_dim - 1
-        self.cube_pos = cube_pos
+        self.num_envs = env.num_envs
+        self.action_dim = env.action_dim
+        self.arm = env.action_dim - 1
         self.noise_range = noise
+        self.scripted = self.scripted_policy.for_env(env, seed=int(rng.integers(1 << 31)))
         self.reset()
 
     def reset(self) -> None:
