@@ -165,6 +165,7 @@ class BridgeServer:
             backend.brake_accel,
             backend.self_collision,
             backend.gain_limits,
+            backend.applies_gains,
         )
         self.num_joints = len(backend.joint_names)
         self.stats = BridgeStats()

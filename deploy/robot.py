@@ -53,6 +53,9 @@ class RobotBackend(Protocol):
     brake_accel: np.ndarray | None  # [J] rad/s^2 its motors surely brake each joint at; None: unknown
     self_collision: SelfCollision | None  # how deep a posture presses it into itself; None: no model
     gain_limits: GainLimits | None  # the gains a simulated robot's model and timestep hold; None: real
+    # True: the robot runs the PD law with the command's kp, kd and tau_ff (the G1's motor drivers, the
+    # sim). False: position servos take the target alone and bound their own torque (deploy/ARMS.md).
+    applies_gains: bool
 
     def read_state(self) -> RobotState: ...
 

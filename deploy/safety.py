@@ -5,13 +5,19 @@ low-level tick:
 
 - watchdog: no command for ``watchdog_s`` (100 ms) -> damping (kp 0, kd ``damping_kd``);
 - e-stop: latched damping until released (``clear_estop``) or the bridge restarts;
-- soft joint limits: targets clamped into the model's range shrunk by ``soft_limit_factor``;
+- soft joint limits: targets clamped into the model's range shrunk by ``soft_limit_factor``, each end at
+  most ``max_soft_margin`` inside the model's (the joint's stop): a wider margin only costs range, since
+  a limb the robot's own weight presses outward (a fallen G1's hip, a standing one's knee) goes on to the
+  stop whatever the motor does;
 - per-tick target change limit: a target moves at most ``max_target_step`` rad per tick from the
   last applied one (starting from the measured position), so a jump becomes a ramp;
 - gains clipped to ``max_kp`` / ``max_kd``;
 - speed: velocity targets clipped to ``velocity_limit_factor`` of the model's joint velocity limits;
 - torque limit: ``tau_ff`` clipped to ``torque_limit_factor x effort``, then the target clamped so the
-  PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state;
+  PD torque ``kp (q* - q) + kd (dq* - dq) + tau_ff`` stays inside the same limit at the current state
+  (where the robot applies the command's gains: position servos, ``applies_gains=False``, bound their
+  own torque, and their model gains, the SO-101's kp ~1000 against 2.9 N m, would hold a target within
+  3 mrad of where the joint is and crawl);
 - torque ramp: feed-forward torque grows by at most ``max_torque_step`` of the effort limit per tick
   (it may fall to zero at once): one tick of full effort on every joint flings a light limb, or a
   fallen G1's leg, at 5-10 rad/s before any bound below can see its speed;
@@ -67,6 +73,9 @@ class SafetyConfig(BaseModel):
     watchdog_s: float = Field(default=0.1, gt=0, description="no command for this long -> damping")
     damping_kd: float = Field(default=5.0, ge=0, description="N m s/rad on every joint while damping")
     soft_limit_factor: float = Field(default=0.95, gt=0, le=1, description="share of the joint range allowed")
+    max_soft_margin: float = Field(
+        default=0.04, ge=0, description="rad: the most a soft limit stands inside the model's joint range"
+    )
     max_target_step: float = Field(default=0.05, gt=0, description="rad a target may move per low-level tick")
     max_kp: float = Field(default=500.0, ge=0)
     max_kd: float = Field(default=50.0, ge=0)
@@ -112,17 +121,20 @@ class SafetyFilter:
         brake_accel: np.ndarray | None = None,
         self_collision: SelfCollision | None = None,
         gain_limits: GainLimits | None = None,
+        applies_gains: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.applies_gains = applies_gains
         self.self_collision = self_collision
         self.period = control_period_s
         # Per joint: the config's braking rate, or less where the robot model says its motor cannot.
         self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
         if brake_accel is not None:
             self.brake_accel = np.minimum(self.brake_accel, brake_accel)
-        mid = joint_limits.mean(axis=1)
-        half = (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * cfg.soft_limit_factor
-        self.lower, self.upper = mid - half, mid + half
+        margin = np.minimum(
+            (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * (1 - cfg.soft_limit_factor), cfg.max_soft_margin
+        )
+        self.lower, self.upper = joint_limits[:, 0] + margin, joint_limits[:, 1] - margin
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self.wall_kp = np.minimum(self.torque_limit / cfg.wall_depth, cfg.wall_max_kp)
@@ -186,13 +198,14 @@ class SafetyFilter:
         grow = limit * self.cfg.max_torque_step
         last = self._last_tau_ff
         tau_ff = np.clip(tau_ff, np.minimum(last - grow, 0.0), np.maximum(last + grow, 0.0))
-        rest = kd * (dq_target - dq) + tau_ff
-        # Where kp > 0 the target alone decides the remaining torque headroom around q.
-        stiff = kp > 1e-9
-        safe_kp = np.where(stiff, kp, 1.0)
-        low = np.where(stiff, q + (-limit - rest) / safe_kp, -np.inf)
-        high = np.where(stiff, q + (limit - rest) / safe_kp, np.inf)
-        target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
+        if self.applies_gains:
+            rest = kd * (dq_target - dq) + tau_ff
+            # Where kp > 0 the target alone decides the remaining torque headroom around q.
+            stiff = kp > 1e-9
+            safe_kp = np.where(stiff, kp, 1.0)
+            low = np.where(stiff, q + (-limit - rest) / safe_kp, -np.inf)
+            high = np.where(stiff, q + (limit - rest) / safe_kp, np.inf)
+            target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
         target = np.clip(target, self.lower, self.upper)
         # Too fast toward a soft limit to stop before it, or past it: this joint brakes, whatever was asked.
         braking = (dq >= up_speed) | (-dq >= down_speed)

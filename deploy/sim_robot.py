@@ -28,6 +28,7 @@ from striata.deploy.gain_stability import braking_deceleration, gain_limits
 from striata.deploy.robot import JointCommand, RobotState
 from striata.deploy.self_collision import SelfCollision
 
+CONTROL_PERIOD_S = 0.002  # the bridge's tick, and so the physics step (500 Hz)
 SUPPORTED_PHASES = ("zero_torque", "interpolate")
 SUPPORT_HEIGHT = 0.80  # pelvis height the band holds (m): straight legs just touch the floor
 SUPPORT_POS_GAINS = (2000.0, 100.0)  # N/m, N s/m
@@ -38,7 +39,9 @@ VIEWER_PERIOD_S = 1 / 60
 class SimRobot:
     """``RobotBackend`` over one MuJoCo model stepped at ``control_period_s``."""
 
-    def __init__(self, robot: str = "g1", control_period_s: float = 0.002, viewer: bool = False) -> None:
+    def __init__(
+        self, robot: str = "g1", control_period_s: float = CONTROL_PERIOD_S, viewer: bool = False
+    ) -> None:
         if robot == "g1":
             from striata.deploy.unitree.g1_model import g1_self_collision
             from striata.envs.robots.g1 import G1, G1_DEFAULT_ROOT_HEIGHT
@@ -64,6 +67,7 @@ class SimRobot:
         else:
             raise ValueError(f"robot {robot!r}: allowed: g1, panda")
         self.robot = robot
+        self.applies_gains = True  # torque motors: the PD law runs here, with the command's gains
         self.joint_names = list(config.joint_names)
         self.control_period_s = control_period_s
         model = self.model

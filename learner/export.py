@@ -74,6 +74,9 @@ class PolicyMetadata(BaseModel):
     joint_limits: list[list[float]] | None = None  # [lower, upper] per joint: where targets are clipped
     gripper_open: float | None = None  # joint_delta_gripper_target: the gripper's target at command -1
     control_dt: float
+    # The physics step the policy trained at (s): `striata eval` simulates at it. A tracking policy is
+    # tuned to its step's contact and PD dynamics (one trained at 5 ms fell at 2 ms). None: not recorded.
+    physics_dt: float | None = None
     observation_names: list[str]
     observation_sizes: list[int]
     obs_dim: int

@@ -133,10 +133,10 @@ class SAC:
         if not self.cfg.cameras:
             return state
         pad = self.cfg.image_pad if augment else 0
-        # uint8 to the device (4x fewer bytes than float), float and shifted there.
+        # uint8 to the device and shifted there (4x fewer bytes than float), then float.
         frames = {
-            name: random_shift(
-                frames_to_float(torch.as_tensor(obs[name], device=self.device)), pad, self.generator
+            name: frames_to_float(
+                random_shift(torch.as_tensor(obs[name], device=self.device), pad, self.generator)
             )
             for name in self.cfg.cameras
         }
@@ -198,8 +198,9 @@ class SAC:
             nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         optimizer.step()
 
-    def critic_loss(self, b: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The critics' TD loss on a batch of ``_tensors`` and their Q [E, B]."""
+    def critic_loss(self, b: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The critics' TD loss on a batch of ``_tensors``, their Q [E, B] and the networks' input of
+        ``obs`` detached (the actor step reuses it rather than run the encoder again)."""
         cfg = self.cfg
         with torch.no_grad():
             # The next action comes from the actor on the online encoder's features, its value from
@@ -215,24 +216,32 @@ class SAC:
                 next_q = next_q - self.log_alpha.exp() * next_log_prob
             target = b["rewards"] + cfg.gamma * b["not_done"] * next_q
         # The encoder's features are not detached here: the critic loss is what trains the encoder.
-        q = self.critic(self._input(b["obs"], self.encoder), b["actions"])
+        x = self._input(b["obs"], self.encoder)
+        q = self.critic(x, b["actions"])
         # Each member regresses on the shared target; summing member losses keeps each member's
         # gradient independent of the ensemble size.
-        return (q - target).square().mean(dim=1).sum(), q
+        return (q - target).square().mean(dim=1).sum(), q, x.detach()
 
-    def _critic_step(self, b: dict[str, Any]) -> dict[str, float]:
-        loss, q = self.critic_loss(b)
+    def _critic_step(self, b: dict[str, Any]) -> tuple[dict[str, float], torch.Tensor]:
+        loss, q, x = self.critic_loss(b)
         self._step(self.critic_optimizer, loss, self._critic_params)
         _polyak(self.target_critic, self.critic, self.cfg.tau)
         if self.target_encoder is not None and self.encoder is not None:
             _polyak(self.target_encoder, self.encoder, self.cfg.tau)
-        return {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+        return {"critic_loss": loss.item(), "q_mean": q.mean().item()}, x
 
-    def actor_loss(self, b: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The actor's loss on a batch of ``_tensors`` and the log-probabilities [B] of its actions."""
-        # Detached features: the actor's loss must not move the encoder, which the critics read.
-        with torch.no_grad():
+    def actor_loss(
+        self, b: dict[str, Any], x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's loss on a batch of ``_tensors`` and the log-probabilities [B] of its actions.
+
+        ``x``: the networks' input of ``b["obs"]`` when the caller has it (the critic step's, whose
+        encoder is one optimiser step older: on a CPU the encoder pass is most of an update's cost).
+        """
+        if x is None:
             x = self._input(b["obs"], self.encoder)
+        # Detached features: the actor's loss must not move the encoder, which the critics read.
+        x = x.detach()
         actions, log_prob = self.actor(x, noise=self._noise(b["actions"].shape))
         # RLPD's actor maximises the mean over the ensemble (the min is for targets only). The critic
         # is frozen meanwhile: its gradients would be wasted work (the next critic step zeroes them).
@@ -241,8 +250,8 @@ class SAC:
         self.critic.requires_grad_(True)
         return (self.log_alpha.exp().detach() * log_prob - q).mean(), log_prob
 
-    def _actor_step(self, b: dict[str, Any]) -> dict[str, float]:
-        actor_loss, log_prob = self.actor_loss(b)
+    def _actor_step(self, b: dict[str, Any], x: torch.Tensor) -> dict[str, float]:
+        actor_loss, log_prob = self.actor_loss(b, x)
         self._step(self.actor_optimizer, actor_loss, list(self.actor.parameters()))
         temperature_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self._step(self.temperature_optimizer, temperature_loss, None)
@@ -258,9 +267,10 @@ class SAC:
         critic: dict[str, float] = {"critic_loss": 0.0, "q_mean": 0.0}
         for _ in range(self.cfg.utd_ratio):
             batch = self._tensors(self.sample_batch(online, demo))
-            for key, value in self._critic_step(batch).items():
+            step, x = self._critic_step(batch)
+            for key, value in step.items():
                 critic[key] += value / self.cfg.utd_ratio
-        metrics = {**critic, **self._actor_step(batch)}
+        metrics = {**critic, **self._actor_step(batch, x)}
         self.version += 1
         metrics.update(
             online_size=float(len(online)),

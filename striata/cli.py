@@ -227,7 +227,10 @@ def demos(
 @app.command("eval")
 def eval_command(
     policy: Annotated[
-        Path, typer.Argument(help="exported tracking policy (.onnx, its .motion.npz beside it)")
+        Path,
+        typer.Argument(
+            help="exported tracking policy (.onnx, its .motion.npz beside it), or so101_pick with --twin"
+        ),
     ],
     episodes: Annotated[int, typer.Option(min=1, help="episodes, all from the clip's first frame")] = 16,
     clip: Annotated[
@@ -244,9 +247,24 @@ def eval_command(
             help="each episode a real-time deployment: striata bridge sim + striata deploy, from standing"
         ),
     ] = False,
+    physics_dt: Annotated[
+        float | None,
+        typer.Option(help="simulate at this physics step (s) instead of the one the policy trained at"),
+    ] = None,
+    from_standing: Annotated[
+        bool, typer.Option(help="start standing on the default pose, as a deployment does")
+    ] = False,
+    twin: Annotated[
+        bool,
+        typer.Option(
+            help="so101_pick: each episode a deployment on the SO-101 twin (bridge arm + deploy, its "
+            "cameras); counts the episodes that lift the cube"
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print only the JSON figures")] = False,
 ) -> None:
-    """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise."""
+    """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise.
+    With --twin: does a SO-101 pick policy lift the cube on the twin?"""
     from striata.evaluate import EvalError, evaluate_policy
     from striata.learner.export import PolicyArtifactError
 
@@ -255,16 +273,24 @@ def eval_command(
             raise EvalError(f"policy: no such file {policy}")
         with step_progress(console, disable=json_output) as progress:
             bar = progress.add_task(f"eval {policy.name} x{episodes}", total=None)
-            figures = evaluate_policy(
-                policy,
-                episodes,
-                clip,
-                fps,
-                seed,
-                on_step=lambda done, total: progress.update(bar, completed=done, total=total),
-                video=video,
-                sim_bridge=sim_bridge,
-            )
+            show = lambda done, total: progress.update(bar, completed=done, total=total)  # noqa: E731
+            if twin:
+                from striata.twin_eval import evaluate_on_twin
+
+                figures = evaluate_on_twin(policy, episodes, seed, show)
+            else:
+                figures = evaluate_policy(
+                    policy,
+                    episodes,
+                    clip,
+                    fps,
+                    seed,
+                    on_step=show,
+                    video=video,
+                    sim_bridge=sim_bridge,
+                    physics_dt=physics_dt,
+                    from_standing=from_standing,
+                )
     print(json.dumps(figures, indent=None if json_output else 2))
 
 

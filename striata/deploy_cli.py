@@ -181,6 +181,7 @@ def export_run(
         task=config.task,
         algorithm=config.algo,
         control_dt=float(env.step_dt),
+        physics_dt=float(env.model.opt.timestep),
         observation_names=[name for name, _ in terms],
         observation_sizes=[int(size) for _, size in terms],
         obs_dim=int(state.shape[1]),

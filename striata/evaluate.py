@@ -65,10 +65,15 @@ def clip_source(policy: Path, metadata: PolicyMetadata, clip: str | None) -> str
 
 
 def eval_config(
-    policy: Path, clip: str | None = None, fps: float | None = None
+    policy: Path,
+    clip: str | None = None,
+    fps: float | None = None,
+    physics_dt: float | None = None,
+    from_standing: bool = False,
 ) -> tuple[PolicyMetadata, G1TrackingConfig, str]:
     """The policy's metadata, the task config its evaluation runs (first frame, no pushes, no noise, its
-    observation layout) and the clip's source."""
+    observation layout, the physics step it trained at unless ``physics_dt`` says another; with
+    ``from_standing`` the robot starts standing on its default pose, as deployed) and the clip's source."""
     metadata = read_metadata(policy)
     if not metadata.task.startswith("g1_tracking"):
         raise EvalError(f"{policy}: task {metadata.task!r}: striata eval measures tracking policies")
@@ -80,15 +85,28 @@ def eval_config(
         metadata.task,
         {
             "motion": motion,
-            "sampling": {"first_frame": True},
+            "sampling": {"first_frame": True, "standing_start": 1.0 if from_standing else 0.0},
             "randomization": {"enabled": False},
             "observation_noise": {"enabled": False},
             "episode_length_s": STAND_EPISODE_S if source == STAND_MOTION else EVAL_EPISODE_S,
             "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
+            **_physics(metadata, physics_dt),
         },
     )
     assert isinstance(config, G1TrackingConfig)
     return metadata, config, source
+
+
+def _physics(metadata: PolicyMetadata, physics_dt: float | None) -> dict[str, Any]:
+    """The task settings of the physics step: ``physics_dt``, else the policy's own (older exports did
+    not record it: the task's default)."""
+    step = physics_dt if physics_dt is not None else metadata.physics_dt
+    if step is None:
+        return {}
+    decimation = round(metadata.control_dt / step)
+    if step <= 0 or decimation < 1 or abs(decimation * step - metadata.control_dt) > 1e-9:
+        raise EvalError(f"physics_dt: {step} s does not divide the policy's step of {metadata.control_dt} s")
+    return {"physics_dt": step, "decimation": decimation}
 
 
 def evaluate_policy(
@@ -100,6 +118,8 @@ def evaluate_policy(
     on_step: Callable[[int, int], None] | None = None,
     video: Path | None = None,
     sim_bridge: bool = False,
+    physics_dt: float | None = None,
+    from_standing: bool = False,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
 
@@ -107,23 +127,36 @@ def evaluate_policy(
     ``on_step(done, total)`` sees the progress in env steps of the longest episode (in episodes with
     ``sim_bridge``). With ``video``, the first episode is rendered there with its reference beside it
     as a ghost (``eval_video``). With ``sim_bridge`` each episode is a deployment through `striata
-    bridge sim` and `striata deploy` instead (``sim2sim``), in real time."""
+    bridge sim` and `striata deploy` instead (``sim2sim``), in real time. ``physics_dt`` simulates the
+    env at another step than the policy trained at (the sim bridge's G1 steps at its tick, 2 ms);
+    ``from_standing`` starts each env episode as the sim bridge's do, standing on the default pose."""
     if episodes < 1:
         raise EvalError(f"episodes: must be >= 1, got {episodes}")
-    metadata, config, source = eval_config(policy, clip, fps)
+    metadata, config, source = eval_config(policy, clip, fps, physics_dt, from_standing)
     about = {
         "policy": str(policy),
         "task": metadata.task,
         "clip": metadata.motion_source or source,
         "segment_s": metadata.motion_segment_s,
         "episodes": episodes,
+        "trained_physics_dt": metadata.physics_dt,
     }
     if sim_bridge:
+        from striata.deploy.sim_robot import CONTROL_PERIOD_S
         from striata.sim2sim import evaluate_on_sim_bridge
 
         if video is not None:
             raise EvalError("video: rendered from the training env only; leave out --sim-bridge or --video")
-        return {**about, **evaluate_on_sim_bridge(policy, clip, episodes, on_step)}
+        if from_standing:
+            raise EvalError("from_standing: the sim bridge's episodes always start standing; leave it out")
+        if physics_dt is not None:
+            raise EvalError(f"physics_dt: the sim bridge's G1 steps at its tick, {CONTROL_PERIOD_S} s")
+        return {
+            **about,
+            "physics_dt": CONTROL_PERIOD_S,
+            **evaluate_on_sim_bridge(policy, clip, episodes, on_step),
+        }
+    about.update(physics_dt=config.physics_dt, from_standing=from_standing)
     env = make_env(metadata.task, num_envs=episodes, seed=seed, config=config)
     terms = [(name, int(size)) for name, size in env.observation_terms]
     expected = list(zip(metadata.observation_names, metadata.observation_sizes, strict=True))

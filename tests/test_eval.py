@@ -25,6 +25,8 @@ def test_the_standing_policy_stands_through_its_evaluation() -> None:
     assert figures["reached_end"] == 1.0 and figures["episode_s"] > 19.9
     assert 0.0 < figures["body_pos_error_m"] < 0.1
     assert 0.0 < figures["joint_error_rad"] < 0.2 and 0.0 <= figures["anchor_ori_error_rad"] < 0.2
+    # An export that predates physics_dt in the metadata runs at the task's step.
+    assert figures["trained_physics_dt"] is None and figures["physics_dt"] == 0.005
 
 
 def test_the_shipped_tracking_policy_tracks_the_whole_jazzwalk_clip() -> None:
@@ -38,6 +40,15 @@ def test_the_shipped_tracking_policy_tracks_the_whole_jazzwalk_clip() -> None:
     assert figures["clip"] == "motions/J_ShortDance16_JazzWalk.csv" and figures["segment_s"] == [0.0, 10.62]
     assert figures["reached_end"] >= 0.9 and figures["episode_s"] > 10.5
     assert figures["body_pos_error_m"] <= 0.10
+
+
+def test_a_physics_step_that_does_not_divide_the_policy_step_is_refused() -> None:
+    args = ["eval", str(DATA / "g1_stand.onnx"), "--clip", "builtin:stand", "--episodes", "1"]
+    result = CliRunner().invoke(app, [*args, "--physics-dt", "0.003"])
+    assert result.exit_code == 2
+    assert "physics_dt: 0.003 s does not divide the policy's step of 0.02 s" in result.stderr
+    bridged = CliRunner().invoke(app, [*args, "--sim-bridge", "--physics-dt", "0.002"])
+    assert bridged.exit_code == 2 and "physics_dt: the sim bridge's G1 steps at its tick" in bridged.stderr
 
 
 def test_an_export_without_its_clip_is_refused_with_what_to_do(tmp_path: Path) -> None:

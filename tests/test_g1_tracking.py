@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from striata.envs import ActionError, make_config, make_env
 from striata.envs.robots.actuators import set_actuator_gains
 from striata.envs.robots.g1 import END_EFFECTOR_BODIES, G1, G1_DEFAULT_ROOT_HEIGHT, TRACKED_BODIES
+from striata.envs.rotations import yaw_angle
 from striata.envs.tasks.g1_tracking.config import SamplingConfig
 from striata.envs.tasks.g1_tracking.env import build_g1_scene
 from striata.envs.tasks.g1_tracking.observations import POLICY_DIM
@@ -128,6 +129,23 @@ def test_driving_the_robot_along_the_reference_tracks_it_perfectly():
         np.testing.assert_allclose(obs[:, 61:67], np.tile([1, 0, 0, 1, 0, 0], (4, 1)), atol=1e-5)
         env.step(zeros)
     assert np.mean(rewards) > 0.95 * best
+
+
+def test_standing_starts_put_the_g1_still_on_its_default_pose_at_the_first_frame():
+    env = make_env("g1_tracking", num_envs=64, seed=6, sampling={"standing_start": 0.5}, **DETERMINISTIC)
+    env.reset()
+    standing = np.all(np.isclose(env.qpos[:, env.mdp.joint_qpos_adr], G1.default_pos), axis=1)
+    assert 16 < standing.sum() < 48  # about half of 64
+    assert (env.frame_index[standing] == 0).all()
+    assert np.allclose(env.qpos[standing, 2], G1_DEFAULT_ROOT_HEIGHT) and not env.qvel[standing].any()
+    ref_pos, ref_quat = env.mdp.motion.qpos[0, :2], env.mdp.motion.qpos[0, 3:7]
+    assert np.allclose(env.qpos[standing, :2], ref_pos)
+    # Upright, facing where the reference's first frame faces.
+    quat = env.qpos[standing, 3:7]
+    assert np.allclose(quat[:, 1:3], 0.0)
+    assert np.allclose(2 * np.arctan2(quat[:, 3], quat[:, 0]), yaw_angle(ref_quat), atol=1e-9)
+    moving = ~standing
+    assert not np.allclose(env.qpos[moving][:, env.mdp.joint_qpos_adr], G1.default_pos)
 
 
 def test_termination_fires_when_the_g1_falls():

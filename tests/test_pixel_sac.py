@@ -155,7 +155,7 @@ def test_the_actor_loss_leaves_the_encoder_alone_and_the_critic_loss_trains_it()
     actor_loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in sac.encoder.parameters())
     assert all(p.grad is not None and p.grad.any() for p in sac.actor.parameters())
-    critic_loss, _ = sac.critic_loss(batch)
+    critic_loss, _, _ = sac.critic_loss(batch)
     critic_loss.backward()
     assert all(p.grad is not None and p.grad.any() for p in sac.encoder.parameters())
     assert all(p.grad is None for p in sac.target_encoder.parameters())
@@ -163,9 +163,9 @@ def test_the_actor_loss_leaves_the_encoder_alone_and_the_critic_loss_trains_it()
 
 def test_random_shift_moves_each_frame_by_at_most_pad_pixels_and_differently() -> None:
     pad, size = 4, 16
-    x = torch.rand(32, 3, size, size) * 255
-    shifted = random_shift(x, pad, torch.Generator().manual_seed(0))
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    x = torch.randint(0, 256, (32, size, size, 3), dtype=torch.uint8)
+    shifted = random_shift(x, pad, torch.Generator().manual_seed(0)).permute(0, 3, 1, 2)
+    padded = F.pad(x.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate").to(torch.uint8)
     offsets = []
     for i in range(len(x)):
         # The crop of the padded frame it equals: offset (pad, pad) is the frame itself.

@@ -31,6 +31,7 @@ class ArmBackend:
         self.brake_accel = None  # no model of the arm's links here: the bridge's configured rate applies
         self.self_collision = None
         self.gain_limits = None  # a real arm
+        self.applies_gains = False
         self._q = arm.read_positions()
         self._torque: bool | None = None
 

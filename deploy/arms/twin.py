@@ -38,7 +38,7 @@ from striata.deploy.arms.feetech import (
 )
 from striata.deploy.arms.sts_bus import StsBus
 from striata.envs.robots.so101 import SO101
-from striata.envs.tasks.so101.scene import CUBE, build_scene
+from striata.envs.tasks.so101.scene import CUBE, CUBE_HALF_SIZE, build_scene
 
 PHYSICS_DT = 0.002  # s: the so101 tasks' physics step
 # Steps run at once to catch up with the wall clock; a machine slower than that runs the twin slower
@@ -96,6 +96,17 @@ class So101Twin(StsBus):
             self._apply_registers()
             self._publish()
             self._wall0, self._sim0 = time.monotonic(), self.data.time
+
+    def place_cube(self, x: float, y: float, yaw: float = 0.0) -> None:
+        """Put the cube at rest on the table at (``x``, ``y``) (m, world frame), turned ``yaw`` about z."""
+        if not self._cube:
+            raise ValueError("cube: this twin was built without one (cube=False)")
+        adr = self.model.joint(CUBE).qposadr[0]
+        dof = self.model.joint(CUBE).dofadr[0]
+        with self.lock:
+            self.data.qpos[adr : adr + 7] = (x, y, CUBE_HALF_SIZE, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+            self.data.qvel[dof : dof + 6] = 0.0
+            mujoco.mj_forward(self.model, self.data)
 
     def joint_positions(self) -> np.ndarray:
         """Simulated joint angles (rad) in the config's joint order."""

@@ -75,6 +75,7 @@ class UnitreeG1Backend:
     """A RobotBackend for the Unitree G1 29-DoF over its low-level DDS topics."""
 
     control_period_s = G1_CONTROL_PERIOD_S
+    applies_gains = True
 
     def __init__(
         self,

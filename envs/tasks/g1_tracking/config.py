@@ -173,6 +173,13 @@ class SamplingConfig(StrictModel):
     first_frame: bool = Field(
         default=False, description="every episode starts at the clip's first frame (evaluation)"
     )
+    standing_start: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of episodes that start as a deployment does: the clip's first frame, with the "
+        "robot standing still on its default pose where and as the reference faces",
+    )
     bin_s: float = Field(default=1.0, gt=0)
     kernel_size: int = Field(default=1, ge=1)
     kernel_lambda: float = Field(default=0.8, gt=0)

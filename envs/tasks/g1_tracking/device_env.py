@@ -151,7 +151,10 @@ class G1TrackingDeviceEnv:
         """Put the ``done`` envs at a sampled reference frame (all envs are drawn for, none waits)."""
         n = self.num_envs
         frames = self.sampler.sample(n)
-        qpos, qvel = self.mdp.reset_state(frames, self.rng)
+        standing = self.mdp.standing_starts(self.rng, n)
+        if standing is not None:
+            frames = torch.where(standing, 0, frames)
+        qpos, qvel = self.mdp.reset_state(frames, self.rng, standing)
         rand = self.cfg.randomization
         if rand.enabled:
             zero = torch.zeros(n, device=self.device)

@@ -111,8 +111,12 @@ class G1TrackingEnv(BatchedEnv):
         if len(failed):
             self.sampler.record_failures(self.frame_index[failed])
         self._last_terminated[ids] = False
-        self.frame_index[ids] = self.sampler.sample(len(ids))
-        self.qpos[ids], self.qvel[ids] = self.mdp.reset_state(self.frame_index[ids], self.rng)
+        frames = self.sampler.sample(len(ids))
+        standing = self.mdp.standing_starts(self.rng, len(ids))
+        if standing is not None:
+            frames[standing] = 0
+        self.frame_index[ids] = frames
+        self.qpos[ids], self.qvel[ids] = self.mdp.reset_state(frames, self.rng, standing)
         rand = self.cfg.randomization
         if rand.enabled:
             self.next_push[ids] = events.next_push_times(self.rng, np.zeros(len(ids)), rand)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from striata.envs.arrays import Array, Rng, namespace
+from striata.envs.arrays import Array, Rng, namespace, uniform
 from striata.envs.assets import resolve_data_file
 from striata.envs.motion import MotionReference, build_reference, constant_pose_motion, load_reference
 from striata.envs.robots.g1 import (
@@ -32,7 +32,7 @@ from striata.envs.robots.g1 import (
     G1_DEFAULT_ROOT_HEIGHT,
     TRACKED_BODIES,
 )
-from striata.envs.rotations import quat_apply_inverse, quat_to_matrix
+from striata.envs.rotations import quat_apply_inverse, quat_to_matrix, yaw_angle
 from striata.envs.tasks.g1_tracking import events, observations, rewards, terminations
 from striata.envs.tasks.g1_tracking.config import STAND_MOTION, G1TrackingConfig
 from striata.envs.tasks.g1_tracking.frame import TrackingFrame
@@ -150,6 +150,7 @@ class TrackingMDP:
     soft_lower: Array  # [J]
     soft_upper: Array  # [J]
     body_weights: Array  # [B], summing to 1
+    standing_qpos: Array  # [nq] the deployed start: default pose, standing, at the first frame's place
     reset_noise: Array  # half-widths of the reset noise (events.reset_noise_scales)
     obs_noise: Array | None  # half-widths of the policy observation noise; None when off
     frames_per_bin: int
@@ -172,6 +173,7 @@ class TrackingMDP:
             raise ValueError("keypoint_weights: at least one tracked body needs a positive weight")
         first = model.sensor(f"track_linvel_{TRACKED_BODIES[0]}").adr[0]
         layout = observations.policy_term_layout(cfg.state_estimation)
+        motion = MotionTables.build(reference, model, joint_qpos_adr, joint_dof_adr)
         return cls(
             cfg=cfg,
             step_dt=step_dt,
@@ -180,7 +182,7 @@ class TrackingMDP:
                 WeightedTerm(name, rewards.REWARD_TERMS[entry.term], entry.weight, entry.params())
                 for name, entry in cfg.rewards.items()
             ),
-            motion=MotionTables.build(reference, model, joint_qpos_adr, joint_dof_adr),
+            motion=motion,
             joint_qpos_adr=joint_qpos_adr,
             joint_dof_adr=joint_dof_adr,
             body_ids=np.array([model.body(n).id for n in TRACKED_BODIES]),
@@ -196,6 +198,7 @@ class TrackingMDP:
             soft_lower=mid - half,
             soft_upper=mid + half,
             body_weights=weights / weights.sum(),
+            standing_qpos=_standing_qpos(motion.qpos[0], joint_qpos_adr),
             reset_noise=events.reset_noise_scales(cfg.randomization.reset_noise, len(G1.joint_names)),
             obs_noise=observations.noise_scales(cfg.observation_noise, layout),
             frames_per_bin=max(1, round(cfg.sampling.bin_s / step_dt)),
@@ -303,11 +306,36 @@ class TrackingMDP:
         }
 
     # ----------------------------------------------------------------- resets
-    def reset_state(self, frames: Array, rng: Rng) -> tuple[Array, Array]:
-        """Full qpos/qvel [n, nq] / [n, nv] to start from at reference ``frames``, noised when randomised."""
+    def standing_starts(self, rng: Rng, n: int) -> Array | None:
+        """Which of ``n`` new episodes start as a deployment does (``sampling.standing_start``; they start
+        at frame 0); None when none can."""
+        share = self.cfg.sampling.standing_start
+        if share <= 0.0:
+            return None
+        return uniform(rng, 0.0, 1.0, (n,)) < share
+
+    def reset_state(self, frames: Array, rng: Rng, standing: Array | None = None) -> tuple[Array, Array]:
+        """Full qpos/qvel [n, nq] / [n, nv] to start from at reference ``frames``, noised when randomised.
+
+        Rows of ``standing`` start still on the default pose instead (``standing_qpos``)."""
         qpos, qvel = self.motion.qpos[frames], self.motion.qvel[frames]
+        if standing is not None:
+            xp = namespace(qpos)
+            qpos = xp.where(standing[:, None], self.standing_qpos, qpos)
+            qvel = xp.where(standing[:, None], xp.zeros_like(qvel), qvel)
         if self.cfg.randomization.enabled:
             adr = self.joint_qpos_adr
             events.perturb_reset_state(rng, qpos, qvel, self.reset_noise, adr)
             qpos[:, adr] = namespace(qpos).clip(qpos[:, adr], min=self.soft_lower, max=self.soft_upper)
         return qpos, qvel
+
+
+def _standing_qpos(first: np.ndarray, joint_qpos_adr: np.ndarray) -> np.ndarray:
+    """The G1 standing still on its default pose where the clip's first frame stands, facing its way:
+    where a deployment starts the policy (the controller interpolates to the default pose and holds)."""
+    qpos = first.copy()
+    qpos[2] = G1_DEFAULT_ROOT_HEIGHT
+    half_yaw = float(yaw_angle(first[3:7])) / 2
+    qpos[3:7] = (np.cos(half_yaw), 0.0, 0.0, np.sin(half_yaw))
+    qpos[joint_qpos_adr] = G1.default_pos
+    return qpos
