@@ -318,7 +318,7 @@ def test_protocol_round_trip_and_validation() -> None:
 
 def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     limits = np.array([[-1.0, 1.0], [-1.0, 1.0]])
-    cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_soft_margin=0.05, max_kp=100.0)
+    cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_kp=100.0)
     fast = np.full(2, 1e3)  # velocity limits out of the way: this test is about targets and torque
     safety = SafetyFilter(cfg, limits, np.array([10.0, 10.0]), fast, control_period_s=0.01)
     state = RobotState(q=np.zeros(2), dq=np.zeros(2))
@@ -339,8 +339,7 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     safety = SafetyFilter(cfg, limits, np.array([1e6, 1e6]), fast, control_period_s=0.01)
     for _ in range(30):
         out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
-    # Soft joint limits: the factor's margin (0.1 rad) capped at max_soft_margin.
-    np.testing.assert_allclose(out.q_target, [0.95, -0.95])
+    np.testing.assert_allclose(out.q_target, [0.9, -0.9])  # soft joint limits
     # Position servos bound their own torque: their targets are not held near q by the PD torque of
     # the command's gains (kp 1000 against 10 N m would allow 0.01 rad).
     servos = SafetyFilter(
