@@ -5,7 +5,10 @@ low-level tick:
 
 - watchdog: no command for ``watchdog_s`` (100 ms) -> damping (kp 0, kd ``damping_kd``);
 - e-stop: latched damping until released (``clear_estop``) or the bridge restarts;
-- soft joint limits: targets clamped into the model's range shrunk by ``soft_limit_factor``;
+- soft joint limits: targets clamped into the model's range shrunk by ``soft_limit_factor``, each end at
+  most ``max_soft_margin`` inside the model's (the joint's stop): a wider margin only costs range, since
+  a limb the robot's own weight presses outward (a fallen G1's wrist, a standing one's ankle) goes on to the
+  stop whatever the motor does;
 - per-tick target change limit: a target moves at most ``max_target_step`` rad per tick from the
   last applied one (starting from the measured position), so a jump becomes a ramp;
 - gains clipped to ``max_kp`` / ``max_kd``;
@@ -70,6 +73,9 @@ class SafetyConfig(BaseModel):
     watchdog_s: float = Field(default=0.1, gt=0, description="no command for this long -> damping")
     damping_kd: float = Field(default=5.0, ge=0, description="N m s/rad on every joint while damping")
     soft_limit_factor: float = Field(default=0.95, gt=0, le=1, description="share of the joint range allowed")
+    max_soft_margin: float = Field(
+        default=0.035, ge=0, description="rad: the most a soft limit stands inside the model's joint range"
+    )
     max_target_step: float = Field(default=0.05, gt=0, description="rad a target may move per low-level tick")
     max_kp: float = Field(default=500.0, ge=0)
     max_kd: float = Field(default=50.0, ge=0)
@@ -125,9 +131,10 @@ class SafetyFilter:
         self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
         if brake_accel is not None:
             self.brake_accel = np.minimum(self.brake_accel, brake_accel)
-        mid = joint_limits.mean(axis=1)
-        half = (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * cfg.soft_limit_factor
-        self.lower, self.upper = mid - half, mid + half
+        margin = np.minimum(
+            (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * (1 - cfg.soft_limit_factor), cfg.max_soft_margin
+        )
+        self.lower, self.upper = joint_limits[:, 0] + margin, joint_limits[:, 1] - margin
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self.wall_kp = np.minimum(self.torque_limit / cfg.wall_depth, cfg.wall_max_kp)

@@ -1,14 +1,15 @@
 """A MuJoCo robot behind the bridge: the G1 or the Panda as a ``RobotBackend``, for sim-to-sim.
 
-The model is the training model (same MJCF, armature, effort limits) with its actuators turned into
-plain torque motors, because here, as on the real robot, the PD law runs on the robot side: each
-tick computes ``tau = kp (q* - q) + kd (dq* - dq) + tau_ff`` from the latest command, clips it to
-the effort limits and takes one physics step of ``control_period_s`` (500 Hz). ``read_state``
-advances the physics by one tick and returns the new reading, so physics runs exactly at the bridge's
-tick rate, in real time. The G1's IMU is the pelvis: its orientation and body-frame angular velocity.
-Because that PD law is explicit at the tick, gains the model cannot hold at that step (a light joint
-with a high kd oscillates and diverges where a motor driver's kHz loop would not) are brought inside
-the stable region first (``striata.deploy.gain_stability``), as the real robot's own loop would hold them.
+The model is the training model (same MJCF, armature, effort limits; joint stops stiffer) with its
+actuators turned into plain torque motors, because here, as on the real robot, the PD law runs on the
+robot side: each tick computes ``tau = kp (q* - q) + kd (dq* - dq) + tau_ff`` from the latest command,
+clips it to the effort limits and takes one physics step of ``control_period_s`` (500 Hz).
+``read_state`` advances the physics by one tick and returns the new reading, so physics runs exactly at
+the bridge's tick rate, in real time. The G1's IMU is the pelvis: its orientation and body-frame angular
+velocity. Because that PD law is explicit at the tick, gains the model cannot hold at that step (a light
+joint with a high kd oscillates and diverges where a motor driver's kHz loop would not) are brought
+inside the stable region first (``striata.deploy.gain_stability``), as the real robot's own loop would
+hold them.
 
 G1 support: the real G1 hangs on a gantry while it is limp and while it moves to its default pose.
 The sim does the same with an elastic band (spring-dampers on the pelvis position and uprightness,
@@ -30,6 +31,7 @@ from striata.deploy.self_collision import SelfCollision
 
 CONTROL_PERIOD_S = 0.002  # the bridge's tick, and so the physics step (500 Hz)
 SUPPORTED_PHASES = ("zero_torque", "interpolate")
+STOP_TIMECONST_STEPS = 2.0  # joint stops' time constant, in physics steps (MuJoCo's stiffest stable)
 SUPPORT_HEIGHT = 0.80  # pelvis height the band holds (m): straight legs just touch the floor
 SUPPORT_POS_GAINS = (2000.0, 100.0)  # N/m, N s/m
 SUPPORT_ROT_GAINS = (300.0, 10.0)  # N m/rad, N m s/rad
@@ -66,11 +68,15 @@ class SimRobot:
             self.self_collision = None
         else:
             raise ValueError(f"robot {robot!r}: allowed: g1, panda")
+        # Joint stops as stiff as the step allows (MuJoCo's time constant, at least two steps): the
+        # model's default 20 ms let a fallen G1's weight push its waist roll 0.1 rad through its stop,
+        # where a real robot's stop is metal.
+        model = self.model
+        model.jnt_solref[:, 0] = STOP_TIMECONST_STEPS * control_period_s
         self.robot = robot
         self.applies_gains = True  # torque motors: the PD law runs here, with the command's gains
         self.joint_names = list(config.joint_names)
         self.control_period_s = control_period_s
-        model = self.model
         # Torque motors: force = ctrl, still clipped to the actuator's force range (the effort limit).
         model.actuator_gainprm[:, 0] = 1.0
         model.actuator_biasprm[:] = 0.0

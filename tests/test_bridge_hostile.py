@@ -254,12 +254,13 @@ def test_extreme_commands_keep_every_joint_within_its_soft_limits(served: Runnin
     assert worst <= 0.05, worst
 
 
-def test_extreme_commands_on_the_g1_keep_its_joints_near_their_soft_limits() -> None:
-    """A regression guard, not issue 18's bound of 0.05 rad: on the sim bridge the G1's worst joint went
-    0.039-0.055 rad past its soft limit in 7 runs (0.11-0.17 before the torque ramp, the limit wall and
-    the harder brake; 0.44 before the self-collision guard), a knee, an ankle or the waist that its own
-    weight presses on its stop while standing. Lying on the floor the weight can press a wrist or a hip
-    further, which no motor can prevent (a wrist's is 5 N m): bounded more loosely."""
+def test_extreme_commands_on_the_g1_keep_its_joints_within_their_soft_limits() -> None:
+    """Issue 18's bound: every joint within its soft limit + 0.05 rad, standing or fallen. Measured
+    0.038-0.045 rad (an ankle pitch its own weight presses on its stop) in three runs beside a training
+    run. What it took: a soft limit stands at most ``max_soft_margin`` (0.035 rad) inside the joint's
+    stop, since the robot's weight presses a limb (a fallen G1's wrist, 5 N m) onto its stop whatever
+    the motor does, and the sim's stops are stiff (``STOP_TIMECONST_STEPS``): with MuJoCo's default
+    20 ms the weight pushed a fallen G1's waist roll 0.1 rad through its stop."""
     running = RunningBridge(WatchedRobot(SimRobot("g1")))
     running.thread.start()
     try:
@@ -270,8 +271,7 @@ def test_extreme_commands_on_the_g1_keep_its_joints_near_their_soft_limits() -> 
         running.thread.join(timeout=10)
     joint = running.robot.worst_joint
     print(f"G1 past its soft limits: standing {standing:.3f} rad, at all {worst:.3f} rad ({joint})")
-    assert standing <= 0.12, (standing, joint)
-    assert worst <= 0.3, (worst, joint)
+    assert worst <= 0.05, (worst, joint)
 
 
 def test_the_bridge_keeps_control_under_floods_of_frames_and_messages() -> None:

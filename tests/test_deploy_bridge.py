@@ -339,7 +339,8 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     safety = SafetyFilter(cfg, limits, np.array([1e6, 1e6]), fast, control_period_s=0.01)
     for _ in range(30):
         out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
-    np.testing.assert_allclose(out.q_target, [0.9, -0.9])  # soft joint limits
+    # Soft joint limits: the factor's margin (0.1 rad) capped at max_soft_margin.
+    np.testing.assert_allclose(out.q_target, [0.965, -0.965])
     # Position servos bound their own torque: their targets are not held near q by the PD torque of
     # the command's gains (kp 1000 against 10 N m would allow 0.01 rad).
     servos = SafetyFilter(
