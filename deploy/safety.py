@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from striata.deploy.protocol import Command
 from striata.deploy.robot import JointCommand, RobotState
+from striata.envs.robots.actuators import MAX_SOFT_MARGIN, SOFT_LIMIT_FACTOR, soft_joint_limits
 
 if TYPE_CHECKING:
     from striata.deploy.gain_stability import GainLimits
@@ -72,9 +73,11 @@ class SafetyConfig(BaseModel):
 
     watchdog_s: float = Field(default=0.1, gt=0, description="no command for this long -> damping")
     damping_kd: float = Field(default=5.0, ge=0, description="N m s/rad on every joint while damping")
-    soft_limit_factor: float = Field(default=0.95, gt=0, le=1, description="share of the joint range allowed")
+    soft_limit_factor: float = Field(
+        default=SOFT_LIMIT_FACTOR, gt=0, le=1, description="share of the joint range allowed"
+    )
     max_soft_margin: float = Field(
-        default=0.035, ge=0, description="rad: the most a soft limit stands inside the model's joint range"
+        default=MAX_SOFT_MARGIN, ge=0, description="rad: the most a soft limit stands inside the joint range"
     )
     max_target_step: float = Field(default=0.05, gt=0, description="rad a target may move per low-level tick")
     max_kp: float = Field(default=500.0, ge=0)
@@ -131,10 +134,7 @@ class SafetyFilter:
         self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
         if brake_accel is not None:
             self.brake_accel = np.minimum(self.brake_accel, brake_accel)
-        margin = np.minimum(
-            (joint_limits[:, 1] - joint_limits[:, 0]) / 2 * (1 - cfg.soft_limit_factor), cfg.max_soft_margin
-        )
-        self.lower, self.upper = joint_limits[:, 0] + margin, joint_limits[:, 1] - margin
+        self.lower, self.upper = soft_joint_limits(joint_limits, cfg.soft_limit_factor, cfg.max_soft_margin)
         self.torque_limit = np.asarray(effort_limits, dtype=np.float64) * cfg.torque_limit_factor
         self.velocity_limit = np.asarray(velocity_limits, dtype=np.float64) * cfg.velocity_limit_factor
         self.wall_kp = np.minimum(self.torque_limit / cfg.wall_depth, cfg.wall_max_kp)

@@ -96,9 +96,12 @@ def test_the_reference_joint_prior_puts_the_pd_targets_on_the_reference():
             obs, *_ = env.step(prior(obs["policy"].astype(np.float64)))
         reference = env.reference_state()[0][:, 7:]
         np.testing.assert_allclose(obs["policy"][:, :29], reference, atol=1e-6)
+        # On the reference, where a bridge's soft limits allow it (the clip touches its ankle stops).
+        allowed = np.clip(reference, env.mdp.target_lower, env.mdp.target_upper)
         np.testing.assert_allclose(
-            env.mdp.joint_targets(G1.default_pos, prior(obs["policy"])), reference, atol=1e-5
+            env.mdp.joint_targets(G1.default_pos, prior(obs["policy"])), allowed, atol=1e-5
         )
+        assert np.abs(allowed - reference).max() < 0.05
     with pytest.raises(
         KeyError, match="unknown action prior 'x' of task 'g1_tracking'; known: reference_joint_pos"
     ):
@@ -146,6 +149,20 @@ def test_standing_starts_put_the_g1_still_on_its_default_pose_at_the_first_frame
     assert np.allclose(2 * np.arctan2(quat[:, 3], quat[:, 0]), yaw_angle(ref_quat), atol=1e-9)
     moving = ~standing
     assert not np.allclose(env.qpos[moving][:, env.mdp.joint_qpos_adr], G1.default_pos)
+
+
+def test_joint_targets_are_clipped_where_a_bridge_would_clip_them():
+    from striata.deploy.safety import SafetyConfig, SafetyFilter
+
+    env = make_env("g1_tracking", num_envs=2, seed=0, **DETERMINISTIC)
+    ranges = np.array([env.model.joint(name).range for name in G1.joint_names])
+    bridge = SafetyFilter(SafetyConfig(), ranges, G1.effort_limit, G1.velocity_limit, 0.002)
+    np.testing.assert_allclose(env.mdp.target_lower, bridge.lower)
+    np.testing.assert_allclose(env.mdp.target_upper, bridge.upper)
+    far = env.mdp.joint_targets(G1.default_pos[None], np.full((1, 29), 100.0))
+    np.testing.assert_allclose(far[0], bridge.upper)
+    free = make_env("g1_tracking", num_envs=1, seed=0, clip_targets=False, **DETERMINISTIC)
+    assert (free.mdp.joint_targets(G1.default_pos[None], np.full((1, 29), 100.0)) > bridge.upper).all()
 
 
 def test_termination_fires_when_the_g1_falls():

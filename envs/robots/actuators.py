@@ -13,6 +13,23 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
+# The range a deployed robot's targets are clamped into (deploy/safety.py's soft limits), and so the
+# range training clamps them into: the joint range shrunk by this factor...
+SOFT_LIMIT_FACTOR = 0.95
+# ...each end at most this far (rad) inside the joint's stop: a wider margin only costs range, since the
+# robot's weight presses a limb onto its stop whatever the motor does.
+MAX_SOFT_MARGIN = 0.035
+
+
+def soft_joint_limits(
+    joint_limits: np.ndarray, factor: float = SOFT_LIMIT_FACTOR, max_margin: float = MAX_SOFT_MARGIN
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper soft limits [J] of joint ranges [J, 2]: each end ``(1 - factor)`` of the half
+    range inside the stop, and at most ``max_margin``."""
+    limits = np.asarray(joint_limits, dtype=np.float64)
+    margin = np.minimum((limits[:, 1] - limits[:, 0]) / 2 * (1 - factor), max_margin)
+    return limits[:, 0] + margin, limits[:, 1] - margin
+
 
 @dataclass(frozen=True)
 class MotorFamily:

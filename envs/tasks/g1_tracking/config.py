@@ -243,6 +243,12 @@ class G1TrackingConfig(TaskConfig):
     soft_joint_limit_factor: float = Field(
         default=0.9, gt=0, le=1, description="soft joint limits (penalty, reset clip) as a share of the range"
     )
+    clip_targets: bool = Field(
+        default=True,
+        description="joint targets clipped into the range a deploy bridge clamps them to (the joint range "
+        "less a margin: envs/robots/actuators.soft_joint_limits): a policy that learned targets past a "
+        "joint's range as a source of torque loses that torque on the robot and falls",
+    )
     terminations: TerminationConfig = TerminationConfig()
     sampling: SamplingConfig = SamplingConfig()
     randomization: RandomizationConfig = RandomizationConfig()

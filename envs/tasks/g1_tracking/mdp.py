@@ -24,6 +24,7 @@ import numpy as np
 from striata.envs.arrays import Array, Rng, namespace, uniform
 from striata.envs.assets import resolve_data_file
 from striata.envs.motion import MotionReference, build_reference, constant_pose_motion, load_reference
+from striata.envs.robots.actuators import soft_joint_limits
 from striata.envs.robots.g1 import (
     ANCHOR_BODY,
     END_EFFECTOR_BODIES,
@@ -149,6 +150,8 @@ class TrackingMDP:
     action_scale: Array  # [J]
     soft_lower: Array  # [J]
     soft_upper: Array  # [J]
+    target_lower: Array  # [J] where joint targets are clipped (cfg.clip_targets): a bridge's soft limits
+    target_upper: Array  # [J]
     body_weights: Array  # [B], summing to 1
     standing_qpos: Array  # [nq] the deployed start: default pose, standing, at the first frame's place
     reset_noise: Array  # half-widths of the reset noise (events.reset_noise_scales)
@@ -174,6 +177,7 @@ class TrackingMDP:
         first = model.sensor(f"track_linvel_{TRACKED_BODIES[0]}").adr[0]
         layout = observations.policy_term_layout(cfg.state_estimation)
         motion = MotionTables.build(reference, model, joint_qpos_adr, joint_dof_adr)
+        target_lower, target_upper = soft_joint_limits(limits)
         return cls(
             cfg=cfg,
             step_dt=step_dt,
@@ -197,6 +201,8 @@ class TrackingMDP:
             action_scale=np.asarray(G1.action_scale, dtype=np.float64),
             soft_lower=mid - half,
             soft_upper=mid + half,
+            target_lower=target_lower,
+            target_upper=target_upper,
             body_weights=weights / weights.sum(),
             standing_qpos=_standing_qpos(motion.qpos[0], joint_qpos_adr),
             reset_noise=events.reset_noise_scales(cfg.randomization.reset_noise, len(G1.joint_names)),
@@ -246,8 +252,12 @@ class TrackingMDP:
 
     # ----------------------------------------------------------------- per step
     def joint_targets(self, default_joint_pos: Array, actions: Array) -> Array:
-        """Position targets [n, J] of the actuators: the default pose plus scaled actions."""
-        return default_joint_pos + self.action_scale * actions
+        """Position targets [n, J] of the actuators: the default pose plus scaled actions, clipped into
+        a deploy bridge's soft limits when ``cfg.clip_targets``."""
+        targets = default_joint_pos + self.action_scale * actions
+        if not self.cfg.clip_targets:
+            return targets
+        return namespace(targets).clip(targets, min=self.target_lower, max=self.target_upper)
 
     def advance(self, frame_index: Array) -> Array:
         """The reference frame one control step later (the last frame holds)."""
