@@ -77,6 +77,9 @@ class PolicyMetadata(BaseModel):
     # The physics step the policy trained at (s): `striata eval` simulates at it. A tracking policy is
     # tuned to its step's contact and PD dynamics (one trained at 5 ms fell at 2 ms). None: not recorded.
     physics_dt: float | None = None
+    # G1 tracking: whether training clipped joint targets into the bridge's soft limits (as deploy does);
+    # None: exported before it did, so `striata eval` runs the env without clipping, as it trained.
+    clip_targets: bool | None = None
     observation_names: list[str]
     observation_sizes: list[int]
     obs_dim: int

@@ -73,6 +73,7 @@ def _robot_facts(task: str, env: Any) -> dict[str, Any]:
             "standby_kd": standby_kd.tolist(),
             "effort_limit": G1.effort_limit.tolist(),
             "anchor_body": ANCHOR_BODY,
+            "clip_targets": env.cfg.clip_targets,
             "motion_fps": float(env.reference.fps),
             "motion_source": env.cfg.motion.file,
             "motion_segment_s": [env.cfg.motion.start_s, env.cfg.motion.start_s + env.reference.duration],

@@ -91,6 +91,8 @@ def eval_config(
             "episode_length_s": STAND_EPISODE_S if source == STAND_MOTION else EVAL_EPISODE_S,
             "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
             **_physics(metadata, physics_dt),
+            # As the policy trained: an export from before targets were clipped did not clip them.
+            "clip_targets": bool(metadata.clip_targets),
         },
     )
     assert isinstance(config, G1TrackingConfig)
@@ -140,6 +142,7 @@ def evaluate_policy(
         "segment_s": metadata.motion_segment_s,
         "episodes": episodes,
         "trained_physics_dt": metadata.physics_dt,
+        "clip_targets": bool(metadata.clip_targets),
     }
     if sim_bridge:
         from striata.deploy.sim_robot import CONTROL_PERIOD_S

@@ -25,8 +25,10 @@ def test_the_standing_policy_stands_through_its_evaluation() -> None:
     assert figures["reached_end"] == 1.0 and figures["episode_s"] > 19.9
     assert 0.0 < figures["body_pos_error_m"] < 0.1
     assert 0.0 < figures["joint_error_rad"] < 0.2 and 0.0 <= figures["anchor_ori_error_rad"] < 0.2
-    # An export that predates physics_dt in the metadata runs at the task's step.
+    # An export that predates physics_dt and clip_targets in the metadata runs as it trained: at the
+    # task's step, its targets not clipped.
     assert figures["trained_physics_dt"] is None and figures["physics_dt"] == 0.005
+    assert figures["clip_targets"] is False
 
 
 def test_the_shipped_tracking_policy_tracks_the_whole_jazzwalk_clip() -> None:

@@ -59,6 +59,7 @@ def test_export_cli_parity_and_metadata_round_trip(g1_run: Path, tmp_path: Path)
     np.testing.assert_allclose(md.kd, G1.kd)
     np.testing.assert_allclose(md.standby_kp, G1.standby_kp_kd[0])
     assert md.control_dt == pytest.approx(0.02) and md.physics_dt == pytest.approx(0.005)
+    assert md.clip_targets is True  # trained as it deploys
     assert md.observation_names == [
         "command_joint_pos",
         "command_joint_vel",
