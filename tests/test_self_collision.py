@@ -90,3 +90,23 @@ def test_the_reference_motions_pass_the_guard(check, clip) -> None:
     motion = load_motion(Path(os.environ["STRIATA_DATA"]) / "motions" / clip, G1_JOINT_NAMES, fps=30)
     depths = np.array([check.depth(q) for q in motion.joint_pos])
     assert depths.max() <= check.tolerance_m, (clip, depths.max())
+
+
+def test_legs_pressing_into_each_other_are_not_refused_but_an_arm_still_is(check) -> None:
+    """A tracking policy's leg targets cross (JazzWalk: 5.9 cm deep at p99) while the legs themselves
+    stop each other; what the guard is for is a light limb wedged by a stronger contact."""
+    from striata.deploy.self_collision import SelfCollision
+    from striata.deploy.unitree.g1_model import _g1_model
+
+    crossed = np.array(G1.default_pos, dtype=np.float64)
+    crossed[NAMES.index("left_hip_roll_joint")] = -0.5  # both thighs swung inward, through each other
+    crossed[NAMES.index("right_hip_roll_joint")] = 0.5
+    assert SelfCollision(_g1_model(), NAMES).depth(crossed) > 0.05  # the thighs do overlap ...
+    assert check.depth(crossed) == 0.0  # ... and the guard lets the legs be
+    _arm_into_torso(check)  # an arm in the torso still counts (asserts its depth)
+    safety = _filter(check)
+    q = np.array(G1.default_pos, dtype=np.float64)
+    out = safety.position(_command(crossed), RobotState(q=q, dq=np.zeros(N)))
+    assert (
+        out.q_target[NAMES.index("left_hip_roll_joint")] < G1.default_pos[NAMES.index("left_hip_roll_joint")]
+    )
