@@ -27,7 +27,8 @@ SCENARIOS = {
 
 
 def _rollout(task: str, num_envs: int, seed: int, steps: int, std: float, overrides: dict) -> dict:
-    env = make_env(task, num_envs=num_envs, seed=seed, **overrides)
+    # Recorded before the env clipped joint targets into the bridge's soft limits (clip_targets).
+    env = make_env(task, num_envs=num_envs, seed=seed, clip_targets=False, **overrides)
     obs = env.reset()
     rng = np.random.default_rng(0)
     out = {"reset_policy": obs["policy"], "reset_critic": obs["critic"]}
