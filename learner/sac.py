@@ -238,9 +238,10 @@ class SAC:
         ``x``: the networks' input of ``b["obs"]`` when the caller has it (the critic step's, whose
         encoder is one optimiser step older: on a CPU the encoder pass is most of an update's cost).
         """
-        if x is None:
-            x = self._input(b["obs"], self.encoder)
         # Detached features: the actor's loss must not move the encoder, which the critics read.
+        if x is None:
+            with torch.no_grad():
+                x = self._input(b["obs"], self.encoder)
         x = x.detach()
         actions, log_prob = self.actor(x, noise=self._noise(b["actions"].shape))
         # RLPD's actor maximises the mean over the ensemble (the min is for targets only). The critic

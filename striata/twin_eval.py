@@ -12,7 +12,6 @@ The cube is watched all along: an episode lifts it when the cube rises the task'
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,8 +27,8 @@ from striata.envs.registry import make_config
 from striata.envs.tasks.so101.config import So101PickConfig
 from striata.evaluate import EvalError
 from striata.learner.export import PolicyMetadata, read_metadata
+from striata.sim2sim import STRIATA
 
-STRIATA = (sys.executable, "-m", "striata")
 # The controller's script: to the default pose from 0.3 s, the policy from 2.5 s (as the reach test).
 INTERPOLATE_AT_S = 0.3
 POLICY_AT_S = 2.5
@@ -86,14 +85,15 @@ def run_twin_episode(
                  "--sequence", sequence, *options],
                 stdout=out, stderr=err, text=True,
             )  # fmt: skip
-            deadline = time.monotonic() + START_TIMEOUT_S + POLICY_AT_S + seconds
+            limit_s = START_TIMEOUT_S + POLICY_AT_S + seconds
+            deadline = time.monotonic() + limit_s
             while deploy.poll() is None and time.monotonic() < deadline:
                 highest = max(highest, float(twin.cube_position()[2]))
                 time.sleep(WATCH_PERIOD_S)
             if deploy.poll() is None:
                 deploy.kill()
                 deploy.wait()
-                raise TwinEvalError(f"striata deploy did not finish within {deadline:.0f} s")
+                raise TwinEvalError(f"striata deploy did not finish within {limit_s:.0f} s")
             if deploy.returncode != 0:
                 err.seek(0)
                 raise TwinEvalError(f"striata deploy exited {deploy.returncode}: {err.read()[-2000:]}")
