@@ -93,6 +93,19 @@ class BridgeClient:
             if time.monotonic() >= end:
                 return
 
+    def receive_newer_state(self, timeout_s: float) -> bool:
+        """Read until a state of a later robot tick than the one held arrives (True), or ``timeout_s``
+        passes (False). Acks of commands repeat the held tick and do not count."""
+        held = -1 if self.latest is None else self.latest.tick
+        end = time.monotonic() + timeout_s
+        while True:
+            if wait_readable(self.sock, end - time.monotonic()):
+                self._drain()
+                if self.latest is not None and self.latest.tick > held:
+                    return True
+            if time.monotonic() >= end:
+                return False
+
     def _drain(self) -> None:
         newest: dict[str, Any] | None = None
         for _ in range(10_000):

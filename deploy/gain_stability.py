@@ -80,35 +80,6 @@ def effective_inertia(
     return smallest
 
 
-def braking_deceleration(
-    model: mujoco.MjModel,
-    joint_names: Sequence[str],
-    effort_limits: np.ndarray,
-    joint_positions: Sequence[np.ndarray] = (),
-    share: float = 0.5,
-) -> np.ndarray:
-    """[J] rad/s^2 a joint's motor can surely brake it at: ``share`` of its effort over its inertia with
-    every other joint locked (``M_ii``, the largest it drives), the largest over the zero pose and
-    ``joint_positions``. The bridge keeps a joint slow enough near its limits to stop at this rate."""
-    joint_ids = [model.joint(name).id for name in joint_names]
-    qpos_adr = model.jnt_qposadr[joint_ids]
-    dof_adr = model.jnt_dofadr[joint_ids]
-    data = mujoco.MjData(model)
-    largest = np.zeros(len(joint_names))
-    unit, column = np.zeros(model.nv), np.zeros(model.nv)
-    for pose in (None, *joint_positions):
-        data.qpos[:] = model.qpos0
-        if pose is not None:
-            data.qpos[qpos_adr] = np.asarray(pose, dtype=np.float64)
-        mujoco.mj_forward(model, data)
-        for j, dof in enumerate(dof_adr.tolist()):
-            unit[:] = 0.0
-            unit[dof] = 1.0
-            mujoco.mj_mulM(model, data, column, unit)
-            largest[j] = max(largest[j], column[dof])
-    return share * np.asarray(effort_limits, dtype=np.float64) / largest
-
-
 @dataclass(frozen=True)
 class GainLimits:
     """The stable (kp, kd) region per joint of one model stepped at one timestep."""

@@ -56,7 +56,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from striata.deploy.protocol import Command
 from striata.deploy.robot import JointCommand, RobotState
-from striata.envs.robots.actuators import MAX_SOFT_MARGIN, SOFT_LIMIT_FACTOR, soft_joint_limits
+from striata.envs.robots.actuators import (
+    DAMPING_KD,
+    LIMIT_BRAKE_ACCEL,
+    MAX_BRAKE_KD,
+    MAX_SOFT_MARGIN,
+    MAX_TARGET_STEP,
+    SOFT_LIMIT_FACTOR,
+    VELOCITY_LIMIT_FACTOR,
+    braking_damping,
+    braking_joints,
+    braking_speeds,
+    ramp_targets,
+    soft_joint_limits,
+)
 
 if TYPE_CHECKING:
     from striata.deploy.gain_stability import GainLimits
@@ -72,22 +85,27 @@ class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     watchdog_s: float = Field(default=0.1, gt=0, description="no command for this long -> damping")
-    damping_kd: float = Field(default=5.0, ge=0, description="N m s/rad on every joint while damping")
+    damping_kd: float = Field(default=DAMPING_KD, ge=0, description="N m s/rad on every joint while damping")
     soft_limit_factor: float = Field(
         default=SOFT_LIMIT_FACTOR, gt=0, le=1, description="share of the joint range allowed"
     )
     max_soft_margin: float = Field(
         default=MAX_SOFT_MARGIN, ge=0, description="rad: the most a soft limit stands inside the joint range"
     )
-    max_target_step: float = Field(default=0.05, gt=0, description="rad a target may move per low-level tick")
+    max_target_step: float = Field(
+        default=MAX_TARGET_STEP, gt=0, description="rad a target may move per low-level tick"
+    )
     max_kp: float = Field(default=500.0, ge=0)
     max_kd: float = Field(default=50.0, ge=0)
     torque_limit_factor: float = Field(default=1.0, gt=0, le=1, description="share of the effort limit")
     velocity_limit_factor: float = Field(
-        default=0.5, gt=0, le=1, description="share of the model's joint velocity limits a joint may reach"
+        default=VELOCITY_LIMIT_FACTOR,
+        gt=0,
+        le=1,
+        description="share of the model's joint velocity limits a joint may reach",
     )
     limit_brake_accel: float = Field(
-        default=200.0,
+        default=LIMIT_BRAKE_ACCEL,
         gt=0,
         description="rad/s^2 of braking assumed near a soft limit: speed toward it kept to sqrt(2 a d)",
     )
@@ -98,7 +116,9 @@ class SafetyConfig(BaseModel):
         default=0.05, gt=0, le=1, description="share of the effort limit tau_ff may grow per tick"
     )
     max_brake_kd: float = Field(
-        default=20.0, ge=0, description="N m s/rad: the most damping a joint braking before its limit gets"
+        default=MAX_BRAKE_KD,
+        ge=0,
+        description="N m s/rad: the most damping a joint braking before its limit gets",
     )
     wall_depth: float = Field(
         default=0.02, gt=0, description="rad past a soft limit where the push back reaches the effort"
@@ -149,13 +169,6 @@ class SafetyFilter:
         # target ramp started from (from a passive mode), so a robot already touching itself can move.
         self._allowed_depth = 0.0
 
-    def _envelope(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per joint at ``q``: the speed up and down from which braking stops it at the soft limit."""
-        brake = 2.0 * self.brake_accel
-        up = np.sqrt(brake * np.maximum(self.upper - q, 0.0))
-        down = np.sqrt(brake * np.maximum(q - self.lower, 0.0))
-        return up, down
-
     def passive(self, state: RobotState, damping: bool) -> JointCommand:
         """Zero torque, or damping (kp 0, kd ``damping_kd``); resets the target ramp."""
         self._last_target = None
@@ -167,16 +180,15 @@ class SafetyFilter:
     def position(self, command: Command, state: RobotState) -> JointCommand:
         """The safe version of a position command at the current state."""
         assert command.q_target is not None  # decode_client_message guarantees arrays for these phases
-        target = np.clip(command.q_target, self.lower, self.upper)
         previous = state.q if self._last_target is None else self._last_target
-        # The target slows down near a soft limit as a braking joint would: it never runs faster than
-        # the limit envelope below, so a limb is not slammed into its limit by its own target.
-        step = self.cfg.max_target_step
-        target_up, target_down = self._envelope(previous)
-        target = np.clip(
-            target,
-            previous - np.minimum(step, target_down * self.period),
-            previous + np.minimum(step, target_up * self.period),
+        target = ramp_targets(
+            command.q_target,
+            previous,
+            self.lower,
+            self.upper,
+            self.brake_accel,
+            self.cfg.max_target_step,
+            self.period,
         )
         kp = np.minimum(command.kp, self.cfg.max_kp)
         kd = np.minimum(command.kd, self.cfg.max_kd)
@@ -187,7 +199,9 @@ class SafetyFilter:
         check = self.self_collision
         if check is not None:
             target, dq_target, tau_ff = self._keep_apart(check, q, previous, target, dq_target, tau_ff)
-        up_speed, down_speed = (np.minimum(self.velocity_limit, v) for v in self._envelope(q))
+        up_speed, down_speed = braking_speeds(
+            q, self.lower, self.upper, self.brake_accel, self.velocity_limit
+        )
         dq_target = np.clip(dq_target, -down_speed, up_speed)
         # Feed-forward torque outward fades to nothing over the last ``limit_zone`` before a soft limit:
         # one tick of full effort would otherwise add effort/I x dt of speed to a light joint.
@@ -208,12 +222,12 @@ class SafetyFilter:
             target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
         target = np.clip(target, self.lower, self.upper)
         # Too fast toward a soft limit to stop before it, or past it: this joint brakes, whatever was asked.
-        braking = (dq >= up_speed) | (-dq >= down_speed)
+        braking = braking_joints(q, dq, self.lower, self.upper, self.brake_accel, self.velocity_limit)
         target = np.where(braking, np.clip(q, self.lower, self.upper), target)
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)
         if braking.any():  # the usual tick brakes nothing: it skips this arithmetic (500 Hz)
-            spend = np.clip(limit / np.maximum(np.abs(dq), 1e-6), self.cfg.damping_kd, self.cfg.max_brake_kd)
+            spend = braking_damping(dq, limit, self.cfg.damping_kd, self.cfg.max_brake_kd)
             if self.gain_limits is not None:  # no more damping than this loop holds at the command's kp
                 spend = np.minimum(spend, self.gain_limits.clip(kp, spend)[1])
             kd = np.where(braking, np.maximum(kd, spend), kd)

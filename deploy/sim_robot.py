@@ -25,9 +25,10 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from striata.deploy.gain_stability import braking_deceleration, gain_limits
+from striata.deploy.gain_stability import gain_limits
 from striata.deploy.robot import JointCommand, RobotState
 from striata.deploy.self_collision import SelfCollision
+from striata.envs.robots.actuators import braking_deceleration
 
 CONTROL_PERIOD_S = 0.002  # the bridge's tick, and so the physics step (500 Hz)
 SUPPORTED_PHASES = ("zero_torque", "interpolate")

@@ -132,6 +132,10 @@ class BatchedEnv(ABC):
         """Time-out flags [N] (bootstrapped by learners). Tasks may add their own limits."""
         return self.episode_step >= self.max_episode_steps
 
+    def _step_physics(self) -> None:
+        """Advance the physics one control step (``decimation`` substeps) under ``self.ctrl``."""
+        self.batch.step(nstep=self.decimation, stage=mujoco.mjtStage.mjSTAGE_VEL)
+
     def _after_physics(self) -> None:  # noqa: B027 - an optional hook
         """Advance task state that moves with time (reference motion, pushes). Default: nothing."""
 
@@ -147,7 +151,7 @@ class BatchedEnv(ABC):
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = self._check_actions(actions)
         self._apply_actions(actions)
-        self.batch.step(nstep=self.decimation, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._step_physics()
         self.episode_step += 1
         self._state_changed()
         self._after_physics()

@@ -107,6 +107,17 @@ class PPOConfig(StrictModel):
         description="one of the task's action priors (e.g. g1_tracking's 'reference_joint_pos'), added to "
         "the policy's mean: the network learns a correction to it (striata.envs.action_prior)",
     )
+    init_policy: str | None = Field(
+        default=None,
+        description="a new run starts from this exported policy (striata export): its actor, observation "
+        "normaliser and action prior; the critic starts untrained (striata.learner.warm_start)",
+    )
+    critic_warmup_updates: int = Field(
+        default=0,
+        ge=0,
+        description="the first updates train the critic alone (a warm-started actor waits for values to "
+        "judge its actions by)",
+    )
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:0'")
     mixed_precision: Literal["off", "bf16"] = Field(
         default="off",

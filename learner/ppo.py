@@ -134,6 +134,7 @@ class PPO:
             self._set_action_prior(action_prior)
         self.learning_rate = cfg.learning_rate
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
+        self._warming = cfg.critic_warmup_updates > 0
         self.version = 0
         self.symmetry: TensorSymmetry | None = None
         if symmetry is not None:
@@ -337,12 +338,23 @@ class PPO:
                 dist.mean[:original],
                 dist.stddev[:original],
             ).mean()
-        if cfg.schedule == "adaptive":
-            self.learning_rate = adaptive_learning_rate(
-                self.learning_rate, kl.item(), cfg.desired_kl, cfg.min_learning_rate, cfg.max_learning_rate
+        # A warming critic leaves the actor alone: no surrogate, no mirror loss, and no KL to adapt to.
+        # Then the warm-started actor's first steps start at the schedule's floor and the KL rule raises
+        # the rate: at the run's initial rate, one update undid the shipped policy (success 0.8 -> 0.2).
+        warming = self.version < cfg.critic_warmup_updates
+        if self._warming and not warming and cfg.schedule == "adaptive":
+            self._set_learning_rate(cfg.min_learning_rate)
+        self._warming = warming
+        if cfg.schedule == "adaptive" and not warming:
+            self._set_learning_rate(
+                adaptive_learning_rate(
+                    self.learning_rate,
+                    kl.item(),
+                    cfg.desired_kl,
+                    cfg.min_learning_rate,
+                    cfg.max_learning_rate,
+                )
             )
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate
 
         ratio = torch.exp(log_prob - mb["old_log_prob"])
         adv = mb["advantages"]
@@ -360,7 +372,9 @@ class PPO:
         else:
             value_loss = (values - returns).square().mean()
 
-        loss = surrogate_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
+        loss = cfg.value_loss_coef * value_loss
+        if not warming:
+            loss = loss + surrogate_loss - cfg.entropy_coef * entropy
         out: dict[str, torch.Tensor] = {}
         if cfg.symmetry.mirror_loss:
             assert self.symmetry is not None
@@ -368,7 +382,8 @@ class PPO:
             mean = dist.mean[:original]
             mirrored_mean = self.model(self.symmetry.policy_obs(obs))
             mirror_loss = (mirrored_mean - self.symmetry.actions(mean).detach()).square().mean()
-            loss = loss + cfg.symmetry.mirror_loss_coef * mirror_loss
+            if not warming:
+                loss = loss + cfg.symmetry.mirror_loss_coef * mirror_loss
             out["mirror_loss"] = mirror_loss.detach()
 
         self.optimizer.zero_grad()
@@ -384,6 +399,11 @@ class PPO:
             clip_fraction=clip_fraction,
         )
         return out
+
+    def _set_learning_rate(self, lr: float) -> None:
+        self.learning_rate = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     # ----------------------------------------------------------------- state
     def policy_state(self) -> dict[str, np.ndarray]:
@@ -412,9 +432,7 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.learning_rate = float(state["learning_rate"])
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate
+        self._set_learning_rate(float(state["learning_rate"]))
         self.version = int(state["version"])
         self.generator.set_state(state["generator"])
 

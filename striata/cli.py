@@ -254,6 +254,16 @@ def eval_command(
     from_standing: Annotated[
         bool, typer.Option(help="start standing on the default pose, as a deployment does")
     ] = False,
+    action_delay_ticks: Annotated[
+        int,
+        typer.Option(help="each new action waits this many physics steps, as a deployed command's latency"),
+    ] = 0,
+    observation_delay_ticks: Annotated[
+        int, typer.Option(help="the policy sees the state this many physics steps old, as deployed")
+    ] = 0,
+    bridge_brake: Annotated[
+        bool, typer.Option(help="pass targets on as a deploy bridge does: ramped, joints braked near limits")
+    ] = False,
     twin: Annotated[
         bool,
         typer.Option(
@@ -265,7 +275,7 @@ def eval_command(
 ) -> None:
     """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise.
     With --twin: does a SO-101 pick policy lift the cube on the twin?"""
-    from striata.evaluate import EvalError, evaluate_policy
+    from striata.evaluate import DeployEmulation, EvalError, evaluate_policy
     from striata.learner.export import PolicyArtifactError
 
     with user_errors(extra=(EvalError, PolicyArtifactError)):
@@ -290,6 +300,7 @@ def eval_command(
                     sim_bridge=sim_bridge,
                     physics_dt=physics_dt,
                     from_standing=from_standing,
+                    deploy=DeployEmulation(action_delay_ticks, observation_delay_ticks, bridge_brake),
                 )
     print(json.dumps(figures, indent=None if json_output else 2))
 

@@ -247,6 +247,9 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
             bool, typer.Option(help="read keys on stdin: s start, p policy, d damping, q quit")
         ] = True,
         realtime: RealtimeOption = False,
+        align_to_state: Annotated[
+            bool, typer.Option(help="each step waits (<= 1.5 bridge ticks) for the bridge's next state")
+        ] = False,
         prime_cache_s: Annotated[
             float, typer.Option(help="warm the policy's weights this long before each step (0: off)")
         ] = 0.001,
@@ -306,6 +309,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 require_same_order=require_same_order,
                 keys=keys,
                 realtime=realtime,
+                align_to_state=align_to_state,
                 prime_cache_s=prime_cache_s,
                 curve_secret=curve_secret,
                 curve_server_key=curve_server_key,

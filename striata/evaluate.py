@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,16 +64,27 @@ def clip_source(policy: Path, metadata: PolicyMetadata, clip: str | None) -> str
     return str(side)
 
 
+class DeployEmulation(NamedTuple):
+    """What of the deploy path an env evaluation emulates (the task's settings of the same names)."""
+
+    action_delay_ticks: int = 0
+    observation_delay_ticks: int = 0
+    bridge_brake: bool = False
+
+
 def eval_config(
     policy: Path,
     clip: str | None = None,
     fps: float | None = None,
     physics_dt: float | None = None,
     from_standing: bool = False,
+    deploy: DeployEmulation | None = None,
 ) -> tuple[PolicyMetadata, G1TrackingConfig, str]:
     """The policy's metadata, the task config its evaluation runs (first frame, no pushes, no noise, its
     observation layout, the physics step it trained at unless ``physics_dt`` says another; with
-    ``from_standing`` the robot starts standing on its default pose, as deployed) and the clip's source."""
+    ``from_standing`` the robot starts standing on its default pose, as deployed; ``deploy``: what of
+    the deploy path the env emulates) and the clip's source."""
+    deploy = deploy or DeployEmulation()
     metadata = read_metadata(policy)
     if not metadata.task.startswith("g1_tracking"):
         raise EvalError(f"{policy}: task {metadata.task!r}: striata eval measures tracking policies")
@@ -91,6 +102,9 @@ def eval_config(
             "episode_length_s": STAND_EPISODE_S if source == STAND_MOTION else EVAL_EPISODE_S,
             "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
             **_physics(metadata, physics_dt),
+            "action_delay_ticks": (deploy.action_delay_ticks, deploy.action_delay_ticks),
+            "observation_delay_ticks": (deploy.observation_delay_ticks, deploy.observation_delay_ticks),
+            "bridge_brake": deploy.bridge_brake,
             # As the policy trained: an export from before targets were clipped did not clip them.
             "clip_targets": bool(metadata.clip_targets),
         },
@@ -122,6 +136,7 @@ def evaluate_policy(
     sim_bridge: bool = False,
     physics_dt: float | None = None,
     from_standing: bool = False,
+    deploy: DeployEmulation | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``policy`` from its clip's first frame; the figures above.
 
@@ -131,10 +146,12 @@ def evaluate_policy(
     as a ghost (``eval_video``). With ``sim_bridge`` each episode is a deployment through `striata
     bridge sim` and `striata deploy` instead (``sim2sim``), in real time. ``physics_dt`` simulates the
     env at another step than the policy trained at (the sim bridge's G1 steps at its tick, 2 ms);
-    ``from_standing`` starts each env episode as the sim bridge's do, standing on the default pose."""
+    ``from_standing`` starts each env episode as the sim bridge's do, standing on the default pose;
+    ``deploy`` emulates the deploy path's latency and its bridge's brake in the env."""
+    deploy = deploy or DeployEmulation()
     if episodes < 1:
         raise EvalError(f"episodes: must be >= 1, got {episodes}")
-    metadata, config, source = eval_config(policy, clip, fps, physics_dt, from_standing)
+    metadata, config, source = eval_config(policy, clip, fps, physics_dt, from_standing, deploy)
     about = {
         "policy": str(policy),
         "task": metadata.task,
@@ -154,12 +171,14 @@ def evaluate_policy(
             raise EvalError("from_standing: the sim bridge's episodes always start standing; leave it out")
         if physics_dt is not None:
             raise EvalError(f"physics_dt: the sim bridge's G1 steps at its tick, {CONTROL_PERIOD_S} s")
+        if deploy != DeployEmulation():
+            raise EvalError("the sim bridge has its own latency and brake: leave out the deploy emulation")
         return {
             **about,
             "physics_dt": CONTROL_PERIOD_S,
             **evaluate_on_sim_bridge(policy, clip, episodes, on_step),
         }
-    about.update(physics_dt=config.physics_dt, from_standing=from_standing)
+    about.update(physics_dt=config.physics_dt, from_standing=from_standing, **deploy._asdict())
     env = make_env(metadata.task, num_envs=episodes, seed=seed, config=config)
     terms = [(name, int(size)) for name, size in env.observation_terms]
     expected = list(zip(metadata.observation_names, metadata.observation_sizes, strict=True))

@@ -197,6 +197,8 @@ class ExperimentConfig(Section):
                     "runner: 'device' trains g1_tracking with ppo on task_config.backend 'warp'; "
                     f"got {self.task} / {self.algo} / {backend!r}"
                 )
+            if self.ppo.init_policy is not None:
+                raise ValueError("ppo.init_policy: the device runner does not warm-start; use runner: actors")
         return self
 
     def ppo_symmetry(self) -> Symmetry | None:

@@ -3,9 +3,10 @@
 Each episode is a whole deployment as a user runs one: `striata bridge sim --track POLICY` (a MuJoCo
 G1 at 500 Hz behind the bridge protocol and its safety) and `striata deploy --policy POLICY`, two
 processes, the controller scripted through zero torque, interpolation to the default pose, hold, the
-policy for the clip's length and damping. So the robot starts standing on the default pose, not on the
-clip's first frame, its PD loop runs at 2 ms on explicit torques, not on the training env's 5 ms
-position actuators, and the policy sees what the controller builds from the robot's state.
+policy for the clip's length and damping; it acts on the bridge's freshest state
+(``--align-to-state``). So the robot starts standing on the default pose, not on the clip's first
+frame, its PD loop runs at 2 ms on explicit torques, not on the training env's 5 ms position
+actuators, and the policy sees what the controller builds from the robot's state.
 
 With ``--track``, the bridge's robot is a ``MonitoredSimRobot``: its ``TrackingMonitor`` reads the
 simulated G1 every policy step (every ``step_dt / control_period`` ticks) and measures it with the
@@ -152,7 +153,7 @@ def run_episode(policy: Path, clip: str | None, clip_s: float) -> dict[str, Any]
     try:
         controller = subprocess.run(
             [*STRIATA, "deploy", "--policy", str(policy), "--robot", endpoint, "--no-keys",
-             "--sequence", sequence],
+             "--sequence", sequence, "--align-to-state"],
             capture_output=True, text=True, timeout=damping_at + 60.0,
         )  # fmt: skip
     finally:

@@ -46,6 +46,7 @@ from striata.learner.demos import load_demos
 from striata.learner.relabel import AuditWindow, Relabeller, ShapingConfig
 from striata.learner.replay import DemoBuffer
 from striata.learner.trainer import PPOTrainer, SACTrainer, Trainer, sac_cameras
+from striata.learner.warm_start import load_exported_actor
 from striata.reward_server.client import RewardServerUnavailable, wait_until_healthy
 from striata.reward_server.launch import RewardServerHandle, start_reward_server, start_reward_server_actor
 from striata.run_dir import latest_checkpoint, write_json
@@ -287,6 +288,11 @@ class Training(RunLoop):
         self.demos_loaded = len(demos) if demos is not None else 0
         self.trainer = build_trainer(config, self.eval_env, demos)
         self.counters = Counters()
+        if checkpoint is None and config.algo == "ppo" and config.ppo.init_policy is not None:
+            assert isinstance(self.trainer, PPOTrainer)
+            names = [name for name, _ in getattr(self.eval_env, "observation_terms", ())] or None
+            load_exported_actor(self.trainer.algo, config.ppo.init_policy, names)
+            self.console.print(f"actor, normaliser and prior from {config.ppo.init_policy}")
         if checkpoint is not None:
             extra = self.trainer.load(checkpoint)
             self.counters = Counters(**extra["counters"])

@@ -547,3 +547,47 @@ def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: 
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_the_round_trip_floor_echoes_command_sized_messages() -> None:
+    from striata.deploy.bench import zmq_floor_rtt
+
+    rtts = zmq_floor_rtt(round_trips=20, period_s=0.001)
+    assert len(rtts) == 20 and all(0 < r < 1.0 for r in rtts)
+
+
+def test_a_controller_waits_for_the_next_ticks_state_not_for_an_ack() -> None:
+    """``align_to_state``: ``receive_newer_state`` returns on a state of a later tick; an ack of a
+    command, which repeats the held tick, does not end the wait."""
+    from striata.deploy.client import BridgeClient
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(endpoint)
+    client = BridgeClient(endpoint)
+    client.num_joints = 2
+    try:
+        client.estop()  # any message: the router learns the client's routing id
+        assert router.poll(5000)
+        identity = router.recv_multipart()[0]
+
+        def send_state(seq: int, tick: int) -> None:
+            state = {
+                "v": protocol.PROTOCOL_VERSION, "type": "state", "seq": seq, "time": time.monotonic(),
+                "tick": tick, "q": [0.0, 1.0], "dq": [0.0, 0.0], "tau": None, "imu_quat": [1, 0, 0, 0],
+                "gyro": [0, 0, 0], "ack_seq": 0, "mode": "position", "remote": [],
+            }  # fmt: skip
+            router.send_multipart([identity, msgpack.packb(state)])
+
+        send_state(1, 7)
+        assert client.receive_newer_state(5.0) and client.latest.tick == 7
+        send_state(2, 7)  # an ack: the same tick
+        began = time.monotonic()
+        assert not client.receive_newer_state(0.05)
+        assert time.monotonic() - began >= 0.05 and client.latest.seq == 2
+        send_state(3, 8)
+        assert client.receive_newer_state(5.0) and client.latest.tick == 8
+    finally:
+        client.close()
+        router.close(linger=0)

@@ -47,6 +47,22 @@ def test_the_shipped_tracking_policy_tracks_the_whole_jazzwalk_clip() -> None:
     assert figures["physics_dt"] == 0.002 and figures["clip_targets"] is True
 
 
+def test_the_deploy_tuned_policy_tracks_with_the_bridges_brake_and_a_tick_of_latency() -> None:
+    """configs/g1_track_jazzwalk_deploy.yaml (7 minutes from the shipped policy, 150.0 run minutes in
+    all): in the env as deployed (from standing, a command acting a tick late, the bridge's brake) it
+    tracks the clip, where the policy it started from falls at 4.7 s."""
+    args = ["--episodes", "2", "--json", "--from-standing", "--action-delay-ticks", "1", "--bridge-brake"]
+    figures = {}
+    for name in ("g1_track_jazzwalk_deploy", "g1_track_jazzwalk"):
+        result = CliRunner().invoke(app, ["eval", str(DATA / f"{name}.onnx"), *args])
+        assert result.exit_code == 0, result.output
+        figures[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    tuned, base = figures["g1_track_jazzwalk_deploy"], figures["g1_track_jazzwalk"]
+    assert tuned["bridge_brake"] is True and tuned["action_delay_ticks"] == 1
+    assert tuned["reached_end"] == 1.0 and tuned["body_pos_error_m"] <= 0.10
+    assert base["reached_end"] == 0.0 and base["episode_s"] < 6.0
+
+
 def test_a_physics_step_that_does_not_divide_the_policy_step_is_refused() -> None:
     args = ["eval", str(DATA / "g1_stand.onnx"), "--clip", "builtin:stand", "--episodes", "1"]
     result = CliRunner().invoke(app, [*args, "--physics-dt", "0.003"])
@@ -54,6 +70,10 @@ def test_a_physics_step_that_does_not_divide_the_policy_step_is_refused() -> Non
     assert "physics_dt: 0.003 s does not divide the policy's step of 0.02 s" in result.stderr
     bridged = CliRunner().invoke(app, [*args, "--sim-bridge", "--physics-dt", "0.002"])
     assert bridged.exit_code == 2 and "physics_dt: the sim bridge's G1 steps at its tick" in bridged.stderr
+    emulated = CliRunner().invoke(app, [*args, "--sim-bridge", "--bridge-brake"])
+    assert emulated.exit_code == 2 and "the sim bridge has its own latency and brake" in emulated.stderr
+    late = CliRunner().invoke(app, [*args, "--action-delay-ticks", "4"])
+    assert late.exit_code == 2 and "action_delay_ticks: [4, 4] must be" in late.stderr
 
 
 def test_an_export_without_its_clip_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -165,6 +165,116 @@ def test_joint_targets_are_clipped_where_a_bridge_would_clip_them():
     assert (free.mdp.joint_targets(G1.default_pos[None], np.full((1, 29), 100.0)) > bridge.upper).all()
 
 
+def _reset_pair(**settings):
+    """An env with ``settings`` and one without, both reset to the same states."""
+    pair = [make_env("g1_tracking", num_envs=2, seed=3, **s, **DETERMINISTIC) for s in (settings, {})]
+    for env in pair:
+        env.reset()
+    return pair
+
+
+def _stepped_by_hand(env, chunks):
+    """Step ``env``'s physics through ``chunks`` of (ticks, ctrl), as the env's own step would."""
+    for ticks, ctrl in chunks:
+        env.ctrl[:] = ctrl
+        env.batch.step(nstep=ticks, stage=mujoco.mjtStage.mjSTAGE_VEL)
+
+
+def test_a_delayed_action_holds_the_last_targets_for_its_ticks():
+    delayed, by_hand = _reset_pair(action_delay_ticks=(2, 2))
+    moved = np.full((2, 29), 0.3)
+    held = by_hand.mdp.holding_targets(by_hand.qpos)  # a new episode's robot holds its pose
+    targets = by_hand.mdp.joint_targets(by_hand.default_joint_pos, moved)
+    _stepped_by_hand(by_hand, [(2, held), (by_hand.decimation - 2, targets)])
+    delayed.step(moved)
+    np.testing.assert_allclose(delayed.qpos, by_hand.qpos, atol=1e-12)
+    undelayed = _reset_pair()[0]
+    undelayed.step(moved)
+    assert not np.allclose(undelayed.qpos, delayed.qpos, atol=1e-3)
+
+
+def test_a_delayed_observation_shows_the_policy_the_state_ticks_before_the_step_ends():
+    late, by_hand = _reset_pair(observation_delay_ticks=(3, 3))
+    actions = np.full((2, 29), 0.2)
+    targets = by_hand.mdp.joint_targets(by_hand.default_joint_pos, actions)
+    _stepped_by_hand(by_hand, [(by_hand.decimation - 3, targets)])
+    sensed = by_hand.qpos[:, by_hand.mdp.joint_qpos_adr].copy()
+    _stepped_by_hand(by_hand, [(3, targets)])
+    obs = late.step(actions)[0]
+    names = [name for name, _ in late.observation_terms]
+    start = sum(size for _, size in late.observation_terms[: names.index("joint_pos")])
+    joint_pos = obs["policy"][:, start : start + 29]
+    np.testing.assert_allclose(joint_pos, sensed - late.default_joint_pos, atol=1e-6)
+    np.testing.assert_allclose(late.qpos, by_hand.qpos, atol=1e-12)  # the physics is the same
+    # The critic sees the state the step ended in.
+    fresh = _reset_pair()[0]
+    np.testing.assert_allclose(obs["critic"], fresh.step(actions)[0]["critic"], atol=1e-6)
+
+
+def test_the_emulated_bridge_passes_targets_on_as_the_bridge_does():
+    from striata.deploy.protocol import Command
+    from striata.deploy.robot import RobotState
+    from striata.deploy.safety import SafetyConfig, SafetyFilter
+    from striata.deploy.sim_robot import SimRobot
+
+    env = make_env("g1_tracking", num_envs=1, seed=0, bridge_brake=True, **DETERMINISTIC)
+    env.reset()
+    sim = SimRobot("g1")
+    bridge = SafetyFilter(
+        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, env.tick_dt,
+        brake_accel=sim.brake_accel, applies_gains=False,
+    )  # fmt: skip
+    waist, knee = G1.joint_names.index("waist_pitch_joint"), G1.joint_names.index("left_knee_joint")
+    q = np.clip(G1.default_pos, bridge.lower, bridge.upper)
+    q[waist] = bridge.upper[waist] - 0.02
+    dq = np.zeros(29)
+    dq[waist] = 3.0  # too fast to stop before the limit: braked
+    dq[knee] = 0.5
+    qpos, qvel = env.qpos.copy(), np.zeros_like(env.qvel)
+    qpos[0, env.mdp.joint_qpos_adr], qvel[0, env.mdp.joint_dof_adr] = q, dq
+    env.set_state(qpos, qvel)
+    env._applied[:] = q  # as the bridge ramps from the measured pose after a passive phase
+    targets = G1.default_pos + np.linspace(-0.4, 0.4, 29)
+    env._brake(targets[None])
+    n = np.zeros(29)
+    command = Command(
+        seq=1, session=1, phase="policy", q_target=targets, dq_target=n, kp=G1.kp, kd=G1.kd, tau_ff=n
+    )
+    out = bridge.position(command, RobotState(q=q, dq=dq))
+    np.testing.assert_allclose(env.ctrl[0], out.q_target, atol=1e-12)
+    np.testing.assert_allclose(-env._actuator_bias[0, :29, 2], out.kd, atol=1e-12)
+    assert out.kd[waist] > G1.kd[waist] and out.q_target[waist] == pytest.approx(q[waist])
+
+
+def test_limit_envelope_charges_the_speed_a_bridge_would_brake():
+    from striata.deploy.safety import SafetyConfig, SafetyFilter
+    from striata.deploy.sim_robot import SimRobot
+    from striata.envs.robots.actuators import braking_speeds
+
+    env = make_env("g1_tracking", num_envs=1, seed=0, rewards={"limit_envelope": -1.0}, **DETERMINISTIC)
+    env.reset()
+    sim = SimRobot("g1")
+    bridge = SafetyFilter(
+        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, 0.002, sim.brake_accel
+    )
+    np.testing.assert_allclose(env.mdp.brake_accel, bridge.brake_accel)
+    waist = G1.joint_names.index("waist_pitch_joint")
+    q = env.qpos[0, env.mdp.joint_qpos_adr].copy()
+    q[waist] = bridge.upper[waist] - 0.05
+    up, _ = braking_speeds(q, bridge.lower, bridge.upper, bridge.brake_accel)
+    speeds = {"slow": 0.9 * up[waist], "fast": up[waist] + 0.5}
+    charged = {}
+    for name, speed in speeds.items():
+        qpos, qvel = env.qpos.copy(), np.zeros_like(env.qvel)
+        qpos[0, env.mdp.joint_qpos_adr] = q
+        qvel[0, env.mdp.joint_dof_adr[waist]] = speed
+        env.set_state(qpos, qvel)
+        frame, relative = env._current()
+        charged[name] = env.mdp.reward(frame, relative)[1]["limit_envelope"][0]
+    assert charged["slow"] == 0.0
+    assert charged["fast"] == pytest.approx(0.5, abs=1e-6)
+
+
 def test_termination_fires_when_the_g1_falls():
     env = make_env("g1_tracking", num_envs=4, seed=2, **DETERMINISTIC)
     env.reset()
@@ -234,6 +344,10 @@ def test_bad_config_names_the_field():
         make_config("g1_tracking", {"keypoint_weights": {"nose": 2.0}})
     with pytest.raises(ValidationError, match="bogus"):
         make_config("g1_tracking", {"bogus": 1})
+    with pytest.raises(ValidationError, match=r"action_delay_ticks: \[0, 4\] must be .* < decimation \(4\)"):
+        make_config("g1_tracking", {"action_delay_ticks": [0, 4]})
+    with pytest.raises(ValidationError, match="bridge_brake: the 'warp' backend does not emulate it"):
+        make_config("g1_tracking", {"backend": "warp", "bridge_brake": True})
 
 
 def test_anchor_and_body_frames_match_their_quaternion_definitions():

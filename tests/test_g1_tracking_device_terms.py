@@ -28,7 +28,9 @@ def _as_torch(frame):
 
 @pytest.fixture(scope="module")
 def env():
-    cfg = make_config("g1_tracking", {"observation_noise": {"enabled": False}})
+    cfg = make_config(
+        "g1_tracking", {"observation_noise": {"enabled": False}, "rewards": {"limit_envelope": -1.0}}
+    )
     env = make_env("g1_tracking", num_envs=6, seed=3, config=cfg)
     env.reset()
     rng = np.random.default_rng(0)

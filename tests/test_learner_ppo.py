@@ -248,3 +248,23 @@ def test_an_action_prior_adds_to_the_mean_travels_with_the_weights_and_mirrors()
         PPO(cfg, 20, 286, 29, action_prior=prior)
     with pytest.raises(ValueError, match="needs the task's prior"):
         PPOTrainer(cfg, obs, 29, 64)
+
+
+def test_a_warming_critic_leaves_the_actor_alone_until_its_updates_are_done() -> None:
+    ppo = PPO(small_cfg(critic_warmup_updates=2, num_learning_epochs=1, num_mini_batches=1), 4, None, 2)
+    lr = ppo.learning_rate
+
+    def actor_params() -> list[torch.Tensor]:
+        return [p.detach().clone() for p in [*ppo.model.actor.parameters(), ppo.model.log_std]]
+
+    before = actor_params()
+    critic = [p.detach().clone() for p in ppo.model.critic.parameters()]
+    for seed in range(2):
+        ppo.update(random_chunk(8, 4, 4, 2, seed=seed))
+    assert all(torch.equal(a, b) for a, b in zip(before, actor_params(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(critic, ppo.model.critic.parameters(), strict=True))
+    assert ppo.learning_rate == lr  # no KL to adapt the learning rate to while the actor waits
+    ppo.update(random_chunk(8, 4, 4, 2, seed=5))
+    assert not all(torch.equal(a, b) for a, b in zip(before, actor_params(), strict=True))
+    # The actor's first step starts at the schedule's floor (the KL rule raises it from there).
+    assert ppo.learning_rate <= 1.5 * ppo.cfg.min_learning_rate

@@ -101,7 +101,8 @@ def _device_env(num_envs: int, **overrides):
 
 
 def test_device_env_scores_like_the_cpu_env_without_leaving_the_device():
-    quiet = {**DETERMINISTIC, "observation_noise": {"enabled": False}}
+    # Each new action waits a physics step, on both backends.
+    quiet = {**DETERMINISTIC, "observation_noise": {"enabled": False}, "action_delay_ticks": (1, 1)}
     dev, torch = _device_env(4, **quiet)
     cpu = make_env("g1_tracking", num_envs=4, seed=0, config=make_config("g1_tracking", quiet))
     dev.reset()
@@ -110,6 +111,7 @@ def test_device_env_scores_like_the_cpu_env_without_leaving_the_device():
     assert dev.qpos.data_ptr() == dev.batch.data.qpos.ptr
     dev.qpos.copy_(torch.as_tensor(cpu.qpos, dtype=torch.float32))
     dev.qvel.copy_(torch.as_tensor(cpu.qvel, dtype=torch.float32))
+    dev.ctrl.copy_(torch.as_tensor(cpu.ctrl, dtype=torch.float32))
     dev.frame_index = torch.as_tensor(cpu.frame_index)
     dev._physics(0)  # kinematics and sensors of the copied state
     rng = np.random.default_rng(0)

@@ -9,8 +9,8 @@ from functools import cache
 import mujoco
 import numpy as np
 
-from striata.deploy.gain_stability import braking_deceleration
 from striata.deploy.self_collision import SelfCollision
+from striata.envs.robots.actuators import braking_deceleration
 from striata.envs.robots.g1 import G1, g1_spec
 
 # The G1's leg links (the legs' joint chains, hip to foot), per side.

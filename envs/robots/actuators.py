@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
+
+from striata.envs.arrays import Array, namespace
 
 # The range a deployed robot's targets are clamped into (deploy/safety.py's soft limits), and so the
 # range training clamps them into: the joint range shrunk by this factor...
@@ -29,6 +32,102 @@ def soft_joint_limits(
     limits = np.asarray(joint_limits, dtype=np.float64)
     margin = np.minimum((limits[:, 1] - limits[:, 0]) / 2 * (1 - factor), max_margin)
     return limits[:, 0] + margin, limits[:, 1] - margin
+
+
+# A deploy bridge keeps a joint slow enough near its soft limits to stop there braking at no more than
+# this (rad/s^2), and at no more than this share of the model's joint velocity limits (deploy/safety.py);
+# faster, it brakes the joint whatever the policy commands. Training penalises the same envelope.
+LIMIT_BRAKE_ACCEL = 200.0
+VELOCITY_LIMIT_FACTOR = 0.5
+# rad a deploy bridge moves a target per tick at most.
+MAX_TARGET_STEP = 0.05
+# A braked joint gets damping that spends its effort at its speed, within these (N m s/rad).
+DAMPING_KD = 5.0
+MAX_BRAKE_KD = 20.0
+
+
+def braking_deceleration(
+    model: mujoco.MjModel,
+    joint_names: Sequence[str],
+    effort_limits: np.ndarray,
+    joint_positions: Sequence[np.ndarray] = (),
+    share: float = 0.5,
+    cap: float = LIMIT_BRAKE_ACCEL,
+) -> np.ndarray:
+    """[J] rad/s^2 a joint's motor can surely brake it at, at most ``cap``: ``share`` of its effort over its
+    inertia with every other joint locked (``M_ii``, the largest it drives), the largest over the zero pose
+    and ``joint_positions``. A bridge keeps a joint slow enough near its limits to stop at this rate."""
+    joint_ids = [model.joint(name).id for name in joint_names]
+    qpos_adr = model.jnt_qposadr[joint_ids]
+    dof_adr = model.jnt_dofadr[joint_ids]
+    data = mujoco.MjData(model)
+    largest = np.zeros(len(joint_names))
+    unit, column = np.zeros(model.nv), np.zeros(model.nv)
+    for pose in (None, *joint_positions):
+        data.qpos[:] = model.qpos0
+        if pose is not None:
+            data.qpos[qpos_adr] = np.asarray(pose, dtype=np.float64)
+        mujoco.mj_forward(model, data)
+        for j, dof in enumerate(dof_adr.tolist()):
+            unit[:] = 0.0
+            unit[dof] = 1.0
+            mujoco.mj_mulM(model, data, column, unit)
+            largest[j] = max(largest[j], column[dof])
+    return np.minimum(share * np.asarray(effort_limits, dtype=np.float64) / largest, cap)
+
+
+def braking_speeds(
+    q: Array, lower: Array, upper: Array, brake_accel: Array, speed_limit: Array | None = None
+) -> tuple[Array, Array]:
+    """Per joint at positions ``q`` [..., J]: the speeds up and down from which braking at ``brake_accel``
+    stops the joint at its soft limit, ``sqrt(2 a d)``, at most ``speed_limit`` (numpy or torch)."""
+    xp = namespace(q)
+    brake = 2.0 * brake_accel
+    up = xp.sqrt(brake * xp.clip(upper - q, min=0.0))
+    down = xp.sqrt(brake * xp.clip(q - lower, min=0.0))
+    if speed_limit is not None:
+        up, down = xp.minimum(up, speed_limit), xp.minimum(down, speed_limit)
+    return up, down
+
+
+def ramp_targets(
+    target: np.ndarray,
+    previous: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    brake_accel: np.ndarray,
+    max_step: float,
+    period: float,
+) -> np.ndarray:
+    """Targets clipped into the soft limits, then moved at most ``max_step`` from ``previous`` (the last
+    applied ones) in a tick of ``period``, and no faster toward a soft limit than braking stops a joint
+    there: a limb is not slammed into its limit by its own target (a deploy bridge's ramp)."""
+    target = np.clip(target, lower, upper)
+    up, down = braking_speeds(previous, lower, upper, brake_accel)
+    return np.clip(
+        target, previous - np.minimum(max_step, down * period), previous + np.minimum(max_step, up * period)
+    )
+
+
+def braking_joints(
+    q: np.ndarray,
+    dq: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    brake_accel: np.ndarray,
+    speed_limit: np.ndarray,
+) -> np.ndarray:
+    """Which joints move toward a soft limit faster than braking stops them at it, or past the speed
+    limit: a deploy bridge brakes them, whatever the command."""
+    up, down = braking_speeds(q, lower, upper, brake_accel, speed_limit)
+    return (dq >= up) | (-dq >= down)
+
+
+def braking_damping(
+    dq: np.ndarray, effort: np.ndarray, min_kd: float = DAMPING_KD, max_kd: float = MAX_BRAKE_KD
+) -> np.ndarray:
+    """Damping [..., J] that spends each joint's effort at its speed ``dq``, within [min_kd, max_kd]."""
+    return np.clip(effort / np.maximum(np.abs(dq), 1e-6), min_kd, max_kd)
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,24 @@ class G1TrackingConfig(TaskConfig):
         "less a margin: envs/robots/actuators.soft_joint_limits): a policy that learned targets past a "
         "joint's range as a source of torque loses that torque on the robot and falls",
     )
+    action_delay_ticks: tuple[int, int] = Field(
+        default=(0, 0),
+        description="physics steps a new action waits before it acts (the previous targets hold meanwhile), "
+        "drawn per control step from [low, high]: a deployed command acts a tick or more after the state it "
+        "was computed from, and a policy trained without that lag can fall from one tick of it",
+    )
+    observation_delay_ticks: tuple[int, int] = Field(
+        default=(0, 0),
+        description="the policy observes the state this many physics steps before the control step ends, "
+        "drawn per step from [low, high] (the critic sees the current one): a deployed controller acts on "
+        "a state up to a tick or more old",
+    )
+    bridge_brake: bool = Field(
+        default=False,
+        description="each physics step brakes a joint as a deploy bridge does (deploy/safety.py): one that "
+        "moves toward its soft limit faster than its motor can stop it there gets its target where it "
+        "is and damping that spends its effort; a policy trained without it can fall when it is braked",
+    )
     terminations: TerminationConfig = TerminationConfig()
     sampling: SamplingConfig = SamplingConfig()
     randomization: RandomizationConfig = RandomizationConfig()
@@ -270,6 +288,25 @@ class G1TrackingConfig(TaskConfig):
         # Each entry with its term's params, and a removed default as null, so a dump validates back.
         removed = {name: None for name in DEFAULT_REWARDS if name not in entries}
         return {**{name: entry.model_dump() for name, entry in entries.items()}, **removed}
+
+    @model_validator(mode="after")
+    def _check_deploy_emulation(self) -> G1TrackingConfig:
+        for name in ("action_delay_ticks", "observation_delay_ticks"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high < self.decimation:
+                raise ValueError(
+                    f"{name}: {[low, high]} must be 0 <= low <= high < decimation ({self.decimation})"
+                )
+        cpu_only = {
+            "bridge_brake": self.bridge_brake,
+            "observation_delay_ticks": any(self.observation_delay_ticks),
+        }
+        for name, used in cpu_only.items():
+            if used and self.backend != "cpu":
+                raise ValueError(
+                    f"{name}: the {self.backend!r} backend does not emulate it yet; use backend cpu"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_keypoints(self) -> G1TrackingConfig:

@@ -79,6 +79,7 @@ class G1TrackingDeviceEnv:
         self.observation_dim = self.mdp.observation_dim
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(seed)
+        self.delay_rng = np.random.default_rng(seed)  # drawn on the host: a step never waits on the device
         with wp.ScopedDevice(self.batch.device):
             mjw.reset_data(self.batch.model, self.batch.data)
         data = self.batch.data
@@ -110,7 +111,7 @@ class G1TrackingDeviceEnv:
             expected = (self.num_envs, self.action_dim)
             raise ValueError(f"actions: expected shape {expected}, got {tuple(actions.shape)}")
         self.prev_actions, self.actions = self.actions, actions
-        self.ctrl.copy_(self.mdp.joint_targets(self.default_joint_pos, actions))
+        targets = self.mdp.joint_targets(self.default_joint_pos, actions)
         rand = self.cfg.randomization
         if rand.enabled:
             now = self.episode_step.to(torch.float32) * self.step_dt
@@ -118,7 +119,11 @@ class G1TrackingDeviceEnv:
             kick = events.push_velocities(self.rng, self.num_envs, rand)
             self.qvel[:, :6] += torch.where(due[:, None], kick, 0.0)
             self.next_push = torch.where(due, events.next_push_times(self.rng, now, rand), self.next_push)
-        self._physics(self.decimation)
+        delay = self.mdp.action_delay(self.delay_rng)
+        if delay:
+            self._physics(delay, final_kinematics=False)
+        self.ctrl.copy_(targets)
+        self._physics(self.decimation - delay)
         self.episode_step += 1
         self.frame_index = self.mdp.advance(self.frame_index)
         self.sampler.update()
@@ -140,12 +145,13 @@ class G1TrackingDeviceEnv:
         return self.mdp.observe(self._gather(), self.rng), reward, terminated, truncated, info
 
     # ----------------------------------------------------------------- internals
-    def _physics(self, nstep: int) -> None:
+    def _physics(self, nstep: int, final_kinematics: bool = True) -> None:
         with self._wp.ScopedDevice(self.batch.device):
             for _ in range(nstep):
                 self._mjw.step(self.batch.model, self.batch.data)
-            # mjw.step leaves kinematics and sensors at the state before its last integration.
-            self._mjw.step1(self.batch.model, self.batch.data)
+            if final_kinematics:
+                # mjw.step leaves kinematics and sensors at the state before its last integration.
+                self._mjw.step1(self.batch.model, self.batch.data)
 
     def _reset(self, done: torch.Tensor) -> None:
         """Put the ``done`` envs at a sampled reference frame (all envs are drawn for, none waits)."""
@@ -162,6 +168,7 @@ class G1TrackingDeviceEnv:
         rows = done[:, None]
         self.qpos.copy_(torch.where(rows, qpos.to(self.qpos.dtype), self.qpos))
         self.qvel.copy_(torch.where(rows, qvel.to(self.qvel.dtype), self.qvel))
+        self.ctrl.copy_(torch.where(rows, self.mdp.holding_targets(self.qpos).to(self.ctrl.dtype), self.ctrl))
         self.frame_index = torch.where(done, frames, self.frame_index)
         self.episode_step = torch.where(done, 0, self.episode_step)
         self.actions = torch.where(rows, 0.0, self.actions)

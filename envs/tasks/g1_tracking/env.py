@@ -9,7 +9,13 @@ import mujoco
 import numpy as np
 
 from striata.envs.backend import BatchedEnv
-from striata.envs.robots.actuators import add_position_actuators
+from striata.envs.robots.actuators import (
+    MAX_TARGET_STEP,
+    add_position_actuators,
+    braking_damping,
+    braking_joints,
+    ramp_targets,
+)
 from striata.envs.robots.g1 import G1, TRACKED_BODIES, g1_spec
 from striata.envs.tasks.g1_tracking import events
 from striata.envs.tasks.g1_tracking.config import G1TrackingConfig
@@ -88,10 +94,16 @@ class G1TrackingEnv(BatchedEnv):
         self.frame_index = np.zeros(num_envs, dtype=np.int64)
         self.actions = np.zeros((num_envs, self.action_dim))
         self.prev_actions = np.zeros_like(self.actions)
+        self.targets = np.zeros((num_envs, self.action_dim))  # the policy's joint targets this step
         self.next_push = np.full(num_envs, np.inf)
         self._last_terminated = np.zeros(num_envs, dtype=bool)
         self._frame: TrackingFrame | None = None
         self._relative: tuple[np.ndarray, np.ndarray] | None = None
+        self._sensed: SimState | None = None  # the state the policy observes, when sensed before the end
+        if cfg.bridge_brake:  # per-env actuator damping, for the joints a bridge would brake
+            self._actuator_bias = self.batch.expand("actuator_biasprm")
+            self._applied = self.ctrl.copy()  # the targets the emulated bridge applied last
+        self.tick_dt = cfg.physics_dt
 
     def reference_state(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Full qpos/qvel of the reference at each env's current frame (no noise), as new arrays."""
@@ -122,17 +134,58 @@ class G1TrackingEnv(BatchedEnv):
             self.next_push[ids] = events.next_push_times(self.rng, np.zeros(len(ids)), rand)
         self.actions[ids] = 0.0
         self.prev_actions[ids] = 0.0
+        # What the robot was last commanded and applied: targets that hold the new pose.
+        self.targets[ids] = self.ctrl[ids] = self.mdp.holding_targets(self.qpos[ids])
+        if self.cfg.bridge_brake:
+            self._applied[ids] = self.targets[ids]
 
     def _apply_actions(self, actions: np.ndarray) -> None:
         self.prev_actions = self.actions
         self.actions = actions
-        self.ctrl[:] = self.mdp.joint_targets(self.default_joint_pos, actions)
+        self._held = self.targets
+        self.targets = self.mdp.joint_targets(self.default_joint_pos, actions)
         if self.cfg.randomization.enabled:
             now = self.episode_step * self.step_dt
             due = np.flatnonzero(now >= self.next_push)
             if len(due):
                 self.qvel[due, :6] += events.push_velocities(self.rng, len(due), self.cfg.randomization)
                 self.next_push[due] = events.next_push_times(self.rng, now[due], self.cfg.randomization)
+
+    def _step_physics(self) -> None:
+        # In chunks between the ticks where something changes: the delayed targets arrive, the policy
+        # senses the robot; tick by tick where the bridge's brake is emulated.
+        delay = self.mdp.action_delay(self.rng)
+        sense_at = self.decimation - self.mdp.observation_delay(self.rng)
+        self._sensed = None
+        tick = 0
+        while tick < self.decimation:
+            if tick == sense_at:
+                self._sensed = self._sim_state(copy=True)
+            command = self._held if tick < delay else self.targets
+            if self.cfg.bridge_brake:
+                self._brake(command)
+                n = 1
+            else:
+                self.ctrl[:] = command
+                n = min(x for x in (delay, sense_at, self.decimation) if x > tick) - tick
+            self.batch.step(nstep=n, stage=mujoco.mjtStage.mjSTAGE_VEL)
+            tick += n
+
+    def _brake(self, targets: np.ndarray) -> None:
+        """Command ``targets`` as a deploy bridge passes them on each tick (deploy/safety.py): ramped from
+        the last applied ones, slower near a soft limit, and a joint faster toward its soft limit than
+        braking stops it there held where it is, damped to spend its effort."""
+        mdp = self.mdp
+        lower, upper = mdp.target_lower, mdp.target_upper
+        q, dq = self.qpos[:, mdp.joint_qpos_adr], self.qvel[:, mdp.joint_dof_adr]
+        ramped = ramp_targets(
+            targets, self._applied, lower, upper, mdp.brake_accel, MAX_TARGET_STEP, self.tick_dt
+        )
+        braking = braking_joints(q, dq, lower, upper, mdp.brake_accel, mdp.speed_limit)
+        self._applied = np.where(braking, np.clip(q, lower, upper), ramped)
+        self.ctrl[:] = self._applied
+        kd = np.where(braking, np.maximum(G1.kd, braking_damping(dq, G1.effort_limit)), G1.kd)
+        self._actuator_bias[:, : len(G1.joint_names), 2] = -kd
 
     def _after_physics(self) -> None:
         self.frame_index = self.mdp.advance(self.frame_index)
@@ -144,7 +197,18 @@ class G1TrackingEnv(BatchedEnv):
             self._frame.scatter(ids, self._gather(ids))
         else:
             self._frame = None
+        if ids is not None and self._sensed is not None:  # a new episode's policy sees its first state
+            for sensed, now in zip(self._sensed, self._sim_state(), strict=True):
+                sensed[ids] = now[ids]
         self._relative = None
+
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids: np.ndarray | None = None) -> None:
+        self._sensed = None
+        super().set_state(qpos, qvel, ids)
+
+    def _sim_state(self, copy: bool = False) -> SimState:
+        arrays = (self.qpos, self.qvel, self.xpos, self.xquat, self.xmat, self.sensordata)
+        return SimState(*(x.copy() if copy else x for x in arrays))
 
     def _current(self) -> tuple[TrackingFrame, tuple[np.ndarray, np.ndarray]]:
         if self._frame is None:
@@ -153,19 +217,21 @@ class G1TrackingEnv(BatchedEnv):
             self._relative = self._frame.relative_reference()
         return self._frame, self._relative
 
-    def _gather(self, ids: np.ndarray | None = None) -> TrackingFrame:
+    def _gather(self, ids: np.ndarray | None = None, sim: SimState | None = None) -> TrackingFrame:
+        """The frame of rows ``ids`` of the current state, or of ``sim`` (a state sensed earlier)."""
         rows = slice(None) if ids is None else ids
-        sim = SimState(
-            *(x[rows] for x in (self.qpos, self.qvel, self.xpos, self.xquat, self.xmat, self.sensordata))
-        )
+        state = SimState(*(x[rows] for x in (self._sim_state() if sim is None else sim)))
         env = (self.frame_index, self.default_joint_pos, self.actions, self.prev_actions)
-        return self.mdp.frame(sim, *(x[rows] for x in env))
+        return self.mdp.frame(state, *(x[rows] for x in env))
 
     def _observe(self, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
         if self._frame is None:
             self._frame = self._gather()
         frame = self._frame if ids is None else self._gather(ids)
-        return self.mdp.observe(frame, self.rng)
+        obs = self.mdp.observe(frame, self.rng)
+        if self._sensed is not None:  # the policy sees the state it sensed (cfg.observation_delay_ticks)
+            obs["policy"] = self.mdp.observe(self._gather(ids, self._sensed), self.rng)["policy"]
+        return obs
 
     def _reward(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         frame, relative = self._current()

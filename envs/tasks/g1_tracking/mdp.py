@@ -24,7 +24,7 @@ import numpy as np
 from striata.envs.arrays import Array, Rng, namespace, uniform
 from striata.envs.assets import resolve_data_file
 from striata.envs.motion import MotionReference, build_reference, constant_pose_motion, load_reference
-from striata.envs.robots.actuators import soft_joint_limits
+from striata.envs.robots.actuators import VELOCITY_LIMIT_FACTOR, braking_deceleration, soft_joint_limits
 from striata.envs.robots.g1 import (
     ANCHOR_BODY,
     END_EFFECTOR_BODIES,
@@ -152,6 +152,8 @@ class TrackingMDP:
     soft_upper: Array  # [J]
     target_lower: Array  # [J] where joint targets are clipped (cfg.clip_targets): a bridge's soft limits
     target_upper: Array  # [J]
+    brake_accel: Array  # [J] rad/s^2 a bridge brakes each joint at near its soft limits
+    speed_limit: Array  # [J] rad/s a bridge lets each joint reach
     body_weights: Array  # [B], summing to 1
     standing_qpos: Array  # [nq] the deployed start: default pose, standing, at the first frame's place
     reset_noise: Array  # half-widths of the reset noise (events.reset_noise_scales)
@@ -203,6 +205,8 @@ class TrackingMDP:
             soft_upper=mid + half,
             target_lower=target_lower,
             target_upper=target_upper,
+            brake_accel=braking_deceleration(model, G1.joint_names, G1.effort_limit, [G1.default_pos]),
+            speed_limit=VELOCITY_LIMIT_FACTOR * np.asarray(G1.velocity_limit, dtype=np.float64),
             body_weights=weights / weights.sum(),
             standing_qpos=_standing_qpos(motion.qpos[0], joint_qpos_adr),
             reset_noise=events.reset_noise_scales(cfg.randomization.reset_noise, len(G1.joint_names)),
@@ -259,6 +263,21 @@ class TrackingMDP:
             return targets
         return namespace(targets).clip(targets, min=self.target_lower, max=self.target_upper)
 
+    def action_delay(self, rng: np.random.Generator) -> int:
+        """Physics steps this control step's new targets wait (``cfg.action_delay_ticks``), one draw for
+        every env: each env still meets every delay in the range over its episodes."""
+        return _draw(rng, self.cfg.action_delay_ticks)
+
+    def observation_delay(self, rng: np.random.Generator) -> int:
+        """Physics steps before this control step's end at which the policy senses the robot
+        (``cfg.observation_delay_ticks``), one draw for every env."""
+        return _draw(rng, self.cfg.observation_delay_ticks)
+
+    def holding_targets(self, qpos: Array) -> Array:
+        """Targets [n, J] that hold the joints of ``qpos`` where they are: what a new episode's robot was
+        last commanded, for the physics steps a delayed first action waits."""
+        return qpos[:, self.joint_qpos_adr]
+
     def advance(self, frame_index: Array) -> Array:
         """The reference frame one control step later (the last frame holds)."""
         return namespace(frame_index).clip(frame_index + 1, max=self.motion.num_frames - 1)
@@ -304,7 +323,16 @@ class TrackingMDP:
 
     def reward(self, f: TrackingFrame, relative: tuple[Array, Array]) -> tuple[Array, dict[str, Array]]:
         """The reward [n] and each configured term's value; ``relative`` is ``f.relative_reference()``."""
-        ctx = RewardContext(*relative, self.body_weights, self.soft_lower, self.soft_upper)
+        ctx = RewardContext(
+            *relative,
+            self.body_weights,
+            self.soft_lower,
+            self.soft_upper,
+            self.target_lower,
+            self.target_upper,
+            self.brake_accel,
+            self.speed_limit,
+        )
         return rewards.compute(self.rewards, f, ctx, self.step_dt)
 
     def observe(self, f: TrackingFrame, rng: Rng) -> dict[str, Array]:
@@ -338,6 +366,11 @@ class TrackingMDP:
             events.perturb_reset_state(rng, qpos, qvel, self.reset_noise, adr)
             qpos[:, adr] = namespace(qpos).clip(qpos[:, adr], min=self.soft_lower, max=self.soft_upper)
         return qpos, qvel
+
+
+def _draw(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    return low if low == high else int(rng.integers(low, high + 1))
 
 
 def _standing_qpos(first: np.ndarray, joint_qpos_adr: np.ndarray) -> np.ndarray:

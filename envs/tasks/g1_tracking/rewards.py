@@ -20,6 +20,7 @@ from typing import Annotated, Any, NamedTuple
 from pydantic import Field
 
 from striata.envs.arrays import Array, namespace
+from striata.envs.robots.actuators import braking_speeds
 from striata.envs.rotations import quat_error_magnitude
 from striata.envs.tasks.g1_tracking.frame import TrackingFrame
 
@@ -34,6 +35,10 @@ class RewardContext(NamedTuple):
     body_weights: Array  # [B] per tracked body, summing to 1
     soft_lower: Array  # [J] soft joint limits
     soft_upper: Array
+    bridge_lower: Array  # [J] a deploy bridge's soft limits (where it clamps targets)
+    bridge_upper: Array
+    brake_accel: Array  # [J] rad/s^2 the bridge brakes each joint at near them
+    speed_limit: Array  # [J] rad/s the bridge lets each joint reach
 
 
 RewardTerm = Callable[..., Array]
@@ -99,6 +104,21 @@ def joint_limit(f: TrackingFrame, ctx: RewardContext) -> Array:
     below = xp.clip(ctx.soft_lower - f.joint_pos, min=0.0)
     above = xp.clip(f.joint_pos - ctx.soft_upper, min=0.0)
     return xp.sum(below + above, axis=-1)
+
+
+@reward_term
+def limit_envelope(
+    f: TrackingFrame, ctx: RewardContext, share: Annotated[float, Field(gt=0, le=1)] = 1.0
+) -> Array:
+    """rad/s by which joints move faster than ``share`` of what a deploy bridge lets them, summed over
+    joints: toward a soft limit faster than braking stops them at it (``braking_speeds``), or past the
+    bridge's speed limit. The bridge brakes such a joint whatever the policy commands (deploy/safety.py),
+    and a policy whose motion relied on that speed falls. ``share`` < 1 leaves room for what happens
+    between two control steps, which this term does not see."""
+    xp = namespace(f.joint_vel)
+    speeds = braking_speeds(f.joint_pos, ctx.bridge_lower, ctx.bridge_upper, ctx.brake_accel, ctx.speed_limit)
+    up, down = share * speeds[0], share * speeds[1]
+    return xp.sum(xp.clip(f.joint_vel - up, min=0.0) + xp.clip(-f.joint_vel - down, min=0.0), axis=-1)
 
 
 @dataclass(frozen=True)
