@@ -121,10 +121,7 @@ def zmq_floor_rtt(round_trips: int = ECHO_ROUND_TRIPS, period_s: float = ECHO_PE
 
 
 def bench_deploy(
-    policy: Path,
-    seconds: float,
-    prime_cache_s: float = 0.001,
-    bridge_spin: bool = True,
+    policy: Path, seconds: float, prime_cache_s: float = 0.001, bridge_spin: bool = True
 ) -> dict[str, Any]:
     """Run the policy for ``seconds`` in the policy phase; return the latency figures."""
     if not Path(policy).is_file():

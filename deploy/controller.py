@@ -155,7 +155,8 @@ class ControllerConfig(BaseModel):
         "for the first state the bridge publishes after the step's deadline, so the policy acts on a state "
         "fractions of a millisecond old instead of up to a tick old (a tracking policy that tracked with "
         "its commands a tick late fell when it also saw the robot a tick late). Opt-in: with Unitree's "
-        "simulator at 2 ms on 2 cores, its states stalled past the bridge's 100 ms in 3 of 4 runs with it",
+        "simulator at 2 ms on 2 cores its states stalled past the bridge's 100 ms in 3 of 4 runs with it, "
+        "and in 2 of 4 without (deploy/PROTOCOL.md)",
     )
     prime_cache_s: float = Field(
         default=0.001,

@@ -65,7 +65,6 @@ from striata.envs.robots.actuators import (
     SOFT_LIMIT_FACTOR,
     VELOCITY_LIMIT_FACTOR,
     braking_damping,
-    braking_joints,
     braking_speeds,
     ramp_targets,
     soft_joint_limits,
@@ -222,7 +221,7 @@ class SafetyFilter:
             target = np.clip(target, np.minimum(low, high), np.maximum(low, high))
         target = np.clip(target, self.lower, self.upper)
         # Too fast toward a soft limit to stop before it, or past it: this joint brakes, whatever was asked.
-        braking = braking_joints(q, dq, self.lower, self.upper, self.brake_accel, self.velocity_limit)
+        braking = (dq >= up_speed) | (-dq >= down_speed)
         target = np.where(braking, np.clip(q, self.lower, self.upper), target)
         dq_target = np.where(braking, 0.0, dq_target)
         tau_ff = np.where(braking, 0.0, tau_ff)

@@ -134,7 +134,6 @@ class PPO:
             self._set_action_prior(action_prior)
         self.learning_rate = cfg.learning_rate
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
-        self._warming = cfg.critic_warmup_updates > 0
         self.version = 0
         self.symmetry: TensorSymmetry | None = None
         if symmetry is not None:
@@ -279,6 +278,10 @@ class PPO:
         batch = self._batch(chunks)
         lags = np.concatenate([self.version - _host(c["policy_version"]).reshape(-1) for c in chunks])
         cfg = self.cfg
+        if cfg.schedule == "adaptive" and 0 < cfg.critic_warmup_updates == self.version:
+            # The warm-started actor's first update starts at the schedule's floor and the KL rule raises
+            # the rate: at the run's initial rate, one update undid the shipped policy (success 0.8 -> 0.2).
+            self._set_learning_rate(cfg.min_learning_rate)
         size = batch["advantages"].shape[0]
         minibatch = size // cfg.num_mini_batches
         # Metrics are summed on the device and read once per update: no host sync per minibatch for them.
@@ -339,12 +342,7 @@ class PPO:
                 dist.stddev[:original],
             ).mean()
         # A warming critic leaves the actor alone: no surrogate, no mirror loss, and no KL to adapt to.
-        # Then the warm-started actor's first steps start at the schedule's floor and the KL rule raises
-        # the rate: at the run's initial rate, one update undid the shipped policy (success 0.8 -> 0.2).
         warming = self.version < cfg.critic_warmup_updates
-        if self._warming and not warming and cfg.schedule == "adaptive":
-            self._set_learning_rate(cfg.min_learning_rate)
-        self._warming = warming
         if cfg.schedule == "adaptive" and not warming:
             self._set_learning_rate(
                 adaptive_learning_rate(

@@ -43,7 +43,10 @@ def load_exported_actor(ppo: PPO, policy: str | Path, observation_names: list[st
     path = Path(policy)
     if not path.is_file():
         raise WarmStartError(f"ppo.init_policy: no such file {path}")
-    metadata = read_metadata(path)
+    try:
+        metadata = read_metadata(path)
+    except Exception as exc:  # onnxruntime's and pydantic's errors alike: not an export of ours
+        raise WarmStartError(f"ppo.init_policy {path}: not a striata policy export ({exc})") from None
     if observation_names is not None and list(metadata.observation_names) != list(observation_names):
         raise WarmStartError(
             f"ppo.init_policy {path}: it observes {metadata.observation_names}, this task gives "

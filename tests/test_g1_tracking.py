@@ -221,7 +221,7 @@ def test_the_emulated_bridge_passes_targets_on_as_the_bridge_does():
     env.reset()
     sim = SimRobot("g1")
     bridge = SafetyFilter(
-        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, env.tick_dt,
+        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, env.model.opt.timestep,
         brake_accel=sim.brake_accel, applies_gains=False,
     )  # fmt: skip
     waist, knee = G1.joint_names.index("waist_pitch_joint"), G1.joint_names.index("left_knee_joint")

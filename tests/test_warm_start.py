@@ -52,10 +52,14 @@ def test_an_export_that_does_not_fit_is_refused_by_name(hidden, names, message) 
         load_exported_actor(ppo, SHIPPED, names)
 
 
-def test_a_missing_init_policy_names_the_setting(tmp_path: Path) -> None:
+def test_a_missing_or_malformed_init_policy_names_the_setting(tmp_path: Path) -> None:
     ppo, _ = _learner([256, 128, 64])
     with pytest.raises(WarmStartError, match=r"ppo\.init_policy: no such file"):
         load_exported_actor(ppo, tmp_path / "nope.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_text("not an onnx file")
+    with pytest.raises(WarmStartError, match="not a striata policy export"):
+        load_exported_actor(ppo, garbage)
 
 
 def test_a_new_run_with_init_policy_starts_from_the_export(tmp_path: Path) -> None:

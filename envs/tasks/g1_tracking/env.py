@@ -13,7 +13,7 @@ from striata.envs.robots.actuators import (
     MAX_TARGET_STEP,
     add_position_actuators,
     braking_damping,
-    braking_joints,
+    braking_speeds,
     ramp_targets,
 )
 from striata.envs.robots.g1 import G1, TRACKED_BODIES, g1_spec
@@ -103,7 +103,6 @@ class G1TrackingEnv(BatchedEnv):
         if cfg.bridge_brake:  # per-env actuator damping, for the joints a bridge would brake
             self._actuator_bias = self.batch.expand("actuator_biasprm")
             self._applied = self.ctrl.copy()  # the targets the emulated bridge applied last
-        self.tick_dt = cfg.physics_dt
 
     def reference_state(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Full qpos/qvel of the reference at each env's current frame (no noise), as new arrays."""
@@ -178,10 +177,10 @@ class G1TrackingEnv(BatchedEnv):
         mdp = self.mdp
         lower, upper = mdp.target_lower, mdp.target_upper
         q, dq = self.qpos[:, mdp.joint_qpos_adr], self.qvel[:, mdp.joint_dof_adr]
-        ramped = ramp_targets(
-            targets, self._applied, lower, upper, mdp.brake_accel, MAX_TARGET_STEP, self.tick_dt
-        )
-        braking = braking_joints(q, dq, lower, upper, mdp.brake_accel, mdp.speed_limit)
+        tick = self.model.opt.timestep
+        ramped = ramp_targets(targets, self._applied, lower, upper, mdp.brake_accel, MAX_TARGET_STEP, tick)
+        up, down = braking_speeds(q, lower, upper, mdp.brake_accel, mdp.speed_limit)
+        braking = (dq >= up) | (-dq >= down)
         self._applied = np.where(braking, np.clip(q, lower, upper), ramped)
         self.ctrl[:] = self._applied
         kd = np.where(braking, np.maximum(G1.kd, braking_damping(dq, G1.effort_limit)), G1.kd)
