@@ -44,9 +44,10 @@ PLACEMENT = {
 }
 
 
-# About 1.5 minutes (three Ray nodes, a job package, a training run): in the default suite, so that CI
-# runs `striata launch` on a fresh install as a new user would (it needs ray[default]).
-pytestmark = pytest.mark.timeout(600)
+# About 1.5 minutes (three Ray nodes, a job package, a training run): a slow test, which CI runs after
+# the default suite on the same fresh install, so `striata launch` runs as a new user's would (it needs
+# ray[default]).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture

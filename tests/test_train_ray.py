@@ -91,6 +91,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_killed_actor_is_replaced_and_training_goes_on(tmp_path):
     proc = _start(["configs/panda_reach.yaml", *SMALL, "--set", "total_env_steps=6000"], tmp_path)
     log = tmp_path / "train.log"

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = re.compile(r"\|\s+(torch|ray|gymnasium|tensorboard)(\.|$)", re.M)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_deploy_extra_runs_the_robot_side_without_training_libraries(tmp_path: Path) -> None:
     source = tmp_path / "src"

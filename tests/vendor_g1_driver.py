@@ -1,6 +1,7 @@
 """Unitree's own G1 simulator (unitree_mujoco's simulate_python), run headless as a DDS peer for tests.
 
     python tests/vendor_g1_driver.py --domain-id 57 [--timestep 0.005] [--band-length 0.8] [--realtime]
+        [--cpu N]
 
 The vendor's code runs unchanged, as its README in ../shared/vendor says: its ``config`` module is
 set the way a user edits config.py (robot g1, the 29-DoF scene, the domain, ``lo``, elastic band on,
@@ -22,7 +23,8 @@ Stdin, one command per line:
   ``release``     the gantry lets go
   ``stop``        print the JSON report on stdout and exit
 Stdout: ``ready`` once the vendor's DDS entities exist and the loop runs, then the report: per window
-its seconds, pelvis min/max (m), LowCmds applied and physics steps, when the band was released, the
+its seconds, pelvis min/max (m), LowCmds applied, physics steps, the simulator's real-time factor
+and the most physics steps one LowCmd's torque was held, when the band was released, the
 LowCmds applied in all, and the last applied command's kp/kd per motor.
 """
 
@@ -42,7 +44,7 @@ SIMULATE_PYTHON = VENDOR / "unitree_mujoco" / "simulate_python"
 SCENE = VENDOR / "unitree_mujoco" / "unitree_robots" / "g1" / "scene_29dof.xml"
 SDK = VENDOR / "unitree_sdk2_python"
 # Below the bridge and the controller (50): the peers that keep real time come first.
-SIM_FIFO_PRIORITY = 40
+SIM_FIFO_PRIORITY = 60
 
 
 @dataclass
@@ -56,18 +58,23 @@ class Window:
     lowcmds: int = 0
     steps: int = 0
     seconds: float = 0.0
+    # The vendor's handler computes a PD torque from the state when a LowCmd arrives and the loop
+    # applies it until the next one: the most physics steps one torque was held says how stale it got.
+    most_steps_per_lowcmd: int = 0
 
 
 @dataclass
 class Record:
     """The driver's observations, shared by the physics loop, the LowCmd handler and stdin."""
 
+    timestep: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     windows: list[Window] = field(default_factory=lambda: [Window("start", time.monotonic())])
     lowcmds_applied: int = 0
     last_kp: list[float] = field(default_factory=list)
     last_kd: list[float] = field(default_factory=list)
     released_at_s: float | None = None
+    steps_since_lowcmd: int = 0
 
     def report(self, started: float) -> dict:
         now = time.monotonic()
@@ -82,6 +89,8 @@ class Record:
                         "pelvis_max_m": round(w.pelvis_max_m, 4),
                         "lowcmds": w.lowcmds,
                         "steps": w.steps,
+                        "real_time_factor": round(w.steps * self.timestep / max(w.seconds, 1e-9), 3),
+                        "most_steps_per_lowcmd": w.most_steps_per_lowcmd,
                     }
                     for w in self.windows
                 ],
@@ -101,7 +110,10 @@ def main() -> None:
     parser.add_argument(
         "--realtime", action="store_true", help="run the simulator at SCHED_FIFO, as `chrt -f 40` would"
     )
+    parser.add_argument("--cpu", type=int, help="run on this CPU only, as `taskset -c` would")
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     if args.realtime:
         # Before any thread starts, so that the vendor's physics and DDS threads inherit it.
         try:
@@ -125,7 +137,7 @@ def main() -> None:
     from unitree_sdk2py.core.channel import ChannelFactoryInitialize
     from unitree_sdk2py_bridge import ElasticBand, UnitreeSdk2Bridge
 
-    record = Record()
+    record = Record(args.timestep)
 
     class ObservedBridge(UnitreeSdk2Bridge):
         """The vendor's bridge; its LowCmd handler as shipped, then a note of what it applied."""
@@ -135,6 +147,7 @@ def main() -> None:
             motors = msg.motor_cmd[: self.num_motor]
             with record.lock:
                 record.lowcmds_applied += 1
+                record.steps_since_lowcmd = 0
                 record.windows[-1].lowcmds += 1
                 record.last_kp = [float(m.kp) for m in motors]
                 record.last_kd = [float(m.kd) for m in motors]
@@ -168,6 +181,10 @@ def main() -> None:
                 window.pelvis_min_m = min(window.pelvis_min_m, pelvis)
                 window.pelvis_max_m = max(window.pelvis_max_m, pelvis)
                 window.steps += 1
+                if record.lowcmds_applied:
+                    record.steps_since_lowcmd += 1
+                    held = record.steps_since_lowcmd
+                    window.most_steps_per_lowcmd = max(window.most_steps_per_lowcmd, held)
             time_until_next_step = mj_model.opt.timestep - (time.perf_counter() - step_start)
             if time_until_next_step > 0:
                 time.sleep(time_until_next_step)
