@@ -3,7 +3,9 @@
 ``to_device`` is how learners move chunk arrays: a numpy array bound for CUDA is staged in pinned
 (page-locked) memory and copied with ``non_blocking=True``, so the copy overlaps the work already
 queued on the GPU; a torch tensor already on the device (a GPU env backend's output) is used as it
-is, without a copy; on CPU it is ``torch.as_tensor`` (no copy for float32 arrays).
+is, without a copy; on CPU it is ``torch.as_tensor`` (no copy for float32 arrays), except that a
+read-only array (Ray hands chunks out of its object store read-only) is copied: a tensor over memory
+it may not write is undefined behaviour to torch, which warns on every run.
 """
 
 from __future__ import annotations
@@ -32,4 +34,6 @@ def to_device(
     if device.type == "cuda" and isinstance(x, np.ndarray):
         host = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
         return host.pin_memory().to(device, non_blocking=True)
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()
     return torch.as_tensor(x, dtype=dtype, device=device)

@@ -57,7 +57,7 @@ def train(
 
     with user_errors(ExperimentConfig, extra=(_demo_error(), _learner_setup_error(), DeviceUnavailableError)):
         from striata.experiment import load_experiment
-        from striata.run_dir import new_run_dir, resume_run
+        from striata.run_dir import discard_unstarted, new_run_dir, resume_run
         from striata.train import Training, connect_ray, load_demonstrations
 
         extra = parse_overrides(overrides or [])
@@ -74,14 +74,21 @@ def train(
             experiment.demos = [*experiment.demos, *(str(p.resolve()) for p in demos or [])]
             demo_buffer = load_demonstrations(experiment, console)  # checked before a run folder exists
             run_dir = new_run_dir(experiment, runs)
-        console.print(f"run folder: {run_dir}")
-        if experiment.runner == "device":
-            from striata.train_device import DeviceTraining
+        try:
+            if experiment.runner == "device":
+                from striata.train_device import DeviceTraining
 
-            summary = DeviceTraining(experiment, run_dir, console).run()
-        else:
+                training: Training | DeviceTraining = DeviceTraining(experiment, run_dir, console)
+            else:
+                training = Training(experiment, run_dir, console, demos=demo_buffer)
+        except Exception:
+            if resume is None:
+                discard_unstarted(run_dir)
+            raise
+        console.print(f"run folder: {run_dir}")
+        if experiment.runner != "device":
             connect_ray(address)
-            summary = Training(experiment, run_dir, console, demos=demo_buffer).run()
+        summary = training.run()
     print(json.dumps(summary, indent=2))
 
 
@@ -255,12 +262,21 @@ def eval_command(
         bool, typer.Option(help="start standing on the default pose, as a deployment does")
     ] = False,
     action_delay_ticks: Annotated[
-        int,
-        typer.Option(help="each new action waits this many physics steps, as a deployed command's latency"),
-    ] = 0,
+        str,
+        typer.Option(
+            metavar="N|LOW-HIGH",
+            help="each new action waits this many physics steps, as a deployed command's latency; a range "
+            "is drawn per episode and step",
+        ),
+    ] = "0",
     observation_delay_ticks: Annotated[
-        int, typer.Option(help="the policy sees the state this many physics steps old, as deployed")
-    ] = 0,
+        str,
+        typer.Option(
+            metavar="N|LOW-HIGH",
+            help="the policy sees the state this many physics steps old, as deployed (a range: drawn per "
+            "episode and step)",
+        ),
+    ] = "0",
     bridge_brake: Annotated[
         bool, typer.Option(help="pass targets on as a deploy bridge does: ramped, joints braked near limits")
     ] = False,
@@ -275,7 +291,7 @@ def eval_command(
 ) -> None:
     """Does a tracking policy track? Deterministic episodes from the first frame, no pushes or noise.
     With --twin: does a SO-101 pick policy lift the cube on the twin?"""
-    from striata.evaluate import DeployEmulation, EvalError, evaluate_policy
+    from striata.evaluate import DeployEmulation, EvalError, evaluate_policy, tick_range
     from striata.learner.export import PolicyArtifactError
 
     with user_errors(extra=(EvalError, PolicyArtifactError)):
@@ -300,7 +316,11 @@ def eval_command(
                     sim_bridge=sim_bridge,
                     physics_dt=physics_dt,
                     from_standing=from_standing,
-                    deploy=DeployEmulation(action_delay_ticks, observation_delay_ticks, bridge_brake),
+                    deploy=DeployEmulation(
+                        tick_range("action_delay_ticks", action_delay_ticks),
+                        tick_range("observation_delay_ticks", observation_delay_ticks),
+                        bridge_brake,
+                    ),
                 )
     print(json.dumps(figures, indent=None if json_output else 2))
 

@@ -65,11 +65,25 @@ def clip_source(policy: Path, metadata: PolicyMetadata, clip: str | None) -> str
 
 
 class DeployEmulation(NamedTuple):
-    """What of the deploy path an env evaluation emulates (the task's settings of the same names)."""
+    """What of the deploy path an env evaluation emulates (the task's settings of the same names; the
+    delays [low, high] in physics steps, drawn per env and control step)."""
 
-    action_delay_ticks: int = 0
-    observation_delay_ticks: int = 0
+    action_delay_ticks: tuple[int, int] = (0, 0)
+    observation_delay_ticks: tuple[int, int] = (0, 0)
     bridge_brake: bool = False
+
+
+def tick_range(name: str, text: str) -> tuple[int, int]:
+    """``N`` or ``LOW-HIGH`` (physics steps) as [low, high]; a malformed one is an ``EvalError`` naming
+    ``name``."""
+    low, _, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise EvalError(f"{name}: {text!r} is not N or LOW-HIGH (physics steps, e.g. 1 or 1-2)") from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise EvalError(f"{name}: {text!r} must be 0 <= LOW <= HIGH")
+    return bounds
 
 
 def eval_config(
@@ -102,8 +116,8 @@ def eval_config(
             "episode_length_s": STAND_EPISODE_S if source == STAND_MOTION else EVAL_EPISODE_S,
             "state_estimation": any(n in metadata.observation_names for n in STATE_ESTIMATION_TERMS),
             **_physics(metadata, physics_dt),
-            "action_delay_ticks": (deploy.action_delay_ticks, deploy.action_delay_ticks),
-            "observation_delay_ticks": (deploy.observation_delay_ticks, deploy.observation_delay_ticks),
+            "action_delay_ticks": deploy.action_delay_ticks,
+            "observation_delay_ticks": deploy.observation_delay_ticks,
             "bridge_brake": deploy.bridge_brake,
             # As the policy trained: an export from before targets were clipped did not clip them.
             "clip_targets": bool(metadata.clip_targets),

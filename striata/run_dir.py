@@ -40,6 +40,16 @@ def new_run_dir(config: ExperimentConfig, root: str | Path = "runs") -> Path:
     return path
 
 
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove a new run folder whose run failed to set up (it holds its config and no checkpoint, log or
+    status yet), so a failed start leaves no folder to mistake for a run; anything more is kept."""
+    ckpts = run_dir / "checkpoints"
+    if {p.name for p in run_dir.iterdir()} <= {"config.yaml", "checkpoints"} and not any(ckpts.iterdir()):
+        ckpts.rmdir()
+        (run_dir / "config.yaml").unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
 def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():

@@ -144,3 +144,14 @@ def test_train_with_a_mirror_the_task_does_not_have_names_the_key_and_the_known_
     assert "ppo.symmetry.mirror" in result.stderr and "'g1_walk'" in result.stderr
     assert "g1_tracking_no_state_estimation" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_train_whose_init_policy_fails_leaves_no_run_folder(tmp_path):
+    """The export a fine-tune starts from is read when the learner is set up, after the run folder is
+    made: a failed start removes the folder again (and starts no Ray)."""
+    missing = tmp_path / "nope.onnx"
+    args = ["configs/g1_track_jazzwalk_deploy.yaml", "--set", f"ppo.init_policy={missing}"]
+    result = runner.invoke(app, ["train", *args, "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "ppo.init_policy" in result.stderr and "no such file" in result.stderr
+    assert not any((tmp_path / "runs").iterdir())

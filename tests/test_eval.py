@@ -58,9 +58,22 @@ def test_the_deploy_tuned_policy_tracks_with_the_bridges_brake_and_a_tick_of_lat
         assert result.exit_code == 0, result.output
         figures[name] = json.loads(result.stdout.strip().splitlines()[-1])
     tuned, base = figures["g1_track_jazzwalk_deploy"], figures["g1_track_jazzwalk"]
-    assert tuned["bridge_brake"] is True and tuned["action_delay_ticks"] == 1
+    assert tuned["bridge_brake"] is True and tuned["action_delay_ticks"] == [1, 1]
     assert tuned["reached_end"] == 1.0 and tuned["body_pos_error_m"] <= 0.10
     assert base["reached_end"] == 0.0 and base["episode_s"] < 6.0
+
+
+def test_a_delay_range_gives_each_episode_its_own_timing() -> None:
+    """With the deploy path's timing drawn per episode and step (a latency of 1-2 ticks, steps a tick
+    shorter or longer) and the bridge's brake, the deploy-tuned policy reaches the end in some episodes
+    and falls in others, as on the sim bridge (0.50 of 8); one draw for the batch made them all one."""
+    args = ["--episodes", "16", "--json", "--from-standing", "--bridge-brake"]
+    ranges = ["--action-delay-ticks", "1-2", "--observation-delay-ticks", "0-1"]
+    result = CliRunner().invoke(app, ["eval", str(DATA / "g1_track_jazzwalk_deploy.onnx"), *args, *ranges])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["action_delay_ticks"] == [1, 2] and figures["observation_delay_ticks"] == [0, 1]
+    assert 0.0 < figures["reached_end"] < 1.0
 
 
 def test_a_physics_step_that_does_not_divide_the_policy_step_is_refused() -> None:
@@ -74,6 +87,11 @@ def test_a_physics_step_that_does_not_divide_the_policy_step_is_refused() -> Non
     assert emulated.exit_code == 2 and "the sim bridge has its own latency and brake" in emulated.stderr
     late = CliRunner().invoke(app, [*args, "--action-delay-ticks", "4"])
     assert late.exit_code == 2 and "action_delay_ticks: [4, 4] must be" in late.stderr
+    ranged = CliRunner().invoke(app, [*args, "--observation-delay-ticks", "1-9"])
+    assert ranged.exit_code == 2 and "observation_delay_ticks: [1, 9] must be" in ranged.stderr
+    for bad in ("x", "2-1", "-1"):
+        malformed = CliRunner().invoke(app, [*args, "--action-delay-ticks", bad])
+        assert malformed.exit_code == 2 and f"action_delay_ticks: {bad!r}" in malformed.stderr
 
 
 def test_an_export_without_its_clip_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -211,6 +211,30 @@ def test_a_delayed_observation_shows_the_policy_the_state_ticks_before_the_step_
     np.testing.assert_allclose(obs["critic"], fresh.step(actions)[0]["critic"], atol=1e-6)
 
 
+def test_each_env_draws_its_own_delays_and_steps_as_its_draw_says(monkeypatch):
+    """Delay ranges are drawn per env (an evaluation's episodes differ as deployments do); each env then
+    steps and observes as an env whose delays were fixed at its draw."""
+    from striata.envs.tasks.g1_tracking.mdp import TrackingMDP
+
+    ranges = {"action_delay_ticks": (0, 2), "observation_delay_ticks": (0, 2)}
+    ranged = make_env("g1_tracking", num_envs=3, seed=3, **ranges, **DETERMINISTIC)
+    drawn = ranged.mdp.action_delays(np.random.default_rng(0), 1000)
+    assert set(drawn) == {0, 1, 2}
+    ranged.reset()
+    actions = np.full((3, 29), 0.3)
+    act, sense = np.array([0, 1, 2]), np.array([2, 0, 1])
+    with monkeypatch.context() as patch:
+        patch.setattr(TrackingMDP, "action_delays", lambda self, rng, n: act)
+        patch.setattr(TrackingMDP, "observation_delays", lambda self, rng, n: sense)
+        obs = ranged.step(actions)[0]["policy"]
+    for i in range(3):
+        fixed = {"action_delay_ticks": (act[i], act[i]), "observation_delay_ticks": (sense[i], sense[i])}
+        alone = make_env("g1_tracking", num_envs=3, seed=3, **fixed, **DETERMINISTIC)
+        alone.reset()
+        np.testing.assert_allclose(obs[i], alone.step(actions)[0]["policy"][i], atol=1e-6)
+        np.testing.assert_allclose(ranged.qpos[i], alone.qpos[i], atol=1e-12)
+
+
 def test_the_emulated_bridge_passes_targets_on_as_the_bridge_does():
     from striata.deploy.protocol import Command
     from striata.deploy.robot import RobotState

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,17 @@ def test_to_device_keeps_device_tensors_without_a_copy():
     array = np.arange(6, dtype=np.float64).reshape(2, 3)
     out = to_device(array, cpu)
     assert out.dtype == torch.float32 and out.tolist() == array.tolist()
+
+
+def test_to_device_copies_a_read_only_array_without_a_warning():
+    # Ray hands chunk arrays out of its object store read-only; torch warns on a tensor over them.
+    array = np.arange(6, dtype=np.float32)
+    array.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = to_device(array, torch.device("cpu"))
+    out += 1.0
+    assert array.tolist() == list(range(6)) and out.tolist() == list(range(1, 7))
 
 
 def test_act_tensors_matches_act_and_stays_on_device():

@@ -100,9 +100,12 @@ def _device_env(num_envs: int, **overrides):
     return env, torch
 
 
-def test_device_env_scores_like_the_cpu_env_without_leaving_the_device():
-    # Each new action waits a physics step, on both backends.
-    quiet = {**DETERMINISTIC, "observation_noise": {"enabled": False}, "action_delay_ticks": (1, 1)}
+def test_device_env_scores_like_the_cpu_env_without_leaving_the_device(monkeypatch):
+    from striata.envs.tasks.g1_tracking.mdp import TrackingMDP
+
+    # Each env's new actions wait its own number of physics steps, the same on both backends.
+    monkeypatch.setattr(TrackingMDP, "action_delays", lambda self, rng, n: np.array([0, 1, 2, 1]))
+    quiet = {**DETERMINISTIC, "observation_noise": {"enabled": False}, "action_delay_ticks": (0, 2)}
     dev, torch = _device_env(4, **quiet)
     cpu = make_env("g1_tracking", num_envs=4, seed=0, config=make_config("g1_tracking", quiet))
     dev.reset()

@@ -119,11 +119,16 @@ class G1TrackingDeviceEnv:
             kick = events.push_velocities(self.rng, self.num_envs, rand)
             self.qvel[:, :6] += torch.where(due[:, None], kick, 0.0)
             self.next_push = torch.where(due, events.next_push_times(self.rng, now, rand), self.next_push)
-        delay = self.mdp.action_delay(self.delay_rng)
-        if delay:
-            self._physics(delay, final_kinematics=False)
-        self.ctrl.copy_(targets)
-        self._physics(self.decimation - delay)
+        # In chunks up to the ticks where some env's delayed targets arrive (cfg.action_delay_ticks).
+        delays = self.mdp.action_delays(self.delay_rng, self.num_envs)
+        held = self.ctrl.clone()
+        tick = 0
+        for until in np.unique(np.append(delays, self.decimation)):
+            if until > tick:
+                late = torch.as_tensor(delays > tick, device=self.device)
+                self.ctrl.copy_(torch.where(late[:, None], held, targets))
+                self._physics(int(until) - tick, final_kinematics=until == self.decimation)
+                tick = int(until)
         self.episode_step += 1
         self.frame_index = self.mdp.advance(self.frame_index)
         self.sampler.update()

@@ -151,24 +151,31 @@ class G1TrackingEnv(BatchedEnv):
                 self.next_push[due] = events.next_push_times(self.rng, now[due], self.cfg.randomization)
 
     def _step_physics(self) -> None:
-        # In chunks between the ticks where something changes: the delayed targets arrive, the policy
-        # senses the robot; tick by tick where the bridge's brake is emulated.
-        delay = self.mdp.action_delay(self.rng)
-        sense_at = self.decimation - self.mdp.observation_delay(self.rng)
-        self._sensed = None
+        # In chunks between the ticks where something changes for some env: its delayed targets arrive,
+        # its policy senses the robot; tick by tick where the bridge's brake is emulated.
+        delay = self.mdp.action_delays(self.rng, self.num_envs)
+        sense_at = self.decimation - self.mdp.observation_delays(self.rng, self.num_envs)
+        self._sensed = self._sim_state(copy=True) if (sense_at < self.decimation).any() else None
+        changes = np.unique(np.concatenate([delay, sense_at, [self.decimation]]))
         tick = 0
         while tick < self.decimation:
-            if tick == sense_at:
-                self._sensed = self._sim_state(copy=True)
-            command = self._held if tick < delay else self.targets
+            self._sense(sense_at == tick)
+            command = np.where((tick < delay)[:, None], self._held, self.targets)
             if self.cfg.bridge_brake:
                 self._brake(command)
                 n = 1
             else:
                 self.ctrl[:] = command
-                n = min(x for x in (delay, sense_at, self.decimation) if x > tick) - tick
+                n = int(changes[changes > tick][0]) - tick
             self.batch.step(nstep=n, stage=mujoco.mjtStage.mjSTAGE_VEL)
             tick += n
+        self._sense(sense_at == self.decimation)
+
+    def _sense(self, rows: np.ndarray) -> None:
+        """The policy of the envs in the mask ``rows`` senses the robot now (cfg.observation_delay_ticks)."""
+        if self._sensed is not None and rows.any():
+            for sensed, now in zip(self._sensed, self._sim_state(), strict=True):
+                sensed[rows] = now[rows]
 
     def _brake(self, targets: np.ndarray) -> None:
         """Command ``targets`` as a deploy bridge passes them on each tick (deploy/safety.py): ramped from

@@ -263,15 +263,16 @@ class TrackingMDP:
             return targets
         return namespace(targets).clip(targets, min=self.target_lower, max=self.target_upper)
 
-    def action_delay(self, rng: np.random.Generator) -> int:
-        """Physics steps this control step's new targets wait (``cfg.action_delay_ticks``), one draw for
-        every env: each env still meets every delay in the range over its episodes."""
-        return _draw(rng, self.cfg.action_delay_ticks)
+    def action_delays(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Physics steps each of ``n`` envs' new targets wait this control step (``cfg.action_delay_ticks``),
+        drawn per env: a controller and a bridge on their own clocks meet a latency that varies from step
+        to step, and one draw for the batch would make an evaluation's episodes one trajectory."""
+        return _draw(rng, self.cfg.action_delay_ticks, n)
 
-    def observation_delay(self, rng: np.random.Generator) -> int:
-        """Physics steps before this control step's end at which the policy senses the robot
-        (``cfg.observation_delay_ticks``), one draw for every env."""
-        return _draw(rng, self.cfg.observation_delay_ticks)
+    def observation_delays(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Physics steps before this control step's end at which each of ``n`` envs' policy senses the
+        robot (``cfg.observation_delay_ticks``), drawn per env."""
+        return _draw(rng, self.cfg.observation_delay_ticks, n)
 
     def holding_targets(self, qpos: Array) -> Array:
         """Targets [n, J] that hold the joints of ``qpos`` where they are: what a new episode's robot was
@@ -368,9 +369,9 @@ class TrackingMDP:
         return qpos, qvel
 
 
-def _draw(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+def _draw(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.ndarray:
     low, high = bounds
-    return low if low == high else int(rng.integers(low, high + 1))
+    return np.full(n, low) if low == high else rng.integers(low, high + 1, size=n)
 
 
 def _standing_qpos(first: np.ndarray, joint_qpos_adr: np.ndarray) -> np.ndarray:
