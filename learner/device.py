@@ -35,5 +35,5 @@ def to_device(
         host = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
         return host.pin_memory().to(device, non_blocking=True)
     if isinstance(x, np.ndarray) and not x.flags.writeable:
-        x = x.copy()
+        return torch.tensor(x, dtype=dtype, device=device)  # one copy, converted as it is made
     return torch.as_tensor(x, dtype=dtype, device=device)
