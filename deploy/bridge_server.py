@@ -161,7 +161,6 @@ class BridgeServer:
             np.asarray(backend.joint_limits),
             np.asarray(backend.effort_limits),
             np.asarray(backend.velocity_limits),
-            backend.control_period_s,
             backend.brake_accel,
             backend.self_collision,
             backend.gain_limits,

@@ -23,10 +23,10 @@ low-level tick:
   fallen G1's leg, at 5-10 rad/s before any bound below can see its speed;
 - limit envelope: moving toward a soft limit at distance d, a joint may go at most ``sqrt(2 a d)``, the
   speed from which braking at deceleration ``a`` stops it at the limit (``a``: ``limit_brake_accel``, or
-  less where the robot model says the joint's motor cannot brake its limb that fast). Targets and
-  velocity targets move no faster than that envelope, feed-forward torque outward fades to nothing over
-  the last ``limit_zone``, and a joint faster than the envelope is braked by the bridge, whatever the
-  command: target where it is (inside the soft range), no velocity target, no feed-forward torque, and
+  less where the robot model says the joint's motor cannot brake its limb that fast). Velocity targets
+  move no faster than that envelope (targets are not slowed near a limit: see ``ramp_targets``),
+  feed-forward torque outward fades to nothing over the last ``limit_zone``, and a joint faster than the
+  envelope is braked by the bridge, whatever the command: target where it is (inside the soft range), no velocity target, no feed-forward torque, and
   damping that spends the joint's effort at its speed, between ``damping_kd`` and ``max_brake_kd``.
   (A harder brake, a target behind the joint, made Unitree's simulator at 5 ms, whose 200 Hz states the
   bridge reads at 500 Hz, drop the G1 in hold: measured. So did damping up to kd 50 on the knee.)
@@ -139,7 +139,6 @@ class SafetyFilter:
         joint_limits: np.ndarray,
         effort_limits: np.ndarray,
         velocity_limits: np.ndarray,
-        control_period_s: float,
         brake_accel: np.ndarray | None = None,
         self_collision: SelfCollision | None = None,
         gain_limits: GainLimits | None = None,
@@ -148,7 +147,6 @@ class SafetyFilter:
         self.cfg = cfg
         self.applies_gains = applies_gains
         self.self_collision = self_collision
-        self.period = control_period_s
         # Per joint: the config's braking rate, or less where the robot model says its motor cannot.
         self.brake_accel = np.full(len(joint_limits), cfg.limit_brake_accel)
         if brake_accel is not None:
@@ -180,15 +178,7 @@ class SafetyFilter:
         """The safe version of a position command at the current state."""
         assert command.q_target is not None  # decode_client_message guarantees arrays for these phases
         previous = state.q if self._last_target is None else self._last_target
-        target = ramp_targets(
-            command.q_target,
-            previous,
-            self.lower,
-            self.upper,
-            self.brake_accel,
-            self.cfg.max_target_step,
-            self.period,
-        )
+        target = ramp_targets(command.q_target, previous, self.lower, self.upper, self.cfg.max_target_step)
         kp = np.minimum(command.kp, self.cfg.max_kp)
         kd = np.minimum(command.kd, self.cfg.max_kd)
         limit = self.torque_limit

@@ -52,9 +52,7 @@ class WatchedRobot:
         self.self_collision = sim.self_collision
         self.gain_limits = sim.gain_limits
         self.applies_gains = sim.applies_gains
-        self.soft = SafetyFilter(
-            SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, sim.control_period_s
-        )
+        self.soft = SafetyFilter(SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits)
 
     def read_state(self) -> RobotState:
         if self.lost.is_set():

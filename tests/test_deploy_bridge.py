@@ -320,7 +320,7 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
     limits = np.array([[-1.0, 1.0], [-1.0, 1.0]])
     cfg = SafetyConfig(max_target_step=0.1, soft_limit_factor=0.9, max_kp=100.0)
     fast = np.full(2, 1e3)  # velocity limits out of the way: this test is about targets and torque
-    safety = SafetyFilter(cfg, limits, np.array([10.0, 10.0]), fast, control_period_s=0.01)
+    safety = SafetyFilter(cfg, limits, np.array([10.0, 10.0]), fast)
     state = RobotState(q=np.zeros(2), dq=np.zeros(2))
     zeros = np.zeros(2)
 
@@ -336,21 +336,39 @@ def test_safety_filter_limits_targets_steps_gains_and_torque() -> None:
         out = safety.position(command([5.0, -0.05], [50.0, 500.0]), state)
     assert out.q_target[0] == pytest.approx(0.2)  # torque limit: 50 * 0.2 = 10 N m at q = 0
     assert out.kp[1] == 100.0
-    safety = SafetyFilter(cfg, limits, np.array([1e6, 1e6]), fast, control_period_s=0.01)
+    safety = SafetyFilter(cfg, limits, np.array([1e6, 1e6]), fast)
     for _ in range(30):
         out = safety.position(command([5.0, -5.0], [1.0, 1.0]), state)
     # Soft joint limits: the factor's margin (0.1 rad) capped at max_soft_margin.
     np.testing.assert_allclose(out.q_target, [0.965, -0.965])
     # Position servos bound their own torque: their targets are not held near q by the PD torque of
     # the command's gains (kp 1000 against 10 N m would allow 0.01 rad).
-    servos = SafetyFilter(
-        cfg, limits, np.array([10.0, 10.0]), fast, control_period_s=0.01, applies_gains=False
-    )
+    servos = SafetyFilter(cfg, limits, np.array([10.0, 10.0]), fast, applies_gains=False)
     for _ in range(5):
         out = servos.position(command([0.3, -0.3], [1000.0, 1000.0]), state)
     np.testing.assert_allclose(out.q_target, [0.3, -0.3])
     passive = safety.passive(state, damping=True)
     assert np.all(passive.kp == 0) and np.all(passive.kd == cfg.damping_kd)
+
+
+def test_a_target_reaches_its_soft_limit_at_the_ramps_rate() -> None:
+    """A target is not slowed near a soft limit: a tracking policy's commands at the limits it dances at
+    lagged and dropped the G1. Braking acts on the joint's measured speed instead."""
+    cfg = SafetyConfig(max_target_step=0.05, soft_limit_factor=0.9)
+    one = np.ones(1)
+    # A motor that brakes its limb at 1 rad/s^2 only: the braking envelope would crawl the target in.
+    safety = SafetyFilter(cfg, np.array([[-1.0, 1.0]]), 1e3 * one, 1e3 * one, brake_accel=one)
+    upper = safety.upper[0]
+    state = RobotState(q=np.array([upper - 0.1]), dq=np.zeros(1))
+    command = Command(
+        seq=1, session=1, phase="policy", q_target=np.array([upper + 1.0]), dq_target=0 * one, kp=10 * one,
+        kd=one, tau_ff=0 * one,
+    )  # fmt: skip
+    ticks = [safety.position(command, state).q_target[0] for _ in range(3)]
+    np.testing.assert_allclose(ticks, [upper - 0.05, upper, upper])
+    fast = RobotState(q=np.array([upper - 0.1]), dq=np.array([1.0]))  # sqrt(2 * 1 * 0.1) = 0.45 rad/s
+    braked = safety.position(command, fast)
+    assert braked.q_target[0] == pytest.approx(upper - 0.1) and braked.kd[0] > 1.0
 
 
 def test_bridge_refuses_to_bind_beyond_loopback_unless_allowed() -> None:

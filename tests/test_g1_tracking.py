@@ -156,7 +156,7 @@ def test_joint_targets_are_clipped_where_a_bridge_would_clip_them():
 
     env = make_env("g1_tracking", num_envs=2, seed=0, **DETERMINISTIC)
     ranges = np.array([env.model.joint(name).range for name in G1.joint_names])
-    bridge = SafetyFilter(SafetyConfig(), ranges, G1.effort_limit, G1.velocity_limit, 0.002)
+    bridge = SafetyFilter(SafetyConfig(), ranges, G1.effort_limit, G1.velocity_limit)
     np.testing.assert_allclose(env.mdp.target_lower, bridge.lower)
     np.testing.assert_allclose(env.mdp.target_upper, bridge.upper)
     far = env.mdp.joint_targets(G1.default_pos[None], np.full((1, 29), 100.0))
@@ -245,7 +245,7 @@ def test_the_emulated_bridge_passes_targets_on_as_the_bridge_does():
     env.reset()
     sim = SimRobot("g1")
     bridge = SafetyFilter(
-        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, env.model.opt.timestep,
+        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits,
         brake_accel=sim.brake_accel, applies_gains=False,
     )  # fmt: skip
     waist, knee = G1.joint_names.index("waist_pitch_joint"), G1.joint_names.index("left_knee_joint")
@@ -279,7 +279,7 @@ def test_limit_envelope_charges_the_speed_a_bridge_would_brake():
     env.reset()
     sim = SimRobot("g1")
     bridge = SafetyFilter(
-        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, 0.002, sim.brake_accel
+        SafetyConfig(), sim.joint_limits, sim.effort_limits, sim.velocity_limits, sim.brake_accel
     )
     np.testing.assert_allclose(env.mdp.brake_accel, bridge.brake_accel)
     waist = G1.joint_names.index("waist_pitch_joint")

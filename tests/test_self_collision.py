@@ -33,7 +33,7 @@ def check():
 
 def _filter(check) -> SafetyFilter:
     return SafetyFilter(
-        SafetyConfig(), g1_joint_limits(NAMES), g1_effort_limits(NAMES), g1_velocity_limits(NAMES), 0.002,
+        SafetyConfig(), g1_joint_limits(NAMES), g1_effort_limits(NAMES), g1_velocity_limits(NAMES),
         self_collision=check,
     )  # fmt: skip
 

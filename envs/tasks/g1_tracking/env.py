@@ -179,13 +179,12 @@ class G1TrackingEnv(BatchedEnv):
 
     def _brake(self, targets: np.ndarray) -> None:
         """Command ``targets`` as a deploy bridge passes them on each tick (deploy/safety.py): ramped from
-        the last applied ones, slower near a soft limit, and a joint faster toward its soft limit than
+        the last applied ones, and a joint faster toward its soft limit than
         braking stops it there held where it is, damped to spend its effort."""
         mdp = self.mdp
         lower, upper = mdp.target_lower, mdp.target_upper
         q, dq = self.qpos[:, mdp.joint_qpos_adr], self.qvel[:, mdp.joint_dof_adr]
-        tick = self.model.opt.timestep
-        ramped = ramp_targets(targets, self._applied, lower, upper, mdp.brake_accel, MAX_TARGET_STEP, tick)
+        ramped = ramp_targets(targets, self._applied, lower, upper, MAX_TARGET_STEP)
         up, down = braking_speeds(q, lower, upper, mdp.brake_accel, mdp.speed_limit)
         braking = (dq >= up) | (-dq >= down)
         self._applied = np.where(braking, np.clip(q, lower, upper), ramped)
