@@ -26,8 +26,9 @@ low-level tick:
   less where the robot model says the joint's motor cannot brake its limb that fast). Velocity targets
   move no faster than that envelope (targets are not slowed near a limit: see ``ramp_targets``),
   feed-forward torque outward fades to nothing over the last ``limit_zone``, and a joint faster than the
-  envelope is braked by the bridge, whatever the command: target where it is (inside the soft range), no velocity target, no feed-forward torque, and
-  damping that spends the joint's effort at its speed, between ``damping_kd`` and ``max_brake_kd``.
+  envelope is braked by the bridge, whatever the command: target where it is (inside the soft range), no
+  velocity target, no feed-forward torque, and damping that spends the joint's effort at its speed,
+  between ``damping_kd`` and ``max_brake_kd``.
   (A harder brake, a target behind the joint, made Unitree's simulator at 5 ms, whose 200 Hz states the
   bridge reads at 500 Hz, drop the G1 in hold: measured. So did damping up to kd 50 on the knee.)
 - limit wall: a joint past a soft limit and moving further out gets a feed-forward torque back,

@@ -235,7 +235,7 @@ class PPO:
                 else:
                     values = self._tensor(chunk["value"])
                 rewards = self._tensor(chunk["rewards"]).clone()
-                truncated = torch.as_tensor(chunk["truncated"], device=self.device)
+                truncated = torch.tensor(chunk["truncated"], device=self.device)  # a copy: read-only from Ray
                 if truncated.any():
                     # Time-outs are not failures: credit the value of the state the episode was cut in.
                     rewards[truncated] += self.cfg.gamma * self.model.value(self._tensor(final_critic))

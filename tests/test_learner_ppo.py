@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,18 @@ def test_update_bootstraps_time_outs_from_final_obs_value() -> None:
     batch = ppo._batch([chunk])
     expected = np.array([[3.47, 1.0], [4.6, 5.5], [3.3, 10.0]], np.float32).reshape(-1)
     np.testing.assert_allclose(batch["advantages"].numpy(), expected, rtol=1e-5)
+
+
+def test_an_update_on_read_only_chunk_arrays_copies_them_without_a_warning() -> None:
+    """Ray hands chunk arrays out of its object store read-only; torch warns on a tensor over one."""
+    ppo = PPO(small_cfg(), 3, None, 2)
+    chunk = random_chunk(4, 2, 3, 2)
+    for value in chunk.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ppo.update([chunk])
 
 
 def test_adaptive_learning_rate_rule() -> None:

@@ -13,6 +13,7 @@ masks on the device, which never waits for the host).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -24,7 +25,12 @@ import numpy as np
 from striata.envs.arrays import Array, Rng, namespace, uniform
 from striata.envs.assets import resolve_data_file
 from striata.envs.motion import MotionReference, build_reference, constant_pose_motion, load_reference
-from striata.envs.robots.actuators import VELOCITY_LIMIT_FACTOR, braking_deceleration, soft_joint_limits
+from striata.envs.robots.actuators import (
+    VELOCITY_LIMIT_FACTOR,
+    braking_deceleration,
+    set_actuator_gains,
+    soft_joint_limits,
+)
 from striata.envs.robots.g1 import (
     ANCHOR_BODY,
     END_EFFECTOR_BODIES,
@@ -33,7 +39,7 @@ from striata.envs.robots.g1 import (
     G1_DEFAULT_ROOT_HEIGHT,
     TRACKED_BODIES,
 )
-from striata.envs.rotations import quat_apply_inverse, quat_to_matrix, yaw_angle
+from striata.envs.rotations import quat_apply_inverse, quat_mul, quat_to_matrix, yaw_angle
 from striata.envs.tasks.g1_tracking import events, observations, rewards, terminations
 from striata.envs.tasks.g1_tracking.config import STAND_MOTION, G1TrackingConfig
 from striata.envs.tasks.g1_tracking.frame import TrackingFrame
@@ -155,7 +161,7 @@ class TrackingMDP:
     brake_accel: Array  # [J] rad/s^2 a bridge brakes each joint at near its soft limits
     speed_limit: Array  # [J] rad/s a bridge lets each joint reach
     body_weights: Array  # [B], summing to 1
-    standing_qpos: Array  # [nq] the deployed start: default pose, standing, at the first frame's place
+    standing_qpos: Array  # [nq] the deployed start: the default pose as the hold leaves it, at frame 0
     reset_noise: Array  # half-widths of the reset noise (events.reset_noise_scales)
     obs_noise: Array | None  # half-widths of the policy observation noise; None when off
     frames_per_bin: int
@@ -208,7 +214,7 @@ class TrackingMDP:
             brake_accel=braking_deceleration(model, G1.joint_names, G1.effort_limit, [G1.default_pos]),
             speed_limit=VELOCITY_LIMIT_FACTOR * np.asarray(G1.velocity_limit, dtype=np.float64),
             body_weights=weights / weights.sum(),
-            standing_qpos=_standing_qpos(motion.qpos[0], joint_qpos_adr),
+            standing_qpos=_settle_in_hold(model, _standing_qpos(motion.qpos[0], joint_qpos_adr)),
             reset_noise=events.reset_noise_scales(cfg.randomization.reset_noise, len(G1.joint_names)),
             obs_noise=observations.noise_scales(cfg.observation_noise, layout),
             frames_per_bin=max(1, round(cfg.sampling.bin_s / step_dt)),
@@ -372,6 +378,29 @@ class TrackingMDP:
 def _draw(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.ndarray:
     low, high = bounds
     return np.full(n, low) if low == high else rng.integers(low, high + 1, size=n)
+
+
+# How long a deployment holds the default pose before its policy starts (`striata eval --sim-bridge`).
+HOLD_S = 1.5
+
+
+def _settle_in_hold(model: mujoco.MjModel, qpos: np.ndarray) -> np.ndarray:
+    """``qpos`` (the G1 standing on its default pose) after the deploy controller's hold: ``HOLD_S`` on the
+    standby gains, as a deployed policy finds the robot, put back where and as it faced. Its weight bends
+    the ankles and knees 0.03-0.04 rad and lowers the pelvis ~7 mm, and that was enough to drop a policy
+    that tracked from the exact pose."""
+    hold = copy.copy(model)
+    set_actuator_gains(hold, *G1.standby_kp_kd)
+    data = mujoco.MjData(hold)
+    data.qpos[:] = qpos
+    data.ctrl[: len(G1.default_pos)] = G1.default_pos
+    mujoco.mj_step(hold, data, nstep=round(HOLD_S / hold.opt.timestep))
+    held = data.qpos.copy()
+    # Where it stood and the way it faced (the hold sways it ~3 cm): the policy starts at the first frame.
+    held[:2] = qpos[:2]
+    turn = float(yaw_angle(qpos[3:7]) - yaw_angle(held[3:7])) / 2
+    held[3:7] = quat_mul(np.array([np.cos(turn), 0.0, 0.0, np.sin(turn)]), held[3:7])
+    return held
 
 
 def _standing_qpos(first: np.ndarray, joint_qpos_adr: np.ndarray) -> np.ndarray:
