@@ -179,8 +179,8 @@ class G1TrackingEnv(BatchedEnv):
 
     def _brake(self, targets: np.ndarray) -> None:
         """Command ``targets`` as a deploy bridge passes them on each tick (deploy/safety.py): ramped from
-        the last applied ones, and a joint faster toward its soft limit than
-        braking stops it there held where it is, damped to spend its effort."""
+        the last applied ones, and a joint faster toward its soft limit than braking stops it there held
+        where it is, damped to spend its effort."""
         mdp = self.mdp
         lower, upper = mdp.target_lower, mdp.target_upper
         q, dq = self.qpos[:, mdp.joint_qpos_adr], self.qvel[:, mdp.joint_dof_adr]
