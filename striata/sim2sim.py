@@ -34,19 +34,21 @@ import mujoco
 import numpy as np
 
 from striata.deploy.bench import free_port
+from striata.deploy.controller import ControllerConfig
 from striata.deploy.robot import RobotState
 from striata.deploy.sim_robot import SimRobot
 from striata.envs.rotations import quat_conj, quat_mul, yaw_angle
 from striata.envs.tasks.g1_tracking.config import G1TrackingConfig
 from striata.envs.tasks.g1_tracking.env import build_g1_scene
-from striata.envs.tasks.g1_tracking.mdp import SimState, TrackingMDP, load_motion
+from striata.envs.tasks.g1_tracking.mdp import HOLD_S, SimState, TrackingMDP, load_motion
 from striata.envs.tasks.g1_tracking.terminations import terminations
 from striata.evaluate import ERROR_KEYS, EvalError, eval_config
 
 STRIATA = (sys.executable, "-m", "striata")
-# The controller's script before the policy: zero torque, then 2 s to the default pose, then hold.
+# The controller's script before the policy: zero torque, then its interpolation to the default pose, then
+# the hold the training env's standing starts settle through (HOLD_S).
 INTERPOLATE_AT_S = 0.5
-POLICY_AT_S = 4.0
+POLICY_AT_S = INTERPOLATE_AT_S + ControllerConfig.model_fields["interpolate_s"].default + HOLD_S
 # After the clip: this much more policy (the bridge may tick a little behind), then damping, then quit.
 SPARE_S = 0.5
 

@@ -380,7 +380,8 @@ def _draw(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.ndarr
     return np.full(n, low) if low == high else rng.integers(low, high + 1, size=n)
 
 
-# How long a deployment holds the default pose before its policy starts (`striata eval --sim-bridge`).
+# How long a deployment holds the default pose before its policy starts (`striata eval --sim-bridge`
+# scripts its controller so).
 HOLD_S = 1.5
 
 
