@@ -63,6 +63,11 @@ def yaw_angle(q: Array) -> Array:
     return namespace(q).atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def yaw_quat(yaw: float) -> np.ndarray:
+    """The rotation by ``yaw`` (rad) about world z."""
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
 def quat_from_euler_xyz(roll: Array, pitch: Array, yaw: Array) -> Array:
     xp = namespace(roll, pitch, yaw)
     cr, sr = xp.cos(roll / 2), xp.sin(roll / 2)

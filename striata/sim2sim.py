@@ -37,7 +37,7 @@ from striata.deploy.bench import free_port
 from striata.deploy.controller import ControllerConfig
 from striata.deploy.robot import RobotState
 from striata.deploy.sim_robot import SimRobot
-from striata.envs.rotations import quat_conj, quat_mul, yaw_angle
+from striata.envs.rotations import quat_conj, quat_mul, yaw_angle, yaw_quat
 from striata.envs.tasks.g1_tracking.config import G1TrackingConfig
 from striata.envs.tasks.g1_tracking.env import build_g1_scene
 from striata.envs.tasks.g1_tracking.mdp import HOLD_S, SimState, TrackingMDP, load_motion
@@ -96,7 +96,7 @@ class TrackingMonitor:
         rel_pos, _ = frame.relative_reference()
         if self._heading is None:
             yaw = float(yaw_angle(quat_mul(frame.anchor_quat, quat_conj(frame.ref_anchor_quat)))[0])
-            self._heading = np.array([[np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]])
+            self._heading = yaw_quat(yaw)[None]
         errors = frame.tracking_errors(rel_pos, quat_mul(self._heading, frame.ref_anchor_quat))
         for key in ERROR_KEYS:
             self.sums[key] += float(errors[key][0])

@@ -38,6 +38,7 @@ from striata.deploy.arms.feetech import (
 )
 from striata.deploy.arms.sts_bus import StsBus
 from striata.envs.robots.so101 import SO101
+from striata.envs.rotations import yaw_quat
 from striata.envs.tasks.so101.scene import CUBE, CUBE_HALF_SIZE, build_scene
 
 PHYSICS_DT = 0.002  # s: the so101 tasks' physics step
@@ -104,7 +105,7 @@ class So101Twin(StsBus):
         adr = self.model.joint(CUBE).qposadr[0]
         dof = self.model.joint(CUBE).dofadr[0]
         with self.lock:
-            self.data.qpos[adr : adr + 7] = (x, y, CUBE_HALF_SIZE, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+            self.data.qpos[adr : adr + 7] = (x, y, CUBE_HALF_SIZE, *yaw_quat(yaw))
             self.data.qvel[dof : dof + 6] = 0.0
             mujoco.mj_forward(self.model, self.data)
 

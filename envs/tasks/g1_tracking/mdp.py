@@ -39,7 +39,7 @@ from striata.envs.robots.g1 import (
     G1_DEFAULT_ROOT_HEIGHT,
     TRACKED_BODIES,
 )
-from striata.envs.rotations import quat_apply_inverse, quat_mul, quat_to_matrix, yaw_angle
+from striata.envs.rotations import quat_apply_inverse, quat_mul, quat_to_matrix, yaw_angle, yaw_quat
 from striata.envs.tasks.g1_tracking import events, observations, rewards, terminations
 from striata.envs.tasks.g1_tracking.config import STAND_MOTION, G1TrackingConfig
 from striata.envs.tasks.g1_tracking.frame import TrackingFrame
@@ -399,8 +399,7 @@ def _settle_in_hold(model: mujoco.MjModel, qpos: np.ndarray) -> np.ndarray:
     held = data.qpos.copy()
     # Where it stood and the way it faced (the hold sways it ~3 cm): the policy starts at the first frame.
     held[:2] = qpos[:2]
-    turn = float(yaw_angle(qpos[3:7]) - yaw_angle(held[3:7])) / 2
-    held[3:7] = quat_mul(np.array([np.cos(turn), 0.0, 0.0, np.sin(turn)]), held[3:7])
+    held[3:7] = quat_mul(yaw_quat(float(yaw_angle(qpos[3:7]) - yaw_angle(held[3:7]))), held[3:7])
     return held
 
 
@@ -409,7 +408,6 @@ def _standing_qpos(first: np.ndarray, joint_qpos_adr: np.ndarray) -> np.ndarray:
     where a deployment starts the policy (the controller interpolates to the default pose and holds)."""
     qpos = first.copy()
     qpos[2] = G1_DEFAULT_ROOT_HEIGHT
-    half_yaw = float(yaw_angle(first[3:7])) / 2
-    qpos[3:7] = (np.cos(half_yaw), 0.0, 0.0, np.sin(half_yaw))
+    qpos[3:7] = yaw_quat(float(yaw_angle(first[3:7])))
     qpos[joint_qpos_adr] = G1.default_pos
     return qpos
