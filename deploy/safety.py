@@ -42,9 +42,8 @@ low-level tick:
   applied whole: each joint's own step is taken, largest first, where it keeps within that depth, so a
   path through the body goes around it instead of stopping; no velocity target and no feed-forward
   torque on any joint that tick (where the bounds above would still make the step deeper, the posture
-  itself is held). While the
-  measured posture is that deep, feed-forward torque and velocity targets are dropped too, so nothing
-  pushes a limb further into the body it meets.
+  itself is held). While the measured posture is that deep, feed-forward torque and velocity targets are
+  dropped too, so nothing pushes a limb further into the body it meets.
 
 Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
 clipped before they are multiplied, so 1e308 cannot overflow.
