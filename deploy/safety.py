@@ -39,11 +39,10 @@ low-level tick:
 - self-collision (where the backend has a model of its bodies, ``SelfCollision``): a target that would
   press two of the robot's bodies more than the check's tolerance deeper into each other than the
   posture the target ramp started from (so that a robot already touching itself can always move) is not
-  applied whole: each joint's own step is taken, largest first, where it keeps within that depth, so a
-  path through the body goes around it instead of stopping; no velocity target and no feed-forward
-  torque on any joint that tick (where the bounds above would still make the step deeper, the posture
-  itself is held). While the measured posture is that deep, feed-forward torque and velocity targets are
-  dropped too, so nothing pushes a limb further into the body it meets.
+  applied; the last one is held, with no velocity target and no feed-forward torque on any joint (where
+  the bounds above would still make the held step deeper, the posture itself is held). While the
+  measured posture is that deep, feed-forward torque and velocity targets are dropped too, so nothing
+  pushes a limb further into the body it meets.
 
 Every bound holds for any finite input (``decode_client_message`` refuses NaN and inf): the arrays are
 clipped before they are multiplied, so 1e308 cannot overflow.
@@ -257,24 +256,7 @@ class SafetyFilter:
             self._allowed_depth = check.depth(previous) + check.tolerance_m
         pushing = check.depth(q) > check.tolerance_m
         if check.depth(target) > self._allowed_depth:
-            target, pushing = self._slide(check, np.clip(previous, self.lower, self.upper), target), True
+            target, pushing = np.clip(previous, self.lower, self.upper), True
         if pushing:
             dq_target, tau_ff = np.zeros_like(dq_target), np.zeros_like(tau_ff)
         return target, dq_target, tau_ff
-
-    def _slide(self, check: SelfCollision, start: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """What of the step from ``start`` to ``target`` keeps the robot out of itself: each joint's own
-        step, largest first, taken where the configuration stays within the allowed depth. A step whose
-        straight line passes through the robot then goes around it rather than stopping there for good:
-        a G1 left limp in its harness swings an arm round (shoulder yaw 2.6 rad), and the controller's
-        interpolation back to the default pose sweeps that wrist through the hip (4 cm deep); holding the
-        last allowed target froze the interpolation, and the G1 fell when its hold began."""
-        slid = start.copy()
-        for joint in np.argsort(-np.abs(target - start)):
-            if target[joint] == slid[joint]:
-                break  # the rest of the joints, sorted after it, do not move either
-            trial = slid.copy()
-            trial[joint] = target[joint]
-            if check.depth(trial) <= self._allowed_depth:
-                slid = trial
-        return slid
