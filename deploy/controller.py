@@ -8,6 +8,10 @@ runs the state machine on absolute deadlines (``t0 + k * control_dt``, never ``s
     zero_torque --start--> interpolate (to the default pose, standby gains) --done--> hold
     hold --policy--> policy;  any --damping--> damping;  quit: damping, then exit
 
+The way to the default pose goes round the robot's own body where the straight line would press into it
+(``striata.deploy.posture_path``: the bridge would refuse that line and the interpolation would freeze),
+and a policy event waits in hold until every joint is within ``start_tolerance_rad`` of its default pose.
+
 It starts in the mode the bridge reports: a robot that an earlier controller, watchdog or lost state
 left in damping stays in damping (never limp) until start moves it to the default pose.
 
@@ -48,8 +52,10 @@ from striata.deploy.camera import CameraStream, PolicyCameras
 from striata.deploy.client import BridgeClient, BridgeUnavailableError
 from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_address, hil_settings
 from striata.deploy.observers import Measured, make_observer
+from striata.deploy.posture_path import PostureModel, PosturePath, posture_model, straight_path
 from striata.deploy.protocol import StateMessage
 from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
+from striata.envs.assets import AssetNotFoundError
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
 
@@ -138,7 +144,14 @@ class ControllerConfig(BaseModel):
 
     policy: Path
     robot: str = Field(default="tcp://127.0.0.1:6000", description="bridge endpoint")
-    interpolate_s: float = Field(default=2.0, gt=0, description="time to move to the default pose")
+    interpolate_s: float = Field(
+        default=2.0, gt=0, description="time to move to the default pose (longer where the way goes round)"
+    )
+    start_tolerance_rad: float = Field(
+        default=0.5,
+        gt=0,
+        description="the policy starts only once every joint is within this of its default pose (rad)",
+    )
     sequence: str | None = Field(default=None, description="timed events, e.g. interpolate@0.5,policy@4")
     record: Path | None = Field(default=None, description="NPZ file for observations, actions and states")
     require_same_order: bool = Field(default=False, description="refuse a robot whose joint order differs")
@@ -251,7 +264,14 @@ class Controller:
         self.decimation = max(1, math.ceil(md.control_dt / COMMAND_PERIOD_S - 1e-9))
         self._policy_ticks = 0
         self._policy_target: np.ndarray | None = None
-        self._interp_from: np.ndarray | None = None
+        self._path: PosturePath | None = None
+        self._interp_s = config.interpolate_s
+        self._told_waiting = False  # whether the user was told why a policy event waits
+        self.posture: PostureModel | None = None
+        try:
+            self.posture = posture_model(md.robot, md.joint_names)
+        except AssetNotFoundError as error:
+            self._say(f"no self-collision model ({error}): the way to the default pose is a straight line")
         self._phase_started = 0.0
         self._pending_policy = False
         self._remote_before: set[str] = set()
@@ -434,13 +454,14 @@ class Controller:
             elif event == "damping":
                 self._set_phase(Phase.damping, t)
             elif event == "interpolate" and self.phase in (Phase.zero_torque, Phase.damping):
-                self._interp_from = joints.to_policy(client.latest.q).copy()
+                self._path = self._plan(joints.to_policy(client.latest.q))
+                self._interp_s = self.config.interpolate_s * self._path.length
                 self._set_phase(Phase.interpolate, t)
             elif event == "policy" and self.phase in (Phase.interpolate, Phase.hold):
                 self._pending_policy = True
             else:
                 self._say(f"ignored {event!r} in phase {self.phase}")
-        if self.phase == Phase.interpolate and t - self._phase_started >= self.config.interpolate_s:
+        if self.phase == Phase.interpolate and t - self._phase_started >= self._interp_s:
             self._set_phase(Phase.hold, t)
         paused = hil is not None and hil.paused
         if paused and self.phase == Phase.policy:
@@ -453,9 +474,15 @@ class Controller:
             self._say(f"{blind}: hold until the cameras are back")
             self._pending_policy = True
             self._set_phase(Phase.hold, t)
-        if self._pending_policy and self.phase == Phase.hold and not paused and blind is None:
+        state = client.latest
+        if (
+            self._pending_policy
+            and self.phase == Phase.hold
+            and not paused
+            and blind is None
+            and self._at_default(joints.to_policy(state.q))
+        ):
             self._pending_policy = False
-            state = client.latest
             self.observer.start(state.imu_quat_wxyz, joints.to_policy(state.q))
             self.last_action = np.zeros(self.metadata.action_dim)  # a new array: the old one is recorded
             self._policy_ticks = 0
@@ -463,6 +490,41 @@ class Controller:
             if hil is not None:
                 hil.begin()
         return None
+
+    def _plan(self, start: np.ndarray) -> PosturePath:
+        if self.posture is None:
+            return straight_path(start.copy(), self.default_pos)
+        path = self.posture.plan(start, self.default_pos)
+        if not path.reached:
+            names = self.metadata.joint_names
+            end = path.waypoints[-1]
+            far = np.abs(end - self.default_pos).argmax()
+            self._say(
+                "the way to the default pose would press the robot into itself: it holds where the way "
+                f"ends ({names[far]} {end[far]:+.2f} rad, default {self.default_pos[far]:+.2f}); "
+                "the policy will not start. Damp it, move its limbs clear and start again"
+            )
+        elif path.length > 1.0:
+            self._say(
+                f"the straight way to the default pose presses the robot into itself: going round "
+                f"({path.length:.2f}x as long)"
+            )
+        return path
+
+    def _at_default(self, q: np.ndarray) -> bool:
+        """Whether the robot is near enough its default pose for the policy; says once why not."""
+        error = np.abs(q - self.default_pos)
+        far = int(error.argmax())
+        if error[far] <= self.config.start_tolerance_rad:
+            self._told_waiting = False
+            return True
+        if not self._told_waiting:
+            self._say(
+                f"policy waits: {self.metadata.joint_names[far]} is {error[far]:.2f} rad from its default "
+                f"pose (start_tolerance_rad {self.config.start_tolerance_rad})"
+            )
+            self._told_waiting = True
+        return False
 
     def _set_phase(self, phase: Phase, t: float) -> None:
         if phase != self.phase or not self.phase_log:
@@ -489,11 +551,12 @@ class Controller:
             client.send_command(str(self.phase))
         else:
             kp, kd = self.standby_kp, self.standby_kd
+            path = self._path
             if self.phase == Phase.interpolate:
-                alpha = min(1.0, (t - self._phase_started) / self.config.interpolate_s)
-                target = (1 - alpha) * self._interp_from + alpha * self.default_pos
+                assert path is not None
+                target = path.at((t - self._phase_started) / self._interp_s)
             elif self.phase == Phase.hold:
-                target = self.default_pos
+                target = self.default_pos if path is None or path.reached else path.waypoints[-1]
             elif self._policy_ticks % self.decimation and self._policy_target is not None:
                 self._policy_ticks += 1
                 target, kp, kd = self._policy_target, self.kp, self.kd

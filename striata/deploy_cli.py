@@ -239,6 +239,9 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         ] = None,
         record: Annotated[Path | None, typer.Option(help="NPZ recording of observations and actions")] = None,
         interpolate_s: Annotated[float, typer.Option(help="seconds to reach the default pose")] = 2.0,
+        start_tolerance_rad: Annotated[
+            float, typer.Option(help="the policy starts once every joint is this near its default pose (rad)")
+        ] = 0.5,
         duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
         require_same_order: Annotated[
             bool, typer.Option(help="refuse a robot with another joint order")
@@ -305,6 +308,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 sequence=sequence,
                 record=record,
                 interpolate_s=interpolate_s,
+                start_tolerance_rad=start_tolerance_rad,
                 duration_s=duration,
                 require_same_order=require_same_order,
                 keys=keys,
