@@ -9,8 +9,10 @@ runs the state machine on absolute deadlines (``t0 + k * control_dt``, never ``s
     hold --policy--> policy;  any --damping--> damping;  quit: damping, then exit
 
 The way to the default pose goes round the robot's own body where the straight line would press into it
-(``striata.deploy.posture_path``: the bridge would refuse that line and the interpolation would freeze),
-and a policy event waits in hold until every joint is within ``start_tolerance_rad`` of its default pose.
+(``striata.deploy.posture_path``: the bridge would refuse that line and the interpolation would freeze);
+a hold entered from the policy (a console's pause, a blind camera) goes back the same way, at the
+interpolation's speed. A policy event waits in hold until every joint is within ``start_tolerance_rad``
+of its default pose.
 
 It starts in the mode the bridge reports: a robot that an earlier controller, watchdog or lost state
 left in damping stays in damping (never limp) until start moves it to the default pose.
@@ -264,7 +266,9 @@ class Controller:
         self.decimation = max(1, math.ceil(md.control_dt / COMMAND_PERIOD_S - 1e-9))
         self._policy_ticks = 0
         self._policy_target: np.ndarray | None = None
+        # The way to the default pose the interpolation, and a hold entered from the policy, follow.
         self._path: PosturePath | None = None
+        self._path_started = 0.0
         self._interp_s = config.interpolate_s
         self._told_waiting = False  # whether the user was told why a policy event waits
         self.posture: PostureModel | None = None
@@ -454,26 +458,23 @@ class Controller:
             elif event == "damping":
                 self._set_phase(Phase.damping, t)
             elif event == "interpolate" and self.phase in (Phase.zero_torque, Phase.damping):
-                self._path = self._plan(joints.to_policy(client.latest.q))
-                self._interp_s = self.config.interpolate_s * self._path.length
+                self._set_path(joints.to_policy(client.latest.q), t)
                 self._set_phase(Phase.interpolate, t)
             elif event == "policy" and self.phase in (Phase.interpolate, Phase.hold):
                 self._pending_policy = True
             else:
                 self._say(f"ignored {event!r} in phase {self.phase}")
-        if self.phase == Phase.interpolate and t - self._phase_started >= self._interp_s:
+        if self.phase == Phase.interpolate and t - self._path_started >= self._interp_s:
             self._set_phase(Phase.hold, t)
         paused = hil is not None and hil.paused
         if paused and self.phase == Phase.policy:
             # A console's pause: hold the default pose, and run the policy again when it ends.
             self._say("intervention: paused by the console")
-            self._pending_policy = True
-            self._set_phase(Phase.hold, t)
+            self._hold_from_policy(t)
         blind = None if self.cameras is None else self.cameras.stale()
         if blind is not None and self.phase == Phase.policy:
             self._say(f"{blind}: hold until the cameras are back")
-            self._pending_policy = True
-            self._set_phase(Phase.hold, t)
+            self._hold_from_policy(t)
         state = client.latest
         if (
             self._pending_policy
@@ -490,6 +491,19 @@ class Controller:
             if hil is not None:
                 hil.begin()
         return None
+
+    def _hold_from_policy(self, t: float) -> None:
+        """Hold, and run the policy again when what stopped it ends: the default pose is reached along a
+        path at the interpolation's speed, not in the bridge's 25 rad/s target ramp."""
+        assert self.client is not None and self.client.latest is not None and self.joints is not None
+        self._pending_policy = True
+        self._set_path(self.joints.to_policy(self.client.latest.q), t)
+        self._set_phase(Phase.hold, t)
+
+    def _set_path(self, start: np.ndarray, t: float) -> None:
+        self._path = self._plan(start)
+        self._path_started = t
+        self._interp_s = self.config.interpolate_s * self._path.length
 
     def _plan(self, start: np.ndarray) -> PosturePath:
         if self.posture is None:
@@ -551,12 +565,9 @@ class Controller:
             client.send_command(str(self.phase))
         else:
             kp, kd = self.standby_kp, self.standby_kd
-            path = self._path
-            if self.phase == Phase.interpolate:
-                assert path is not None
-                target = path.at((t - self._phase_started) / self._interp_s)
-            elif self.phase == Phase.hold:
-                target = self.default_pos if path is None or path.reached else path.waypoints[-1]
+            if self.phase in (Phase.interpolate, Phase.hold):
+                assert self._path is not None
+                target = self._path.at((t - self._path_started) / self._interp_s)
             elif self._policy_ticks % self.decimation and self._policy_target is not None:
                 self._policy_ticks += 1
                 target, kp, kd = self._policy_target, self.kp, self.kd

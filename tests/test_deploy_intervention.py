@@ -40,6 +40,13 @@ class ObservedSim(SimRobot):
         super().write_command(command)
 
 
+class GantrySim(ObservedSim):
+    """The sim G1 kept on its gantry (the elastic band) in every phase."""
+
+    def on_controller_phase(self, phase: str) -> None:
+        self.phase = phase
+
+
 @pytest.fixture
 def bridge() -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
     sim = ObservedSim()
@@ -242,6 +249,82 @@ def test_takeover_of_a_deployed_robot_goes_through_the_bridge(
     loaded = load_session_transitions(tmp_path / "session")  # what `striata train --demos` reads
     assert len(loaded["actions"]) == sum(episode["length"] for episode in [first, *rest])
     assert int(loaded["intervention"].sum()) == sum(episode["interventions"] for episode in [first, *rest])
+
+
+def test_a_pause_far_from_the_default_pose_goes_back_at_the_interpolations_speed_then_resumes(
+    g1_policy: Path,
+) -> None:
+    """A pause while the person holds the left shoulder's yaw at its limit: hold starts from where the robot
+    is (not the default pose, which the bridge's ramp would reach at 25 rad/s), and the policy, unpaused,
+    waits until every joint is within the start tolerance of its default pose. The G1 stays on its gantry
+    throughout (a session on a gantry; on the floor the yanked arm drops the standing policy's G1, and a
+    fallen G1 cannot reach its default pose)."""
+    sim = GantrySim()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    server = BridgeServer(sim, endpoint, SafetyConfig(), on_phase=sim.on_controller_phase)
+    stop = threading.Event()
+    serving = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
+    serving.start()
+    metadata = read_metadata(g1_policy)
+    names = metadata.joint_names
+    default = np.asarray(metadata.default_joint_pos)
+    port = free_port()
+    log = io.StringIO()
+    config = ControllerConfig(
+        policy=g1_policy,
+        robot=endpoint,
+        keys=False,
+        interpolate_s=1.0,
+        sequence="interpolate@0.1,policy@0.5",
+        duration_s=30.0,
+        intervene=f"tcp://127.0.0.1:{port}",
+        intervene_action_limit=10.0,
+    )
+    controller = Controller(config, log=log)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(controller.run()), daemon=True)
+    thread.start()
+    console = Console(f"tcp://127.0.0.1:{port}")
+    robot_shoulder = sim.joint_names.index("left_shoulder_yaw_joint")
+    try:
+        console.send("hello", client="test")
+        console.wait_for("welcome")
+        console.send("watch", env=0)
+        console.wait_for("step", timeout_s=15.0)
+        console.send("takeover", env=0)
+        assert console.wait_for("control")["controlled"] is True
+        action = np.zeros(29)
+        action[names.index("left_shoulder_yaw_joint")] = 10.0  # far past the joint's upper limit
+        console.drive(action.tolist(), 1.5)
+        shoulder_default = default[names.index("left_shoulder_yaw_joint")]
+        assert sim.applied is not None
+        where = sim.applied.q_target[robot_shoulder]  # toward its limit, as far as the bridge lets it
+        away = abs(shoulder_default - where)
+        assert away > 2.0, where
+
+        console.send("pause", paused=True)
+        deadline = time.monotonic() + 5
+        while server.status()["phase"] != "hold" and time.monotonic() < deadline:
+            console.pump(0.01)
+        first_hold = server.latest_command()
+        assert first_hold is not None and first_hold.phase == "hold"
+        assert abs(first_hold.q_target[robot_shoulder] - where) < 0.5 * away  # near where it was
+        console.send("pause", paused=False)
+        console.send("handback", env=0)
+        deadline = time.monotonic() + 10
+        while server.status()["phase"] != "policy" and time.monotonic() < deadline:
+            console.send("ping")  # a console silent for 2 s is dropped (INTERVENTION.md)
+            console.pump(0.2)
+        assert server.status()["phase"] == "policy", log.getvalue()  # the policy runs again
+    finally:
+        console.close()
+        controller.events.put("quit")
+        thread.join(timeout=15)
+        stop.set()
+        serving.join(timeout=10)
+    assert not thread.is_alive()
+    assert [phase for _, phase in result["phases"]][-3:] == ["policy", "hold", "policy"]
+    assert "policy waits: left_shoulder_yaw_joint" in log.getvalue(), log.getvalue()
 
 
 def test_intervene_address_must_be_loopback_unless_allowed(g1_policy: Path) -> None:
