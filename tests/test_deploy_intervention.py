@@ -47,9 +47,7 @@ class GantrySim(ObservedSim):
         self.phase = phase
 
 
-@pytest.fixture
-def bridge() -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
-    sim = ObservedSim()
+def _serve(sim: ObservedSim) -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = BridgeServer(sim, endpoint, SafetyConfig(), on_phase=sim.on_controller_phase)
     stop = threading.Event()
@@ -59,6 +57,16 @@ def bridge() -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def bridge() -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
+    yield from _serve(ObservedSim())
+
+
+@pytest.fixture
+def gantry_bridge() -> Iterator[tuple[BridgeServer, ObservedSim, str]]:
+    yield from _serve(GantrySim())
 
 
 class Console:
@@ -252,19 +260,14 @@ def test_takeover_of_a_deployed_robot_goes_through_the_bridge(
 
 
 def test_a_pause_far_from_the_default_pose_goes_back_at_the_interpolations_speed_then_resumes(
-    g1_policy: Path,
+    gantry_bridge, g1_policy: Path
 ) -> None:
     """A pause while the person holds the left shoulder's yaw at its limit: hold starts from where the robot
     is (not the default pose, which the bridge's ramp would reach at 25 rad/s), and the policy, unpaused,
     waits until every joint is within the start tolerance of its default pose. The G1 stays on its gantry
     throughout (a session on a gantry; on the floor the yanked arm drops the standing policy's G1, and a
     fallen G1 cannot reach its default pose)."""
-    sim = GantrySim()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    server = BridgeServer(sim, endpoint, SafetyConfig(), on_phase=sim.on_controller_phase)
-    stop = threading.Event()
-    serving = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
-    serving.start()
+    server, sim, endpoint = gantry_bridge
     metadata = read_metadata(g1_policy)
     names = metadata.joint_names
     default = np.asarray(metadata.default_joint_pos)
@@ -320,8 +323,6 @@ def test_a_pause_far_from_the_default_pose_goes_back_at_the_interpolations_speed
         console.close()
         controller.events.put("quit")
         thread.join(timeout=15)
-        stop.set()
-        serving.join(timeout=10)
     assert not thread.is_alive()
     assert [phase for _, phase in result["phases"]][-3:] == ["policy", "hold", "policy"]
     assert "policy waits: left_shoulder_yaw_joint" in log.getvalue(), log.getvalue()
