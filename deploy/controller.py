@@ -515,8 +515,8 @@ class Controller:
             far = np.abs(end - self.default_pos).argmax()
             self._say(
                 "the way to the default pose would press the robot into itself: it holds where the way "
-                f"ends ({names[far]} {end[far]:+.2f} rad, default {self.default_pos[far]:+.2f}); "
-                "the policy will not start. Damp it, move its limbs clear and start again"
+                f"ends ({names[far]} {end[far]:+.2f} rad, default {self.default_pos[far]:+.2f}), and a "
+                "policy waits for the default pose. Damp it, move its limbs clear and start again"
             )
         elif path.length > 1.0:
             self._say(
