@@ -31,19 +31,19 @@ HANGING_M = 0.78
 
 @cache
 def limp_state() -> tuple[np.ndarray, np.ndarray]:
-    """qpos and qvel of the sim bridge's G1 after LIMP_TICKS ticks of zero torque in its harness."""
+    """The sim bridge's G1 after LIMP_TICKS ticks of zero torque in its harness: its whole qpos, and its
+    joint positions (G1 joint order)."""
     sim = SimRobot("g1")
     n = len(sim.joint_names)
     zero = JointCommand(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
     for _ in range(LIMP_TICKS):
         sim.write_command(zero)
         sim.read_state()
-    return sim.data.qpos.copy(), sim.data.qvel.copy()
+    return sim.data.qpos.copy(), sim.data.qpos[sim.qpos_adr].copy()
 
 
 def limp_posture() -> np.ndarray:
-    sim = SimRobot("g1")
-    return limp_state()[0][sim.qpos_adr]
+    return limp_state()[1]
 
 
 class PosedG1(SimRobot):
