@@ -57,7 +57,6 @@ from striata.deploy.observers import Measured, make_observer
 from striata.deploy.posture_path import PostureModel, PosturePath, posture_model, straight_path
 from striata.deploy.protocol import StateMessage
 from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
-from striata.envs.assets import AssetNotFoundError
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
 
@@ -271,11 +270,8 @@ class Controller:
         self._path_started = 0.0
         self._interp_s = config.interpolate_s
         self._told_waiting = False  # whether the user was told why a policy event waits
-        self.posture: PostureModel | None = None
-        try:
-            self.posture = posture_model(md.robot, md.joint_names)
-        except AssetNotFoundError as error:
-            self._say(f"no self-collision model ({error}): the way to the default pose is a straight line")
+        # The robot's model for its way to the default pose (a G1's observer has read the same assets).
+        self.posture: PostureModel | None = posture_model(md.robot, md.joint_names)
         self._phase_started = 0.0
         self._pending_policy = False
         self._remote_before: set[str] = set()
