@@ -22,7 +22,8 @@ and SIGTERM quit too), the
 robot's remote (state ``remote``: start, A, select edge-triggered) or a ``--sequence`` of timed
 events for scripts and tests (``interpolate@0.5,policy@4,damping@24,quit@25``, seconds from start).
 Measured loop lateness, policy latency and bridge round trips are logged and summarised; every
-step's state, phase and command, and the policy's observations and actions, go to an NPZ recording.
+step's state (with the robot tick it was read at), phase and command, and the policy's observations and
+actions, go to an NPZ recording.
 
 With ``intervene`` set (``--intervene tcp://127.0.0.1:PORT``) the controller also serves an intervention
 port (actors/INTERVENTION.md; ``striata.deploy.intervention``): a person at `striata intervene` can take the
@@ -276,7 +277,7 @@ class Controller:
         self._pending_policy = False
         self._remote_before: set[str] = set()
         self._policy_seqs = [np.inf, -np.inf]  # first and last command seq sent in the policy phase
-        per_step = ("t", "phase", "q", "dq", "q_target")
+        per_step = ("t", "tick", "phase", "q", "dq", "q_target")
         per_policy_step = ("obs", "action", "policy_action", "intervention", "label")
         self._records: dict[str, list] = {k: [] for k in per_step + per_policy_step}
         self.client: BridgeClient | None = None
@@ -593,11 +594,12 @@ class Controller:
                 kd=joints.to_robot(kd),
                 tau_ff=zeros,
             )
-        self._record(t, q, dq, target, obs, action, policy_action, intervened, label)
+        self._record(t, state.tick, q, dq, target, obs, action, policy_action, intervened, label)
 
     def _record(
         self,
         t: float,
+        tick: int,
         q: np.ndarray,
         dq: np.ndarray,
         target: np.ndarray | None,
@@ -611,6 +613,7 @@ class Controller:
             return
         r = self._records
         r["t"].append(t)
+        r["tick"].append(tick)
         r["phase"].append(list(Phase).index(self.phase))
         r["q"].append(q)
         r["dq"].append(dq)
@@ -654,6 +657,7 @@ class Controller:
         np.savez(
             path,
             t=np.asarray(r["t"]),
+            tick=np.asarray(r["tick"], dtype=np.int64),
             phase=np.asarray(r["phase"], dtype=np.int8),
             phase_names=np.array([str(p) for p in Phase]),
             q=np.asarray(r["q"]).reshape(-1, len(self.default_pos)),

@@ -528,6 +528,9 @@ def test_controller_runs_every_phase_and_its_recording_replays(
     np.testing.assert_allclose(recorded["obs"][1:, -29:], recorded["actions"][:-1], atol=1e-6)
     names = list(recorded["phase_names"])
     assert names[recorded["phase"][0]] == "zero_torque" and names[recorded["phase"][-1]] == "damping"
+    # Each step names the robot tick it acted on: steps of the robot's clock, not this machine's.
+    ticks = recorded["tick"]
+    assert len(ticks) == len(recorded["t"]) and np.all(np.diff(ticks) >= 0) and ticks[-1] > ticks[0]
 
 
 def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: Path) -> None:
