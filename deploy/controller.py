@@ -581,7 +581,11 @@ class Controller:
                     # next observation's last-action term sees, as in training.
                     action, intervened, label = hil.policy_step(obs[0], policy_action)
                 self.last_action = action
-                target = self._policy_target = self.observer.targets_of(action)
+                target = self.observer.targets_of(action)
+                if self.posture is not None:
+                    previous = self.default_pos if self._policy_target is None else self._policy_target
+                    target = self.posture.keep_apart(previous, target)
+                self._policy_target = target
                 kp, kd = self.kp, self.kd
             seq = client.seq + 1
             if self.phase == Phase.policy:

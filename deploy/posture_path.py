@@ -114,6 +114,17 @@ class PostureModel:
     def plan(self, start: np.ndarray, goal: np.ndarray) -> PosturePath:
         return plan_path(self.check, start, goal, self.lower, self.upper)
 
+    def keep_apart(self, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """A policy's ``target``, its arms and waist kept at ``previous`` where it would press the robot
+        into itself past the bridge's tolerance (its legs go on): the bridge's guard would hold every
+        joint for that tick instead. Targets the legs press in go to the bridge unchanged."""
+        depth = self.check.tolerance_m * TOLERANCE_SHARE
+        clipped = np.clip(target, self.lower, self.upper)
+        if self.check.depth(clipped) <= depth:
+            return target
+        held = self.check.hold_upper_body(previous, clipped, depth)
+        return target if held is None else held
+
 
 def posture_model(robot: str, joint_names: Sequence[str]) -> PostureModel | None:
     """The model of the robot a policy was trained for, where its bridge guards self-collision (the G1);

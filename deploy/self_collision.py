@@ -10,6 +10,10 @@ already touching itself can always move out).
 Only the robot's own geoms count: the model given must hold no world geoms (no floor), and its free
 base, if any, stays where the model puts it, since self-contact does not depend on it. MuJoCo's
 kinematics and collision on the G1's 33 capsules and spheres take ~6 us.
+
+``hold_upper_body`` serves the controller: a policy target that presses the robot into itself keeps the
+joints that do not carry the robot (off the chains from its root to its ``support_bodies``: a G1's arms
+and waist) where they were, and the legs take their new targets, where that is enough.
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ class SelfCollision:
     positions ``q`` (in ``joint_names`` order); 0 when nothing touches."""
 
     def __init__(
-        self, model: mujoco.MjModel, joint_names: Sequence[str], tolerance_m: float = DEFAULT_TOLERANCE_M
+        self,
+        model: mujoco.MjModel,
+        joint_names: Sequence[str],
+        tolerance_m: float = DEFAULT_TOLERANCE_M,
+        support_bodies: Sequence[str] = (),
     ) -> None:
         world = [
             model.geom(i).name or str(i)
@@ -43,7 +51,15 @@ class SelfCollision:
         self.model = model
         self.data = mujoco.MjData(model)
         self.tolerance_m = tolerance_m
-        self._qpos_adr = model.jnt_qposadr[[model.joint(name).id for name in joint_names]]
+        joint_ids = [model.joint(name).id for name in joint_names]
+        self._qpos_adr = model.jnt_qposadr[joint_ids]
+        # The joints that carry the robot: those on the chain from the root to each support body.
+        self._carries = np.zeros(len(joint_ids), dtype=bool)
+        for name in support_bodies:
+            body = model.body(name).id
+            while body > 0:
+                self._carries |= model.jnt_bodyid[joint_ids] == body
+                body = model.body_parentid[body]
 
     def depth(self, q: np.ndarray) -> float:
         data = self.data
@@ -53,3 +69,10 @@ class SelfCollision:
         if data.ncon == 0:
             return 0.0
         return max(0.0, -float(data.contact.dist[: data.ncon].min()))
+
+    def hold_upper_body(self, allowed: np.ndarray, target: np.ndarray, depth: float) -> np.ndarray | None:
+        """``target`` with the joints that do not carry the robot at ``allowed`` (a posture no deeper than
+        ``depth``), where that keeps it within ``depth`` (m); None where it does not (a leg moves the
+        contact)."""
+        mixed = np.where(self._carries, target, allowed)
+        return mixed if self.depth(mixed) <= depth else None

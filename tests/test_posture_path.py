@@ -143,3 +143,26 @@ def test_the_g1_gets_up_from_the_limp_posture_and_the_policy_waits_for_the_defau
         assert heights["interpolate"]["min_m"] >= HANGING_M, heights  # frozen: still hanging
         assert phases == ["zero_torque", "interpolate", "hold", "damping"], said
         assert "policy waits: " in said and "rad from its default pose" in said, said
+
+
+def test_a_policy_target_into_the_torso_keeps_its_arms_back_and_its_legs_go_on() -> None:
+    """The controller's step: a target that would have the bridge's guard hold the whole robot for a
+    tick keeps the arms and waist where the last target had them; the legs take theirs."""
+    model = posture_model(G1.name, G1.joint_names)
+    assert model is not None
+    names = list(G1.joint_names)
+    previous = np.array(G1.default_pos, dtype=np.float64)
+    clear = previous + 0.05
+    assert model.keep_apart(previous, clear) is clear
+    target = previous.copy()
+    for joint, value in (("left_shoulder_roll_joint", -1.5), ("left_shoulder_yaw_joint", 1.5)):
+        target[names.index(joint)] = value
+    target[names.index("left_elbow_joint")] = 1.5
+    legs = [i for i, name in enumerate(names) if any(link in name for link in ("hip", "knee", "ankle"))]
+    target[legs] += 0.1
+    assert model.check.depth(target) > model.check.tolerance_m
+    out = model.keep_apart(previous, target)
+    assert model.check.depth(out) <= TOLERANCE_SHARE * model.check.tolerance_m
+    upper = [i for i in range(len(names)) if i not in legs]
+    np.testing.assert_array_equal(out[upper], previous[upper])
+    np.testing.assert_allclose(out[legs], np.clip(target, model.lower, model.upper)[legs])

@@ -110,3 +110,41 @@ def test_legs_pressing_into_each_other_are_not_refused_but_an_arm_still_is(check
     assert (
         out.q_target[NAMES.index("left_hip_roll_joint")] < G1.default_pos[NAMES.index("left_hip_roll_joint")]
     )
+
+
+def _arm_by_the_thigh(elbow: float) -> np.ndarray:
+    """The default pose with the left forearm turned in beside the left thigh: at elbow 1.38 the wrist
+    presses into the hip's links, at 0.95 it clears them."""
+    posture = np.array(G1.default_pos, dtype=np.float64)
+    for joint, value in (("shoulder_pitch", -0.05), ("shoulder_roll", 0.17), ("shoulder_yaw", -0.6)):
+        posture[NAMES.index(f"left_{joint}_joint")] = value
+    posture[NAMES.index("left_elbow_joint")] = elbow
+    return posture
+
+
+LEGS = [i for i, name in enumerate(NAMES) if any(link in name for link in ("hip", "knee", "ankle"))]
+UPPER = [i for i in range(N) if i not in LEGS]
+
+
+@pytest.mark.parametrize("contact", ["arm into the torso", "hand into the thigh"])
+def test_holding_the_upper_body_keeps_a_target_apart_and_the_legs_go_on(check, contact: str) -> None:
+    allowed = np.array(G1.default_pos, dtype=np.float64)
+    target = _arm_into_torso(check) if contact == "arm into the torso" else _arm_by_the_thigh(elbow=1.38)
+    target[NAMES.index("left_knee_joint")] += 0.2  # the legs step on meanwhile
+    target[NAMES.index("right_hip_pitch_joint")] -= 0.2
+    assert check.depth(target) > 2 * check.tolerance_m
+    held = check.hold_upper_body(allowed, target, check.tolerance_m / 2)
+    assert held is not None and check.depth(held) <= check.tolerance_m / 2
+    np.testing.assert_array_equal(held[LEGS], target[LEGS])  # every leg joint takes its new target
+    np.testing.assert_array_equal(held[UPPER], allowed[UPPER])  # arms and waist stay where they were
+
+
+def test_a_thigh_swung_into_a_still_hand_is_left_to_the_bridge(check) -> None:
+    """Only a leg moves this contact: holding the upper body changes nothing, so there is no such target
+    (the bridge's guard then holds every joint)."""
+    allowed = _arm_by_the_thigh(elbow=0.95)
+    assert check.depth(allowed) == 0.0
+    target = allowed.copy()
+    target[NAMES.index("left_hip_pitch_joint")] -= 0.4
+    assert check.depth(target) > 2 * check.tolerance_m
+    assert check.hold_upper_body(allowed, target, check.tolerance_m / 2) is None

@@ -63,5 +63,7 @@ def g1_brake_accel(joint_names: Sequence[str]) -> np.ndarray:
 
 
 def g1_self_collision(joint_names: Sequence[str]) -> SelfCollision:
-    """The G1's self-collision check on its own MJCF (no floor), for joints in ``joint_names`` order."""
-    return SelfCollision(_g1_self_collision_model(), joint_names)
+    """The G1's self-collision check on its own MJCF (no floor), for joints in ``joint_names`` order; the
+    legs carry the robot."""
+    feet = [f"{side}_{LEG_LINKS[-1]}_link" for side in ("left", "right")]
+    return SelfCollision(_g1_self_collision_model(), joint_names, support_bodies=feet)
