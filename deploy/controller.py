@@ -484,6 +484,7 @@ class Controller:
             self.observer.start(state.imu_quat_wxyz, joints.to_policy(state.q))
             self.last_action = np.zeros(self.metadata.action_dim)  # a new array: the old one is recorded
             self._policy_ticks = 0
+            self._policy_target = None  # a new policy phase starts from the default pose, not the last one
             self._set_phase(Phase.policy, t)
             if hil is not None:
                 hil.begin()

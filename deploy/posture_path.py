@@ -122,7 +122,7 @@ class PostureModel:
         clipped = np.clip(target, self.lower, self.upper)
         if self.check.depth(clipped) <= depth:
             return target
-        held = self.check.hold_upper_body(previous, clipped, depth)
+        held = self.check.hold_upper_body(np.clip(previous, self.lower, self.upper), clipped, depth)
         return target if held is None else held
 
 
