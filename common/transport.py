@@ -25,21 +25,23 @@ reach the port can write to. ``open_router`` gives each the reader that bounds s
   so while a message of a million frames arrives it holds them (about 64 MB); once such a message is
   dropped, its memory is handed back to the OS.
 
-Both readers bound **bytes and messages per peer** (``PeerRates``) and count what they drop by reason
-in ``dropped`` (the callers report it in their stats / health). A peer is not told about a drop:
-answering a flood would only multiply it.
+Both readers bound **bytes and messages per peer** (``PeerRates``, charged as the server takes each
+message) and count what they drop by reason in ``dropped`` (the callers report it in their stats /
+health). A peer is not told about a drop: answering a flood would only multiply it. A server that refuses
+a message as malformed calls ``penalize``: that message costs its peer ``bad_message_cost`` messages of
+its rate, so a peer streaming garbage gets a few dozen answers a second instead of thousands.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import zmq
 
-from striata.common.transport_limits import Inbound, MemoryTrimmer, PeerRates, TransportLimits
+from striata.common.transport_limits import Inbound, PeerGate, TransportLimits
 from striata.common.zmtp import StreamRouter
 
 __all__ = ["BoundedRouter", "Inbound", "Router", "StreamRouter", "TransportLimits", "open_router"]
@@ -63,29 +65,25 @@ def apply_limits(sock: zmq.Socket, limits: TransportLimits) -> None:
     sock.setsockopt(zmq.LINGER, 0)
 
 
-class BoundedRouter:
+class BoundedRouter(PeerGate):
     """Reads a ROUTER socket within ``limits``; ``receive`` returns only messages inside every bound.
 
     Not thread-safe, like the socket it reads: one thread owns both.
     """
 
     def __init__(self, sock: zmq.Socket, limits: TransportLimits) -> None:
+        super().__init__(limits)
         self.sock = sock
-        self.limits = limits
-        self.dropped: Counter[str] = Counter()
-        self.received = 0
         self._partial: _Partial | None = None
-        self._rates = PeerRates(limits)
-        self._trimmer = MemoryTrimmer()
 
     @property
     def mid_message(self) -> bool:
         """True while a message is half read (more of its frames wait in the socket)."""
         return self._partial is not None
 
-    def receive(self, until: float | None = None) -> list[Inbound]:
+    def receive(self, until: float | None = None) -> Iterator[Inbound]:
         """Messages that are ready now, reading at most ``frames_per_call`` frames and stopping at ``until``
-        (monotonic seconds); never blocks."""
+        (monotonic seconds); never blocks. Each is charged to its peer's rate as it is taken."""
         out: list[Inbound] = []
         budget = self.limits.frames_per_call
         for n in range(budget):
@@ -101,7 +99,7 @@ class BoundedRouter:
             message = self._take(frame)
             if message is not None:
                 out.append(message)
-        return out
+        return self._admit(out)
 
     def _take(self, frame: zmq.Frame) -> Inbound | None:
         partial = self._partial
@@ -127,11 +125,6 @@ class BoundedRouter:
             self.dropped[partial.dropped] += 1
             self._trimmer.after_drop(partial.dropped)
             return None
-        over = self._rates.charge(partial.identity, partial.size)
-        if over:
-            self.dropped[over] += 1
-            return None
-        self.received += 1
         return Inbound(partial.identity, partial.frames)
 
     def send(self, identity: bytes, frames: list[bytes]) -> bool:

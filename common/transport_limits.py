@@ -1,5 +1,6 @@
 """What one peer may send to a server socket, and the bookkeeping every bounded reader shares: per-peer
-rate buckets, and handing the memory of dropped messages back to the OS.
+rate buckets (``PeerGate``: a message is charged as its server takes it, and a malformed one costs its peer
+more), and handing the memory of dropped messages back to the OS.
 
 The readers themselves are in ``striata.common.transport`` (libzmq's ROUTER) and ``striata.common.zmtp``
 (ZMTP spoken by us, so that a message is bounded frame by frame while it arrives).
@@ -10,7 +11,8 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Peers remembered for their rate buckets; beyond this the longest unseen is forgotten.
@@ -59,6 +61,7 @@ class TransportLimits:
     peer_burst_bytes: int = 1 << 20
     peer_messages_per_s: float = 2000.0
     peer_burst_messages: int = 200
+    bad_message_cost: int = 64
     frames_per_call: int = 256
     receive_hwm: int = 1000
     max_connections: int = 256
@@ -68,6 +71,7 @@ class TransportLimits:
             "max_frames",
             "max_frame_bytes",
             "max_message_bytes",
+            "bad_message_cost",
             "frames_per_call",
             "receive_hwm",
             "max_connections",
@@ -88,6 +92,7 @@ class TransportLimits:
             "max_message_bytes": self.max_message_bytes,
             "peer_bytes_per_s": self.peer_bytes_per_s,
             "peer_messages_per_s": self.peer_messages_per_s,
+            "bad_message_cost": self.bad_message_cost,
         }
 
 
@@ -97,6 +102,11 @@ class Inbound:
 
     identity: bytes
     frames: list[bytes]
+
+    @property
+    def size(self) -> int:
+        """Bytes in the message's frames."""
+        return sum(len(frame) for frame in self.frames)
 
 
 @dataclass
@@ -140,3 +150,39 @@ class PeerRates:
         bucket.messages_left -= 1
         bucket.bytes_left -= size
         return ""
+
+    def penalize(self, identity: bytes, messages: float) -> None:
+        """Take ``messages`` more from the peer's message bucket, down to minus a burst: a peer that only
+        sends what its server refuses waits at most ``(burst + 1) / rate`` for its next message."""
+        bucket = self._peers.get(identity)
+        if bucket is not None:
+            floor = -float(self.limits.peer_burst_messages)
+            bucket.messages_left = max(floor, bucket.messages_left - messages)
+
+
+class PeerGate:
+    """What both readers share: the messages they parsed are charged to their peers' rates one by one, as
+    the server takes them (``_admit``), so ``penalize`` of a peer's malformed message drops the same peer's
+    next ones even within one read; and the counts of what was received and dropped, by reason."""
+
+    def __init__(self, limits: TransportLimits) -> None:
+        self.limits = limits
+        self.dropped: Counter[str] = Counter()
+        self.received = 0
+        self._rates = PeerRates(limits)
+        self._trimmer = MemoryTrimmer()
+
+    def penalize(self, identity: bytes) -> None:
+        """The server refused a message of ``identity`` as malformed: it costs ``bad_message_cost``
+        messages of that peer's rate, so a peer streaming garbage is answered a few dozen times a second,
+        not at its full rate, and every other client's requests wait behind none of it."""
+        self._rates.penalize(identity, self.limits.bad_message_cost - 1)
+
+    def _admit(self, parsed: list[Inbound]) -> Iterator[Inbound]:
+        for message in parsed:
+            over = self._rates.charge(message.identity, message.size)
+            if over:
+                self.dropped[over] += 1
+                continue
+            self.received += 1
+            yield message

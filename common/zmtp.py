@@ -26,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import struct
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import zmq
 
-from striata.common.transport_limits import Inbound, MemoryTrimmer, PeerRates, TransportLimits
+from striata.common.transport_limits import Inbound, PeerGate, TransportLimits
 
 GREETING_BYTES = 64
 # signature (0xFF, 8 bytes padding, 0x7F), version 3.1, mechanism NULL, as-server 0, filler.
@@ -134,7 +135,7 @@ class _Connection:
     size: int = 0
 
 
-class StreamRouter:
+class StreamRouter(PeerGate):
     """Reads and writes a ZMQ_STREAM socket as a ROUTER would, within ``limits``; ``receive`` returns
     only messages inside every bound, ``send`` answers a peer by its routing id.
 
@@ -144,12 +145,8 @@ class StreamRouter:
     def __init__(self, sock: zmq.Socket, limits: TransportLimits) -> None:
         if sock.type != zmq.STREAM:
             raise ValueError(f"StreamRouter needs a ZMQ_STREAM socket, got socket type {sock.type}")
+        super().__init__(limits)
         self.sock = sock
-        self.limits = limits
-        self.dropped: Counter[str] = Counter()
-        self.received = 0
-        self._rates = PeerRates(limits)
-        self._trimmer = MemoryTrimmer()
         self._connections: dict[bytes, _Connection] = {}
         self._routes: dict[bytes, bytes] = {}  # routing id -> stream id
         self._closed: OrderedDict[bytes, None] = OrderedDict()
@@ -165,9 +162,9 @@ class StreamRouter:
         """Connections open now, handshake done or not."""
         return len(self._connections)
 
-    def receive(self, until: float | None = None) -> list[Inbound]:
+    def receive(self, until: float | None = None) -> Iterator[Inbound]:
         """Messages that are complete now, reading at most ``frames_per_call`` chunks and stopping at
-        ``until`` (monotonic seconds); never blocks."""
+        ``until`` (monotonic seconds); never blocks. Each is charged to its peer's rate as it is taken."""
         out: list[Inbound] = []
         for n in range(self.limits.frames_per_call):
             if until is not None and n % _CLOCK_EVERY == _CLOCK_EVERY - 1 and time.monotonic() >= until:
@@ -177,7 +174,7 @@ class StreamRouter:
             except zmq.Again:
                 break
             self._chunk(stream_id, chunk, out)
-        return out
+        return self._admit(out)
 
     def send(self, identity: bytes, frames: list[bytes]) -> bool:
         """Queue ``frames`` for the peer with routing id ``identity``; False if it is gone or not reading."""
@@ -305,14 +302,8 @@ class StreamRouter:
         self._routes[identity] = connection.stream_id
 
     def _complete(self, connection: _Connection, out: list[Inbound]) -> None:
-        frames, size = connection.frames, connection.size
+        out.append(Inbound(connection.identity, connection.frames))
         connection.frames, connection.size = [], 0
-        over = self._rates.charge(connection.identity, size)
-        if over:
-            self.dropped[over] += 1
-            return
-        self.received += 1
-        out.append(Inbound(connection.identity, frames))
 
     # ----------------------------------------------------------------- connections
     def _close(self, connection: _Connection, reason: str) -> None:

@@ -112,6 +112,12 @@ class RewardServerConfig(Section):
         default=2000.0, gt=0, description="requests one client may send per second, after a burst"
     )
     peer_burst_messages: int = Field(default=1024, ge=1, description="requests one client may send at once")
+    bad_request_cost: int = Field(
+        default=64,
+        ge=1,
+        description="requests of its client's rate that one bad_request costs: a client streaming garbage is "
+        "answered a few dozen times a second and holds up no other client",
+    )
     peer_bytes_per_s: float = Field(
         default=256e6, gt=0, description="bytes one client may send per second, after a burst"
     )
@@ -154,6 +160,7 @@ class RewardServerConfig(Section):
             peer_burst_bytes=self.peer_burst_bytes,
             peer_messages_per_s=self.peer_messages_per_s,
             peer_burst_messages=self.peer_burst_messages,
+            bad_message_cost=self.bad_request_cost,
         )
 
     @property

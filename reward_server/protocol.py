@@ -62,7 +62,11 @@ The ids are ``None`` when the request could not be read that far. ``status`` is 
 - ``timeout``: the deadline passed before the score was ready (see Deadlines);
 - ``overloaded``: ``max_queue`` requests were already waiting; refused at once;
 - ``bad_request``: the request breaks this protocol or asks what this server does not take;
-  ``detail`` names the field and the value. The reasons, by the field named:
+  ``detail`` names the field and the value. Such a request costs its client ``bad_message_cost``
+  (in ``limits``; 64) requests of its ``peer_messages_per_s``, down to minus a burst: a client that
+  sends nothing else is answered a few dozen times a second and its other requests over that rate are
+  dropped (``peer_over_message_rate``), so a stream of garbage holds up no other client. The reasons,
+  by the field named:
 
   - ``header``: over ``max_header_bytes``, not msgpack (or with an extension type), not a map of
     string keys; ``v``: not this version (an int); ``type``: not ``score``, ``health`` or ``metrics``;

@@ -4,12 +4,13 @@ The socket loop is the only thread that touches the server socket. It reads it o
 ``striata.common.transport.open_router`` gives (ZMTP parsed frame by frame, so frames, bytes and per-client
 rates are bounded while a message arrives; a time budget per read), answers ``health`` and ``metrics``
 itself, checks each score request's header and image descriptors (cheap: no pixel is decoded there), answers
-what is malformed with ``bad_request``, refuses at once when ``max_queue`` requests wait (``overloaded``),
-and hands the rest to the decode threads. These decode images fairly across clients
-(``striata.reward_server.decoding``), answer cache hits, and queue the rest for the model thread, the only
-place the backend runs. Replies from the other threads reach the socket loop through an outbox and an inproc
-doorbell; the socket loop checks every reply against its request's deadline as it sends it, so an ``ok`` is
-never late.
+what is malformed with ``bad_request`` (which costs that client ``bad_request_cost`` requests of its rate:
+a client streaming garbage cannot hold up the others' requests), refuses at once when ``max_queue``
+requests wait (``overloaded``), and hands the rest to the decode threads. These decode images fairly
+across clients (``striata.reward_server.decoding``), answer cache hits, and queue the rest for the model
+thread, the only place the backend runs. Replies from the other threads reach the socket loop through an
+outbox and an inproc doorbell; the socket loop checks every reply against its request's deadline as it sends
+it, so an ``ok`` is never late.
 
 Run it standalone with ``python -m striata.reward_server.server --config-json '{...}'`` (what
 ``start_reward_server`` does) or ``striata serve-reward --config X.yaml``.
@@ -222,6 +223,7 @@ class RewardServer:
             request = parse_score_request(message, frames[1:], self.limits)
             self._check_served(request)
         except ProtocolError as exc:
+            router.penalize(identity)
             reply = self._reply(
                 request, ScoreOutput("bad_request", detail=str(exc)), request_id=header.get("request_id")
             )

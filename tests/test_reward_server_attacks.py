@@ -145,11 +145,16 @@ def test_10000_garbage_messages_from_one_client_do_not_crowd_out_another(serve):
     server, client = serve()
     seen, labels = alongside(server, client, "garbage_10k")
     assert_served(labels)
-    # The first ones, within the client's burst, are answered; the rest are dropped unread (and so are
-    # the attacker's first health requests after them, until its rate allows one).
+    # The first ones are answered, each costing the attacker bad_message_cost requests of its rate; the
+    # rest are dropped unread (and so are the attacker's first health requests after them, until its
+    # rate allows one). Without the cost, its burst alone (1,024 requests) was answered.
     over_rate = dropped(server)["peer_over_message_rate"]
     assert over_rate > 0 and set(seen["replies"]) == {"bad_request"}
     assert seen["replies"]["bad_request"] + over_rate >= 10_000
+    limits = server.transport_limits
+    allowed = limits.peer_burst_messages + seen["seconds"] * limits.peer_messages_per_s
+    answerable = allowed / limits.bad_message_cost
+    assert seen["replies"]["bad_request"] <= answerable + 8, seen
 
 
 def test_jpegs_with_lying_headers_are_refused_unread(serve):
@@ -307,6 +312,7 @@ def test_health_lists_cameras_modes_and_limits(serve):
     assert (limits["max_images"], limits["max_side"], limits["max_queue"]) == (4, 1024, 1024)
     for key in ("peer_messages_per_s", "peer_bytes_per_s", "max_task_chars", "max_batch", "max_header_bytes"):
         assert limits[key] > 0, key
+    assert limits["bad_message_cost"] == 64
 
     client.submit(0, 0, TASK, {"front": frame(1)})
     label = wait_label(client)

@@ -264,3 +264,34 @@ def test_connections_beyond_the_limit_are_closed(served: Served) -> None:
     for peer in [*peers, extra]:
         peer.close()
     served.wait_for(lambda s: s["peers"] == 0, "every connection gone")
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ipc"])
+def test_a_penalized_peer_loses_its_next_messages_even_within_one_read(scheme: str, tmp_path) -> None:
+    """Both readers charge a message to its peer as the server takes it: once the server penalizes a
+    malformed message, the same peer's later ones are dropped, those already read included; another peer's
+    pass."""
+    limits = TransportLimits(peer_burst_messages=20, peer_messages_per_s=1.0, bad_message_cost=64)
+    endpoint = "tcp://127.0.0.1:*" if scheme == "tcp" else f"ipc://{tmp_path}/router"
+    context = zmq.Context()
+    router = open_router(context, limits, endpoint)
+    router.sock.bind(endpoint)
+    bound = router.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    try:
+        bad, good = _dealer(context, bound, b"bad"), _dealer(context, bound, b"good")
+        for i in range(10):
+            bad.send(b"garbage %d" % i)
+        good.send(b"fine")
+        taken: list[bytes] = []
+        give_up = time.monotonic() + 10.0
+        while len(taken) + router.dropped["peer_over_message_rate"] < 11 and time.monotonic() < give_up:
+            router.sock.poll(20)
+            for message in router.receive():
+                taken.append(message.frames[-1])
+                if message.frames[-1].startswith(b"garbage"):
+                    router.penalize(message.identity)
+        assert taken == [b"garbage 0", b"fine"] or taken == [b"fine", b"garbage 0"]
+        assert router.dropped["peer_over_message_rate"] == 9
+        assert router.received == 2
+    finally:
+        context.destroy(linger=0)
