@@ -41,6 +41,7 @@ async def take_over_an_episode_under_way(browser: Browser) -> tuple[dict[str, An
             lambda m, e=taken["episode"]: m["type"] == "episode_end" and m["episode"] == e,
             "the labelled episode's end",
             after=labelled,
+            timeout_s=30,
         )
         ends.append(end)
         await browser.wait(control(False), "the hand-back after the label", after=labelled)
