@@ -9,7 +9,9 @@ else, ``zmq_floor_rtt_ms``), and the age of the state each policy step acts on (
 the step). The controller asks for SCHED_FIFO, as it would on a robot's computer; the bridge, as on a
 robot whose low-level loop has a core of its own, polls its socket between ticks (``spin``) so an
 idle CPU's wake-up is not in the round trip (``bridge_spin=False``: it sleeps, with SCHED_FIFO
-instead, since the kernel throttles a real-time thread that never sleeps). The floor is measured the
+instead, since the kernel throttles a real-time thread that never sleeps). With two CPUs or more the
+bridge runs on the first and the controller on the second (``pin``, the default; ``cpus`` in the
+figures), as on a robot's computer where each loop has a core kept for it. The floor is measured the
 same way: the sender asks for SCHED_FIFO, the echo polls.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import socket
 import time
 from pathlib import Path
@@ -41,7 +44,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1", spin: bool = False) -> None:
+def run_sim_bridge(
+    endpoint: str, duration_s: float, robot: str = "g1", spin: bool = False, cpus: list[int] | None = None
+) -> None:
     """Target of the bridge process: a sim robot behind a bridge server for ``duration_s``."""
     from striata.deploy.bridge_server import BridgeServer
     from striata.deploy.safety import SafetyConfig
@@ -56,6 +61,7 @@ def run_sim_bridge(endpoint: str, duration_s: float, robot: str = "g1", spin: bo
         on_phase=sim.on_controller_phase,
         realtime=not spin,
         spin=spin,
+        cpus=cpus,
     )
     try:
         server.serve(duration_s=duration_s)
@@ -120,16 +126,28 @@ def zmq_floor_rtt(round_trips: int = ECHO_ROUND_TRIPS, period_s: float = ECHO_PE
     return rtts
 
 
+def bench_cpus(pin: bool) -> dict[str, list[int]] | None:
+    """With ``pin`` and two CPUs or more to run on: the bridge on the first, the controller on the second,
+    as on a robot's computer where each loop has a core kept for it; else None (the OS places both)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not pin or len(allowed) < 2:
+        return None
+    return {"bridge": [allowed[0]], "controller": [allowed[1]]}
+
+
 def bench_deploy(
-    policy: Path, seconds: float, prime_cache_s: float = 0.001, bridge_spin: bool = True
+    policy: Path, seconds: float, prime_cache_s: float = 0.001, bridge_spin: bool = True, pin: bool = True
 ) -> dict[str, Any]:
     """Run the policy for ``seconds`` in the policy phase; return the latency figures."""
     if not Path(policy).is_file():
         raise FileNotFoundError(f"policy file {policy} does not exist (export one with `striata export`)")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     total = BENCH_WARMUP_S + seconds
+    cpus = bench_cpus(pin)
     bridge = multiprocessing.get_context("spawn").Process(
-        target=run_sim_bridge, args=(endpoint, total + 30.0, "g1", bridge_spin), daemon=True
+        target=run_sim_bridge,
+        args=(endpoint, total + 30.0, "g1", bridge_spin, None if cpus is None else cpus["bridge"]),
+        daemon=True,
     )
     bridge.start()
     try:
@@ -141,6 +159,7 @@ def bench_deploy(
             prime_cache_s=prime_cache_s,
             interpolate_s=2.0,
             sequence=f"interpolate@0.5,policy@{BENCH_WARMUP_S},quit@{total}",
+            cpus=None if cpus is None else cpus["controller"],
         )
         controller = Controller(config, log=io.StringIO())
         _connect_with_retry(controller, timeout_s=60.0)
@@ -161,6 +180,7 @@ def bench_deploy(
         "seconds": seconds,
         "prime_cache_s": prime_cache_s,
         "bridge_spin": bridge_spin,
+        "cpus": cpus,
         "overruns": summary["overruns"],
         "stop_reason": summary["stop_reason"],
     }

@@ -34,7 +34,8 @@ everything else) the serving thread asks for SCHED_FIFO scheduling first (``stri
 ``priority`` says what it got). With ``spin`` (opt-in: it keeps a core busy) the loop polls the
 socket between ticks instead of sleeping, which takes the CPU's wake-up out of the command round
 trip; it cannot be combined with ``realtime``, because the kernel throttles a real-time thread that
-never sleeps for tens of ms.
+never sleeps for tens of ms. With ``cpus`` the serving thread and ZMQ's I/O thread run only on those CPUs
+(a core kept for the bridge), and the thread is put back when ``serve`` returns.
 ``curve`` (``striata.common.curve.CurveServer``) encrypts the socket and admits only listed controllers.
 """
 
@@ -47,7 +48,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -58,7 +59,14 @@ from striata.common.curve import CurveServer
 from striata.common.transport import Inbound, Router, TransportLimits, open_router
 from striata.deploy import protocol
 from striata.deploy.protocol import ClearEstop, Command, Estop, Hello, ProtocolError
-from striata.deploy.realtime import current_scheduling, request_realtime, restore_scheduling
+from striata.deploy.realtime import (
+    check_cpus,
+    current_scheduling,
+    pin_to_cpus,
+    request_realtime,
+    restore_cpus,
+    restore_scheduling,
+)
 from striata.deploy.robot import JointCommand, RobotBackend, RobotState, StateLost
 from striata.deploy.safety import SafetyConfig, SafetyFilter
 from striata.deploy.zmq_wait import poll_readable, wait_readable
@@ -140,8 +148,14 @@ class BridgeServer:
         realtime: bool = False,
         spin: bool = False,
         curve: CurveServer | None = None,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         check_endpoint(endpoint, allow_remote)
+        if cpus is not None:
+            try:
+                cpus = check_cpus(cpus)
+            except ValueError as exc:
+                raise BridgeConfigError(str(exc)) from None
         if spin and realtime:
             raise BridgeConfigError(
                 "spin with realtime: the kernel throttles a real-time thread that never sleeps; choose one"
@@ -153,6 +167,7 @@ class BridgeServer:
         self.state_every = max(1, state_every)
         self.on_phase = on_phase
         self.realtime = realtime
+        self.cpus = cpus
         self._wait = poll_readable if spin else wait_readable
         self.curve = curve
         self.priority = "normal priority"
@@ -212,6 +227,8 @@ class BridgeServer:
     def serve(self, stop: threading.Event | None = None, duration_s: float | None = None) -> BridgeStats:
         """Run until ``stop`` is set or ``duration_s`` has passed; the robot is left in damping."""
         saved = current_scheduling()
+        # First, as the scheduling: ZMQ's I/O thread, started with the first socket, inherits the CPUs.
+        saved_cpus = None if self.cpus is None else pin_to_cpus(self.cpus)
         if self.realtime:
             # First: ZMQ's I/O thread, started with the context, inherits this thread's scheduling.
             self.priority = request_realtime()
@@ -252,6 +269,8 @@ class BridgeServer:
                 if auth is not None:
                     auth.stop()
                 restore_scheduling(saved)
+                if saved_cpus is not None:
+                    restore_cpus(saved_cpus)
         return self.stats
 
     def _exit_damping(self) -> None:

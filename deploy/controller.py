@@ -57,7 +57,15 @@ from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_addres
 from striata.deploy.observers import Measured, make_observer
 from striata.deploy.posture_path import PostureModel, PosturePath, posture_model, straight_path
 from striata.deploy.protocol import StateMessage
-from striata.deploy.realtime import Scheduling, current_scheduling, request_realtime, restore_scheduling
+from striata.deploy.realtime import (
+    Scheduling,
+    check_cpus,
+    current_scheduling,
+    pin_to_cpus,
+    request_realtime,
+    restore_cpus,
+    restore_scheduling,
+)
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
 
@@ -164,6 +172,11 @@ class ControllerConfig(BaseModel):
     realtime: bool = Field(
         default=False, description="ask for SCHED_FIFO scheduling of the control loop (robot PCs; opt-in)"
     )
+    cpus: list[int] | None = Field(
+        default=None,
+        description="run the control loop and its ZMQ I/O thread only on these CPUs (a core kept for the "
+        "controller, away from the bridge's): default, wherever the OS puts them",
+    )
     align_to_state: bool = Field(
         default=False,
         description="each step waits (at most 1.5 of the bridge's ticks and a quarter of the loop's period) "
@@ -216,6 +229,11 @@ class ControllerConfig(BaseModel):
         if address is not None:  # checked before anything moves
             check_address(address, info.data.get("intervene_allow_remote", False))
         return address
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_available(cls, cpus: list[int] | None) -> list[int] | None:
+        return None if cpus is None else check_cpus(cpus)
 
     @model_validator(mode="after")
     def _camera_needs_port(self) -> ControllerConfig:
@@ -288,10 +306,15 @@ class Controller:
         self.joints: JointMap | None = None
         self.scheduling: str | None = None
         self._saved_scheduling: Scheduling | None = None
+        self._saved_cpus: set[int] | None = None
         self._align_wait_s = 0.0  # how long a step waits for the bridge's next state (align_to_state)
 
     # ----------------------------------------------------------------- setup
     def connect(self) -> None:
+        if self.config.cpus is not None and self._saved_cpus is None:
+            # Before the client, as the scheduling: ZMQ's I/O thread, started with it, inherits the CPUs.
+            self._saved_cpus = pin_to_cpus(self.config.cpus)
+            self._say(f"control loop on CPUs {self.config.cpus}")
         if self.config.realtime and self.scheduling is None:
             self._saved_scheduling = current_scheduling()
             # Before the client: ZMQ's I/O thread, started with it, inherits this thread's scheduling.
@@ -652,6 +675,8 @@ class Controller:
             client.close()
         if self._saved_scheduling is not None:
             restore_scheduling(self._saved_scheduling)
+        if self._saved_cpus is not None:
+            restore_cpus(self._saved_cpus)
         if self.config.record is not None:
             self._save_record(self.config.record)
 

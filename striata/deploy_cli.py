@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from striata.errors import user_errors
-from striata.robot_bridges_cli import RealtimeOption, SpinOption
+from striata.robot_bridges_cli import CpusOption, RealtimeOption, SpinOption
 
 
 def _deploy_errors() -> tuple[type[Exception], ...]:
@@ -250,6 +250,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
             bool, typer.Option(help="read keys on stdin: s start, p policy, d damping, q quit")
         ] = True,
         realtime: RealtimeOption = False,
+        cpu: CpusOption = None,
         align_to_state: Annotated[
             bool, typer.Option(help="each step waits (<= 1.5 bridge ticks) for the bridge's next state")
         ] = False,
@@ -313,6 +314,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 require_same_order=require_same_order,
                 keys=keys,
                 realtime=realtime,
+                cpus=cpu,
                 align_to_state=align_to_state,
                 prime_cache_s=prime_cache_s,
                 curve_secret=curve_secret,
@@ -341,6 +343,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         allow_remote: Annotated[bool, typer.Option(help="allow binding beyond loopback")] = False,
         realtime: RealtimeOption = False,
         spin: SpinOption = False,
+        cpu: CpusOption = None,
         curve_secret: Annotated[Path | None, typer.Option(help="CurveZMQ: the bridge's .key_secret")] = None,
         curve_clients: Annotated[
             Path | None, typer.Option(help="CurveZMQ: folder of authorised controllers' .key files")
@@ -387,6 +390,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
                 realtime=realtime,
                 spin=spin,
                 curve=curve,
+                cpus=cpu,
             )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -417,12 +421,15 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         bridge_spin: Annotated[
             bool, typer.Option(help="the bridge polls its socket between ticks (a core of its own)")
         ] = True,
+        pin: Annotated[
+            bool, typer.Option(help="the bridge on the first CPU, the controller on the second (2+ CPUs)")
+        ] = True,
     ) -> None:
         """ONNX latency, control-period error and bridge round trip of the G1 policy on the sim bridge."""
         with user_errors(extra=_deploy_errors()):
             from striata.deploy.bench import bench_deploy
 
-            result = bench_deploy(policy, seconds, prime_cache_s, bridge_spin)
+            result = bench_deploy(policy, seconds, prime_cache_s, bridge_spin, pin)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
     @bench_app.command("bridge-attacks")

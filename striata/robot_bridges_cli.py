@@ -30,6 +30,13 @@ DurationOption = Annotated[float | None, typer.Option(help="stop after this many
 RealtimeOption = Annotated[
     bool, typer.Option(help="ask for SCHED_FIFO scheduling of the loop (needs root or CAP_SYS_NICE)")
 ]
+CpusOption = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--cpu",
+        help="run the loop only on this CPU (repeatable): a core kept for it, away from the other loop's",
+    ),
+]
 SpinOption = Annotated[
     bool,
     typer.Option(
@@ -59,6 +66,7 @@ def _serve(
     duration_s: float | None,
     realtime: bool,
     spin: bool,
+    cpus: list[int] | None = None,
 ) -> dict:
     """Run the deploy bridge server around ``backend`` until Ctrl-C/SIGTERM; print its counters."""
     from striata.deploy.bridge_server import BridgeServer
@@ -72,6 +80,7 @@ def _serve(
             allow_remote=allow_remote,
             realtime=realtime,
             spin=spin,
+            cpus=cpus,
         )
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -203,6 +212,7 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
         duration_s: DurationOption = None,
         realtime: RealtimeOption = False,
         spin: SpinOption = False,
+        cpu: CpusOption = None,
     ) -> None:
         """Bridge a Unitree G1 over its own DDS topics (rt/lowstate, rt/lowcmd) to a deploy controller."""
         from striata.deploy.bridge_server import BridgeConfigError
@@ -233,7 +243,7 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
             backend = UnitreeG1Backend(config, gain_limits=limits)
             typer.echo(f"[bridge] first {LOWSTATE_TOPIC} after {backend.connect_s:.3f} s", err=True)
             stats = _serve(
-                backend, endpoint, settings, "unitree_g1", allow_remote, duration_s, realtime, spin
+                backend, endpoint, settings, "unitree_g1", allow_remote, duration_s, realtime, spin, cpu
             )
             stats["connect_s"] = round(backend.connect_s, 4)
             stats["lowcmds_sent"] = backend.lowcmds_sent
@@ -255,6 +265,7 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
         duration_s: DurationOption = None,
         realtime: RealtimeOption = False,
         spin: SpinOption = False,
+        cpu: CpusOption = None,
     ) -> None:
         """Bridge a real arm (Feetech STS bus: SO-100/SO-101) to a deploy controller."""
         from striata.deploy.arms.backend import ArmBackend
@@ -266,5 +277,5 @@ def register(bridge_app: typer.Typer, twin_app: typer.Typer) -> None:
             arm_config = load_feetech_config(config, port=port)
             backend = ArmBackend(FeetechArm(arm_config))
             name = arm_config.name
-            stats = _serve(backend, endpoint, settings, name, allow_remote, duration_s, realtime, spin)
+            stats = _serve(backend, endpoint, settings, name, allow_remote, duration_s, realtime, spin, cpu)
         print(json.dumps(stats))

@@ -382,16 +382,19 @@ def test_spinning_sim_bridge_answers_commands_and_keeps_its_watchdog() -> None:
     from striata.envs.robots.panda import PANDA
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cpu = max(os.sched_getaffinity(0))  # the loop kept on one CPU (--cpu), as on a robot's computer
     bridge = subprocess.Popen(
-        [*STRIATA, "bridge", "sim", "--robot", "panda", "--spin", "--endpoint", endpoint, "--duration", "60"],
+        [*STRIATA, "bridge", "sim", "--robot", "panda", "--spin", "--endpoint", endpoint, "--duration", "60",
+         "--cpu", str(cpu)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     controller = dealer(endpoint)
     try:
         controller.send(protocol.hello_message("test", list(PANDA.joint_names)))
         session = recv_until(controller, "welcome", timeout_s=60.0)["session"]
+        assert os.sched_getaffinity(bridge.pid) == {cpu}  # the serving thread
         kp, kd = PANDA.standby_kp_kd
         target, zeros = PANDA.default_pos, np.zeros(7)
         round_trips = []
@@ -423,6 +426,18 @@ def test_spin_with_realtime_is_refused_in_one_line() -> None:
     assert result.exit_code == 2
     assert "spin with realtime" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_cpu_the_process_may_not_run_on_is_refused_in_one_line(g1_policy: Path) -> None:
+    from striata.cli import app
+
+    missing = max(os.sched_getaffinity(0)) + 1000
+    result = CliRunner().invoke(app, ["bridge", "sim", "--robot", "panda", "--cpu", str(missing)])
+    assert result.exit_code == 2
+    assert f"cpus: [{missing}] not among the CPUs this process may run on" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(ValueError, match=f"cpus: \\[{missing}\\] not among"):
+        ControllerConfig(policy=g1_policy, robot="tcp://127.0.0.1:5555", cpus=[missing])
 
 
 def test_panda_sim_bridge_holds_its_pose_and_latches_the_estop() -> None:
@@ -511,11 +526,15 @@ def test_controller_runs_every_phase_and_its_recording_replays(
         interpolate_s=0.3,
         record=record,
         realtime=True,
+        cpus=[min(os.sched_getaffinity(0))],
         sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
     )
-    before = current_scheduling()
-    summary = Controller(config, log=io.StringIO()).run()
+    before, cpus_before = current_scheduling(), os.sched_getaffinity(0)
+    log = io.StringIO()
+    summary = Controller(config, log=log).run()
     assert current_scheduling() == before  # the real-time loop gave this thread its priority back
+    assert os.sched_getaffinity(0) == cpus_before  # and its CPUs
+    assert f"control loop on CPUs [{min(cpus_before)}]" in log.getvalue()
     assert [phase for _, phase in summary["phases"]] == FULL_RUN_PHASES
     assert summary["stop_reason"] == "quit"
     assert summary["onnx_latency_us"]["p50"] is not None and summary["bridge_rtt_ms"]["p50"] is not None
