@@ -69,15 +69,15 @@ def check_cpus(cpus: Iterable[int]) -> list[int]:
 
 def pin_to_cpus(cpus: Iterable[int]) -> set[int]:
     """Keep the calling thread, and the threads it starts from now on (ZMQ's I/O thread with the first
-    socket of a context), on ``cpus``; returns the CPUs it ran on before (``os.sched_setaffinity`` puts it
-    back). A control loop on a core that nothing else is pinned to is not preempted by the other loop's
-    work: on two cores, the sim bridge on one and the controller on the other halve the round trip's p99
-    (docs/results.md, session 36)."""
+    socket of a context), on ``cpus``; returns the CPUs it ran on before (``restore_cpus`` puts it back).
+    A control loop on a core that nothing else is pinned to is not preempted by the other loop's work: on
+    two cores, the sim bridge on one and the controller on the other kept the round trip's p99 under 1 ms
+    in 12 of 12 runs, against 17 of 26 unpinned (docs/results.md, session 36)."""
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, check_cpus(cpus))
     return before
 
 
 def restore_cpus(saved: set[int]) -> None:
-    """Put the calling thread back on ``saved`` (what ``pin_to_cpus`` returned).."""
+    """Put the calling thread back on ``saved`` (what ``pin_to_cpus`` returned)."""
     os.sched_setaffinity(0, saved)
