@@ -255,7 +255,7 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
             bool, typer.Option(help="each step waits (<= 1.5 bridge ticks) for the bridge's next state")
         ] = False,
         prime_cache_s: Annotated[
-            float, typer.Option(help="warm the policy's weights this long before each step (0: off)")
+            float, typer.Option(help="throwaway runs this long before each step warm the policy (0: off)")
         ] = 0.001,
         curve_secret: Annotated[
             Path | None, typer.Option(help="CurveZMQ: this controller's .key_secret")

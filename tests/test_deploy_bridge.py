@@ -25,6 +25,7 @@ from striata.deploy import protocol
 from striata.deploy.bench import free_port
 from striata.deploy.bridge_server import BridgeConfigError, BridgeServer
 from striata.deploy.controller import (
+    PRIME_MAX_RUNS,
     Controller,
     ControllerConfig,
     JointMap,
@@ -550,6 +551,43 @@ def test_controller_runs_every_phase_and_its_recording_replays(
     # Each step names the robot tick it acted on: steps of the robot's clock, not this machine's.
     ticks = recorded["tick"]
     assert len(ticks) == len(recorded["t"]) and np.all(np.diff(ticks) >= 0) and ticks[-1] > ticks[0]
+
+
+class _CountingSession:
+    """The controller's ONNX session, counting its runs and the phase each ran in."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller, self.session, self.phases = controller, controller.session, []
+
+    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.phases.append(str(self.controller.phase))
+        return self.session.run(names, feed)
+
+
+@pytest.mark.parametrize("prime_cache_s", [0.001, 0.0])
+def test_cache_priming_runs_throwaway_inferences_only_before_policy_steps(
+    bridge: RunningBridge, g1_policy: Path, prime_cache_s: float
+) -> None:
+    config = ControllerConfig(
+        policy=g1_policy,
+        robot=bridge.endpoint,
+        keys=False,
+        interpolate_s=0.3,
+        prime_cache_s=prime_cache_s,
+        sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
+    )
+    controller = Controller(config, log=io.StringIO())
+    counting = _CountingSession(controller)
+    controller.session = counting
+    controller.run()
+    steps = len(controller.timing.policy_s)
+    assert steps >= 20 and set(counting.phases) == {"policy"}
+    if prime_cache_s == 0:
+        assert len(counting.phases) == steps
+    else:
+        # At least one throwaway run before every step but the first (no observation yet), at most
+        # PRIME_MAX_RUNS: the window ends where one more would pass the step's deadline.
+        assert 2 * steps - 1 <= len(counting.phases) <= steps * (1 + PRIME_MAX_RUNS)
 
 
 def test_curve_bridge_admits_only_listed_controllers(g1_policy: Path, tmp_path: Path) -> None:
