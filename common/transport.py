@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 
 import zmq
 
-from striata.common.transport_limits import Inbound, PeerGate, TransportLimits
+from striata.common.transport_limits import Inbound, MemoryTrimmer, PeerGate, TransportLimits
 from striata.common.zmtp import StreamRouter
 
 __all__ = ["BoundedRouter", "Inbound", "Router", "StreamRouter", "TransportLimits", "open_router"]
@@ -75,6 +75,7 @@ class BoundedRouter(PeerGate):
         super().__init__(limits)
         self.sock = sock
         self._partial: _Partial | None = None
+        self._trimmer = MemoryTrimmer()
 
     @property
     def mid_message(self) -> bool:

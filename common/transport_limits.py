@@ -1,6 +1,7 @@
 """What one peer may send to a server socket, and the bookkeeping every bounded reader shares: per-peer
 rate buckets (``PeerGate``: a message is charged as its server takes it, and a malformed one costs its peer
-more), and handing the memory of dropped messages back to the OS.
+more), and handing the memory of dropped messages back to the OS (libzmq's ROUTER only: the ZMTP reader
+never lets libzmq hold more than a few chunks of a connection).
 
 The readers themselves are in ``striata.common.transport`` (libzmq's ROUTER) and ``striata.common.zmtp``
 (ZMTP spoken by us, so that a message is bounded frame by frame while it arrives).
@@ -35,8 +36,9 @@ def return_freed_memory() -> None:
 
 class MemoryTrimmer:
     """Calls ``return_freed_memory`` after a large drop (``LARGE_DROPS``), at most once a second, on its
-    own thread: ctypes lets go of the GIL, and trimming 64 MB takes ~9 ms that a control loop's tick must
-    not wait for."""
+    own thread: ctypes lets go of the GIL, and trimming 64 MB takes ~9 ms. glibc still locks each arena
+    while it trims it, so a loop that allocates meanwhile can wait (a sim bridge's ticks, 6-10 ms): only
+    libzmq's ROUTER needs it; the ZMTP reader, which a bridge on TCP uses, never holds a dropped message."""
 
     def __init__(self) -> None:
         self._at = -float("inf")
@@ -170,7 +172,6 @@ class PeerGate:
         self.dropped: Counter[str] = Counter()
         self.received = 0
         self._rates = PeerRates(limits)
-        self._trimmer = MemoryTrimmer()
 
     def penalize(self, identity: bytes) -> None:
         """The server refused a message of ``identity`` as malformed: it costs ``bad_message_cost``

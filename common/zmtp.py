@@ -310,7 +310,6 @@ class StreamRouter(PeerGate):
         self.dropped[reason] += 1
         self._forget(connection)
         self._hang_up(connection.stream_id)
-        self._trimmer.after_drop(reason)
 
     def _forget(self, connection: _Connection) -> None:
         del self._connections[connection.stream_id]

@@ -1,10 +1,11 @@
 """`striata bench bridge-attacks`: what a hostile peer on the bridge's port does to its control loop.
 
-A sim bridge serves a controller that holds the robot's pose at 50 Hz, in this process (so its RSS is
-the bridge's plus a small controller). For each attack, a separate process that can reach the port
-sends one of: one message of 1,000,000 one-byte frames, one message of 300 x 1 MB frames, or 10,000
-garbage messages. During the attack the controller keeps commanding for ``command_s`` and then stops;
-the figures per scenario, beside a quiet baseline measured the same way in the same run:
+A sim bridge, in this process (so its RSS is the bridge's), serves a controller process that holds the
+robot's pose at 50 Hz; with ``realtime`` (the default) the bridge's loop runs SCHED_FIFO where allowed.
+For each attack, a separate process that can reach the port sends one of: one message of 1,000,000
+one-byte frames, one message of 300 x 1 MB frames, or 10,000 garbage messages. During the attack the
+controller keeps commanding for ``command_s`` and then stops; the figures per scenario, beside a quiet
+baseline measured the same way in the same run:
 
 - ``max_tick_gap_ms``: the longest time between two low-level ticks while the scenario ran;
 - ``watchdog_ms``: from the last accepted command to the bridge's switch to damping;
@@ -44,80 +45,89 @@ def attack(kind: str, endpoint: str) -> None:
     context.term()
 
 
-class _Controller:
-    """Holds the robot's default pose at 50 Hz while ``commanding`` is set, saying hello again each time it
-    is set (a fired watchdog needs one); counts acknowledged commands. Its thread alone uses the socket."""
+def hold_pose(robot: str, endpoint: str, commanding: Any, done: Any, acked: Any) -> None:
+    """Target of the controller process: hold the robot's default pose at 50 Hz while ``commanding`` is
+    set, saying hello again each time it is set (a fired watchdog needs one); count acknowledged
+    commands in ``acked``. A process of its own, as a controller is: in the bridge's process its thread
+    would share the interpreter lock with the bridge's loop."""
+    from striata.deploy.client import BridgeClient
 
-    def __init__(self, endpoint: str, joint_names: list[str], target: np.ndarray, kp, kd) -> None:
-        from striata.deploy.client import BridgeClient
-
-        self.client = BridgeClient(endpoint)
-        self.joint_names = joint_names
-        self.target, self.kp, self.kd = target, kp, kd
-        self.commanding = threading.Event()
-        self.done = threading.Event()
-        self.acked = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        zeros = np.zeros_like(self.target)
-        next_at = time.monotonic()
-        was_commanding = False
-        while not self.done.is_set():
-            commanding = self.commanding.is_set()
-            if commanding and not was_commanding:
-                self.client.hello(self.joint_names, timeout_s=30.0)
+    config = _robot_config(robot)
+    kp, kd = config.standby_kp_kd
+    target = np.asarray(config.default_pos, dtype=np.float64)
+    zeros = np.zeros_like(target)
+    client = BridgeClient(endpoint)
+    next_at = time.monotonic()
+    was_commanding = False
+    try:
+        while not done.is_set():
+            is_commanding = commanding.is_set()
+            if is_commanding and not was_commanding:
+                client.hello(list(config.joint_names), timeout_s=30.0)
                 next_at = time.monotonic()
-            was_commanding = commanding
-            if commanding:
-                self.client.send_command(
-                    "hold", q_target=self.target, dq_target=zeros, kp=self.kp, kd=self.kd, tau_ff=zeros
-                )
-            before = len(self.client.rtt_s)
+            was_commanding = is_commanding
+            if is_commanding:
+                client.send_command("hold", q_target=target, dq_target=zeros, kp=kp, kd=kd, tau_ff=zeros)
+            before = len(client.rtt_s)
             next_at += 0.02
-            self.client.receive(max(0.0, next_at - time.monotonic()))
-            self.acked += len(self.client.rtt_s) - before
-
-    def close(self) -> None:
-        self.done.set()
-        self._thread.join(timeout=5)
-        self.client.close()
+            client.receive(max(0.0, next_at - time.monotonic()))
+            with acked.get_lock():
+                acked.value += len(client.rtt_s) - before
+    finally:
+        client.close()
 
 
-def bench_bridge_attacks(
-    robot: str = "panda", command_s: float = 1.5, settle_s: float = 1.0
-) -> dict[str, Any]:
-    """Every scenario of ``ATTACKS`` against one sim bridge; returns the figures per scenario."""
-    from striata.deploy.bridge_server import BridgeServer
-    from striata.deploy.safety import SafetyConfig
-    from striata.deploy.sim_robot import SimRobot
+def _robot_config(robot: str) -> Any:
     from striata.envs.robots.g1 import G1
     from striata.envs.robots.panda import PANDA
 
-    config = {"panda": PANDA, "g1": G1}[robot]
+    return {"panda": PANDA, "g1": G1}[robot]
+
+
+def bench_bridge_attacks(
+    robot: str = "panda", command_s: float = 1.5, settle_s: float = 1.0, realtime: bool = True
+) -> dict[str, Any]:
+    """Every scenario of ``ATTACKS`` against one sim bridge; returns the figures per scenario. With
+    ``realtime`` the bridge's loop asks for SCHED_FIFO, as `striata bridge --realtime` on a robot (what
+    it got is in ``setup``): an attacker on the same machine competes for its CPUs."""
+    from striata.deploy.bridge_server import BridgeServer
+    from striata.deploy.safety import SafetyConfig
+    from striata.deploy.sim_robot import SimRobot
+
     sim = SimRobot(robot)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = BridgeServer(
-        sim, endpoint, SafetyConfig(), robot_name=f"sim-{robot}", on_phase=sim.on_controller_phase
+        sim,
+        endpoint,
+        SafetyConfig(),
+        robot_name=f"sim-{robot}",
+        on_phase=sim.on_controller_phase,
+        realtime=realtime,
     )
     stop = threading.Event()
     serving = threading.Thread(target=server.serve, kwargs={"stop": stop}, daemon=True)
     serving.start()
-    kp, kd = config.standby_kp_kd
-    controller = _Controller(endpoint, list(config.joint_names), config.default_pos, kp, kd)
     spawn = multiprocessing.get_context("spawn")
+    commanding, done, acked = spawn.Event(), spawn.Event(), spawn.Value("q", 0)
+    controller = spawn.Process(target=hold_pose, args=(robot, endpoint, commanding, done, acked), daemon=True)
+    controller.start()
     process = psutil.Process()
     results: dict[str, Any] = {}
     try:
+        commanding.set()
+        started = time.monotonic()
+        while acked.value == 0:  # the controller process is still importing, or saying hello
+            if time.monotonic() - started > 60.0 or not controller.is_alive():
+                raise RuntimeError("the bench's controller got no command acknowledged within 60 s")
+            time.sleep(0.05)
         for kind in ATTACKS:
-            controller.commanding.set()
+            commanding.set()
             time.sleep(settle_s)  # the pose is held and the loop is in its steady state
             gc.collect()
             rss_before = process.memory_info().rss
             rejected_before = server.status()["rejected_total"]
             dropped_before = dict(server.stats.dropped)
-            acked_before = controller.acked
+            acked_before = acked.value
             server.stats.max_tick_gap_s = 0.0
             attacker = None
             if kind != "baseline":
@@ -128,7 +138,7 @@ def bench_bridge_attacks(
             while time.monotonic() < end:
                 peak = max(peak, process.memory_info().rss)
                 time.sleep(0.01)
-            controller.commanding.clear()
+            commanding.clear()
             watchdog_ms = None
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline:
@@ -158,14 +168,15 @@ def bench_bridge_attacks(
             results[kind] = {
                 "max_tick_gap_ms": round(server.stats.max_tick_gap_s * 1e3, 3),
                 "watchdog_ms": watchdog_ms,
-                "acked_commands": controller.acked - acked_before,
+                "acked_commands": acked.value - acked_before,
                 "rss_growth_mb": round((rss_after - rss_before) / 1e6, 1),
                 "rss_peak_growth_mb": round((peak - rss_before) / 1e6, 1),
                 "dropped": {k: v for k, v in dropped.items() if v},
                 "rejected": status["rejected_total"] - rejected_before,
             }
     finally:
-        controller.close()
+        done.set()
+        controller.join(timeout=10)
         stop.set()
         serving.join(timeout=10)
         sim.close()
@@ -178,6 +189,7 @@ def bench_bridge_attacks(
         "control_period_s": sim.control_period_s,
         "command_s": command_s,
         "watchdog_s": SafetyConfig().watchdog_s,
+        "bridge_priority": server.priority,
         "protocol_version": protocol.PROTOCOL_VERSION,
     }
     return results

@@ -441,10 +441,13 @@ def register(app: typer.Typer, bridge_app: typer.Typer, bench_app: typer.Typer) 
         command_s: Annotated[
             float, typer.Option(min=0.5, help="seconds the controller commands during each attack")
         ] = 1.5,
+        realtime: Annotated[
+            bool, typer.Option(help="the bridge's loop asks for SCHED_FIFO, as `bridge --realtime` does")
+        ] = True,
     ) -> None:
         """Tick gaps, watchdog and memory of a sim bridge under hostile peers, beside a quiet baseline."""
         with user_errors():
             from striata.deploy.attack_bench import bench_bridge_attacks
 
-            result = bench_bridge_attacks(robot.value, command_s)
+            result = bench_bridge_attacks(robot.value, command_s, realtime=realtime)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
