@@ -4,9 +4,11 @@ Each episode is a whole deployment as a user runs one: `striata bridge sim --tra
 G1 at 500 Hz behind the bridge protocol and its safety) and `striata deploy --policy POLICY`, two
 processes, the controller scripted through zero torque, interpolation to the default pose, hold, the
 policy for the clip's length and damping; it acts on the bridge's freshest state
-(``--align-to-state``). So the robot starts standing on the default pose, not on the clip's first
-frame, its PD loop runs at 2 ms on explicit torques, not on the training env's 5 ms position
-actuators, and the policy sees what the controller builds from the robot's state.
+(``--align-to-state``); with two CPUs or more, each process on a CPU of its own (`--cpu`, as `bench
+deploy` places them: a robot's computer keeps a core for each loop). So the robot starts standing on
+the default pose, not on the clip's first frame, its PD loop runs at 2 ms on explicit torques, not on
+the training env's 5 ms position actuators, and the policy sees what the controller builds from the
+robot's state.
 
 With ``--track``, the bridge's robot is a ``MonitoredSimRobot``: its ``TrackingMonitor`` reads the
 simulated G1 every policy step (every ``step_dt / control_period`` ticks) and measures it with the
@@ -33,7 +35,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from striata.deploy.bench import free_port
+from striata.deploy.bench import bench_cpus, free_port
 from striata.deploy.controller import ControllerConfig
 from striata.deploy.robot import RobotState
 from striata.deploy.sim_robot import SimRobot
@@ -140,8 +142,14 @@ def run_episode(policy: Path, clip: str | None, clip_s: float) -> dict[str, Any]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     damping_at = POLICY_AT_S + clip_s + SPARE_S
     track = ["--track", str(policy), *(["--track-clip", clip] if clip is not None else [])]
+    cpus = bench_cpus(pin=True)
+    bridge_cpu, controller_cpu = (
+        ([], [])
+        if cpus is None
+        else (["--cpu", str(cpus["bridge"][0])], ["--cpu", str(cpus["controller"][0])])
+    )
     bridge = subprocess.Popen(
-        [*STRIATA, "bridge", "sim", "--robot", "g1", "--endpoint", endpoint, *track,
+        [*STRIATA, "bridge", "sim", "--robot", "g1", "--endpoint", endpoint, *track, *bridge_cpu,
          "--duration", str(damping_at + 60.0)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -155,7 +163,7 @@ def run_episode(policy: Path, clip: str | None, clip_s: float) -> dict[str, Any]
     try:
         controller = subprocess.run(
             [*STRIATA, "deploy", "--policy", str(policy), "--robot", endpoint, "--no-keys",
-             "--sequence", sequence, "--align-to-state"],
+             "--sequence", sequence, "--align-to-state", *controller_cpu],
             capture_output=True, text=True, timeout=damping_at + 60.0,
         )  # fmt: skip
     finally:
