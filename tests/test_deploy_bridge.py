@@ -513,6 +513,18 @@ def test_sim_robot_follows_the_training_env_under_the_same_targets() -> None:
     np.testing.assert_allclose(sim.data.qpos[7:], env.qpos[0][7:], atol=0.02)
 
 
+def _short_run(policy: Path, endpoint: str, **settings: object) -> ControllerConfig:
+    """A controller scripted through every phase with 1 s of policy."""
+    return ControllerConfig(
+        policy=policy,
+        robot=endpoint,
+        keys=False,
+        interpolate_s=0.3,
+        sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
+        **settings,
+    )
+
+
 def test_controller_runs_every_phase_and_its_recording_replays(
     bridge: RunningBridge, g1_policy: Path, tmp_path: Path
 ) -> None:
@@ -520,15 +532,8 @@ def test_controller_runs_every_phase_and_its_recording_replays(
     from striata.learner.export import make_session
 
     record = tmp_path / "run.npz"
-    config = ControllerConfig(
-        policy=g1_policy,
-        robot=bridge.endpoint,
-        keys=False,
-        interpolate_s=0.3,
-        record=record,
-        realtime=True,
-        cpus=[min(os.sched_getaffinity(0))],
-        sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
+    config = _short_run(
+        g1_policy, bridge.endpoint, record=record, realtime=True, cpus=[min(os.sched_getaffinity(0))]
     )
     before, cpus_before = current_scheduling(), os.sched_getaffinity(0)
     log = io.StringIO()
@@ -568,14 +573,7 @@ class _CountingSession:
 def test_cache_priming_runs_throwaway_inferences_only_before_policy_steps(
     bridge: RunningBridge, g1_policy: Path, prime_cache_s: float
 ) -> None:
-    config = ControllerConfig(
-        policy=g1_policy,
-        robot=bridge.endpoint,
-        keys=False,
-        interpolate_s=0.3,
-        prime_cache_s=prime_cache_s,
-        sequence="interpolate@0.1,policy@0.6,damping@1.6,quit@1.8",
-    )
+    config = _short_run(g1_policy, bridge.endpoint, prime_cache_s=prime_cache_s)
     controller = Controller(config, log=io.StringIO())
     counting = _CountingSession(controller)
     controller.session = counting
