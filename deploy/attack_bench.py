@@ -51,8 +51,10 @@ def hold_pose(robot: str, endpoint: str, commanding: Any, done: Any, acked: Any)
     commands in ``acked``. A process of its own, as a controller is: in the bridge's process its thread
     would share the interpreter lock with the bridge's loop."""
     from striata.deploy.client import BridgeClient
+    from striata.envs.robots.g1 import G1
+    from striata.envs.robots.panda import PANDA
 
-    config = _robot_config(robot)
+    config = {"panda": PANDA, "g1": G1}[robot]
     kp, kd = config.standby_kp_kd
     target = np.asarray(config.default_pos, dtype=np.float64)
     zeros = np.zeros_like(target)
@@ -75,13 +77,6 @@ def hold_pose(robot: str, endpoint: str, commanding: Any, done: Any, acked: Any)
                 acked.value += len(client.rtt_s) - before
     finally:
         client.close()
-
-
-def _robot_config(robot: str) -> Any:
-    from striata.envs.robots.g1 import G1
-    from striata.envs.robots.panda import PANDA
-
-    return {"panda": PANDA, "g1": G1}[robot]
 
 
 def bench_bridge_attacks(

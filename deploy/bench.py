@@ -29,7 +29,7 @@ import zmq
 
 from striata.deploy.client import BridgeUnavailableError
 from striata.deploy.controller import Controller, ControllerConfig, percentiles
-from striata.deploy.realtime import current_scheduling, request_realtime, restore_scheduling
+from striata.deploy.realtime import LoopPlacement
 
 BENCH_WARMUP_S = 3.5  # zero torque 0.5 s, interpolate 2 s, hold 1 s before the policy starts
 # The floor under the bridge's round trip: this many echoes of a command-sized message, one a policy step.
@@ -96,8 +96,8 @@ def zmq_floor_rtt(round_trips: int = ECHO_ROUND_TRIPS, period_s: float = ECHO_PE
         target=run_echo, args=(endpoint, 30.0 + round_trips * period_s), daemon=True
     )
     echo.start()
-    saved = current_scheduling()
-    request_realtime()  # before the context: its I/O thread inherits the scheduling, as the controller's
+    placement = LoopPlacement(realtime=True)
+    placement.enter()  # before the context: its I/O thread inherits the scheduling, as the controller's
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -120,7 +120,7 @@ def zmq_floor_rtt(round_trips: int = ECHO_ROUND_TRIPS, period_s: float = ECHO_PE
     finally:
         sock.close(linger=0)
         context.term()
-        restore_scheduling(saved)
+        placement.leave()
         echo.terminate()
         echo.join(timeout=5)
     return rtts

@@ -59,14 +59,7 @@ from striata.common.curve import CurveServer
 from striata.common.transport import Inbound, Router, TransportLimits, open_router
 from striata.deploy import protocol
 from striata.deploy.protocol import ClearEstop, Command, Estop, Hello, ProtocolError
-from striata.deploy.realtime import (
-    check_cpus,
-    current_scheduling,
-    pin_to_cpus,
-    request_realtime,
-    restore_cpus,
-    restore_scheduling,
-)
+from striata.deploy.realtime import LoopPlacement
 from striata.deploy.robot import JointCommand, RobotBackend, RobotState, StateLost
 from striata.deploy.safety import SafetyConfig, SafetyFilter
 from striata.deploy.zmq_wait import poll_readable, wait_readable
@@ -151,11 +144,10 @@ class BridgeServer:
         cpus: Sequence[int] | None = None,
     ) -> None:
         check_endpoint(endpoint, allow_remote)
-        if cpus is not None:
-            try:
-                cpus = check_cpus(cpus)
-            except ValueError as exc:
-                raise BridgeConfigError(str(exc)) from None
+        try:
+            self.placement = LoopPlacement(cpus, realtime)
+        except ValueError as exc:
+            raise BridgeConfigError(str(exc)) from None
         if spin and realtime:
             raise BridgeConfigError(
                 "spin with realtime: the kernel throttles a real-time thread that never sleeps; choose one"
@@ -166,11 +158,8 @@ class BridgeServer:
         self.robot_name = robot_name
         self.state_every = max(1, state_every)
         self.on_phase = on_phase
-        self.realtime = realtime
-        self.cpus = cpus
         self._wait = poll_readable if spin else wait_readable
         self.curve = curve
-        self.priority = "normal priority"
         self.filter = SafetyFilter(
             safety,
             np.asarray(backend.joint_limits),
@@ -224,14 +213,14 @@ class BridgeServer:
         with self._lock:
             return self._command
 
+    @property
+    def priority(self) -> str:
+        """The serving thread's scheduling, in words (what ``realtime`` got)."""
+        return self.placement.scheduling or "normal priority"
+
     def serve(self, stop: threading.Event | None = None, duration_s: float | None = None) -> BridgeStats:
         """Run until ``stop`` is set or ``duration_s`` has passed; the robot is left in damping."""
-        saved = current_scheduling()
-        # First, as the scheduling: ZMQ's I/O thread, started with the first socket, inherits the CPUs.
-        saved_cpus = None if self.cpus is None else pin_to_cpus(self.cpus)
-        if self.realtime:
-            # First: ZMQ's I/O thread, started with the context, inherits this thread's scheduling.
-            self.priority = request_realtime()
+        self.placement.enter()  # first: ZMQ's I/O thread, started with the context, inherits it
         context = zmq.Context.instance()
         router = open_router(context, BRIDGE_LIMITS, self.endpoint, curve=self.curve is not None)
         sock = router.sock
@@ -268,9 +257,7 @@ class BridgeServer:
                 sock.close(linger=0)
                 if auth is not None:
                     auth.stop()
-                restore_scheduling(saved)
-                if saved_cpus is not None:
-                    restore_cpus(saved_cpus)
+                self.placement.leave()
         return self.stats
 
     def _exit_damping(self) -> None:

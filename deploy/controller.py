@@ -57,15 +57,7 @@ from striata.deploy.intervention import LABEL_NONE, RobotHumanLoop, check_addres
 from striata.deploy.observers import Measured, make_observer
 from striata.deploy.posture_path import PostureModel, PosturePath, posture_model, straight_path
 from striata.deploy.protocol import StateMessage
-from striata.deploy.realtime import (
-    Scheduling,
-    check_cpus,
-    current_scheduling,
-    pin_to_cpus,
-    request_realtime,
-    restore_cpus,
-    restore_scheduling,
-)
+from striata.deploy.realtime import LoopPlacement, check_cpus
 from striata.learner.export import PolicyMetadata, load_motion, make_session, read_metadata
 
 
@@ -307,22 +299,17 @@ class Controller:
         self.cameras: PolicyCameras | None = None  # the policy's camera inputs, if it reads any
         self._last_feed: dict[str, np.ndarray] | None = None
         self.joints: JointMap | None = None
-        self.scheduling: str | None = None
-        self._saved_scheduling: Scheduling | None = None
-        self._saved_cpus: set[int] | None = None
+        self.placement = LoopPlacement(config.cpus, config.realtime)
         self._align_wait_s = 0.0  # how long a step waits for the bridge's next state (align_to_state)
 
     # ----------------------------------------------------------------- setup
     def connect(self) -> None:
-        if self.config.cpus is not None and self._saved_cpus is None:
-            # Before the client, as the scheduling: ZMQ's I/O thread, started with it, inherits the CPUs.
-            self._saved_cpus = pin_to_cpus(self.config.cpus)
-            self._say(f"control loop on CPUs {self.config.cpus}")
-        if self.config.realtime and self.scheduling is None:
-            self._saved_scheduling = current_scheduling()
-            # Before the client: ZMQ's I/O thread, started with it, inherits this thread's scheduling.
-            self.scheduling = request_realtime()
-            self._say(f"control loop scheduling: {self.scheduling}")
+        if not self.placement.entered:
+            self.placement.enter()  # before the client: ZMQ's I/O thread, started with it, inherits it
+            if self.placement.cpus is not None:
+                self._say(f"control loop on CPUs {self.placement.cpus}")
+            if self.placement.scheduling is not None:
+                self._say(f"control loop scheduling: {self.placement.scheduling}")
         curve = None
         if self.config.curve_secret is not None or self.config.curve_server_key is not None:
             if self.config.curve_secret is None or self.config.curve_server_key is None:
@@ -684,10 +671,7 @@ class Controller:
             client.send_command(str(Phase.damping))
             client.receive(0.05)
             client.close()
-        if self._saved_scheduling is not None:
-            restore_scheduling(self._saved_scheduling)
-        if self._saved_cpus is not None:
-            restore_cpus(self._saved_cpus)
+        self.placement.leave()
         if self.config.record is not None:
             self._save_record(self.config.record)
 

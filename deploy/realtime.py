@@ -1,5 +1,5 @@
 """Asking the OS to run a control loop ahead of other work: SCHED_FIFO where allowed, else a lower nice;
-and keeping it on CPUs of its own (``pin_to_cpus``).
+and keeping it on CPUs of its own; ``LoopPlacement`` does both for a loop and undoes them after.
 
 A 50 Hz controller and a 500 Hz bridge on a busy machine are otherwise descheduled for tens of
 milliseconds at a time, long enough to trip the bridge's 100 ms watchdog. Both loops sleep between
@@ -67,17 +67,41 @@ def check_cpus(cpus: Iterable[int]) -> list[int]:
     return wanted
 
 
-def pin_to_cpus(cpus: Iterable[int]) -> set[int]:
-    """Keep the calling thread, and the threads it starts from now on (ZMQ's I/O thread with the first
-    socket of a context), on ``cpus``; returns the CPUs it ran on before (``restore_cpus`` puts it back).
+class LoopPlacement:
+    """Where and how the calling thread runs a control loop: only on ``cpus`` (None: where it ran) and, with
+    ``realtime``, at SCHED_FIFO where allowed (``scheduling`` says what it got). ``enter`` before the loop's
+    first ZMQ socket: ZMQ's I/O thread, started with it, inherits both. ``leave`` puts the thread back as
+    it was (a loop run inside a longer-lived process must not leave it pinned or real-time).
+
     A control loop on a core that nothing else is pinned to is not preempted by the other loop's work: on
     two cores, the sim bridge on one and the controller on the other kept the round trip's p99 under 1 ms
     in 12 of 12 runs, against 17 of 26 unpinned (docs/results.md, session 36)."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, check_cpus(cpus))
-    return before
 
+    def __init__(self, cpus: Iterable[int] | None = None, realtime: bool = False) -> None:
+        self.cpus = None if cpus is None else check_cpus(cpus)
+        self.realtime = realtime
+        self.scheduling: str | None = None
+        self._saved_cpus: set[int] | None = None
+        self._saved_scheduling: Scheduling | None = None
 
-def restore_cpus(saved: set[int]) -> None:
-    """Put the calling thread back on ``saved`` (what ``pin_to_cpus`` returned)."""
-    os.sched_setaffinity(0, saved)
+    @property
+    def entered(self) -> bool:
+        return self._saved_cpus is not None or self._saved_scheduling is not None
+
+    def enter(self) -> None:
+        if self.entered:
+            return
+        if self.cpus is not None:
+            self._saved_cpus = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, self.cpus)
+        if self.realtime:
+            self._saved_scheduling = current_scheduling()
+            self.scheduling = request_realtime()
+
+    def leave(self) -> None:
+        if self._saved_scheduling is not None:
+            restore_scheduling(self._saved_scheduling)
+            self._saved_scheduling = None
+        if self._saved_cpus is not None:
+            os.sched_setaffinity(0, self._saved_cpus)
+            self._saved_cpus = None
